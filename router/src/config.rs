@@ -1,0 +1,575 @@
+//! The router's configuration: one TOML file, overridable by environment variables
+//! (`TOLLGATE__KAFKA__BROKERS=host:9092` sets `kafka.brokers`), validated at start-up.
+//!
+//! Every field's doc comment is its user documentation; the README's configuration reference
+//! follows it. Relative paths (schemas, models, policies) are resolved against the directory of
+//! the configuration file.
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tollgate_schemas::RecordFormat;
+
+/// Prefix of environment variables that override configuration; `__` separates levels.
+pub const ENV_PREFIX: &str = "TOLLGATE__";
+
+/// Errors loading or validating configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    Missing(PathBuf),
+    #[error("configuration is not valid: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration is not valid: {0}")]
+    Invalid(String),
+}
+
+/// The router's whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterConfig {
+    /// Where to consume from and how to talk to Kafka.
+    pub kafka: KafkaConfig,
+    /// Output topic names.
+    #[serde(default)]
+    pub topics: TopicsConfig,
+    /// Input format and the event fields the router reads.
+    #[serde(default)]
+    pub input: InputConfig,
+    /// Which scorer computes risk and confidence.
+    #[serde(default)]
+    pub scorer: ScorerConfig,
+    /// The routing policy file.
+    pub policy: PolicyConfig,
+    /// Encoding of routed and audit records.
+    #[serde(default)]
+    pub output: OutputConfig,
+    /// Review queues: SLA tiers per queue.
+    #[serde(default)]
+    pub review: ReviewConfig,
+    /// The metrics and health endpoint.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// Batching, in-flight bounds and shutdown.
+    #[serde(default)]
+    pub processing: ProcessingConfig,
+    /// What audit records show of the input.
+    #[serde(default)]
+    pub audit: AuditConfig,
+    /// Directory relative paths are resolved against (the config file's directory).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// Kafka connection and consumer-group settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port[,host:port...]`.
+    pub brokers: String,
+    /// Topic of incoming events.
+    pub input_topic: String,
+    /// Consumer group; router instances in one group split the input partitions.
+    #[serde(default = "default_group")]
+    pub group_id: String,
+    /// Client id reported to the brokers.
+    #[serde(default = "default_group")]
+    pub client_id: String,
+    /// Create missing topics at start-up (turn off where the router may not create topics).
+    #[serde(default = "yes")]
+    pub create_topics: bool,
+    /// Partitions of topics the router creates.
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+    /// Replication factor of topics the router creates.
+    #[serde(default = "one_i32")]
+    pub replication: i32,
+    /// Extra librdkafka consumer settings, passed through unchanged (they win over Tollgate's).
+    #[serde(default)]
+    pub consumer: BTreeMap<String, String>,
+    /// Extra librdkafka producer settings, passed through unchanged (they win over Tollgate's).
+    #[serde(default)]
+    pub producer: BTreeMap<String, String>,
+}
+
+/// Output topics. An empty `auto_reject` disables that route (a policy that uses it is refused).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    pub auto_commit: String,
+    pub async_review: String,
+    pub sync_review: String,
+    pub auto_reject: String,
+    /// Records that cannot be decoded or fail validation, byte for byte, with the reason in headers.
+    pub dead_letter: String,
+    /// One audit record per decision.
+    pub audit: String,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        TopicsConfig {
+            auto_commit: "tollgate.auto-commit".into(),
+            async_review: "tollgate.async-review".into(),
+            sync_review: "tollgate.sync-review".into(),
+            auto_reject: "tollgate.auto-reject".into(),
+            dead_letter: "tollgate.dead-letter".into(),
+            audit: "tollgate.audit".into(),
+        }
+    }
+}
+
+impl TopicsConfig {
+    /// The topic of a route (`None` when the route is disabled).
+    pub fn for_route(&self, route: tollgate_schemas::Route) -> Option<&str> {
+        use tollgate_schemas::Route::*;
+        let t = match route {
+            AutoCommit => &self.auto_commit,
+            AsyncReview => &self.async_review,
+            SyncReview => &self.sync_review,
+            AutoReject => &self.auto_reject,
+        };
+        (!t.is_empty()).then_some(t.as_str())
+    }
+
+    /// Every enabled output topic.
+    pub fn all(&self) -> Vec<&str> {
+        [
+            &self.auto_commit,
+            &self.async_review,
+            &self.sync_review,
+            &self.auto_reject,
+            &self.dead_letter,
+            &self.audit,
+        ]
+        .into_iter()
+        .filter(|t| !t.is_empty())
+        .map(String::as_str)
+        .collect()
+    }
+}
+
+/// Input format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputFormat {
+    /// One JSON object per record.
+    #[default]
+    Json,
+    /// One Avro datum of `avro_schema` per record.
+    Avro,
+    /// Confluent wire format: magic byte 0, 4-byte schema id, then a datum of `avro_schema`.
+    AvroConfluent,
+}
+
+/// How to read input events.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputConfig {
+    #[serde(default)]
+    pub format: InputFormat,
+    /// Avro schema file (`.avsc`) of the input, for `avro` and `avro_confluent`.
+    pub avro_schema: Option<PathBuf>,
+    /// For `avro_confluent`: accepted schema ids (empty accepts any id; the configured schema is
+    /// used to decode).
+    #[serde(default)]
+    pub confluent_schema_ids: Vec<u32>,
+    /// Paths of the fields the router reads (dotted for nested fields).
+    #[serde(default)]
+    pub fields: InputFields,
+}
+
+/// Field paths of the event's identity and upstream scores.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InputFields {
+    /// Unique event id (required in every event).
+    pub event_id: String,
+    /// Upstream risk score in [0, 1] (read by the `field` scorer).
+    pub risk_score: String,
+    /// Upstream model confidence in [0, 1] (read by the `field` scorer).
+    pub confidence: String,
+    /// Upstream model version (read by the `field` scorer; empty to use `scorer.model_version`).
+    pub model_version: String,
+}
+
+impl Default for InputFields {
+    fn default() -> Self {
+        InputFields {
+            event_id: "event_id".into(),
+            risk_score: "risk_score".into(),
+            confidence: "model_confidence".into(),
+            model_version: "model_version".into(),
+        }
+    }
+}
+
+/// Scorer selection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScorerKind {
+    /// Risk and confidence come with the event, from an upstream model.
+    #[default]
+    Field,
+    /// The built-in logistic model of `scorer.model`.
+    Logistic,
+}
+
+/// Which scorer to use and its model.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScorerConfig {
+    #[serde(default)]
+    pub kind: ScorerKind,
+    /// Model file of the `logistic` scorer (TOML).
+    pub model: Option<PathBuf>,
+    /// For the `field` scorer: model version when the event carries none.
+    pub model_version: Option<String>,
+}
+
+/// The routing policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Policy file (TOML): version, guardrails, ordered rules and the default route.
+    pub file: PathBuf,
+}
+
+/// Output encoding.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    /// `json` or `avro` (schemas in the `schemas` crate) for routed and audit records.
+    #[serde(default)]
+    pub format: RecordFormat,
+}
+
+/// Review queues.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReviewConfig {
+    pub sync_review: QueueConfig,
+    pub async_review: QueueConfig,
+}
+
+impl Default for ReviewConfig {
+    fn default() -> Self {
+        ReviewConfig {
+            sync_review: QueueConfig {
+                tiers: vec![HumanDuration::mins(30), HumanDuration::mins(60)],
+            },
+            async_review: QueueConfig {
+                tiers: vec![HumanDuration::mins(240)],
+            },
+        }
+    }
+}
+
+/// One review queue.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// SLA of each escalation tier, in order ("30m", "1h"): tier 1 must decide within the first,
+    /// tier 2 within the next, and so on. The routed record's `sla_deadline` is the end of tier 1.
+    pub tiers: Vec<HumanDuration>,
+}
+
+/// The metrics and health endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve `/metrics`, `/healthz` and `/readyz`.
+    pub enabled: bool,
+    /// Listen address (port 0 picks a free port, logged at start).
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            listen: SocketAddr::from(([0, 0, 0, 0], 9464)),
+        }
+    }
+}
+
+/// Throughput and shutdown settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessingConfig {
+    /// Most events consumed but not yet acknowledged by the broker; at the bound the router
+    /// stops polling until acknowledgements arrive (backpressure, not buffering).
+    pub max_in_flight: usize,
+    /// Most events taken per poll round (one offset-tracking unit).
+    pub batch_size: usize,
+    /// On SIGTERM: how long to wait for in-flight records before exiting.
+    pub shutdown_timeout: HumanDuration,
+}
+
+impl Default for ProcessingConfig {
+    fn default() -> Self {
+        ProcessingConfig {
+            max_in_flight: 50_000,
+            batch_size: 1_000,
+            shutdown_timeout: HumanDuration::secs(30),
+        }
+    }
+}
+
+/// What audit records show of the input.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Extra event fields to copy into the audit snapshot, beyond those the decision read.
+    #[serde(default)]
+    pub snapshot_fields: Vec<String>,
+    /// Fields whose values are replaced by `"[redacted]"` in the snapshot.
+    #[serde(default)]
+    pub redact_fields: Vec<String>,
+}
+
+/// A duration written as text (`"30m"`, `"1h 30m"`, `"250ms"`) or as whole seconds.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    pub const fn secs(s: u64) -> Self {
+        HumanDuration(Duration::from_secs(s))
+    }
+    pub const fn mins(m: u64) -> Self {
+        HumanDuration(Duration::from_secs(m * 60))
+    }
+}
+
+impl fmt::Debug for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Secs(s) => Ok(HumanDuration::secs(s)),
+            Raw::Text(t) => humantime::parse_duration(&t)
+                .map(HumanDuration)
+                .map_err(|e| serde::de::Error::custom(format!("`{t}` is not a duration: {e}"))),
+        }
+    }
+}
+
+fn default_group() -> String {
+    "tollgate-router".into()
+}
+fn yes() -> bool {
+    true
+}
+fn default_partitions() -> i32 {
+    6
+}
+fn one_i32() -> i32 {
+    1
+}
+
+impl RouterConfig {
+    /// Loads a configuration file, applies `TOLLGATE__*` environment overrides and validates.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        if !path.is_file() {
+            return Err(ConfigError::Missing(path.to_owned()));
+        }
+        let base = path.parent().map(Path::to_owned).unwrap_or_default();
+        Self::from_figment(Figment::from(Toml::file_exact(path)), base)
+    }
+
+    /// Parses configuration text (e.g. an embedded default), applies environment overrides and
+    /// validates. Relative paths resolve against `base_dir`.
+    pub fn from_toml_str(text: &str, base_dir: &Path) -> Result<Self, ConfigError> {
+        Self::from_figment(Figment::from(Toml::string(text)), base_dir.to_owned())
+    }
+
+    fn from_figment(figment: Figment, base_dir: PathBuf) -> Result<Self, ConfigError> {
+        let mut config: RouterConfig = figment
+            .merge(Env::prefixed(ENV_PREFIX).split("__"))
+            .extract()
+            .map_err(Box::new)?;
+        config.base_dir = base_dir;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Resolves a configured path against the configuration file's directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+
+    /// Cross-field checks that serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        let k = &self.kafka;
+        if k.brokers.trim().is_empty() {
+            return bad("kafka.brokers may not be empty".into());
+        }
+        if k.input_topic.trim().is_empty() || k.group_id.trim().is_empty() {
+            return bad("kafka.input_topic and kafka.group_id may not be empty".into());
+        }
+        if k.partitions < 1 || k.replication < 1 {
+            return bad("kafka.partitions and kafka.replication must be at least 1".into());
+        }
+        let t = &self.topics;
+        for (name, value) in [
+            ("auto_commit", &t.auto_commit),
+            ("async_review", &t.async_review),
+            ("sync_review", &t.sync_review),
+            ("dead_letter", &t.dead_letter),
+            ("audit", &t.audit),
+        ] {
+            if value.trim().is_empty() {
+                return bad(format!("topics.{name} may not be empty"));
+            }
+        }
+        let all = t.all();
+        for (i, a) in all.iter().enumerate() {
+            if *a == k.input_topic {
+                return bad(format!("output topic `{a}` is the input topic: the router would consume its own output"));
+            }
+            if all[i + 1..].contains(a) {
+                return bad(format!("topic `{a}` is configured for two outputs"));
+            }
+        }
+        match (self.input.format, &self.input.avro_schema) {
+            (InputFormat::Json, Some(_)) => {
+                return bad("input.avro_schema is set but input.format is json".into())
+            }
+            (InputFormat::Avro | InputFormat::AvroConfluent, None) => {
+                return bad("input.format is Avro: set input.avro_schema to the schema file".into())
+            }
+            _ => {}
+        }
+        if self.input.fields.event_id.is_empty() {
+            return bad("input.fields.event_id may not be empty".into());
+        }
+        match (self.scorer.kind, &self.scorer.model) {
+            (ScorerKind::Logistic, None) => {
+                return bad("scorer.kind is logistic: set scorer.model to the model file".into())
+            }
+            (ScorerKind::Field, Some(_)) => {
+                return bad("scorer.model is only used by the logistic scorer".into())
+            }
+            (ScorerKind::Field, None)
+                if self.input.fields.model_version.is_empty()
+                    && self.scorer.model_version.is_none() =>
+            {
+                return bad(
+                    "the field scorer needs input.fields.model_version or scorer.model_version"
+                        .into(),
+                )
+            }
+            _ => {}
+        }
+        for (name, q) in [
+            ("sync_review", &self.review.sync_review),
+            ("async_review", &self.review.async_review),
+        ] {
+            if q.tiers.is_empty() || q.tiers.iter().any(|d| d.0.is_zero()) {
+                return bad(format!(
+                    "review.{name}.tiers needs at least one non-zero duration"
+                ));
+            }
+        }
+        let p = &self.processing;
+        if p.max_in_flight == 0 || p.batch_size == 0 || p.batch_size > p.max_in_flight {
+            return bad("processing: need 0 < batch_size <= max_in_flight".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [kafka]
+        brokers = "localhost:9092"
+        input_topic = "payments"
+        [policy]
+        file = "policy.toml"
+    "#;
+
+    fn load(text: &str) -> Result<RouterConfig, ConfigError> {
+        RouterConfig::from_toml_str(text, Path::new("/etc/tollgate"))
+    }
+
+    #[test]
+    fn minimal_config_gets_documented_defaults() {
+        let c = load(MINIMAL).unwrap();
+        assert_eq!(c.topics.auto_commit, "tollgate.auto-commit");
+        assert_eq!(c.topics.dead_letter, "tollgate.dead-letter");
+        assert_eq!(c.kafka.group_id, "tollgate-router");
+        assert_eq!(c.review.sync_review.tiers[0].0, Duration::from_secs(1800));
+        assert_eq!(
+            c.resolve(&c.policy.file),
+            PathBuf::from("/etc/tollgate/policy.toml")
+        );
+        assert_eq!(c.output.format, RecordFormat::Json);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TOLLGATE__KAFKA__BROKERS", "broker-a:9092,broker-b:9092");
+            jail.set_env("TOLLGATE__KAFKA__GROUP_ID", "routers-eu");
+            let c = load(MINIMAL).map_err(|e| e.to_string())?;
+            assert_eq!(c.kafka.brokers, "broker-a:9092,broker-b:9092");
+            assert_eq!(c.kafka.group_id, "routers-eu");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn invalid_configs_say_what_is_wrong() {
+        let cases = [
+            ("[input]\nformat = \"avro\"", "set input.avro_schema"),
+            ("[scorer]\nkind = \"logistic\"", "set scorer.model"),
+            ("[topics]\naudit = \"payments\"", "is the input topic"),
+            ("[topics]\naudit = \"tollgate.auto-commit\"", "two outputs"),
+            (
+                "[review.sync_review]\ntiers = []",
+                "review.sync_review.tiers",
+            ),
+            ("[processing]\nbatch_size = 0", "batch_size"),
+            ("[kafka2]\nx = 1", "unknown field"),
+            (
+                "[review.async_review]\ntiers = [\"soon\"]",
+                "not a duration",
+            ),
+        ];
+        for (extra, expected) in cases {
+            let err = load(&format!("{MINIMAL}\n{extra}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{extra:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn missing_file_is_reported() {
+        let err = RouterConfig::load(Path::new("/nonexistent/router.toml")).unwrap_err();
+        assert!(matches!(err, ConfigError::Missing(_)));
+    }
+}

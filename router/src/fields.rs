@@ -1,0 +1,164 @@
+//! Event fields: the paths the router reads out of an event, and the values found there.
+//!
+//! Every stage declares the paths it needs in a [`FieldRegistry`] at start-up and gets back a
+//! [`FieldId`]; the decoder then extracts exactly those fields once per event into an
+//! [`EventFields`], so the later stages index a slice instead of walking the event again.
+
+use std::fmt;
+
+/// Index of a field in [`EventFields`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FieldId(pub(crate) usize);
+
+/// A dotted path into an event (`amount`, `payment.card.country`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldPath {
+    text: String,
+    segments: Vec<String>,
+}
+
+impl FieldPath {
+    /// Parses a dotted path. Empty paths and empty segments are refused.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.is_empty() {
+            return Err("a field path may not be empty".into());
+        }
+        let segments: Vec<String> = text.split('.').map(str::to_owned).collect();
+        if segments.iter().any(String::is_empty) {
+            return Err(format!("field path `{text}` has an empty segment"));
+        }
+        Ok(FieldPath {
+            text: text.to_owned(),
+            segments,
+        })
+    }
+
+    /// The path's segments, outermost first.
+    pub fn segments(&self) -> &[String] {
+        &self.segments
+    }
+
+    /// The path as written in configuration.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// The set of paths the configured stages read. Registering a path twice returns the same id.
+#[derive(Debug, Default, Clone)]
+pub struct FieldRegistry {
+    paths: Vec<FieldPath>,
+}
+
+impl FieldRegistry {
+    /// Registers `path` and returns its id.
+    pub fn register(&mut self, path: &str) -> Result<FieldId, String> {
+        if let Some(i) = self.paths.iter().position(|p| p.as_str() == path) {
+            return Ok(FieldId(i));
+        }
+        self.paths.push(FieldPath::parse(path)?);
+        Ok(FieldId(self.paths.len() - 1))
+    }
+
+    /// All registered paths, in id order.
+    pub fn paths(&self) -> &[FieldPath] {
+        &self.paths
+    }
+
+    /// The path of `id`.
+    pub fn path(&self, id: FieldId) -> &FieldPath {
+        &self.paths[id.0]
+    }
+}
+
+/// A scalar value read from an event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldValue {
+    /// Absent, or explicitly null.
+    Missing,
+    Number(f64),
+    Text(String),
+    Bool(bool),
+    /// Present but not a scalar (an object, array or bytes).
+    Other,
+}
+
+impl FieldValue {
+    /// A short name of the value's kind, for error messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FieldValue::Missing => "missing",
+            FieldValue::Number(_) => "number",
+            FieldValue::Text(_) => "string",
+            FieldValue::Bool(_) => "boolean",
+            FieldValue::Other => "non-scalar",
+        }
+    }
+
+    /// The value as text, for string comparisons and identifiers (numbers print without a
+    /// fractional part when they are whole).
+    pub fn as_text(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match self {
+            FieldValue::Text(s) => Some(s.as_str().into()),
+            FieldValue::Number(n) if n.fract() == 0.0 && n.abs() < 1e15 => {
+                Some(format!("{}", *n as i64).into())
+            }
+            FieldValue::Number(n) => Some(n.to_string().into()),
+            FieldValue::Bool(b) => Some(if *b { "true" } else { "false" }.into()),
+            FieldValue::Missing | FieldValue::Other => None,
+        }
+    }
+}
+
+/// The registered fields of one event, indexed by [`FieldId`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventFields {
+    values: Vec<FieldValue>,
+}
+
+impl EventFields {
+    /// Builds the fields from values in registry order.
+    pub fn from_values(values: Vec<FieldValue>) -> Self {
+        EventFields { values }
+    }
+
+    /// The value of field `id`.
+    pub fn get(&self, id: FieldId) -> &FieldValue {
+        self.values.get(id.0).unwrap_or(&FieldValue::Missing)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_deduplicates() {
+        let mut r = FieldRegistry::default();
+        let a = r.register("amount").unwrap();
+        let b = r.register("card.country").unwrap();
+        assert_eq!(r.register("amount").unwrap(), a);
+        assert_ne!(a, b);
+        assert_eq!(r.path(b).segments(), ["card", "country"]);
+    }
+
+    #[test]
+    fn bad_paths_are_refused() {
+        assert!(FieldPath::parse("").is_err());
+        assert!(FieldPath::parse("a..b").is_err());
+        assert!(FieldPath::parse(".a").is_err());
+    }
+
+    #[test]
+    fn text_of_numbers() {
+        assert_eq!(FieldValue::Number(42.0).as_text().unwrap(), "42");
+        assert_eq!(FieldValue::Number(4.5).as_text().unwrap(), "4.5");
+        assert_eq!(FieldValue::Missing.as_text(), None);
+    }
+}

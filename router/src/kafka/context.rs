@@ -1,0 +1,154 @@
+//! Client contexts: the callbacks librdkafka makes into the router (deliveries, rebalances,
+//! statistics, errors and logs).
+
+use super::inflight::{Batch, InFlight};
+use crate::telemetry::Telemetry;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::producer::{Producer, ProducerContext, ThreadedProducer};
+use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::TopicPartitionList;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn log_to_tracing(level: RDKafkaLogLevel, facility: &str, message: &str) {
+    use RDKafkaLogLevel::*;
+    match level {
+        Emerg | Alert | Critical | Error => tracing::error!(facility, "librdkafka: {message}"),
+        Warning => tracing::warn!(facility, "librdkafka: {message}"),
+        Notice | Info => tracing::info!(facility, "librdkafka: {message}"),
+        Debug => tracing::debug!(facility, "librdkafka: {message}"),
+    }
+}
+
+/// The producer's context: counts deliveries down on their batch.
+pub struct DeliveryContext {
+    pub telemetry: Telemetry,
+    pub inflight: Arc<InFlight>,
+}
+
+impl ClientContext for DeliveryContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        log_to_tracing(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.telemetry
+            .kafka_error(&format_args!("producer: {error}: {reason}"));
+    }
+}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = Arc<Batch>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, batch: Arc<Batch>) {
+        if let Err((error, message)) = result {
+            self.telemetry
+                .delivery_failed(message.topic(), &error.to_string());
+            batch.fail(format!("{}: {error}", message.topic()));
+        }
+        if let Some((events, age)) = batch.ack() {
+            self.telemetry.batch_acknowledged(events, age);
+            self.inflight.wake();
+        }
+    }
+}
+
+/// The consumer's context: drains and commits on revocation, reports lag and errors.
+pub struct RouterConsumerContext {
+    pub telemetry: Telemetry,
+    pub inflight: Arc<InFlight>,
+    pub producer: ThreadedProducer<DeliveryContext>,
+    pub input_topic: String,
+    pub drain_timeout: Duration,
+}
+
+impl RouterConsumerContext {
+    /// Waits for in-flight records, stores the offsets of everything acknowledged and commits
+    /// them synchronously. Used on revocation and at shutdown.
+    pub fn drain_and_commit(&self, consumer: &BaseConsumer<Self>) {
+        self.inflight.seal();
+        if let Err(e) = self.producer.flush(self.drain_timeout) {
+            tracing::warn!(
+                error = %e,
+                unacknowledged = self.inflight.events(),
+                "Not every in-flight record was acknowledged in time; those events stay uncommitted and will be replayed."
+            );
+        }
+        if let Err(e) = self.inflight.settle(consumer, &self.input_topic) {
+            tracing::error!(error = %e, "A delivery failed; offsets from that batch on stay uncommitted.");
+        }
+        // The commit callback counts the result; here it is only logged.
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => tracing::warn!(error = %e, "Synchronous offset commit failed."),
+        }
+    }
+}
+
+impl ClientContext for RouterConsumerContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        log_to_tracing(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.telemetry
+            .kafka_error(&format_args!("consumer: {error}: {reason}"));
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.input_topic) else {
+            return;
+        };
+        for (partition, p) in &topic.partitions {
+            // Partition -1 is librdkafka's internal "unassigned" bucket; -1 lag means unknown.
+            if *partition >= 0 && p.consumer_lag >= 0 {
+                self.telemetry
+                    .set_consumer_lag(&self.input_topic, *partition, p.consumer_lag);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for RouterConsumerContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            tracing::info!(
+                partitions = partitions.count(),
+                "Partitions revoked; draining and committing."
+            );
+            self.drain_and_commit(consumer);
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(partitions) => {
+                let list: Vec<i32> = partitions
+                    .elements()
+                    .iter()
+                    .map(|e| e.partition())
+                    .collect();
+                tracing::info!(?list, "Partitions assigned.");
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => self.telemetry.kafka_error(&format_args!("rebalance: {e}")),
+        }
+    }
+
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        _offsets: &TopicPartitionList,
+    ) {
+        match result {
+            Ok(()) => self.telemetry.offsets_committed(Ok(())),
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => self.telemetry.offsets_committed(Err(&e)),
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! In-flight tracking: which input offsets may be stored because everything produced for them
+//! has been acknowledged.
+//!
+//! Input is taken in batches. Every produced record carries its batch (an `Arc<Batch>`) as the
+//! delivery opaque; the delivery callback counts it down. Batches complete out of order, but
+//! offsets are stored strictly in batch order, so a stored offset never passes an event whose
+//! output is unacknowledged. A failed delivery poisons its batch: nothing from it onwards is
+//! stored, and the loop stops.
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::Thread;
+use std::time::Instant;
+
+/// Shared between the loop and the producer's delivery callbacks.
+#[derive(Debug)]
+pub struct Batch {
+    /// Records not yet acknowledged, plus one while the batch is still open.
+    pending: AtomicUsize,
+    /// Input events in the batch (set when sealed; read by the callback that completes it).
+    events: AtomicUsize,
+    failed: AtomicBool,
+    error: Mutex<Option<String>>,
+    started: Instant,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Batch {
+            pending: AtomicUsize::new(1),
+            events: AtomicUsize::new(0),
+            failed: AtomicBool::new(false),
+            error: Mutex::new(None),
+            started: Instant::now(),
+        }
+    }
+
+    /// One more record is about to be produced for this batch.
+    pub fn add_record(&self) {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A record failed for good.
+    pub fn fail(&self, error: String) {
+        if !self.failed.swap(true, Ordering::AcqRel) {
+            *lock(&self.error) = Some(error);
+        }
+    }
+
+    /// One record was acknowledged (or failed). Returns the batch's event count and age when this
+    /// was the last outstanding record of a sealed batch.
+    pub fn ack(&self) -> Option<(usize, std::time::Duration)> {
+        (self.pending.fetch_sub(1, Ordering::AcqRel) == 1)
+            .then(|| (self.events.load(Ordering::Acquire), self.started.elapsed()))
+    }
+
+    fn is_done(&self) -> bool {
+        self.pending.load(Ordering::Acquire) == 0
+    }
+}
+
+/// A batch and the input positions it covers (highest offset per partition).
+#[derive(Debug)]
+struct Entry {
+    batch: Arc<Batch>,
+    offsets: Vec<(i32, i64)>,
+    events: usize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    open: Option<Entry>,
+    sealed: VecDeque<Entry>,
+    events: usize,
+}
+
+/// A delivery that failed: the router must stop without storing offsets past it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("a record was not delivered: {0}")]
+pub struct DeliveryFailed(pub String);
+
+/// The router's in-flight batches, oldest first.
+#[derive(Debug)]
+pub struct InFlight {
+    state: Mutex<State>,
+    /// The loop thread, woken when a batch completes.
+    waker: Thread,
+    fatal: Mutex<Option<DeliveryFailed>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain counters behind; keep going.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl InFlight {
+    /// Tracking for a loop running on `waker`.
+    pub fn new(waker: Thread) -> Self {
+        InFlight {
+            state: Mutex::new(State::default()),
+            waker,
+            fatal: Mutex::new(None),
+        }
+    }
+
+    /// Wakes the loop (a batch completed).
+    pub fn wake(&self) {
+        self.waker.unpark();
+    }
+
+    /// The open batch, created if needed, to attach to the records of the event being processed.
+    pub fn open_batch(&self) -> Arc<Batch> {
+        let mut s = lock(&self.state);
+        let entry = s.open.get_or_insert_with(|| Entry {
+            batch: Arc::new(Batch::new()),
+            offsets: Vec::new(),
+            events: 0,
+        });
+        Arc::clone(&entry.batch)
+    }
+
+    /// Records that the event at `partition`/`offset` belongs to the open batch.
+    pub fn record_event(&self, partition: i32, offset: i64) {
+        let mut s = lock(&self.state);
+        s.events += 1;
+        let Some(entry) = s.open.as_mut() else { return };
+        entry.events += 1;
+        match entry.offsets.iter_mut().find(|(p, _)| *p == partition) {
+            Some((_, o)) => *o = (*o).max(offset),
+            None => entry.offsets.push((partition, offset)),
+        }
+    }
+
+    /// Closes the open batch: no more records join it.
+    pub fn seal(&self) {
+        let mut s = lock(&self.state);
+        if let Some(entry) = s.open.take() {
+            entry.batch.events.store(entry.events, Ordering::Release);
+            let done = entry.batch.ack().is_some();
+            s.sealed.push_back(entry);
+            if done {
+                self.waker.unpark();
+            }
+        }
+    }
+
+    /// Events consumed and not yet settled.
+    pub fn events(&self) -> usize {
+        lock(&self.state).events
+    }
+
+    /// Stores the offsets of completed batches, oldest first, stopping at the first incomplete one.
+    /// Returns how many events were settled, or the failure of a failed batch.
+    pub fn settle<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        topic: &str,
+    ) -> Result<usize, DeliveryFailed> {
+        if let Some(f) = lock(&self.fatal).clone() {
+            return Err(f);
+        }
+        let mut s = lock(&self.state);
+        let mut settled = 0;
+        while s.sealed.front().is_some_and(|e| e.batch.is_done()) {
+            let Some(entry) = s.sealed.pop_front() else {
+                break;
+            };
+            if entry.batch.failed.load(Ordering::Acquire) {
+                let message = lock(&entry.batch.error).clone().unwrap_or_default();
+                // Keep it at the front: nothing after it may be stored.
+                s.sealed.push_front(entry);
+                let failure = DeliveryFailed(message);
+                *lock(&self.fatal) = Some(failure.clone());
+                return Err(failure);
+            }
+            for &(partition, offset) in &entry.offsets {
+                // Fails only for a partition no longer assigned; its new owner replays from the
+                // last commit, so nothing is lost.
+                if let Err(e) = consumer.store_offset(topic, partition, offset) {
+                    tracing::debug!(partition, offset, error = %e, "Offset not stored (partition revoked).");
+                }
+            }
+            s.events -= entry.events;
+            settled += entry.events;
+        }
+        Ok(settled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_completes_after_seal_and_every_ack() {
+        let inflight = InFlight::new(std::thread::current());
+        let b = inflight.open_batch();
+        b.add_record();
+        b.add_record();
+        inflight.record_event(0, 10);
+        inflight.record_event(0, 11);
+        inflight.record_event(3, 5);
+        assert_eq!(inflight.events(), 3);
+        assert!(b.ack().is_none());
+        inflight.seal();
+        assert!(!b.is_done());
+        let (events, _) = b.ack().expect("last ack completes the batch");
+        assert_eq!(events, 3);
+        assert!(b.is_done());
+    }
+
+    #[test]
+    fn an_empty_sealed_batch_is_done_at_once() {
+        let inflight = InFlight::new(std::thread::current());
+        let b = inflight.open_batch();
+        inflight.seal();
+        assert!(b.is_done());
+        assert_eq!(lock(&inflight.state).sealed.len(), 1);
+    }
+
+    #[test]
+    fn failure_is_remembered() {
+        let b = Batch::new();
+        b.fail("first".into());
+        b.fail("second".into());
+        assert_eq!(lock(&b.error).as_deref(), Some("first"));
+    }
+}

@@ -1,0 +1,246 @@
+//! The consume → process → produce loop. It runs on a dedicated thread: the hot path is
+//! synchronous (librdkafka's `BaseConsumer` poll, the pure pipeline, a non-blocking enqueue on
+//! the producer) and needs no async runtime.
+
+use super::context::{DeliveryContext, RouterConsumerContext};
+use super::inflight::{Batch, DeliveryFailed, InFlight};
+use super::{consumer_config, producer_config};
+use crate::config::RouterConfig;
+use crate::pipeline::{Output, Pipeline, Source, Verdict};
+use crate::telemetry::Telemetry;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders, ToBytes};
+use rdkafka::producer::{BaseRecord, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::Message;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, SystemTime};
+use tokio_util::sync::CancellationToken;
+use tollgate_schemas::headers;
+
+/// How long one poll waits for input when idle; bounds how late shutdown is noticed.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+/// How long the loop sleeps when the in-flight bound is reached (a completion wakes it sooner).
+const BACKPRESSURE_WAIT: Duration = Duration::from_millis(5);
+
+/// Why the loop stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum LoopError {
+    #[error("Kafka client error: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error(transparent)]
+    Delivery(#[from] DeliveryFailed),
+}
+
+struct Loop<'a> {
+    pipeline: &'a Pipeline,
+    telemetry: &'a Telemetry,
+    inflight: &'a InFlight,
+    producer: &'a ThreadedProducer<DeliveryContext>,
+    dead_letter_topic: &'a str,
+    audit_topic: &'a str,
+    out: Output,
+}
+
+/// Runs the router's loop on the current thread until `shutdown` is cancelled or a delivery
+/// fails. On the way out it drains in-flight records, stores and commits their offsets, and
+/// leaves the consumer group.
+pub fn run_loop(
+    config: &RouterConfig,
+    pipeline: &Pipeline,
+    telemetry: &Telemetry,
+    shutdown: &CancellationToken,
+) -> Result<(), LoopError> {
+    let inflight = Arc::new(InFlight::new(thread::current()));
+    let producer: ThreadedProducer<DeliveryContext> =
+        producer_config(config).create_with_context(DeliveryContext {
+            telemetry: telemetry.clone(),
+            inflight: Arc::clone(&inflight),
+        })?;
+    let input_topic = config.kafka.input_topic.as_str();
+    let consumer: BaseConsumer<RouterConsumerContext> = consumer_config(config)
+        .create_with_context(RouterConsumerContext {
+            telemetry: telemetry.clone(),
+            inflight: Arc::clone(&inflight),
+            producer: producer.clone(),
+            input_topic: input_topic.to_owned(),
+            drain_timeout: config.processing.shutdown_timeout.0,
+        })?;
+    consumer.subscribe(&[input_topic])?;
+    tracing::info!(topic = input_topic, group = %config.kafka.group_id, "Consuming.");
+    telemetry.set_ready(true);
+    let mut state = Loop {
+        pipeline,
+        telemetry,
+        inflight: &inflight,
+        producer: &producer,
+        dead_letter_topic: &config.topics.dead_letter,
+        audit_topic: &config.topics.audit,
+        out: Output::default(),
+    };
+    let result = state.run(&consumer, config, shutdown);
+    telemetry.set_ready(false);
+    tracing::info!(
+        in_flight = inflight.events(),
+        "Stopping: draining in-flight records and committing."
+    );
+    consumer.context().drain_and_commit(&consumer);
+    consumer.unsubscribe();
+    telemetry.set_in_flight(inflight.events());
+    result
+}
+
+impl Loop<'_> {
+    fn run(
+        &mut self,
+        consumer: &BaseConsumer<RouterConsumerContext>,
+        config: &RouterConfig,
+        shutdown: &CancellationToken,
+    ) -> Result<(), LoopError> {
+        let topic = config.kafka.input_topic.as_str();
+        let (batch_size, max_in_flight) = (
+            config.processing.batch_size,
+            config.processing.max_in_flight,
+        );
+        while !shutdown.is_cancelled() {
+            self.inflight.settle(consumer, topic)?;
+            self.telemetry.set_in_flight(self.inflight.events());
+            if self.inflight.events() + batch_size > max_in_flight {
+                // Backpressure: wait for acknowledgements rather than buffer more input.
+                thread::park_timeout(BACKPRESSURE_WAIT);
+                continue;
+            }
+            let now = SystemTime::now();
+            let mut timeout = IDLE_POLL;
+            for _ in 0..batch_size {
+                match consumer.poll(timeout) {
+                    None => break,
+                    Some(Err(e)) => {
+                        self.telemetry.kafka_error(&e);
+                        break;
+                    }
+                    Some(Ok(message)) => self.route(&message, now)?,
+                }
+                // Once input flows, take what is already fetched without waiting.
+                timeout = Duration::ZERO;
+            }
+            self.inflight.seal();
+        }
+        Ok(())
+    }
+
+    /// Processes one input record and enqueues its output records.
+    fn route(&mut self, message: &BorrowedMessage<'_>, now: SystemTime) -> Result<(), LoopError> {
+        let batch = self.inflight.open_batch();
+        let source = Source {
+            topic: message.topic(),
+            partition: message.partition(),
+            offset: message.offset(),
+        };
+        let verdict = self
+            .pipeline
+            .process(message.payload(), source, now, &mut self.out);
+        match verdict {
+            Verdict::Routed {
+                route,
+                topic,
+                risk,
+                confidence,
+            } => {
+                let key = message.key().unwrap_or(self.out.event_id.as_bytes());
+                let h = OwnedHeaders::new_with_capacity(3)
+                    .insert(Header {
+                        key: headers::ROUTE,
+                        value: Some(route.as_str()),
+                    })
+                    .insert(Header {
+                        key: headers::POLICY_VERSION,
+                        value: Some(self.pipeline.policy_version()),
+                    })
+                    .insert(Header {
+                        key: headers::MODEL_VERSION,
+                        value: Some(self.out.model_version.as_str()),
+                    });
+                let record = BaseRecord::with_opaque_to(topic, Arc::clone(&batch))
+                    .key(key)
+                    .payload(&self.out.value)
+                    .headers(h);
+                send(self.producer, record)?;
+                self.telemetry.routed(route, risk, confidence);
+            }
+            Verdict::Rejected(rejection) => {
+                let h = OwnedHeaders::new_with_capacity(5)
+                    .insert(Header {
+                        key: headers::ERROR_REASON,
+                        value: Some(rejection.reason.as_str()),
+                    })
+                    .insert(Header {
+                        key: headers::ERROR_MESSAGE,
+                        value: Some(rejection.message.as_str()),
+                    })
+                    .insert(Header {
+                        key: headers::SOURCE_TOPIC,
+                        value: Some(source.topic),
+                    })
+                    .insert(Header {
+                        key: headers::SOURCE_PARTITION,
+                        value: Some(&source.partition.to_string()),
+                    })
+                    .insert(Header {
+                        key: headers::SOURCE_OFFSET,
+                        value: Some(&source.offset.to_string()),
+                    });
+                let mut record: BaseRecord<'_, [u8], [u8], Arc<Batch>> =
+                    BaseRecord::with_opaque_to(self.dead_letter_topic, Arc::clone(&batch))
+                        .headers(h);
+                if let Some(key) = message.key() {
+                    record = record.key(key);
+                }
+                if let Some(payload) = message.payload() {
+                    record = record.payload(payload);
+                }
+                send(self.producer, record)?;
+                self.telemetry
+                    .dead_lettered(rejection.reason, &rejection.message);
+            }
+        }
+        let audit = BaseRecord::with_opaque_to(self.audit_topic, batch)
+            .key(self.out.event_id.as_bytes())
+            .payload(&self.out.audit);
+        send(self.producer, audit)?;
+        self.inflight.record_event(source.partition, source.offset);
+        Ok(())
+    }
+}
+
+/// Enqueues a record, waiting while the producer queue is full. Any other error fails the batch.
+fn send<K, P>(
+    producer: &ThreadedProducer<DeliveryContext>,
+    mut record: BaseRecord<'_, K, P, Arc<Batch>>,
+) -> Result<(), LoopError>
+where
+    K: ToBytes + ?Sized,
+    P: ToBytes + ?Sized,
+{
+    record.delivery_opaque.add_record();
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                // The producer's own thread is draining the queue; give it a moment.
+                record = back;
+                thread::sleep(Duration::from_millis(1));
+            }
+            Err((e, back)) => {
+                let topic = back.topic.to_owned();
+                back.delivery_opaque.fail(format!("{topic}: {e}"));
+                back.delivery_opaque.ack();
+                return Err(
+                    DeliveryFailed(format!("enqueueing a record for {topic} failed: {e}")).into(),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Tollgate's router: consumes events, scores them, applies the routing policy and publishes each
+//! to its route topic with an audit record, at least once.
+//!
+//! # Layout
+//! Data flows one way through stages that know nothing of Kafka; Kafka lives at the edges.
+//! - [`config`]: the router's configuration, loaded from TOML and environment, validated at start.
+//! - [`fields`]: the event fields the stages read, extracted once per event.
+//! - [`decode`] → [`score`] → [`policy`]: the stages.
+//! - [`pipeline`]: the stages chained, plus encoding of the routed and audit records.
+//! - [`reject`]: the fixed set of reasons an event goes to the dead-letter topic.
+//! - [`telemetry`]: every metric and the events that update them.
+//! - [`http`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`kafka`]: topic set-up, the consume-process-produce loop and at-least-once offset tracking.
+
+pub mod config;
+pub mod decode;
+pub mod fields;
+pub mod http;
+pub mod kafka;
+pub mod pipeline;
+pub mod policy;
+pub mod reject;
+pub mod score;
+pub mod telemetry;
+
+use config::{ConfigError, RouterConfig};
+use pipeline::{Pipeline, PipelineError};
+use telemetry::Telemetry;
+use tokio_util::sync::CancellationToken;
+
+/// Why the router could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot create topics: {0}")]
+    Topics(rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Loop(#[from] kafka::LoopError),
+    #[error("the routing thread panicked: {0}")]
+    Panicked(String),
+}
+
+/// Builds the pipeline from `config` and runs the router until `shutdown` is cancelled.
+pub async fn run(config: RouterConfig, shutdown: CancellationToken) -> Result<(), RouterError> {
+    let pipeline = Pipeline::from_config(&config)?;
+    run_with(config, pipeline, Telemetry::new(), shutdown).await
+}
+
+/// Runs the router with a prepared pipeline and telemetry (the demo reads the telemetry live).
+///
+/// Serves `/metrics`, creates missing topics when configured to, then routes on a dedicated
+/// thread. Returns when `shutdown` is cancelled and in-flight work is drained and committed, or
+/// with the error that stopped the routing loop.
+pub async fn run_with(
+    config: RouterConfig,
+    pipeline: Pipeline,
+    telemetry: Telemetry,
+    shutdown: CancellationToken,
+) -> Result<(), RouterError> {
+    telemetry.policy_loaded(pipeline.policy_version());
+    let stop_http = shutdown.child_token();
+    let http = if config.metrics.enabled {
+        let addr = config.metrics.listen;
+        let (_, handle) = http::serve(addr, telemetry.clone(), stop_http.clone())
+            .await
+            .map_err(|source| RouterError::Metrics { addr, source })?;
+        Some(handle)
+    } else {
+        None
+    };
+    if config.kafka.create_topics {
+        kafka::ensure_topics(&config)
+            .await
+            .map_err(RouterError::Topics)?;
+    }
+    let routing = tokio::task::spawn_blocking(move || {
+        kafka::run_loop(&config, &pipeline, &telemetry, &shutdown)
+    });
+    let result = match routing.await {
+        Ok(r) => r.map_err(RouterError::from),
+        Err(e) => Err(RouterError::Panicked(e.to_string())),
+    };
+    stop_http.cancel();
+    if let Some(handle) = http {
+        let _ = handle.await;
+    }
+    result
+}

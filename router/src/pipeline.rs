@@ -1,0 +1,497 @@
+//! The router's hot path without I/O: bytes in, a verdict and encoded records out.
+//!
+//! `decode → score → policy → encode`. A stage that refuses the event yields a
+//! [`Verdict::Rejected`] with its reason; the Kafka layer then dead-letters the original bytes.
+//! Either way an audit record is encoded, so every decision leaves a trace.
+
+use crate::config::{RouterConfig, ScorerKind};
+use crate::decode::{Body, Decoded, Decoder};
+use crate::fields::{EventFields, FieldId, FieldRegistry, FieldValue};
+use crate::policy::{Policy, PolicyError};
+use crate::reject::{RejectReason, Rejection};
+use crate::score::{FieldScorer, LogisticModel, LogisticScorer, ModelError, Score, Scorer};
+use serde::ser::{SerializeMap, Serializer};
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tollgate_schemas::routed::AvroBytes;
+use tollgate_schemas::{AuditAction, AuditRecord, EventFormat, RecordFormat, Route, RoutedRecord};
+
+/// Errors building the pipeline from configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("input Avro schema {path} is not valid: {message}")]
+    AvroSchema { path: PathBuf, message: String },
+    #[error("model {path}: {source}")]
+    Model { path: PathBuf, source: ModelError },
+    #[error("policy {path}: {source}")]
+    Policy { path: PathBuf, source: PolicyError },
+    #[error("field path: {0}")]
+    Field(String),
+    #[error("the policy routes to `{0}` but topics.{0} is empty (route disabled)")]
+    DisabledRoute(Route),
+}
+
+/// Where an input record came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Reusable output buffers, cleared per event (no per-event allocation for the encodings).
+#[derive(Debug, Default)]
+pub struct Output {
+    /// The encoded routed record (empty for rejected input).
+    pub value: Vec<u8>,
+    /// The encoded audit record.
+    pub audit: Vec<u8>,
+    /// The event id (also the audit record's key).
+    pub event_id: String,
+    /// The model version, for the record headers.
+    pub model_version: String,
+    snapshot: Vec<u8>,
+    timestamp: String,
+}
+
+/// What happened to one event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict<'p> {
+    /// Routed: publish [`Output::value`] on `topic`.
+    Routed {
+        route: Route,
+        topic: &'p str,
+        risk: f64,
+        confidence: f64,
+    },
+    /// Refused: dead-letter the original bytes with this reason.
+    Rejected(Rejection),
+}
+
+/// The configured stages.
+#[derive(Debug)]
+pub struct Pipeline {
+    decoder: Decoder,
+    scorer: Scorer,
+    policy: Policy,
+    registry: FieldRegistry,
+    event_id: FieldId,
+    /// Paths redacted in the audit snapshot.
+    redacted: Vec<FieldId>,
+    output_format: RecordFormat,
+    event_format: EventFormat,
+    /// Output topic per route (index = `Route as usize`); `None` when disabled.
+    topics: [Option<String>; 4],
+    /// First-tier SLA per route (index = `Route as usize`); `None` for non-review routes.
+    sla: [Option<Duration>; 4],
+}
+
+fn read(path: PathBuf) -> Result<String, PipelineError> {
+    std::fs::read_to_string(&path).map_err(|source| PipelineError::Read { path, source })
+}
+
+impl Pipeline {
+    /// Builds and validates every stage from configuration: reads the schema, model and policy
+    /// files, and checks that every route the policy can take has a topic.
+    pub fn from_config(config: &RouterConfig) -> Result<Self, PipelineError> {
+        let mut registry = FieldRegistry::default();
+        let f = &config.input.fields;
+        let event_id = registry
+            .register(&f.event_id)
+            .map_err(PipelineError::Field)?;
+        let scorer = match config.scorer.kind {
+            ScorerKind::Field => {
+                let risk = registry
+                    .register(&f.risk_score)
+                    .map_err(PipelineError::Field)?;
+                let confidence = registry
+                    .register(&f.confidence)
+                    .map_err(PipelineError::Field)?;
+                let version = if f.model_version.is_empty() {
+                    None
+                } else {
+                    Some(
+                        registry
+                            .register(&f.model_version)
+                            .map_err(PipelineError::Field)?,
+                    )
+                };
+                Scorer::Field(FieldScorer::new(
+                    risk,
+                    confidence,
+                    version,
+                    config.scorer.model_version.clone(),
+                ))
+            }
+            ScorerKind::Logistic => {
+                let path = config.resolve(
+                    config
+                        .scorer
+                        .model
+                        .as_deref()
+                        .unwrap_or_else(|| "".as_ref()),
+                );
+                let model = LogisticModel::from_toml(&read(path.clone())?).map_err(|source| {
+                    PipelineError::Model {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+                let scorer = LogisticScorer::compile(model, &mut registry)
+                    .map_err(|source| PipelineError::Model { path, source })?;
+                Scorer::Logistic(scorer)
+            }
+        };
+        let policy_path = config.resolve(&config.policy.file);
+        let policy =
+            Policy::from_toml(&read(policy_path.clone())?, &mut registry).map_err(|source| {
+                PipelineError::Policy {
+                    path: policy_path,
+                    source,
+                }
+            })?;
+        for extra in &config.audit.snapshot_fields {
+            registry.register(extra).map_err(PipelineError::Field)?;
+        }
+        let redacted = config
+            .audit
+            .redact_fields
+            .iter()
+            .map(|p| registry.register(p).map_err(PipelineError::Field))
+            .collect::<Result<_, _>>()?;
+        let topics = Route::ALL.map(|r| config.topics.for_route(r).map(str::to_owned));
+        for route in policy.routes() {
+            if topics[route as usize].is_none() {
+                return Err(PipelineError::DisabledRoute(route));
+            }
+        }
+        let mut sla = [None; 4];
+        sla[Route::SyncReview as usize] = config.review.sync_review.tiers.first().map(|d| d.0);
+        sla[Route::AsyncReview as usize] = config.review.async_review.tiers.first().map(|d| d.0);
+        use crate::config::InputFormat::*;
+        let (decoder, event_format) = match config.input.format {
+            Json => (Decoder::json(registry.clone()), EventFormat::Json),
+            Avro | AvroConfluent => {
+                let path = config.resolve(
+                    config
+                        .input
+                        .avro_schema
+                        .as_deref()
+                        .unwrap_or_else(|| "".as_ref()),
+                );
+                let schema = apache_avro::Schema::parse_str(&read(path.clone())?).map_err(|e| {
+                    PipelineError::AvroSchema {
+                        path,
+                        message: e.to_string(),
+                    }
+                })?;
+                let confluent = config.input.format == AvroConfluent;
+                let decoder = Decoder::avro(
+                    registry.clone(),
+                    schema,
+                    confluent,
+                    config.input.confluent_schema_ids.clone(),
+                );
+                (decoder, EventFormat::Avro)
+            }
+        };
+        Ok(Pipeline {
+            decoder,
+            scorer,
+            policy,
+            registry,
+            event_id,
+            redacted,
+            output_format: config.output.format,
+            event_format,
+            topics,
+            sla,
+        })
+    }
+
+    /// The running policy's version.
+    pub fn policy_version(&self) -> &str {
+        self.policy.version()
+    }
+
+    /// Routes one input record, filling `out` with the encoded records.
+    pub fn process<'p>(
+        &'p self,
+        payload: Option<&[u8]>,
+        source: Source<'_>,
+        now: SystemTime,
+        out: &mut Output,
+    ) -> Verdict<'p> {
+        out.value.clear();
+        out.audit.clear();
+        out.event_id.clear();
+        out.model_version.clear();
+        let decoded = match payload {
+            None | Some([]) => Err(Rejection::new(
+                RejectReason::EmptyPayload,
+                "the record has no value",
+            )),
+            Some(p) => self.decoder.decode(p),
+        };
+        let decoded = match decoded {
+            Ok(d) => d,
+            Err(r) => return self.reject(r, None, source, now, out),
+        };
+        if let Err(r) = self.event_id(&decoded.fields, &mut out.event_id) {
+            return self.reject(r, Some(&decoded.fields), source, now, out);
+        }
+        let score = match self.scorer.score(&decoded.fields) {
+            Ok(s) => s,
+            Err(r) => return self.reject(r, Some(&decoded.fields), source, now, out),
+        };
+        out.model_version.push_str(&score.model_version);
+        match self.encode_routed(
+            &decoded,
+            &score,
+            payload.unwrap_or_default(),
+            source,
+            now,
+            out,
+        ) {
+            Ok(verdict) => verdict,
+            Err(r) => self.reject(r, Some(&decoded.fields), source, now, out),
+        }
+    }
+
+    fn event_id(&self, fields: &EventFields, into: &mut String) -> Result<(), Rejection> {
+        match fields.get(self.event_id) {
+            FieldValue::Missing => Err(Rejection::new(
+                RejectReason::MissingField,
+                "event id is missing",
+            )),
+            v @ (FieldValue::Text(_) | FieldValue::Number(_)) => {
+                let text = v.as_text().unwrap_or_default();
+                if text.is_empty() {
+                    return Err(Rejection::new(
+                        RejectReason::InvalidField,
+                        "event id is empty",
+                    ));
+                }
+                into.push_str(&text);
+                Ok(())
+            }
+            other => Err(Rejection::new(
+                RejectReason::InvalidField,
+                format!(
+                    "event id must be a string or number, found a {}",
+                    other.kind()
+                ),
+            )),
+        }
+    }
+
+    fn encode_routed<'p>(
+        &'p self,
+        decoded: &Decoded<'_>,
+        score: &Score<'_>,
+        payload: &[u8],
+        source: Source<'_>,
+        now: SystemTime,
+        out: &mut Output,
+    ) -> Result<Verdict<'p>, Rejection> {
+        let decision = self.policy.decide(score, &decoded.fields);
+        let topic = self.topics[decision.route as usize]
+            .as_deref()
+            .unwrap_or_default();
+        let routed_at = millis(now);
+        let sla = self.sla[decision.route as usize];
+        let record = RoutedRecord {
+            event_id: Cow::Borrowed(out.event_id.as_str()),
+            route: decision.route,
+            rule: Cow::Borrowed(decision.rule),
+            guardrail: decision.guardrail,
+            risk_score: score.risk,
+            confidence: score.confidence,
+            model_version: Cow::Borrowed(&score.model_version),
+            policy_version: Cow::Borrowed(self.policy.version()),
+            explanation: score.explanation.clone(),
+            routed_at,
+            sla_deadline: sla.map(|d| routed_at + d.as_millis() as i64),
+            event_format: self.event_format,
+            event: (),
+        };
+        let encode_err = |e: tollgate_schemas::CodecError| {
+            Rejection::new(RejectReason::EncodeFailed, e.to_string())
+        };
+        let mut value = std::mem::take(&mut out.value);
+        let written = match self.output_format {
+            RecordFormat::Avro => {
+                with_event(&record, AvroBytes(Cow::Borrowed(payload))).write_avro(&mut value)
+            }
+            RecordFormat::Json => match &decoded.body {
+                Body::Json(raw) => with_event(&record, *raw).write_json(&mut value),
+                Body::Avro(v) => {
+                    let json = serde_json::Value::try_from(v.clone()).map_err(|e| {
+                        Rejection::new(
+                            RejectReason::EncodeFailed,
+                            format!("event has no JSON form: {e}"),
+                        )
+                    })?;
+                    with_event(&record, json).write_json(&mut value)
+                }
+            },
+        };
+        out.value = value;
+        written.map_err(encode_err)?;
+        self.write_snapshot(Some(&decoded.fields), out);
+        write_timestamp(now, &mut out.timestamp);
+        let audit = AuditRecord {
+            event_id: Cow::Borrowed(&out.event_id),
+            timestamp: Cow::Borrowed(&out.timestamp),
+            actor: Cow::Borrowed("policy"),
+            actor_role: None,
+            action: Cow::Borrowed(AuditAction::Route.as_str()),
+            decision: Cow::Borrowed(decision.route.as_str()),
+            rule: Some(Cow::Borrowed(decision.rule)),
+            guardrail: decision.guardrail,
+            policy_version: Some(Cow::Borrowed(self.policy.version())),
+            model_version: Some(Cow::Borrowed(&score.model_version)),
+            risk_score: Some(score.risk),
+            confidence: Some(score.confidence),
+            explanation: score.explanation.clone(),
+            input_snapshot: Cow::Borrowed(std::str::from_utf8(&out.snapshot).unwrap_or("{}")),
+            rationale: None,
+            sla_expected_ms: sla.map(|d| d.as_millis() as i64),
+            sla_actual_ms: None,
+            source_topic: Cow::Borrowed(source.topic),
+            source_partition: source.partition,
+            source_offset: source.offset,
+        };
+        let mut buf = std::mem::take(&mut out.audit);
+        let written = audit.write(self.output_format, &mut buf);
+        out.audit = buf;
+        written.map_err(encode_err)?;
+        Ok(Verdict::Routed {
+            route: decision.route,
+            topic,
+            risk: score.risk,
+            confidence: score.confidence,
+        })
+    }
+
+    fn reject<'p>(
+        &'p self,
+        rejection: Rejection,
+        fields: Option<&EventFields>,
+        source: Source<'_>,
+        now: SystemTime,
+        out: &mut Output,
+    ) -> Verdict<'p> {
+        out.value.clear();
+        out.audit.clear();
+        if out.event_id.is_empty() {
+            // Without a readable event id, the record's position identifies it.
+            let _ = write!(
+                out.event_id,
+                "{}/{}/{}",
+                source.topic, source.partition, source.offset
+            );
+        }
+        self.write_snapshot(fields, out);
+        write_timestamp(now, &mut out.timestamp);
+        let audit = AuditRecord {
+            event_id: Cow::Borrowed(&out.event_id),
+            timestamp: Cow::Borrowed(&out.timestamp),
+            actor: Cow::Borrowed("router"),
+            actor_role: None,
+            action: Cow::Borrowed(AuditAction::DeadLetter.as_str()),
+            decision: Cow::Borrowed(rejection.reason.as_str()),
+            rule: None,
+            guardrail: false,
+            policy_version: Some(Cow::Borrowed(self.policy.version())),
+            model_version: None,
+            risk_score: None,
+            confidence: None,
+            explanation: Vec::new(),
+            input_snapshot: Cow::Borrowed(std::str::from_utf8(&out.snapshot).unwrap_or("{}")),
+            rationale: Some(Cow::Borrowed(&rejection.message)),
+            sla_expected_ms: None,
+            sla_actual_ms: None,
+            source_topic: Cow::Borrowed(source.topic),
+            source_partition: source.partition,
+            source_offset: source.offset,
+        };
+        let mut buf = std::mem::take(&mut out.audit);
+        if let Err(e) = audit.write(self.output_format, &mut buf) {
+            // Our own record with plain strings always encodes; if it ever did not, say so loudly
+            // rather than publish an empty audit record.
+            tracing::error!(error = %e, "Encoding a dead-letter audit record failed.");
+        }
+        out.audit = buf;
+        Verdict::Rejected(rejection)
+    }
+
+    /// Writes the JSON object of the event fields the decision read into `out.snapshot`.
+    fn write_snapshot(&self, fields: Option<&EventFields>, out: &mut Output) {
+        out.snapshot.clear();
+        let mut ser = serde_json::Serializer::new(&mut out.snapshot);
+        let Ok(mut map) = ser.serialize_map(None) else {
+            return;
+        };
+        if let Some(fields) = fields {
+            for (i, path) in self.registry.paths().iter().enumerate() {
+                let id = FieldId(i);
+                let value = fields.get(id);
+                let shown: serde_json::Value = if matches!(value, FieldValue::Missing) {
+                    continue;
+                } else if self.redacted.contains(&id) {
+                    "[redacted]".into()
+                } else {
+                    match value {
+                        FieldValue::Number(n) => (*n).into(),
+                        FieldValue::Text(s) => s.as_str().into(),
+                        FieldValue::Bool(b) => (*b).into(),
+                        _ => "[non-scalar]".into(),
+                    }
+                };
+                let _ = map.serialize_entry(path.as_str(), &shown);
+            }
+        }
+        let _ = map.end();
+    }
+}
+
+/// The routed record with its event attached.
+fn with_event<'a, E>(record: &RoutedRecord<'a, ()>, event: E) -> RoutedRecord<'a, E> {
+    RoutedRecord {
+        event_id: record.event_id.clone(),
+        route: record.route,
+        rule: record.rule.clone(),
+        guardrail: record.guardrail,
+        risk_score: record.risk_score,
+        confidence: record.confidence,
+        model_version: record.model_version.clone(),
+        policy_version: record.policy_version.clone(),
+        explanation: record.explanation.clone(),
+        routed_at: record.routed_at,
+        sla_deadline: record.sla_deadline,
+        event_format: record.event_format,
+        event,
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn millis(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn write_timestamp(now: SystemTime, into: &mut String) {
+    into.clear();
+    let _ = write!(into, "{}", humantime::format_rfc3339_millis(now));
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,307 @@
+//! Pipeline tests on the reference example: routing, dead letters, audit records, formats.
+
+use super::*;
+use crate::config::{InputFormat, RouterConfig};
+use std::path::Path;
+use tollgate_schemas::AvroBytes;
+
+const EXAMPLE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/payments");
+
+fn example_config() -> RouterConfig {
+    RouterConfig::load(&Path::new(EXAMPLE_DIR).join("router.toml")).unwrap()
+}
+
+fn source() -> Source<'static> {
+    Source {
+        topic: "payments",
+        partition: 2,
+        offset: 41,
+    }
+}
+
+fn now() -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(1_790_000_000_000)
+}
+
+/// The reference routing, straight from the spec.
+fn expected(risk: f64, conf: f64) -> Route {
+    if risk > 0.95 {
+        Route::AutoReject
+    } else if risk >= 0.9 || conf < 0.6 {
+        Route::SyncReview
+    } else if (0.6..0.85).contains(&conf) || (risk > 0.6 && risk < 0.9) {
+        Route::AsyncReview
+    } else {
+        Route::AutoCommit
+    }
+}
+
+fn sample() -> Vec<String> {
+    std::fs::read_to_string(Path::new(EXAMPLE_DIR).join("sample.jsonl"))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn reference_sample_routes_as_specified_with_complete_records() {
+    let p = Pipeline::from_config(&example_config()).unwrap();
+    let mut out = Output::default();
+    let mut seen = std::collections::BTreeSet::new();
+    for line in sample() {
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let (risk, conf) = (
+            event["risk_score"].as_f64().unwrap(),
+            event["model_confidence"].as_f64().unwrap(),
+        );
+        let verdict = p.process(Some(line.as_bytes()), source(), now(), &mut out);
+        let Verdict::Routed { route, topic, .. } = verdict else {
+            panic!("{line}: {verdict:?}")
+        };
+        assert_eq!(route, expected(risk, conf), "{line}");
+        seen.insert(route);
+        let rec = RoutedRecord::from_json(&out.value).unwrap();
+        assert_eq!(rec.event, event, "the original event is embedded unchanged");
+        assert_eq!(rec.event_id, event["event_id"].as_str().unwrap());
+        assert_eq!(rec.route, route);
+        assert_eq!(rec.policy_version, "payments-2026.11.1");
+        assert_eq!(rec.model_version, "fraud-gbm-2026.10");
+        assert_eq!(rec.routed_at, 1_790_000_000_000);
+        assert_eq!(
+            topic,
+            format!("tollgate.{}", route.as_str().replace('_', "-"))
+        );
+        match route {
+            Route::SyncReview => {
+                assert_eq!(rec.sla_deadline, Some(1_790_000_000_000 + 30 * 60_000))
+            }
+            Route::AsyncReview => {
+                assert_eq!(rec.sla_deadline, Some(1_790_000_000_000 + 4 * 3_600_000))
+            }
+            _ => assert_eq!(rec.sla_deadline, None),
+        }
+        let audit = AuditRecord::read(RecordFormat::Json, &out.audit).unwrap();
+        assert_eq!(audit.event_id, rec.event_id);
+        assert_eq!(audit.action, "route");
+        assert_eq!(audit.actor, "policy");
+        assert_eq!(audit.decision, route.as_str());
+        assert_eq!(audit.rule.as_deref(), Some(rec.rule.as_ref()));
+        assert_eq!(audit.timestamp, "2026-09-21T14:13:20.000Z");
+        assert_eq!(
+            (
+                audit.source_topic.as_ref(),
+                audit.source_partition,
+                audit.source_offset
+            ),
+            ("payments", 2, 41)
+        );
+        let snapshot: serde_json::Value = serde_json::from_str(&audit.input_snapshot).unwrap();
+        assert_eq!(snapshot["account_id"], "[redacted]", "redacted per config");
+        assert_eq!(snapshot["amount"], event["amount"]);
+        assert_eq!(snapshot["risk_score"], event["risk_score"]);
+    }
+    assert_eq!(seen.len(), 4, "the sample covers all four routes");
+}
+
+fn reason_of(p: &Pipeline, payload: Option<&[u8]>) -> RejectReason {
+    let mut out = Output::default();
+    match p.process(payload, source(), now(), &mut out) {
+        Verdict::Rejected(r) => {
+            let audit = AuditRecord::read(RecordFormat::Json, &out.audit).unwrap();
+            assert_eq!(audit.action, "dead_letter");
+            assert_eq!(audit.decision, r.reason.as_str());
+            assert_eq!(audit.rationale.as_deref(), Some(r.message.as_str()));
+            assert!(out.value.is_empty());
+            r.reason
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_input_is_rejected_with_its_reason_and_audited() {
+    let p = Pipeline::from_config(&example_config()).unwrap();
+    let ok = r#"{"event_id":"e","risk_score":0.5,"model_confidence":0.9,"model_version":"m"}"#;
+    assert!(matches!(
+        p.process(Some(ok.as_bytes()), source(), now(), &mut Output::default()),
+        Verdict::Routed { .. }
+    ));
+    let cases: &[(Option<&[u8]>, RejectReason)] = &[
+        (None, RejectReason::EmptyPayload),
+        (Some(b""), RejectReason::EmptyPayload),
+        (Some(b"{not json"), RejectReason::MalformedJson),
+        (Some(b"[1,2,3]"), RejectReason::MalformedJson),
+        (Some(br#"{"risk_score":0.5,"model_confidence":0.9,"model_version":"m"}"#), RejectReason::MissingField),
+        (Some(br#"{"event_id":"","risk_score":0.5,"model_confidence":0.9,"model_version":"m"}"#), RejectReason::InvalidField),
+        (Some(br#"{"event_id":"e","model_confidence":0.9,"model_version":"m"}"#), RejectReason::MissingField),
+        (Some(br#"{"event_id":"e","risk_score":"high","model_confidence":0.9,"model_version":"m"}"#), RejectReason::InvalidField),
+        (Some(br#"{"event_id":"e","risk_score":1.2,"model_confidence":0.9,"model_version":"m"}"#), RejectReason::ScoreOutOfRange),
+        (Some(br#"{"event_id":"e","risk_score":0.5,"model_confidence":-0.1,"model_version":"m"}"#), RejectReason::ScoreOutOfRange),
+        (Some(br#"{"event_id":"e","risk_score":0.5,"model_confidence":0.9}"#), RejectReason::MissingField),
+        (Some(br#"{"event_id":"e","risk_score":1e999,"model_confidence":0.9,"model_version":"m"}"#), RejectReason::MalformedJson),
+    ];
+    for (payload, reason) in cases {
+        assert_eq!(
+            reason_of(&p, *payload),
+            *reason,
+            "{:?}",
+            payload.map(String::from_utf8_lossy)
+        );
+    }
+}
+
+#[test]
+fn undecodable_input_is_identified_by_its_position() {
+    let p = Pipeline::from_config(&example_config()).unwrap();
+    let mut out = Output::default();
+    p.process(Some(b"garbage"), source(), now(), &mut out);
+    assert_eq!(out.event_id, "payments/2/41");
+    let audit = AuditRecord::read(RecordFormat::Json, &out.audit).unwrap();
+    assert_eq!(audit.event_id, "payments/2/41");
+    assert_eq!(audit.input_snapshot, "{}");
+}
+
+fn avro_payment(risk: f64, confidence: f64) -> Vec<u8> {
+    use apache_avro::types::Value;
+    let schema = apache_avro::Schema::parse_str(
+        &std::fs::read_to_string(Path::new(EXAMPLE_DIR).join("payment.avsc")).unwrap(),
+    )
+    .unwrap();
+    let s = |v: &str| Value::String(v.into());
+    let v = Value::Record(vec![
+        ("event_id".into(), s("avro-1")),
+        ("account_id".into(), s("acct-1")),
+        ("amount".into(), Value::Double(250.0)),
+        ("currency".into(), s("EUR")),
+        ("merchant_category".into(), s("travel")),
+        ("country".into(), s("FR")),
+        ("risk_score".into(), Value::Double(risk)),
+        ("model_confidence".into(), Value::Double(confidence)),
+        ("model_version".into(), s("fraud-gbm-2026.10")),
+    ]);
+    apache_avro::to_avro_datum(&schema, v).unwrap()
+}
+
+fn avro_config(confluent: bool) -> RouterConfig {
+    let mut c = example_config();
+    c.input.format = if confluent {
+        InputFormat::AvroConfluent
+    } else {
+        InputFormat::Avro
+    };
+    c.input.avro_schema = Some("payment.avsc".into());
+    c.input.confluent_schema_ids = if confluent { vec![7] } else { vec![] };
+    c
+}
+
+#[test]
+fn avro_input_routes_and_converts_to_json() {
+    let p = Pipeline::from_config(&avro_config(false)).unwrap();
+    let mut out = Output::default();
+    let v = p.process(Some(&avro_payment(0.93, 0.9)), source(), now(), &mut out);
+    assert!(
+        matches!(
+            v,
+            Verdict::Routed {
+                route: Route::SyncReview,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+    let rec = RoutedRecord::from_json(&out.value).unwrap();
+    assert_eq!(rec.event["country"], "FR");
+    assert_eq!(rec.event_format, EventFormat::Avro);
+    // NaN is representable in Avro and must be refused.
+    assert_eq!(
+        reason_of(&p, Some(&avro_payment(f64::NAN, 0.9))),
+        RejectReason::NonFiniteScore
+    );
+    assert_eq!(
+        reason_of(&p, Some(b"{\"event_id\":1}")),
+        RejectReason::AvroDecode
+    );
+}
+
+#[test]
+fn confluent_framed_avro_with_avro_output_keeps_the_original_bytes() {
+    let mut c = avro_config(true);
+    c.output.format = RecordFormat::Avro;
+    let p = Pipeline::from_config(&c).unwrap();
+    let mut framed = vec![0, 0, 0, 0, 7];
+    framed.extend(avro_payment(0.1, 0.99));
+    let mut out = Output::default();
+    let v = p.process(Some(&framed), source(), now(), &mut out);
+    assert!(
+        matches!(
+            v,
+            Verdict::Routed {
+                route: Route::AutoCommit,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+    let rec = RoutedRecord::<AvroBytes>::from_avro(&out.value).unwrap();
+    assert_eq!(rec.event.0.as_ref(), framed.as_slice());
+    let audit = AuditRecord::read(RecordFormat::Avro, &out.audit).unwrap();
+    assert_eq!(audit.event_id, "avro-1");
+    framed[4] = 8;
+    assert_eq!(reason_of_avro(&p, &framed), RejectReason::SchemaMismatch);
+}
+
+fn reason_of_avro(p: &Pipeline, payload: &[u8]) -> RejectReason {
+    match p.process(Some(payload), source(), now(), &mut Output::default()) {
+        Verdict::Rejected(r) => r.reason,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn logistic_scorer_from_the_example_model_explains_its_score() {
+    let mut c = example_config();
+    c.scorer.kind = crate::config::ScorerKind::Logistic;
+    c.scorer.model = Some("model.toml".into());
+    let p = Pipeline::from_config(&c).unwrap();
+    let mut out = Output::default();
+    let risky = br#"{"event_id":"l1","amount":4800,"currency":"NGN","merchant_category":"crypto","country":"NG"}"#;
+    let v = p.process(Some(risky), source(), now(), &mut out);
+    let Verdict::Routed { risk, .. } = v else {
+        panic!("{v:?}")
+    };
+    assert!(risk > 0.9, "{risk}");
+    let rec = RoutedRecord::from_json(&out.value).unwrap();
+    assert_eq!(rec.model_version, "payments-logistic-2026.11");
+    assert_eq!(rec.explanation.len(), 3);
+    // ln(1 + 4800) = 8.48 → (8.48 − 4.0)/1.5 · 1.1 = 3.28, ahead of the crypto weight 2.9.
+    let features: Vec<_> = rec.explanation.iter().map(|c| c.feature.as_ref()).collect();
+    assert_eq!(
+        features,
+        ["amount", "merchant_category=crypto", "country=NG"]
+    );
+    assert!((rec.explanation[0].contribution - 3.2828).abs() < 1e-3);
+    let calm = br#"{"event_id":"l2","amount":20,"currency":"EUR","merchant_category":"grocery","country":"DE"}"#;
+    let v = p.process(Some(calm), source(), now(), &mut out);
+    assert!(
+        matches!(
+            v,
+            Verdict::Routed {
+                route: Route::AutoCommit,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn a_policy_that_uses_a_disabled_route_is_refused() {
+    let mut c = example_config();
+    c.topics.auto_reject = String::new();
+    let err = Pipeline::from_config(&c).unwrap_err();
+    assert!(
+        matches!(err, PipelineError::DisabledRoute(Route::AutoReject)),
+        "{err}"
+    );
+}

@@ -1,0 +1,363 @@
+//! Every metric the router exports, and the events that update them.
+//!
+//! Names follow Prometheus practice: counters end in `_total`, units are in the name, labels
+//! come only from small fixed sets (route, reason, topic/partition of the input). Hot-path
+//! events resolve their label children once, at start-up, and update atomics per event.
+
+use crate::reject::RejectReason;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use std::time::Duration;
+use tollgate_schemas::Route;
+
+/// Metric names, in one place for the dashboards and alert rules to match.
+pub mod names {
+    pub const EVENTS: &str = "tollgate_events_total";
+    pub const DEAD_LETTERS: &str = "tollgate_dead_letter_total";
+    pub const ROUTING_LATENCY: &str = "tollgate_routing_latency_seconds";
+    pub const RISK_SCORE: &str = "tollgate_risk_score";
+    pub const MODEL_CONFIDENCE: &str = "tollgate_model_confidence";
+    pub const CONSUMER_LAG: &str = "tollgate_consumer_lag";
+    pub const IN_FLIGHT: &str = "tollgate_in_flight_events";
+    pub const DELIVERY_FAILURES: &str = "tollgate_delivery_failures_total";
+    pub const KAFKA_ERRORS: &str = "tollgate_kafka_errors_total";
+    pub const READY: &str = "tollgate_ready";
+    pub const POLICY_INFO: &str = "tollgate_policy_info";
+    pub const OFFSET_COMMITS: &str = "tollgate_offset_commits_total";
+}
+
+/// Buckets of the routing latency histogram (seconds): 50 µs to 10 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0,
+];
+
+/// The router's metrics.
+#[derive(Clone)]
+pub struct Telemetry {
+    registry: Registry,
+    events: [IntCounter; 4],
+    dead_letters: [IntCounter; RejectReason::ALL.len()],
+    routing_latency: Histogram,
+    risk: Histogram,
+    confidence: Histogram,
+    consumer_lag: IntGaugeVec,
+    in_flight: IntGauge,
+    delivery_failures: IntCounter,
+    kafka_errors: IntCounter,
+    ready: IntGauge,
+    policy_info: IntGaugeVec,
+    offset_commits: IntCounterVec,
+}
+
+fn unit_buckets() -> Vec<f64> {
+    (1..=20).map(|i| f64::from(i) * 0.05).collect()
+}
+
+impl Telemetry {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let events_vec = IntCounterVec::new(
+            Opts::new(names::EVENTS, "Events routed, by route."),
+            &["route"],
+        )
+        .unwrap();
+        let events = Route::ALL.map(|r| events_vec.with_label_values(&[r.as_str()]));
+        let dl_vec = IntCounterVec::new(
+            Opts::new(
+                names::DEAD_LETTERS,
+                "Input records sent to the dead-letter topic, by reason.",
+            ),
+            &["reason"],
+        )
+        .unwrap();
+        let dead_letters = RejectReason::ALL.map(|r| dl_vec.with_label_values(&[r.as_str()]));
+        let routing_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                names::ROUTING_LATENCY,
+                "Time from the router receiving an event to the broker acknowledging its routed and audit records.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .unwrap();
+        let risk = Histogram::with_opts(
+            HistogramOpts::new(names::RISK_SCORE, "Risk scores of routed events.")
+                .buckets(unit_buckets()),
+        )
+        .unwrap();
+        let confidence = Histogram::with_opts(
+            HistogramOpts::new(
+                names::MODEL_CONFIDENCE,
+                "Model confidence of routed events.",
+            )
+            .buckets(unit_buckets()),
+        )
+        .unwrap();
+        let consumer_lag = IntGaugeVec::new(
+            Opts::new(
+                names::CONSUMER_LAG,
+                "Records behind the partition's high watermark, per input partition.",
+            ),
+            &["topic", "partition"],
+        )
+        .unwrap();
+        let in_flight = IntGauge::new(
+            names::IN_FLIGHT,
+            "Events consumed whose output the broker has not yet acknowledged.",
+        )
+        .unwrap();
+        let delivery_failures = IntCounter::new(
+            names::DELIVERY_FAILURES,
+            "Records the producer could not deliver after its retries (the router stops without committing them).",
+        )
+        .unwrap();
+        let kafka_errors = IntCounter::new(
+            names::KAFKA_ERRORS,
+            "Errors reported by the Kafka client (usually transient).",
+        )
+        .unwrap();
+        let ready = IntGauge::new(
+            names::READY,
+            "1 while the router is consuming, 0 while starting or stopping.",
+        )
+        .unwrap();
+        let policy_info = IntGaugeVec::new(
+            Opts::new(names::POLICY_INFO, "The running policy version (value 1)."),
+            &["policy_version"],
+        )
+        .unwrap();
+        let offset_commits = IntCounterVec::new(
+            Opts::new(names::OFFSET_COMMITS, "Offset commits, by result."),
+            &["result"],
+        )
+        .unwrap();
+        for c in [
+            Box::new(events_vec) as Box<dyn prometheus::core::Collector>,
+            Box::new(dl_vec),
+            Box::new(routing_latency.clone()),
+            Box::new(risk.clone()),
+            Box::new(confidence.clone()),
+            Box::new(consumer_lag.clone()),
+            Box::new(in_flight.clone()),
+            Box::new(delivery_failures.clone()),
+            Box::new(kafka_errors.clone()),
+            Box::new(ready.clone()),
+            Box::new(policy_info.clone()),
+            Box::new(offset_commits.clone()),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        for r in ["ok", "error"] {
+            offset_commits.with_label_values(&[r]);
+        }
+        Telemetry {
+            registry,
+            events,
+            dead_letters,
+            routing_latency,
+            risk,
+            confidence,
+            consumer_lag,
+            in_flight,
+            delivery_failures,
+            kafka_errors,
+            ready,
+            policy_info,
+            offset_commits,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metrics.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// An event was routed.
+    #[inline]
+    pub fn routed(&self, route: Route, risk: f64, confidence: f64) {
+        self.events[route as usize].inc();
+        self.risk.observe(risk);
+        self.confidence.observe(confidence);
+    }
+
+    /// An input record was dead-lettered.
+    pub fn dead_lettered(&self, reason: RejectReason, message: &str) {
+        self.dead_letters[reason.index()].inc();
+        tracing::debug!(
+            reason = reason.as_str(),
+            message,
+            "Sent a record to the dead-letter topic."
+        );
+    }
+
+    /// The broker acknowledged every record of a batch of `events` input events.
+    pub fn batch_acknowledged(&self, events: usize, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        for _ in 0..events {
+            self.routing_latency.observe(secs);
+        }
+    }
+
+    /// The producer gave up on a record.
+    pub fn delivery_failed(&self, topic: &str, error: &str) {
+        self.delivery_failures.inc();
+        tracing::error!(
+            topic,
+            error,
+            "The broker did not accept a record after retries."
+        );
+    }
+
+    /// The Kafka client reported an error.
+    pub fn kafka_error(&self, error: &dyn std::fmt::Display) {
+        self.kafka_errors.inc();
+        tracing::warn!(%error, "The Kafka client reported an error.");
+    }
+
+    /// Events in flight right now.
+    pub fn set_in_flight(&self, n: usize) {
+        self.in_flight.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Consumer lag of one input partition, from the client's statistics.
+    pub fn set_consumer_lag(&self, topic: &str, partition: i32, lag: i64) {
+        self.consumer_lag
+            .with_label_values(&[topic, &partition.to_string()])
+            .set(lag);
+    }
+
+    /// The router became ready or stopped being ready.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
+    }
+
+    /// True while the router is ready.
+    pub fn is_ready(&self) -> bool {
+        self.ready.get() == 1
+    }
+
+    /// The running policy.
+    pub fn policy_loaded(&self, version: &str) {
+        self.policy_info.reset();
+        self.policy_info.with_label_values(&[version]).set(1);
+        tracing::info!(policy_version = version, "Routing policy loaded.");
+    }
+
+    /// An offset commit finished.
+    pub fn offsets_committed(&self, result: Result<(), &dyn std::fmt::Display>) {
+        match result {
+            Ok(()) => self.offset_commits.with_label_values(&["ok"]).inc(),
+            Err(e) => {
+                self.offset_commits.with_label_values(&["error"]).inc();
+                tracing::warn!(error = %e, "Committing consumer offsets failed.");
+            }
+        }
+    }
+
+    /// Events routed so far on `route`.
+    pub fn routed_count(&self, route: Route) -> u64 {
+        self.events[route as usize].get()
+    }
+
+    /// Dead letters so far, all reasons.
+    pub fn dead_letter_count(&self) -> u64 {
+        self.dead_letters.iter().map(IntCounter::get).sum()
+    }
+
+    /// Estimated quantile `q` of the routing latency since start, by linear interpolation
+    /// within histogram buckets (as PromQL's `histogram_quantile`). `None` before any sample.
+    pub fn latency_quantile(&self, q: f64) -> Option<Duration> {
+        use prometheus::core::Metric;
+        let proto = self.routing_latency.metric();
+        let h = proto.get_histogram();
+        let total = h.get_sample_count();
+        if total == 0 {
+            return None;
+        }
+        let rank = q * total as f64;
+        let (mut prev_bound, mut prev_count) = (0.0, 0u64);
+        for b in h.get_bucket() {
+            let count = b.cumulative_count();
+            if count as f64 >= rank {
+                let in_bucket = (count - prev_count).max(1) as f64;
+                let frac = (rank - prev_count as f64) / in_bucket;
+                return Some(Duration::from_secs_f64(
+                    prev_bound + (b.upper_bound() - prev_bound) * frac,
+                ));
+            }
+            (prev_bound, prev_count) = (b.upper_bound(), count);
+        }
+        Some(Duration::from_secs_f64(prev_bound))
+    }
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_lists_every_documented_metric() {
+        let t = Telemetry::new();
+        t.routed(Route::SyncReview, 0.93, 0.7);
+        t.dead_lettered(RejectReason::MalformedJson, "bad");
+        t.set_consumer_lag("payments", 0, 5);
+        t.policy_loaded("v1");
+        let text = t.render();
+        for name in [
+            names::EVENTS,
+            names::DEAD_LETTERS,
+            names::ROUTING_LATENCY,
+            names::RISK_SCORE,
+            names::MODEL_CONFIDENCE,
+            names::CONSUMER_LAG,
+            names::IN_FLIGHT,
+            names::DELIVERY_FAILURES,
+            names::KAFKA_ERRORS,
+            names::READY,
+            names::POLICY_INFO,
+            names::OFFSET_COMMITS,
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+        assert!(
+            text.contains(r#"tollgate_events_total{route="sync_review"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"tollgate_events_total{route="auto_commit"} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"tollgate_dead_letter_total{reason="malformed_json"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"tollgate_consumer_lag{partition="0",topic="payments"} 5"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn latency_quantiles_interpolate_within_buckets() {
+        let t = Telemetry::new();
+        assert_eq!(t.latency_quantile(0.5), None);
+        t.batch_acknowledged(100, Duration::from_micros(700));
+        let p50 = t.latency_quantile(0.5).unwrap();
+        assert!(
+            p50 > Duration::from_micros(500) && p50 <= Duration::from_millis(1),
+            "{p50:?}"
+        );
+    }
+}

@@ -1,0 +1,57 @@
+//! The audit record: one entry of the trail auditors read to reconstruct every decision.
+
+use crate::routed::Contribution;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+/// What an audit record records. Stored as its name (a string) so later actions can be added
+/// without breaking readers of older records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditAction {
+    /// The policy routed an event.
+    Route,
+    /// The router refused an event and sent it to the dead-letter topic.
+    DeadLetter,
+}
+
+impl AuditAction {
+    /// The action's name as stored in the `action` field.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::Route => "route",
+            AuditAction::DeadLetter => "dead_letter",
+        }
+    }
+}
+
+/// The record published on `tollgate.audit`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord<'a> {
+    pub event_id: Cow<'a, str>,
+    /// RFC 3339 (ISO 8601) in UTC with millisecond precision.
+    pub timestamp: Cow<'a, str>,
+    /// `policy` for routing decisions, `router` for refused input, otherwise a reviewer id.
+    pub actor: Cow<'a, str>,
+    pub actor_role: Option<Cow<'a, str>>,
+    /// An [`AuditAction`] name.
+    pub action: Cow<'a, str>,
+    /// The route taken, or for dead letters the reason.
+    pub decision: Cow<'a, str>,
+    pub rule: Option<Cow<'a, str>>,
+    pub guardrail: bool,
+    pub policy_version: Option<Cow<'a, str>>,
+    pub model_version: Option<Cow<'a, str>>,
+    pub risk_score: Option<f64>,
+    pub confidence: Option<f64>,
+    pub explanation: Vec<Contribution<'a>>,
+    /// JSON object of the event fields the decision used, with configured fields redacted.
+    pub input_snapshot: Cow<'a, str>,
+    pub rationale: Option<Cow<'a, str>>,
+    /// The SLA the decision set (ms), for review routes.
+    pub sla_expected_ms: Option<i64>,
+    /// How long the decision actually took (ms), once known.
+    pub sla_actual_ms: Option<i64>,
+    pub source_topic: Cow<'a, str>,
+    pub source_partition: i32,
+    pub source_offset: i64,
+}

@@ -1,0 +1,240 @@
+//! Embedded Avro schemas and the encode/decode functions for Tollgate's own records.
+//!
+//! Every record type has two encodings, chosen per deployment: JSON (one object per Kafka
+//! record) and Avro (a plain Avro datum of the embedded schema, no container header).
+
+use crate::audit::AuditRecord;
+use crate::routed::{AvroBytes, RoutedRecord};
+use apache_avro::Schema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
+
+/// Avro schema text of the routed record (`io.tollgate.v1.RoutedEvent`).
+pub const ROUTED_EVENT_AVSC: &str = include_str!("../avro/routed_event.avsc");
+/// Avro schema text of the audit record (`io.tollgate.v1.AuditRecord`).
+pub const AUDIT_RECORD_AVSC: &str = include_str!("../avro/audit_record.avsc");
+
+/// Encoding of the records Tollgate writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordFormat {
+    /// One JSON object per record.
+    #[default]
+    Json,
+    /// One Avro datum per record, of the schema embedded in this crate.
+    Avro,
+}
+
+/// Errors encoding or decoding a Tollgate record.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("JSON encoding or decoding failed: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("Avro encoding or decoding failed: {0}")]
+    Avro(#[from] Box<apache_avro::Error>),
+}
+
+impl From<apache_avro::Error> for CodecError {
+    fn from(e: apache_avro::Error) -> Self {
+        CodecError::Avro(Box::new(e))
+    }
+}
+
+fn parsed(cell: &'static OnceLock<Schema>, text: &str) -> &'static Schema {
+    // The schema texts are compiled in and covered by tests, so parsing cannot fail at run time.
+    cell.get_or_init(|| Schema::parse_str(text).expect("embedded Avro schema is valid"))
+}
+
+/// The parsed routed-record schema.
+pub fn routed_schema() -> &'static Schema {
+    static CELL: OnceLock<Schema> = OnceLock::new();
+    parsed(&CELL, ROUTED_EVENT_AVSC)
+}
+
+/// The parsed audit-record schema.
+pub fn audit_schema() -> &'static Schema {
+    static CELL: OnceLock<Schema> = OnceLock::new();
+    parsed(&CELL, AUDIT_RECORD_AVSC)
+}
+
+fn encode_avro<T: Serialize>(
+    schema: &Schema,
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), CodecError> {
+    apache_avro::write_avro_datum_ref(schema, value, out)?;
+    Ok(())
+}
+
+fn decode_avro<T: DeserializeOwned>(schema: &Schema, mut bytes: &[u8]) -> Result<T, CodecError> {
+    let value = apache_avro::from_avro_datum(schema, &mut bytes, None)?;
+    Ok(apache_avro::from_value(&value)?)
+}
+
+impl<E: Serialize> RoutedRecord<'_, E> {
+    /// Appends the JSON encoding to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        serde_json::to_writer(out, self)?;
+        Ok(())
+    }
+}
+
+impl RoutedRecord<'_, AvroBytes<'_>> {
+    /// Appends the Avro encoding to `out`.
+    pub fn write_avro(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        encode_avro(routed_schema(), self, out)
+    }
+}
+
+impl RoutedRecord<'static, serde_json::Value> {
+    /// Decodes a JSON-encoded routed record.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, CodecError> {
+        Ok(serde_json::from_slice(bytes)?)
+    }
+}
+
+impl RoutedRecord<'static, AvroBytes<'static>> {
+    /// Decodes an Avro-encoded routed record.
+    pub fn from_avro(bytes: &[u8]) -> Result<Self, CodecError> {
+        decode_avro(routed_schema(), bytes)
+    }
+}
+
+impl AuditRecord<'_> {
+    /// Appends the record in `format` to `out`.
+    pub fn write(&self, format: RecordFormat, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        match format {
+            RecordFormat::Json => Ok(serde_json::to_writer(out, self)?),
+            RecordFormat::Avro => encode_avro(audit_schema(), self, out),
+        }
+    }
+}
+
+impl AuditRecord<'static> {
+    /// Decodes an audit record written in `format`.
+    pub fn read(format: RecordFormat, bytes: &[u8]) -> Result<Self, CodecError> {
+        match format {
+            RecordFormat::Json => Ok(serde_json::from_slice(bytes)?),
+            RecordFormat::Avro => decode_avro(audit_schema(), bytes),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routed::{Contribution, EventFormat};
+    use crate::Route;
+    use std::borrow::Cow;
+
+    fn routed<E>(event: E) -> RoutedRecord<'static, E> {
+        RoutedRecord {
+            event_id: "evt-1".into(),
+            route: Route::SyncReview,
+            rule: "sync-review".into(),
+            guardrail: false,
+            risk_score: 0.93,
+            confidence: 0.7,
+            model_version: "fraud-v3".into(),
+            policy_version: "2026.11.1".into(),
+            explanation: vec![Contribution {
+                feature: "amount".into(),
+                contribution: 1.5,
+            }],
+            routed_at: 1_790_000_000_000,
+            sla_deadline: Some(1_790_000_000_000 + 1_800_000),
+            event_format: EventFormat::Json,
+            event,
+        }
+    }
+
+    #[test]
+    fn embedded_schemas_parse() {
+        assert_eq!(
+            routed_schema().name().unwrap().fullname(None),
+            "io.tollgate.v1.RoutedEvent"
+        );
+        assert_eq!(
+            audit_schema().name().unwrap().fullname(None),
+            "io.tollgate.v1.AuditRecord"
+        );
+    }
+
+    #[test]
+    fn routed_avro_round_trip() {
+        let original = br#"{"event_id":"evt-1","amount":12.5}"#;
+        let rec = routed(AvroBytes(Cow::Borrowed(&original[..])));
+        let mut buf = Vec::new();
+        rec.write_avro(&mut buf).unwrap();
+        let back = RoutedRecord::from_avro(&buf).unwrap();
+        assert_eq!(back.event.0.as_ref(), &original[..]);
+        assert_eq!(back.route, Route::SyncReview);
+        assert_eq!(back.sla_deadline, rec.sla_deadline);
+        assert_eq!(back.explanation, rec.explanation);
+        assert_eq!(back.event_id, "evt-1");
+    }
+
+    #[test]
+    fn routed_avro_without_deadline() {
+        let mut rec = routed(AvroBytes(Cow::Borrowed(&b"x"[..])));
+        rec.sla_deadline = None;
+        rec.route = Route::AutoCommit;
+        let mut buf = Vec::new();
+        rec.write_avro(&mut buf).unwrap();
+        let back = RoutedRecord::from_avro(&buf).unwrap();
+        assert_eq!(back.sla_deadline, None);
+        assert_eq!(back.route, Route::AutoCommit);
+    }
+
+    #[test]
+    fn routed_json_embeds_the_event_as_json() {
+        let event: serde_json::Value = serde_json::json!({"event_id": "evt-1", "amount": 12.5});
+        let rec = routed(&event);
+        let mut buf = Vec::new();
+        rec.write_json(&mut buf).unwrap();
+        let back = RoutedRecord::from_json(&buf).unwrap();
+        assert_eq!(back.event, event);
+        assert_eq!(back.route, Route::SyncReview);
+        let text = String::from_utf8(buf).unwrap();
+        assert!(text.contains(r#""route":"sync_review""#), "{text}");
+    }
+
+    #[test]
+    fn audit_round_trips_in_both_formats() {
+        let rec = AuditRecord {
+            event_id: "evt-9".into(),
+            timestamp: "2026-11-21T06:00:00.000Z".into(),
+            actor: "policy".into(),
+            actor_role: None,
+            action: crate::AuditAction::Route.as_str().into(),
+            decision: "auto_commit".into(),
+            rule: Some("default".into()),
+            guardrail: false,
+            policy_version: Some("v1".into()),
+            model_version: Some("m1".into()),
+            risk_score: Some(0.1),
+            confidence: Some(0.95),
+            explanation: vec![],
+            input_snapshot: r#"{"amount":1}"#.into(),
+            rationale: None,
+            sla_expected_ms: None,
+            sla_actual_ms: None,
+            source_topic: "payments".into(),
+            source_partition: 3,
+            source_offset: 42,
+        };
+        for format in [RecordFormat::Json, RecordFormat::Avro] {
+            let mut buf = Vec::new();
+            rec.write(format, &mut buf).unwrap();
+            assert_eq!(AuditRecord::read(format, &buf).unwrap(), rec, "{format:?}");
+        }
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(RoutedRecord::from_avro(&[0xff, 0xff, 0xff]).is_err());
+        assert!(RoutedRecord::from_json(b"{").is_err());
+        assert!(AuditRecord::read(RecordFormat::Avro, &[]).is_err());
+    }
+}

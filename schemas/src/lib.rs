@@ -1,0 +1,23 @@
+//! The contracts of every record Tollgate reads and writes.
+//!
+//! # Layout
+//! - [`route`]: the four routes an event can take.
+//! - [`routed`]: the record published on a route topic ([`RoutedRecord`]).
+//! - [`audit`]: the audit-trail record ([`AuditRecord`]).
+//! - [`headers`]: Kafka header names Tollgate sets, including the dead-letter headers.
+//! - [`codec`]: the embedded Avro schemas and the JSON/Avro encode and decode functions.
+//!
+//! This crate depends on neither tokio nor rdkafka: it is plain data, usable by any producer or
+//! consumer of Tollgate's topics.
+
+pub mod audit;
+pub mod codec;
+pub mod headers;
+pub mod route;
+pub mod routed;
+
+pub use audit::{AuditAction, AuditRecord};
+pub use codec::{CodecError, RecordFormat};
+pub use route::Route;
+pub use routed::AvroBytes;
+pub use routed::{Contribution, EventFormat, RoutedRecord};

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The project's test command: installs the test broker if missing, starts it, runs every test
+# (unit tests and the real-broker integration tests), and stops the broker.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+export TOLLGATE_BROKER_PORT="${TOLLGATE_BROKER_PORT:-19092}"
+scripts/broker.sh start
+trap 'scripts/broker.sh stop' EXIT
+export TOLLGATE_TEST_BROKERS="127.0.0.1:$TOLLGATE_BROKER_PORT"
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --all-targets --no-fail-fast "$@"
+else
+  cargo test --workspace --all-targets --no-fail-fast "$@"
+fi

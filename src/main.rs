@@ -1,0 +1,115 @@
+//! `tollgate`: the Kafka-native human-in-the-loop decision router.
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+use tollgate::demo::{self, DemoOptions};
+use tollgate::shutdown::cancel_on_signal;
+use tollgate_router::config::RouterConfig;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "tollgate",
+    version,
+    about = "Kafka-native human-in-the-loop decision router"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Route events from Kafka: decode, score, apply the policy, publish, audit.
+    Router {
+        /// Router configuration file (TOML); TOLLGATE__SECTION__KEY environment variables override it.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the router on an in-process Kafka with a synthetic payment stream (nothing to install).
+    Demo {
+        /// Stop after this many events; run until Ctrl-C when not given.
+        #[arg(long)]
+        events: Option<u64>,
+        /// Events per second of the synthetic stream (0 = as fast as possible).
+        #[arg(long, default_value_t = 2_000)]
+        rate: u64,
+        /// Address of the demo's /metrics endpoint.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        metrics_listen: SocketAddr,
+        /// Score with the built-in logistic model instead of the events' upstream scores.
+        #[arg(long)]
+        logistic: bool,
+        /// Seed of the synthetic stream.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+}
+
+fn init_tracing(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let shutdown = CancellationToken::new();
+    match cli.command {
+        Command::Router { config } => {
+            init_tracing("info");
+            let config = match RouterConfig::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("tollgate router: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            cancel_on_signal(shutdown.clone());
+            match tollgate_router::run(config, shutdown).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(
+                    e @ (tollgate_router::RouterError::Config(_)
+                    | tollgate_router::RouterError::Pipeline(_)),
+                ) => {
+                    eprintln!("tollgate router: {e}");
+                    ExitCode::from(2)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "The router stopped with an error.");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Demo {
+            events,
+            rate,
+            metrics_listen,
+            logistic,
+            seed,
+        } => {
+            init_tracing("warn");
+            cancel_on_signal(shutdown.clone());
+            let options = DemoOptions {
+                events,
+                rate,
+                metrics_listen,
+                logistic,
+                seed,
+            };
+            match demo::run(options, shutdown).await {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("tollgate demo: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
