@@ -39,6 +39,7 @@ pub struct Mix {
     /// Very high risk (auto-reject).
     pub blocked: f64,
     /// Records that are not valid events (dead letters).
+    /// Shares are relative: they are divided by their sum.
     pub malformed: f64,
 }
 
@@ -80,8 +81,10 @@ impl PaymentGenerator {
         self.next_id += 1;
         let id = self.next_id;
         let account = format!("acct-{:05}", self.rng.random_range(0..20_000));
-        let u: f64 = self.rng.random();
         let m = self.mix;
+        // Shares need not sum to 1: draw within their total.
+        let total = m.routine + m.uncertain + m.risky + m.blocked + m.malformed;
+        let u: f64 = self.rng.random::<f64>() * total;
         let (risk, confidence) = if u < m.routine {
             (
                 self.rng.random_range(0.0..0.55f64).powi(2),
@@ -166,5 +169,23 @@ mod tests {
             }
         }
         assert!(valid > 1_900 && valid < 2_000, "{valid}");
+    }
+
+    #[test]
+    fn a_mix_without_malformed_events_yields_only_valid_ones() {
+        let mut g = PaymentGenerator::new(
+            3,
+            Mix {
+                malformed: 0.0,
+                ..Mix::default()
+            },
+            "v",
+        );
+        let mut buf = Vec::new();
+        for _ in 0..5_000 {
+            g.next_into(&mut buf);
+            let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+            assert!(v["model_confidence"].is_number());
+        }
     }
 }

@@ -1,0 +1,469 @@
+//! Helpers of the real-broker integration tests: the broker, unique topics, producing,
+//! collecting outputs, and router configuration.
+//!
+//! The broker is the one `scripts/test.sh` starts (`TOLLGATE_TEST_BROKERS`); without it, a
+//! private nisshi is started from the tools folder for the test process.
+#![allow(dead_code)]
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::ClientConfig;
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+use tollgate_router::config::RouterConfig;
+
+pub const EXAMPLE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/payments");
+
+/// A Kafka-protocol broker reachable over TCP.
+pub struct Broker {
+    pub addr: String,
+    child: Option<Child>,
+}
+
+impl Broker {
+    /// The shared test broker, or a private one started for this process.
+    pub fn get() -> Broker {
+        if let Ok(addr) = std::env::var("TOLLGATE_TEST_BROKERS") {
+            return Broker { addr, child: None };
+        }
+        let tools = std::env::var("TOLLGATE_TOOLS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                    .join(".cache/tollgate-tools")
+            });
+        let bin = tools.join("bin/nisshi");
+        assert!(
+            bin.exists(),
+            "no test broker: run the tests with scripts/test.sh (it installs and starts one), or set TOLLGATE_TEST_BROKERS"
+        );
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tollgate-test/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nisshi");
+        let addr = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "nisshi did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Broker {
+            addr,
+            child: Some(child),
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A name no other test (or earlier run on the same broker) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}-{}-{}-{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The topics of one test.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    pub input: String,
+    pub auto_commit: String,
+    pub async_review: String,
+    pub sync_review: String,
+    pub auto_reject: String,
+    pub dead_letter: String,
+    pub audit: String,
+    pub group: String,
+}
+
+impl Topics {
+    pub fn new(tag: &str) -> Topics {
+        let base = unique(tag);
+        Topics {
+            input: format!("{base}.payments"),
+            auto_commit: format!("{base}.auto-commit"),
+            async_review: format!("{base}.async-review"),
+            sync_review: format!("{base}.sync-review"),
+            auto_reject: format!("{base}.auto-reject"),
+            dead_letter: format!("{base}.dead-letter"),
+            audit: format!("{base}.audit"),
+            group: format!("{base}.router"),
+        }
+    }
+
+    /// The four route topics.
+    pub fn routes(&self) -> [&str; 4] {
+        [
+            &self.auto_commit,
+            &self.async_review,
+            &self.sync_review,
+            &self.auto_reject,
+        ]
+    }
+
+    /// Every output topic.
+    pub fn outputs(&self) -> Vec<&str> {
+        let mut v = self.routes().to_vec();
+        v.extend([self.dead_letter.as_str(), self.audit.as_str()]);
+        v
+    }
+
+    /// The route a topic belongs to.
+    pub fn route_of(&self, topic: &str) -> Option<&'static str> {
+        let names = ["auto_commit", "async_review", "sync_review", "auto_reject"];
+        self.routes()
+            .iter()
+            .position(|t| *t == topic)
+            .map(|i| names[i])
+    }
+
+    /// Environment overrides that point the example configuration at these topics.
+    pub fn env(&self, brokers: &str, metrics_port: u16) -> Vec<(String, String)> {
+        [
+            ("KAFKA__BROKERS", brokers),
+            ("KAFKA__INPUT_TOPIC", &self.input),
+            ("KAFKA__GROUP_ID", &self.group),
+            ("KAFKA__PARTITIONS", "3"),
+            ("TOPICS__AUTO_COMMIT", &self.auto_commit),
+            ("TOPICS__ASYNC_REVIEW", &self.async_review),
+            ("TOPICS__SYNC_REVIEW", &self.sync_review),
+            ("TOPICS__AUTO_REJECT", &self.auto_reject),
+            ("TOPICS__DEAD_LETTER", &self.dead_letter),
+            ("TOPICS__AUDIT", &self.audit),
+            ("METRICS__LISTEN", &format!("127.0.0.1:{metrics_port}")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (format!("TOLLGATE__{k}"), v.to_owned()))
+        .collect()
+    }
+
+    /// The reference example's configuration, pointed at these topics (in-process routers).
+    pub fn config(&self, brokers: &str) -> RouterConfig {
+        let mut c = RouterConfig::load(&Path::new(EXAMPLE_DIR).join("router.toml")).unwrap();
+        c.kafka.brokers = brokers.to_owned();
+        c.kafka.input_topic = self.input.clone();
+        c.kafka.group_id = self.group.clone();
+        c.kafka.partitions = 3;
+        c.topics.auto_commit = self.auto_commit.clone();
+        c.topics.async_review = self.async_review.clone();
+        c.topics.sync_review = self.sync_review.clone();
+        c.topics.auto_reject = self.auto_reject.clone();
+        c.topics.dead_letter = self.dead_letter.clone();
+        c.topics.audit = self.audit.clone();
+        c.metrics.listen = ([127, 0, 0, 1], 0).into();
+        c.validate().unwrap();
+        c
+    }
+}
+
+/// Creates topics with `partitions` partitions and waits until the broker lists them.
+pub fn create_topics(brokers: &str, names: &[&str], partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let topics: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for r in rt
+        .block_on(admin.create_topics(topics.iter(), &AdminOptions::new()))
+        .unwrap()
+    {
+        r.unwrap_or_else(|(t, e)| panic!("creating {t}: {e}"));
+    }
+}
+
+/// Produces records (key, value) with acks=all and waits until all are acknowledged.
+pub fn produce(brokers: &str, topic: &str, records: &[(Option<Vec<u8>>, Option<Vec<u8>>)]) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap();
+    for (key, value) in records {
+        let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
+        if let Some(k) = key {
+            r = r.key(k.as_slice());
+        }
+        if let Some(v) = value {
+            r = r.payload(v.as_slice());
+        }
+        loop {
+            match producer.send(r) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    r = back;
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .expect("test input acknowledged");
+}
+
+/// A record read back from an output topic.
+#[derive(Debug, Clone)]
+pub struct Collected {
+    pub topic: String,
+    pub partition: i32,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: HashMap<String, String>,
+}
+
+impl Collected {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(self.value.as_deref().unwrap_or_default()).unwrap()
+    }
+}
+
+/// A consumer of output topics, in its own group, from the beginning.
+pub struct Collector {
+    consumer: BaseConsumer,
+    pub records: Vec<Collected>,
+}
+
+impl Collector {
+    /// Waits (up to a minute) until every topic exists, then subscribes to them.
+    pub fn new(brokers: &str, topics: &[&str]) -> Collector {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", unique("collector"))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .set("topic.metadata.refresh.interval.ms", "1000")
+            .create()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let md = consumer
+                .fetch_metadata(None, Duration::from_secs(5))
+                .unwrap();
+            let missing: Vec<_> = topics
+                .iter()
+                .filter(|t| {
+                    !md.topics()
+                        .iter()
+                        .any(|m| m.name() == **t && m.error().is_none())
+                })
+                .collect();
+            if missing.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "topics never appeared: {missing:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        consumer.subscribe(topics).unwrap();
+        Collector {
+            consumer,
+            records: Vec::new(),
+        }
+    }
+
+    /// Polls until `done(records)` holds; panics with `what` after `timeout`.
+    pub fn until(&mut self, what: &str, timeout: Duration, done: impl Fn(&[Collected]) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !done(&self.records) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; collected {}",
+                self.records.len()
+            );
+            self.poll_for(Duration::from_millis(100));
+        }
+    }
+
+    /// Polls for `d`, collecting what arrives.
+    pub fn poll_for(&mut self, d: Duration) {
+        let end = Instant::now() + d;
+        while Instant::now() < end {
+            match self.consumer.poll(Duration::from_millis(20)) {
+                Some(Ok(m)) => {
+                    let headers = m
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|x| {
+                                    (
+                                        x.key.to_owned(),
+                                        String::from_utf8_lossy(x.value.unwrap_or_default())
+                                            .into_owned(),
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    self.records.push(Collected {
+                        topic: m.topic().to_owned(),
+                        partition: m.partition(),
+                        key: m.key().map(<[u8]>::to_vec),
+                        value: m.payload().map(<[u8]>::to_vec),
+                        headers,
+                    });
+                }
+                // Output topics appear when the router creates them; until then the subscription
+                // reports them unknown.
+                Some(Err(e))
+                    if e.rdkafka_error_code()
+                        == Some(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition) => {}
+                Some(Err(e)) => panic!("collector: {e}"),
+                None => {}
+            }
+        }
+    }
+
+    pub fn on(&self, topic: &str) -> Vec<&Collected> {
+        self.records.iter().filter(|r| r.topic == topic).collect()
+    }
+}
+
+/// A `tollgate router` process on the reference example's configuration.
+pub struct RouterProcess {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl RouterProcess {
+    pub fn spawn(topics: &Topics, brokers: &str, extra_env: &[(&str, &str)]) -> RouterProcess {
+        let log = std::env::temp_dir().join(format!("{}.log", unique("router")));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+        cmd.args(["router", "--config", &format!("{EXAMPLE_DIR}/router.toml")])
+            .envs(topics.env(brokers, free_port()))
+            .envs(extra_env.iter().map(|(k, v)| (*k, *v)))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(file);
+        RouterProcess {
+            child: cmd.spawn().expect("start tollgate router"),
+            log,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "router did not exit within {timeout:?} of SIGTERM; log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for RouterProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET path` on a local HTTP endpoint; returns (status, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of one sample (`name{labels}`) in a Prometheus text exposition.
+pub fn metric_value(exposition: &str, sample: &str) -> Option<f64> {
+    exposition.lines().find_map(|l| {
+        l.strip_prefix(sample)
+            .and_then(|rest| rest.trim().parse().ok())
+    })
+}
