@@ -83,15 +83,12 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
         "Tollgate demo: in-process Kafka at {brokers}; metrics at http://{}/metrics",
         options.metrics_listen
     );
-    println!(
-        "Routing synthetic payments with policy {} ({} scorer). Ctrl-C to stop.",
-        "examples/payments/policy.toml",
-        if options.logistic {
-            "logistic"
-        } else {
-            "field"
-        }
-    );
+    let scorer = if options.logistic {
+        "logistic"
+    } else {
+        "field"
+    };
+    println!("Routing synthetic payments with policy examples/payments/policy.toml ({scorer} scorer). Ctrl-C to stop.");
 
     let pipeline = Pipeline::from_config(&config)?;
     let telemetry = Telemetry::new();

@@ -55,7 +55,7 @@ fn reference_example_routes_every_event_as_specified() {
     let topics = Topics::new("routing");
     create_topics(&broker.addr, &[&topics.input], 3);
     let events = sample();
-    let mut records: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> = events
+    let mut records: Vec<common::TestRecord> = events
         .iter()
         .map(|e| {
             (

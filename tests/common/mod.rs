@@ -219,8 +219,11 @@ pub fn create_topics(brokers: &str, names: &[&str], partitions: i32) {
     }
 }
 
-/// Produces records (key, value) with acks=all and waits until all are acknowledged.
-pub fn produce(brokers: &str, topic: &str, records: &[(Option<Vec<u8>>, Option<Vec<u8>>)]) {
+/// A record to produce: key and value, either may be absent.
+pub type TestRecord = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// Produces records with acks=all and waits until all are acknowledged.
+pub fn produce(brokers: &str, topic: &str, records: &[TestRecord]) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("acks", "all")

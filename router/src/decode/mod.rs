@@ -34,7 +34,7 @@ pub enum Decoder {
     /// One JSON object per record.
     Json { registry: FieldRegistry },
     /// One Avro datum (of the configured schema) per record, plain or Confluent-framed.
-    Avro(AvroInput),
+    Avro(Box<AvroInput>),
 }
 
 impl Decoder {
@@ -51,7 +51,12 @@ impl Decoder {
         confluent: bool,
         accepted_ids: Vec<u32>,
     ) -> Self {
-        Decoder::Avro(AvroInput::new(registry, schema, confluent, accepted_ids))
+        Decoder::Avro(Box::new(AvroInput::new(
+            registry,
+            schema,
+            confluent,
+            accepted_ids,
+        )))
     }
 
     /// Decodes one record value.
