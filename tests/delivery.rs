@@ -150,3 +150,42 @@ fn sigterm_drains_commits_and_exits_zero() {
     );
     assert!(second.terminate(Duration::from_secs(30)).success());
 }
+
+#[test]
+fn nothing_is_lost_when_a_second_router_joins_mid_stream() {
+    let broker = Broker::get();
+    let topics = Topics::new("rebalance");
+    create_topics(&broker.addr, &[&topics.input], 4);
+    let ids = produce_payments(&broker.addr, &topics.input, EVENTS, "rb");
+    let is_route = |t: &str| topics.route_of(t).is_some();
+
+    let env = [("TOLLGATE__PROCESSING__BATCH_SIZE", "100")];
+    let mut first = RouterProcess::spawn(&topics, &broker.addr, &env);
+    let mut out = Collector::new(&broker.addr, &topics.outputs());
+    out.until(
+        "the first router to be mid-stream",
+        Duration::from_secs(90),
+        |r| r.iter().filter(|c| is_route(&c.topic)).count() >= EVENTS / 10,
+    );
+    // The second instance joins the group: partitions are revoked from the first (which drains
+    // and commits) and split between both.
+    let mut second = RouterProcess::spawn(&topics, &broker.addr, &env);
+    out.until(
+        "every event routed and audited",
+        Duration::from_secs(180),
+        |r| {
+            all_present(&ids, &id_counts(r, is_route))
+                && all_present(&ids, &id_counts(r, |t| t == topics.audit))
+        },
+    );
+    assert_eq!(id_counts(&out.records, is_route).len(), EVENTS);
+    for router in [&mut first, &mut second] {
+        let status = router.terminate(Duration::from_secs(30));
+        assert!(status.success(), "{status}\n{}", router.log_text());
+    }
+    assert!(
+        first.log_text().contains("Partitions revoked"),
+        "the first router saw the rebalance:\n{}",
+        first.log_text()
+    );
+}

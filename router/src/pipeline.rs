@@ -307,31 +307,34 @@ impl Pipeline {
             .unwrap_or_default();
         let routed_at = millis(now);
         let sla = self.sla[decision.route as usize];
-        let record = RoutedRecord {
-            event_id: Cow::Borrowed(out.event_id.as_str()),
-            route: decision.route,
-            rule: Cow::Borrowed(decision.rule),
-            guardrail: decision.guardrail,
-            risk_score: score.risk,
-            confidence: score.confidence,
-            model_version: Cow::Borrowed(&score.model_version),
-            policy_version: Cow::Borrowed(self.policy.version()),
-            explanation: score.explanation.clone(),
-            routed_at,
-            sla_deadline: sla.map(|d| routed_at + d.as_millis() as i64),
-            event_format: self.event_format,
-            event: (),
-        };
+        // One constructor for the three event encodings (the field types differ only in `event`).
+        macro_rules! routed {
+            ($event:expr) => {
+                RoutedRecord {
+                    event_id: Cow::Borrowed(out.event_id.as_str()),
+                    route: decision.route,
+                    rule: Cow::Borrowed(decision.rule),
+                    guardrail: decision.guardrail,
+                    risk_score: score.risk,
+                    confidence: score.confidence,
+                    model_version: Cow::Borrowed(&score.model_version),
+                    policy_version: Cow::Borrowed(self.policy.version()),
+                    explanation: score.explanation.clone(),
+                    routed_at,
+                    sla_deadline: sla.map(|d| routed_at + d.as_millis() as i64),
+                    event_format: self.event_format,
+                    event: $event,
+                }
+            };
+        }
         let encode_err = |e: tollgate_schemas::CodecError| {
             Rejection::new(RejectReason::EncodeFailed, e.to_string())
         };
         let mut value = std::mem::take(&mut out.value);
         let written = match self.output_format {
-            RecordFormat::Avro => {
-                with_event(&record, AvroBytes(Cow::Borrowed(payload))).write_avro(&mut value)
-            }
+            RecordFormat::Avro => routed!(AvroBytes(Cow::Borrowed(payload))).write_avro(&mut value),
             RecordFormat::Json => match &decoded.body {
-                Body::Json(raw) => with_event(&record, *raw).write_json(&mut value),
+                Body::Json(raw) => routed!(*raw).write_json(&mut value),
                 Body::Avro(v) => {
                     let json = serde_json::Value::try_from(v.clone()).map_err(|e| {
                         Rejection::new(
@@ -339,7 +342,7 @@ impl Pipeline {
                             format!("event has no JSON form: {e}"),
                         )
                     })?;
-                    with_event(&record, json).write_json(&mut value)
+                    routed!(json).write_json(&mut value)
                 }
             },
         };
@@ -460,25 +463,6 @@ impl Pipeline {
             }
         }
         let _ = map.end();
-    }
-}
-
-/// The routed record with its event attached.
-fn with_event<'a, E>(record: &RoutedRecord<'a, ()>, event: E) -> RoutedRecord<'a, E> {
-    RoutedRecord {
-        event_id: record.event_id.clone(),
-        route: record.route,
-        rule: record.rule.clone(),
-        guardrail: record.guardrail,
-        risk_score: record.risk_score,
-        confidence: record.confidence,
-        model_version: record.model_version.clone(),
-        policy_version: record.policy_version.clone(),
-        explanation: record.explanation.clone(),
-        routed_at: record.routed_at,
-        sla_deadline: record.sla_deadline,
-        event_format: record.event_format,
-        event,
     }
 }
 

@@ -220,6 +220,90 @@ mod tests {
         assert_eq!(lock(&inflight.state).sealed.len(), 1);
     }
 
+    /// Settling on a real client (librdkafka's mock cluster): offsets advance over completed
+    /// batches in order, never past an incomplete or failed one.
+    #[test]
+    fn offsets_never_pass_an_unacknowledged_or_failed_batch() {
+        use rdkafka::consumer::{CommitMode, Consumer};
+        use rdkafka::mocking::MockCluster;
+        use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("in", 1, 1).unwrap();
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .set("group.id", "g")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("in", 0, Offset::Beginning)
+            .unwrap();
+        consumer.assign(&tpl).unwrap();
+        // Offsets can be stored once the client knows the partition (in the router, always:
+        // it stores offsets of records it consumed).
+        consumer
+            .fetch_metadata(Some("in"), std::time::Duration::from_secs(5))
+            .unwrap();
+        let _ = consumer.poll(std::time::Duration::from_millis(200));
+        let committed = || {
+            let c = consumer
+                .committed(std::time::Duration::from_secs(5))
+                .unwrap();
+            c.find_partition("in", 0).unwrap().offset()
+        };
+        let inflight = InFlight::new(std::thread::current());
+        let mut batches = Vec::new();
+        for offset in [10, 20, 30] {
+            let b = inflight.open_batch();
+            b.add_record();
+            inflight.record_event(0, offset);
+            inflight.seal();
+            batches.push(b);
+        }
+        // The second batch is acknowledged first: nothing may be stored yet.
+        batches[1].ack();
+        assert_eq!(inflight.settle(&consumer, "in").unwrap(), 0);
+        batches[0].ack();
+        assert_eq!(inflight.settle(&consumer, "in").unwrap(), 2);
+        consumer.commit_consumer_state(CommitMode::Sync).unwrap();
+        assert_eq!(
+            committed(),
+            Offset::Offset(21),
+            "the next offset to read after 20"
+        );
+        // A failed batch stops everything after it, for good.
+        let failed = inflight.open_batch();
+        failed.add_record();
+        inflight.record_event(0, 40);
+        inflight.seal();
+        let after = inflight.open_batch();
+        after.add_record();
+        inflight.record_event(0, 50);
+        inflight.seal();
+        after.ack();
+        failed.fail("broker said no".into());
+        failed.ack();
+        batches[2].ack();
+        let err = inflight.settle(&consumer, "in").unwrap_err();
+        assert!(err.0.contains("broker said no"));
+        assert!(
+            inflight.settle(&consumer, "in").is_err(),
+            "the failure is sticky"
+        );
+        consumer.commit_consumer_state(CommitMode::Sync).unwrap();
+        assert_eq!(
+            committed(),
+            Offset::Offset(31),
+            "stored up to the last batch before the failure"
+        );
+        assert_eq!(
+            inflight.events(),
+            2,
+            "the failed batch and the one after it stay unsettled"
+        );
+    }
+
     #[test]
     fn failure_is_remembered() {
         let b = Batch::new();
