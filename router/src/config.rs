@@ -190,6 +190,9 @@ pub struct InputConfig {
 pub struct InputFields {
     /// Unique event id (required in every event).
     pub event_id: String,
+    /// Field whose value keys the output when the input record has no Kafka key (empty: use
+    /// the event id).
+    pub key: String,
     /// Upstream risk score in [0, 1] (read by the `field` scorer).
     pub risk_score: String,
     /// Upstream model confidence in [0, 1] (read by the `field` scorer).
@@ -202,6 +205,7 @@ impl Default for InputFields {
     fn default() -> Self {
         InputFields {
             event_id: "event_id".into(),
+            key: String::new(),
             risk_score: "risk_score".into(),
             confidence: "model_confidence".into(),
             model_version: "model_version".into(),

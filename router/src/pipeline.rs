@@ -55,6 +55,9 @@ pub struct Output {
     pub audit: Vec<u8>,
     /// The event id (also the audit record's key).
     pub event_id: String,
+    /// Key of the routed record when the input record has none: the configured key field's
+    /// value, else the event id.
+    pub fallback_key: String,
     /// The model version, for the record headers.
     pub model_version: String,
     snapshot: Vec<u8>,
@@ -83,6 +86,7 @@ pub struct Pipeline {
     policy: Policy,
     registry: FieldRegistry,
     event_id: FieldId,
+    key: Option<FieldId>,
     /// Paths redacted in the audit snapshot.
     redacted: Vec<FieldId>,
     output_format: RecordFormat,
@@ -106,6 +110,10 @@ impl Pipeline {
         let event_id = registry
             .register(&f.event_id)
             .map_err(PipelineError::Field)?;
+        let key = match f.key.as_str() {
+            "" => None,
+            path => Some(registry.register(path).map_err(PipelineError::Field)?),
+        };
         let scorer = match config.scorer.kind {
             ScorerKind::Field => {
                 let risk = registry
@@ -208,6 +216,7 @@ impl Pipeline {
             policy,
             registry,
             event_id,
+            key,
             redacted,
             output_format: config.output.format,
             event_format,
@@ -232,6 +241,7 @@ impl Pipeline {
         out.value.clear();
         out.audit.clear();
         out.event_id.clear();
+        out.fallback_key.clear();
         out.model_version.clear();
         let decoded = match payload {
             None | Some([]) => Err(Rejection::new(
@@ -252,6 +262,10 @@ impl Pipeline {
             Err(r) => return self.reject(r, Some(&decoded.fields), source, now, out),
         };
         out.model_version.push_str(&score.model_version);
+        match self.key.map(|k| decoded.fields.get(k).as_text()) {
+            Some(Some(text)) if !text.is_empty() => out.fallback_key.push_str(&text),
+            _ => out.fallback_key.push_str(&out.event_id),
+        }
         match self.encode_routed(
             &decoded,
             &score,

@@ -149,7 +149,7 @@ impl Loop<'_> {
                 risk,
                 confidence,
             } => {
-                let key = message.key().unwrap_or(self.out.event_id.as_bytes());
+                let key = message.key().unwrap_or(self.out.fallback_key.as_bytes());
                 let h = OwnedHeaders::new_with_capacity(3)
                     .insert(Header {
                         key: headers::ROUTE,

@@ -296,6 +296,24 @@ fn logistic_scorer_from_the_example_model_explains_its_score() {
 }
 
 #[test]
+fn the_fallback_key_is_the_key_field_else_the_event_id() {
+    let event = br#"{"event_id":"e1","account_id":"acct-9","risk_score":0.1,"model_confidence":0.99,"model_version":"m"}"#;
+    let mut out = Output::default();
+    let p = Pipeline::from_config(&example_config()).unwrap();
+    p.process(Some(event), source(), now(), &mut out);
+    assert_eq!(out.fallback_key, "e1");
+    let mut c = example_config();
+    c.input.fields.key = "account_id".into();
+    let p = Pipeline::from_config(&c).unwrap();
+    p.process(Some(event), source(), now(), &mut out);
+    assert_eq!(out.fallback_key, "acct-9");
+    let no_account =
+        br#"{"event_id":"e2","risk_score":0.1,"model_confidence":0.99,"model_version":"m"}"#;
+    p.process(Some(no_account), source(), now(), &mut out);
+    assert_eq!(out.fallback_key, "e2");
+}
+
+#[test]
 fn a_policy_that_uses_a_disabled_route_is_refused() {
     let mut c = example_config();
     c.topics.auto_reject = String::new();
