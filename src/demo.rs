@@ -37,14 +37,12 @@ pub struct DemoOptions {
     pub logistic: bool,
     /// Seed of the synthetic stream.
     pub seed: u64,
+    /// Run against these brokers instead of the in-process cluster (topics are created there).
+    pub brokers: Option<String>,
 }
 
 /// Writes the embedded example into a private directory and loads it as configuration.
-fn embedded_config(
-    dir: &Path,
-    brokers: &str,
-    options: &DemoOptions,
-) -> anyhow::Result<RouterConfig> {
+fn embedded_config(dir: &Path, brokers: &str, in_process: bool, options: &DemoOptions) -> anyhow::Result<RouterConfig> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("router.toml"), ROUTER_TOML)?;
     std::fs::write(dir.join("policy.toml"), POLICY_TOML)?;
@@ -54,7 +52,8 @@ fn embedded_config(
     config.kafka.input_topic = "payments".into();
     config.kafka.group_id = "tollgate-demo".into();
     // The mock cluster has no admin API; the demo creates the topics on it directly.
-    config.kafka.create_topics = false;
+    config.kafka.create_topics = !in_process;
+    config.kafka.partitions = 3;
     config.metrics.listen = options.metrics_listen;
     config.processing.shutdown_timeout = tollgate_router::config::HumanDuration::secs(5);
     if options.logistic {
@@ -67,38 +66,35 @@ fn embedded_config(
 
 /// Runs the demo until Ctrl-C (or `--events`). Returns the number of events routed.
 pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::Result<u64> {
-    let cluster = MockCluster::new(1)?;
-    let brokers = cluster.bootstrap_servers();
-    let dir = std::env::temp_dir().join(format!("tollgate-demo-{}", std::process::id()));
-    let config = embedded_config(&dir, &brokers, &options)?;
-    for topic in config
-        .topics
-        .all()
-        .into_iter()
-        .chain([config.kafka.input_topic.as_str()])
-    {
-        cluster.create_topic(topic, 3, 1)?;
-    }
-    println!(
-        "Tollgate demo: in-process Kafka at {brokers}; metrics at http://{}/metrics",
-        options.metrics_listen
-    );
-    let scorer = if options.logistic {
-        "logistic"
-    } else {
-        "field"
+    let cluster = match options.brokers {
+        Some(_) => None,
+        None => Some(MockCluster::new(1)?),
     };
+    let brokers = match (&cluster, &options.brokers) {
+        (Some(c), _) => c.bootstrap_servers(),
+        (None, Some(b)) => b.clone(),
+        (None, None) => unreachable!("a cluster is started when no brokers are given"),
+    };
+    let dir = std::env::temp_dir().join(format!("tollgate-demo-{}", std::process::id()));
+    let config = embedded_config(&dir, &brokers, cluster.is_some(), &options)?;
+    if let Some(cluster) = &cluster {
+        for topic in config.topics.all().into_iter().chain([config.kafka.input_topic.as_str()]) {
+            cluster.create_topic(topic, 3, 1)?;
+        }
+    }
+    let kind = if cluster.is_some() { "in-process Kafka" } else { "Kafka" };
+    println!("Tollgate demo: {kind} at {brokers}; metrics at http://{}/metrics", options.metrics_listen);
+    let scorer = if options.logistic { "logistic" } else { "field" };
     println!("Routing synthetic payments with policy examples/payments/policy.toml ({scorer} scorer). Ctrl-C to stop.");
 
     let pipeline = Pipeline::from_config(&config)?;
+    if cluster.is_none() {
+        // On a real cluster the router creates the topics; the generator needs the input topic first.
+        tollgate_router::kafka::ensure_topics(&config).await?;
+    }
     let telemetry = Telemetry::new();
     let router_stop = CancellationToken::new();
-    let router = tokio::spawn(tollgate_router::run_with(
-        config,
-        pipeline,
-        telemetry.clone(),
-        router_stop.clone(),
-    ));
+    let router = tokio::spawn(tollgate_router::run_with(config, pipeline, telemetry.clone(), router_stop.clone()));
 
     let producer_stop = CancellationToken::new();
     let generator = {
@@ -156,10 +152,7 @@ fn counts(t: &Telemetry) -> [u64; 5] {
 fn summary_line(t: &Telemetry, last: &(Instant, [u64; 5]), now: &(Instant, [u64; 5])) -> String {
     let secs = now.0.duration_since(last.0).as_secs_f64().max(1e-3);
     let rate = |i: usize| (now.1[i] - last.1[i]) as f64 / secs;
-    let ms = |q| {
-        t.latency_quantile(q)
-            .map_or("-".into(), |d| format!("{:.2}ms", d.as_secs_f64() * 1e3))
-    };
+    let ms = |q| t.latency_quantile(q).map_or("-".into(), |d| format!("{:.2}ms", d.as_secs_f64() * 1e3));
     format!(
         "auto_commit {:>7.0}/s  async_review {:>6.0}/s  sync_review {:>6.0}/s  auto_reject {:>6.0}/s  dead_letter {:>5.0}/s  latency p50 {} p99 {}",
         rate(0),
@@ -198,23 +191,10 @@ fn print_final(t: &Telemetry, elapsed: Duration) {
         total as f64 / elapsed.as_secs_f64().max(1e-3)
     );
     for (i, r) in Route::ALL.iter().enumerate() {
-        println!(
-            "  {:<13} {:>9}  ({:.1}%)",
-            r.as_str(),
-            c[i],
-            100.0 * c[i] as f64 / total.max(1) as f64
-        );
+        println!("  {:<13} {:>9}  ({:.1}%)", r.as_str(), c[i], 100.0 * c[i] as f64 / total.max(1) as f64);
     }
-    println!(
-        "  {:<13} {:>9}  ({:.1}%)",
-        "dead_letter",
-        c[4],
-        100.0 * c[4] as f64 / total.max(1) as f64
-    );
-    let ms = |q| {
-        t.latency_quantile(q)
-            .map_or("-".into(), |d| format!("{:.2} ms", d.as_secs_f64() * 1e3))
-    };
+    println!("  {:<13} {:>9}  ({:.1}%)", "dead_letter", c[4], 100.0 * c[4] as f64 / total.max(1) as f64);
+    let ms = |q| t.latency_quantile(q).map_or("-".into(), |d| format!("{:.2} ms", d.as_secs_f64() * 1e3));
     println!("  routing latency p50 {}  p99 {}", ms(0.5), ms(0.99));
 }
 
@@ -238,9 +218,7 @@ fn generate(brokers: &str, options: &DemoOptions, stop: &CancellationToken) -> a
             }
         }
         let key = generator.next_into(&mut buf);
-        let mut record = BaseRecord::to("payments")
-            .key(key.as_str())
-            .payload(buf.as_slice());
+        let mut record = BaseRecord::to("payments").key(key.as_str()).payload(buf.as_slice());
         loop {
             match producer.send(record) {
                 Ok(()) => break,

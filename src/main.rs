@@ -11,11 +11,7 @@ use tollgate_router::config::RouterConfig;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(
-    name = "tollgate",
-    version,
-    about = "Kafka-native human-in-the-loop decision router"
-)]
+#[command(name = "tollgate", version, about = "Kafka-native human-in-the-loop decision router")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -46,15 +42,15 @@ enum Command {
         /// Seed of the synthetic stream.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Use these Kafka brokers instead of the in-process cluster.
+        #[arg(long)]
+        brokers: Option<String>,
     },
 }
 
 fn init_tracing(default: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 #[tokio::main]
@@ -74,10 +70,7 @@ async fn main() -> ExitCode {
             cancel_on_signal(shutdown.clone());
             match tollgate_router::run(config, shutdown).await {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(
-                    e @ (tollgate_router::RouterError::Config(_)
-                    | tollgate_router::RouterError::Pipeline(_)),
-                ) => {
+                Err(e @ (tollgate_router::RouterError::Config(_) | tollgate_router::RouterError::Pipeline(_))) => {
                     eprintln!("tollgate router: {e}");
                     ExitCode::from(2)
                 }
@@ -87,22 +80,10 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        Command::Demo {
-            events,
-            rate,
-            metrics_listen,
-            logistic,
-            seed,
-        } => {
+        Command::Demo { events, rate, metrics_listen, logistic, seed, brokers } => {
             init_tracing("warn");
             cancel_on_signal(shutdown.clone());
-            let options = DemoOptions {
-                events,
-                rate,
-                metrics_listen,
-                logistic,
-                seed,
-            };
+            let options = DemoOptions { events, rate, metrics_listen, logistic, seed, brokers };
             match demo::run(options, shutdown).await {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {

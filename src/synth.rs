@@ -6,16 +6,8 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::io::Write;
 
-const CATEGORIES: [&str; 8] = [
-    "grocery",
-    "electronics",
-    "travel",
-    "gambling",
-    "utilities",
-    "crypto",
-    "gift_cards",
-    "restaurants",
-];
+const CATEGORIES: [&str; 8] =
+    ["grocery", "electronics", "travel", "gambling", "utilities", "crypto", "gift_cards", "restaurants"];
 const COUNTRIES: [(&str, &str); 8] = [
     ("US", "USD"),
     ("DE", "EUR"),
@@ -45,13 +37,7 @@ pub struct Mix {
 
 impl Default for Mix {
     fn default() -> Self {
-        Mix {
-            routine: 0.80,
-            uncertain: 0.12,
-            risky: 0.055,
-            blocked: 0.02,
-            malformed: 0.005,
-        }
+        Mix { routine: 0.80, uncertain: 0.12, risky: 0.055, blocked: 0.02, malformed: 0.005 }
     }
 }
 
@@ -66,12 +52,7 @@ pub struct PaymentGenerator {
 impl PaymentGenerator {
     /// A generator with a fixed seed; ids are `{prefix}-{n}`.
     pub fn new(seed: u64, mix: Mix, prefix: &str) -> Self {
-        PaymentGenerator {
-            rng: SmallRng::seed_from_u64(seed),
-            mix,
-            next_id: 0,
-            prefix: prefix.to_owned(),
-        }
+        PaymentGenerator { rng: SmallRng::seed_from_u64(seed), mix, next_id: 0, prefix: prefix.to_owned() }
     }
 
     /// Writes the next event's JSON into `out` (cleared first) and returns its account id, used
@@ -86,32 +67,17 @@ impl PaymentGenerator {
         let total = m.routine + m.uncertain + m.risky + m.blocked + m.malformed;
         let u: f64 = self.rng.random::<f64>() * total;
         let (risk, confidence) = if u < m.routine {
-            (
-                self.rng.random_range(0.0..0.55f64).powi(2),
-                self.rng.random_range(0.86..0.995),
-            )
+            (self.rng.random_range(0.0..0.55f64).powi(2), self.rng.random_range(0.86..0.995))
         } else if u < m.routine + m.uncertain {
-            (
-                self.rng.random_range(0.3..0.88),
-                self.rng.random_range(0.6..0.9),
-            )
+            (self.rng.random_range(0.3..0.88), self.rng.random_range(0.6..0.9))
         } else if u < m.routine + m.uncertain + m.risky {
             if self.rng.random_bool(0.5) {
-                (
-                    self.rng.random_range(0.9..0.95),
-                    self.rng.random_range(0.7..0.99),
-                )
+                (self.rng.random_range(0.9..0.95), self.rng.random_range(0.7..0.99))
             } else {
-                (
-                    self.rng.random_range(0.1..0.8),
-                    self.rng.random_range(0.3..0.6),
-                )
+                (self.rng.random_range(0.1..0.8), self.rng.random_range(0.3..0.6))
             }
         } else if u < m.routine + m.uncertain + m.risky + m.blocked {
-            (
-                self.rng.random_range(0.951..1.0),
-                self.rng.random_range(0.8..0.99),
-            )
+            (self.rng.random_range(0.951..1.0), self.rng.random_range(0.8..0.99))
         } else {
             self.malformed(id, out);
             return account;
@@ -130,21 +96,13 @@ impl PaymentGenerator {
 
     fn malformed(&mut self, id: u64, out: &mut Vec<u8>) {
         let _ = match self.rng.random_range(0..3) {
-            0 => write!(
-                out,
-                r#"{{"event_id":"{}-{id}","amount":12.0,"risk_score":"#,
-                self.prefix
-            ),
+            0 => write!(out, r#"{{"event_id":"{}-{id}","amount":12.0,"risk_score":"#, self.prefix),
             1 => write!(
                 out,
                 r#"{{"event_id":"{}-{id}","amount":12.0,"risk_score":1.7,"model_confidence":0.9,"model_version":"m"}}"#,
                 self.prefix
             ),
-            _ => write!(
-                out,
-                r#"{{"event_id":"{}-{id}","amount":12.0}}"#,
-                self.prefix
-            ),
+            _ => write!(out, r#"{{"event_id":"{}-{id}","amount":12.0}}"#, self.prefix),
         };
     }
 }
@@ -162,9 +120,7 @@ mod tests {
         for _ in 0..2_000 {
             assert_eq!(a.next_into(&mut x), b.next_into(&mut y));
             assert_eq!(x, y);
-            if serde_json::from_slice::<serde_json::Value>(&x)
-                .is_ok_and(|v| v.get("model_confidence").is_some())
-            {
+            if serde_json::from_slice::<serde_json::Value>(&x).is_ok_and(|v| v.get("model_confidence").is_some()) {
                 valid += 1;
             }
         }
@@ -173,14 +129,7 @@ mod tests {
 
     #[test]
     fn a_mix_without_malformed_events_yields_only_valid_ones() {
-        let mut g = PaymentGenerator::new(
-            3,
-            Mix {
-                malformed: 0.0,
-                ..Mix::default()
-            },
-            "v",
-        );
+        let mut g = PaymentGenerator::new(3, Mix { malformed: 0.0, ..Mix::default() }, "v");
         let mut buf = Vec::new();
         for _ in 0..5_000 {
             g.next_into(&mut buf);

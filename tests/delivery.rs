@@ -12,10 +12,7 @@ const EVENTS: usize = 20_000;
 
 /// Produces `n` valid synthetic payments and returns their event ids.
 fn produce_payments(broker: &str, topic: &str, n: usize, prefix: &str) -> Vec<String> {
-    let mix = Mix {
-        malformed: 0.0,
-        ..Mix::default()
-    };
+    let mix = Mix { malformed: 0.0, ..Mix::default() };
     let mut generator = PaymentGenerator::new(11, mix, prefix);
     let mut buf = Vec::new();
     let mut records = Vec::with_capacity(n);
@@ -31,15 +28,10 @@ fn produce_payments(broker: &str, topic: &str, n: usize, prefix: &str) -> Vec<St
 }
 
 /// How many times each event id appears among the records of `topic_matches`.
-fn id_counts(
-    records: &[Collected],
-    topic_matches: impl Fn(&str) -> bool,
-) -> HashMap<String, usize> {
+fn id_counts(records: &[Collected], topic_matches: impl Fn(&str) -> bool) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for r in records.iter().filter(|r| topic_matches(&r.topic)) {
-        *counts
-            .entry(r.json()["event_id"].as_str().unwrap().to_owned())
-            .or_insert(0) += 1;
+        *counts.entry(r.json()["event_id"].as_str().unwrap().to_owned()).or_insert(0) += 1;
     }
     counts
 }
@@ -56,42 +48,31 @@ fn nothing_is_lost_when_the_router_is_killed_mid_stream() {
     let ids = produce_payments(&broker.addr, &topics.input, EVENTS, "k9");
     let is_route = |t: &str| topics.route_of(t).is_some();
 
-    // Small batches so the kill lands between many offset stores.
-    let env = [
-        ("TOLLGATE__PROCESSING__BATCH_SIZE", "100"),
-        ("TOLLGATE__PROCESSING__MAX_IN_FLIGHT", "2000"),
-    ];
-    let mut first = RouterProcess::spawn(&topics, &broker.addr, &env);
+    // The first router is slowed down (long producer linger, small in-flight bound) so that
+    // the kill lands mid-stream after some offsets were committed and before others were.
+    let env = [("TOLLGATE__PROCESSING__BATCH_SIZE", "100"), ("TOLLGATE__PROCESSING__MAX_IN_FLIGHT", "1000")];
+    let mut first = RouterProcess::spawn_with(&topics, &broker.addr, &env, &[("linger.ms", "200")]);
     let mut out = Collector::new(&broker.addr, &topics.outputs());
-    out.until(
-        "the first router to be mid-stream",
-        Duration::from_secs(90),
-        |r| r.iter().filter(|c| is_route(&c.topic)).count() >= EVENTS / 5,
-    );
-    first.child.kill().unwrap(); // SIGKILL: no drain, no commit
+    out.until("the first router to be mid-stream", Duration::from_secs(90), |r| {
+        r.iter().filter(|c| is_route(&c.topic)).count() >= EVENTS / 10
+    });
+    // Auto-commit runs every second: let at least one happen.
+    out.poll_for(Duration::from_millis(1500));
+    first.child.kill().unwrap(); // SIGKILL: no drain, no final commit
     first.child.wait().unwrap();
     out.poll_for(Duration::from_millis(500));
     let before = id_counts(&out.records, is_route).len();
-    assert!(
-        before < EVENTS,
-        "the kill must land mid-stream (routed {before} of {EVENTS})"
-    );
+    assert!(before < EVENTS, "the kill must land mid-stream (routed {before} of {EVENTS})");
 
-    let mut second = RouterProcess::spawn(&topics, &broker.addr, &env);
-    out.until(
-        "every event routed and audited after the restart",
-        Duration::from_secs(180),
-        |r| {
-            all_present(&ids, &id_counts(r, is_route))
-                && all_present(&ids, &id_counts(r, |t| t == topics.audit))
-        },
-    );
+    let mut second = RouterProcess::spawn(&topics, &broker.addr, &[]);
+    out.until("every event routed and audited after the restart", Duration::from_secs(180), |r| {
+        all_present(&ids, &id_counts(r, is_route)) && all_present(&ids, &id_counts(r, |t| t == topics.audit))
+    });
     let routed = id_counts(&out.records, is_route);
     let replayed = routed.values().filter(|n| **n > 1).count();
     assert_eq!(routed.len(), EVENTS, "only the produced ids were routed");
-    eprintln!(
-        "kill -9 after {before} events: all {EVENTS} routed, {replayed} replayed (at-least-once)"
-    );
+    eprintln!("kill -9 after {before} events: all {EVENTS} routed, {replayed} replayed (at-least-once)");
+    assert!(replayed < before, "the restart resumed from the committed offsets, not from the beginning");
     let status = second.terminate(Duration::from_secs(30));
     assert!(status.success(), "{status}\n{}", second.log_text());
 }
@@ -107,47 +88,25 @@ fn sigterm_drains_commits_and_exits_zero() {
     let env = [("TOLLGATE__PROCESSING__BATCH_SIZE", "200")];
     let mut first = RouterProcess::spawn(&topics, &broker.addr, &env);
     let mut out = Collector::new(&broker.addr, &topics.outputs());
-    out.until(
-        "the router to be mid-stream",
-        Duration::from_secs(90),
-        |r| r.iter().filter(|c| is_route(&c.topic)).count() >= EVENTS / 5,
-    );
+    out.until("the router to be mid-stream", Duration::from_secs(90), |r| {
+        r.iter().filter(|c| is_route(&c.topic)).count() >= EVENTS / 5
+    });
     let asked = Instant::now();
     let status = first.terminate(Duration::from_secs(30));
     let took = asked.elapsed();
-    assert!(
-        status.success(),
-        "exit status {status}; log:\n{}",
-        first.log_text()
-    );
-    assert!(
-        first
-            .log_text()
-            .contains("draining in-flight records and committing"),
-        "{}",
-        first.log_text()
-    );
+    assert!(status.success(), "exit status {status}; log:\n{}", first.log_text());
+    assert!(first.log_text().contains("draining in-flight records and committing"), "{}", first.log_text());
     eprintln!("SIGTERM to exit: {took:?}");
 
     // The restarted router resumes exactly where the first one committed: every event once.
     let mut second = RouterProcess::spawn(&topics, &broker.addr, &env);
-    out.until(
-        "every event routed after the restart",
-        Duration::from_secs(180),
-        |r| all_present(&ids, &id_counts(r, is_route)),
-    );
+    out.until("every event routed after the restart", Duration::from_secs(180), |r| {
+        all_present(&ids, &id_counts(r, is_route))
+    });
     out.poll_for(Duration::from_secs(2));
     let routed = id_counts(&out.records, is_route);
-    let twice: Vec<_> = routed
-        .iter()
-        .filter(|(_, n)| **n > 1)
-        .map(|(id, _)| id)
-        .take(5)
-        .collect();
-    assert!(
-        twice.is_empty(),
-        "a graceful stop committed everything it routed, yet these were routed again: {twice:?}"
-    );
+    let twice: Vec<_> = routed.iter().filter(|(_, n)| **n > 1).map(|(id, _)| id).take(5).collect();
+    assert!(twice.is_empty(), "a graceful stop committed everything it routed, yet these were routed again: {twice:?}");
     assert!(second.terminate(Duration::from_secs(30)).success());
 }
 
@@ -162,22 +121,15 @@ fn nothing_is_lost_when_a_second_router_joins_mid_stream() {
     let env = [("TOLLGATE__PROCESSING__BATCH_SIZE", "100")];
     let mut first = RouterProcess::spawn(&topics, &broker.addr, &env);
     let mut out = Collector::new(&broker.addr, &topics.outputs());
-    out.until(
-        "the first router to be mid-stream",
-        Duration::from_secs(90),
-        |r| r.iter().filter(|c| is_route(&c.topic)).count() >= EVENTS / 10,
-    );
+    out.until("the first router to be mid-stream", Duration::from_secs(90), |r| {
+        r.iter().filter(|c| is_route(&c.topic)).count() >= EVENTS / 10
+    });
     // The second instance joins the group: partitions are revoked from the first (which drains
     // and commits) and split between both.
     let mut second = RouterProcess::spawn(&topics, &broker.addr, &env);
-    out.until(
-        "every event routed and audited",
-        Duration::from_secs(180),
-        |r| {
-            all_present(&ids, &id_counts(r, is_route))
-                && all_present(&ids, &id_counts(r, |t| t == topics.audit))
-        },
-    );
+    out.until("every event routed and audited", Duration::from_secs(180), |r| {
+        all_present(&ids, &id_counts(r, is_route)) && all_present(&ids, &id_counts(r, |t| t == topics.audit))
+    });
     assert_eq!(id_counts(&out.records, is_route).len(), EVENTS);
     for router in [&mut first, &mut second] {
         let status = router.terminate(Duration::from_secs(30));

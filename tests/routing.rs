@@ -4,10 +4,7 @@
 
 mod common;
 
-use common::{
-    create_topics, free_port, http_get, metric_value, produce, Broker, Collector, Topics,
-    EXAMPLE_DIR,
-};
+use common::{create_topics, free_port, http_get, metric_value, produce, Broker, Collector, Topics, EXAMPLE_DIR};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
@@ -57,12 +54,7 @@ fn reference_example_routes_every_event_as_specified() {
     let events = sample();
     let mut records: Vec<common::TestRecord> = events
         .iter()
-        .map(|e| {
-            (
-                Some(e["account_id"].as_str().unwrap().as_bytes().to_vec()),
-                Some(e.to_string().into_bytes()),
-            )
-        })
+        .map(|e| (Some(e["account_id"].as_str().unwrap().as_bytes().to_vec()), Some(e.to_string().into_bytes())))
         .collect();
     // A keyless event: its output is keyed by its event id.
     let keyless = r#"{"event_id":"keyless-1","account_id":"a","amount":5,"currency":"EUR","merchant_category":"grocery","country":"DE","risk_score":0.02,"model_confidence":0.97,"model_version":"fraud-gbm-2026.10"}"#;
@@ -70,32 +62,21 @@ fn reference_example_routes_every_event_as_specified() {
     // Bad input, each with the reason it must be dead-lettered for.
     let bad: Vec<(&str, Option<&str>, &str)> = vec![
         ("bad-json", Some("{\"event_id\": \"x\", "), "malformed_json"),
-        (
-            "no-id",
-            Some(r#"{"risk_score":0.2,"model_confidence":0.9,"model_version":"m"}"#),
-            "missing_field",
-        ),
+        ("no-id", Some(r#"{"risk_score":0.2,"model_confidence":0.9,"model_version":"m"}"#), "missing_field"),
         (
             "out-of-range",
-            Some(
-                r#"{"event_id":"oor","risk_score":1.5,"model_confidence":0.9,"model_version":"m"}"#,
-            ),
+            Some(r#"{"event_id":"oor","risk_score":1.5,"model_confidence":0.9,"model_version":"m"}"#),
             "score_out_of_range",
         ),
         (
             "wrong-type",
-            Some(
-                r#"{"event_id":"wt","risk_score":"high","model_confidence":0.9,"model_version":"m"}"#,
-            ),
+            Some(r#"{"event_id":"wt","risk_score":"high","model_confidence":0.9,"model_version":"m"}"#),
             "invalid_field",
         ),
         ("tombstone", None, "empty_payload"),
     ];
     for (key, value, _) in &bad {
-        records.push((
-            Some(key.as_bytes().to_vec()),
-            value.map(|v| v.as_bytes().to_vec()),
-        ));
+        records.push((Some(key.as_bytes().to_vec()), value.map(|v| v.as_bytes().to_vec())));
     }
     produce(&broker.addr, &topics.input, &records);
 
@@ -106,22 +87,14 @@ fn reference_example_routes_every_event_as_specified() {
     let (out, exposition) = with_router(config, || {
         // The router creates the output topics; the collector waits for them.
         let mut out = Collector::new(&broker.addr, &topics.outputs());
-        out.until(
-            "every routed, dead-letter and audit record",
-            Duration::from_secs(90),
-            |r| {
-                r.iter().filter(|c| c.topic == topics.audit).count() >= total
-                    && r.iter().filter(|c| c.topic != topics.audit).count() >= total
-            },
-        );
+        out.until("every routed, dead-letter and audit record", Duration::from_secs(90), |r| {
+            r.iter().filter(|c| c.topic == topics.audit).count() >= total
+                && r.iter().filter(|c| c.topic != topics.audit).count() >= total
+        });
         // Anything extra would show up now.
         out.poll_for(Duration::from_millis(500));
         assert_eq!(http_get(&metrics, "/healthz").0, 200);
-        assert_eq!(
-            http_get(&metrics, "/readyz").0,
-            200,
-            "a consuming router is ready"
-        );
+        assert_eq!(http_get(&metrics, "/readyz").0, 200, "a consuming router is ready");
         let (status, exposition) = http_get(&metrics, "/metrics");
         assert_eq!(status, 200);
         (out, exposition)
@@ -132,11 +105,7 @@ fn reference_example_routes_every_event_as_specified() {
     for t in topics.routes() {
         for c in out.on(t) {
             let rec = RoutedRecord::from_json(c.value.as_deref().unwrap()).unwrap();
-            assert!(
-                routed.insert(rec.event_id.to_string(), c).is_none(),
-                "{} routed twice",
-                rec.event_id
-            );
+            assert!(routed.insert(rec.event_id.to_string(), c).is_none(), "{} routed twice", rec.event_id);
         }
     }
     assert_eq!(routed.len(), events.len() + 1);
@@ -144,17 +113,10 @@ fn reference_example_routes_every_event_as_specified() {
     for e in &events {
         let id = e["event_id"].as_str().unwrap();
         let c = routed.get(id).unwrap_or_else(|| panic!("{id} not routed"));
-        let want = expected(
-            e["risk_score"].as_f64().unwrap(),
-            e["model_confidence"].as_f64().unwrap(),
-        );
+        let want = expected(e["risk_score"].as_f64().unwrap(), e["model_confidence"].as_f64().unwrap());
         assert_eq!(topics.route_of(&c.topic), Some(want), "{id}");
         routes_seen.insert(want);
-        assert_eq!(
-            c.key.as_deref(),
-            Some(e["account_id"].as_str().unwrap().as_bytes()),
-            "{id}: key preserved"
-        );
+        assert_eq!(c.key.as_deref(), Some(e["account_id"].as_str().unwrap().as_bytes()), "{id}: key preserved");
         assert_eq!(c.header(headers::ROUTE), want);
         assert_eq!(c.header(headers::POLICY_VERSION), "payments-2026.11.1");
         assert_eq!(c.header(headers::MODEL_VERSION), "fraud-gbm-2026.10");
@@ -170,15 +132,8 @@ fn reference_example_routes_every_event_as_specified() {
     let dead = out.on(&topics.dead_letter);
     assert_eq!(dead.len(), bad.len());
     for (key, value, reason) in &bad {
-        let d = dead
-            .iter()
-            .find(|d| d.key.as_deref() == Some(key.as_bytes()))
-            .unwrap_or_else(|| panic!("{key}"));
-        assert_eq!(
-            d.value.as_deref(),
-            value.map(str::as_bytes),
-            "{key}: original bytes"
-        );
+        let d = dead.iter().find(|d| d.key.as_deref() == Some(key.as_bytes())).unwrap_or_else(|| panic!("{key}"));
+        assert_eq!(d.value.as_deref(), value.map(str::as_bytes), "{key}: original bytes");
         assert_eq!(d.header(headers::ERROR_REASON), *reason, "{key}");
         assert!(!d.header(headers::ERROR_MESSAGE).is_empty());
         assert_eq!(d.header(headers::SOURCE_TOPIC), topics.input);
@@ -195,24 +150,12 @@ fn reference_example_routes_every_event_as_specified() {
     assert_eq!(audits.len(), total);
     for e in &events {
         let id = e["event_id"].as_str().unwrap();
-        let a = audits
-            .iter()
-            .find(|a| a.event_id == id)
-            .unwrap_or_else(|| panic!("no audit for {id}"));
+        let a = audits.iter().find(|a| a.event_id == id).unwrap_or_else(|| panic!("no audit for {id}"));
         assert_eq!(a.action, "route");
-        assert_eq!(
-            a.decision,
-            expected(
-                e["risk_score"].as_f64().unwrap(),
-                e["model_confidence"].as_f64().unwrap()
-            )
-        );
+        assert_eq!(a.decision, expected(e["risk_score"].as_f64().unwrap(), e["model_confidence"].as_f64().unwrap()));
         assert_eq!(a.policy_version.as_deref(), Some("payments-2026.11.1"));
     }
-    assert_eq!(
-        audits.iter().filter(|a| a.action == "dead_letter").count(),
-        bad.len()
-    );
+    assert_eq!(audits.iter().filter(|a| a.action == "dead_letter").count(), bad.len());
 
     // Metrics count what happened.
     for route in ["auto_commit", "async_review", "sync_review", "auto_reject"] {
@@ -223,24 +166,14 @@ fn reference_example_routes_every_event_as_specified() {
             .map(|t| out.on(t).len())
             .sum::<usize>();
         let sample = format!("tollgate_events_total{{route=\"{route}\"}}");
-        assert_eq!(
-            metric_value(&exposition, &sample),
-            Some(routed_here as f64),
-            "{sample}"
-        );
+        assert_eq!(metric_value(&exposition, &sample), Some(routed_here as f64), "{sample}");
     }
     for (_, _, reason) in &bad {
         let sample = format!("tollgate_dead_letter_total{{reason=\"{reason}\"}}");
         assert_eq!(metric_value(&exposition, &sample), Some(1.0), "{sample}");
     }
-    assert_eq!(
-        metric_value(&exposition, "tollgate_routing_latency_seconds_count"),
-        Some(total as f64)
-    );
-    assert_eq!(
-        metric_value(&exposition, "tollgate_risk_score_count"),
-        Some((events.len() + 1) as f64)
-    );
+    assert_eq!(metric_value(&exposition, "tollgate_routing_latency_seconds_count"), Some(total as f64));
+    assert_eq!(metric_value(&exposition, "tollgate_risk_score_count"), Some((events.len() + 1) as f64));
     assert_eq!(metric_value(&exposition, "tollgate_ready"), Some(1.0));
     assert!(exposition.contains("tollgate_policy_info{policy_version=\"payments-2026.11.1\"} 1"));
 }
@@ -285,23 +218,11 @@ fn avro_input_and_output_on_a_real_broker() {
         bytes.extend(apache_avro::to_avro_datum(&schema, v).unwrap());
         originals.insert(
             e["event_id"].as_str().unwrap().to_owned(),
-            (
-                bytes.clone(),
-                expected(
-                    e["risk_score"].as_f64().unwrap(),
-                    e["model_confidence"].as_f64().unwrap(),
-                ),
-            ),
+            (bytes.clone(), expected(e["risk_score"].as_f64().unwrap(), e["model_confidence"].as_f64().unwrap())),
         );
-        records.push((
-            Some(e["account_id"].as_str().unwrap().as_bytes().to_vec()),
-            Some(bytes),
-        ));
+        records.push((Some(e["account_id"].as_str().unwrap().as_bytes().to_vec()), Some(bytes)));
     }
-    records.push((
-        Some(b"not-avro".to_vec()),
-        Some(b"{\"event_id\":\"j\"}".to_vec()),
-    ));
+    records.push((Some(b"not-avro".to_vec()), Some(b"{\"event_id\":\"j\"}".to_vec())));
     produce(&broker.addr, &topics.input, &records);
 
     let mut config = topics.config(&broker.addr);
@@ -323,11 +244,7 @@ fn avro_input_and_output_on_a_real_broker() {
         for c in out.on(t) {
             let rec = RoutedRecord::<AvroBytes>::from_avro(c.value.as_deref().unwrap()).unwrap();
             let (bytes, route) = &originals[rec.event_id.as_ref()];
-            assert_eq!(
-                rec.event.0.as_ref(),
-                bytes.as_slice(),
-                "original bytes kept"
-            );
+            assert_eq!(rec.event.0.as_ref(), bytes.as_slice(), "original bytes kept");
             assert_eq!(rec.route.as_str(), *route);
             assert_eq!(topics.route_of(&c.topic), Some(*route));
             seen += 1;
@@ -338,7 +255,6 @@ fn avro_input_and_output_on_a_real_broker() {
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].header(headers::ERROR_REASON), "schema_mismatch");
     for c in out.on(&topics.audit) {
-        AuditRecord::read(RecordFormat::Avro, c.value.as_deref().unwrap())
-            .expect("audit records are Avro too");
+        AuditRecord::read(RecordFormat::Avro, c.value.as_deref().unwrap()).expect("audit records are Avro too");
     }
 }

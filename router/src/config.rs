@@ -139,18 +139,11 @@ impl TopicsConfig {
 
     /// Every enabled output topic.
     pub fn all(&self) -> Vec<&str> {
-        [
-            &self.auto_commit,
-            &self.async_review,
-            &self.sync_review,
-            &self.auto_reject,
-            &self.dead_letter,
-            &self.audit,
-        ]
-        .into_iter()
-        .filter(|t| !t.is_empty())
-        .map(String::as_str)
-        .collect()
+        [&self.auto_commit, &self.async_review, &self.sync_review, &self.auto_reject, &self.dead_letter, &self.audit]
+            .into_iter()
+            .filter(|t| !t.is_empty())
+            .map(String::as_str)
+            .collect()
     }
 }
 
@@ -264,12 +257,8 @@ pub struct ReviewConfig {
 impl Default for ReviewConfig {
     fn default() -> Self {
         ReviewConfig {
-            sync_review: QueueConfig {
-                tiers: vec![HumanDuration::mins(30), HumanDuration::mins(60)],
-            },
-            async_review: QueueConfig {
-                tiers: vec![HumanDuration::mins(240)],
-            },
+            sync_review: QueueConfig { tiers: vec![HumanDuration::mins(30), HumanDuration::mins(60)] },
+            async_review: QueueConfig { tiers: vec![HumanDuration::mins(240)] },
         }
     }
 }
@@ -295,10 +284,7 @@ pub struct MetricsConfig {
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        MetricsConfig {
-            enabled: true,
-            listen: SocketAddr::from(([0, 0, 0, 0], 9464)),
-        }
+        MetricsConfig { enabled: true, listen: SocketAddr::from(([0, 0, 0, 0], 9464)) }
     }
 }
 
@@ -317,11 +303,7 @@ pub struct ProcessingConfig {
 
 impl Default for ProcessingConfig {
     fn default() -> Self {
-        ProcessingConfig {
-            max_in_flight: 50_000,
-            batch_size: 1_000,
-            shutdown_timeout: HumanDuration::secs(30),
-        }
+        ProcessingConfig { max_in_flight: 50_000, batch_size: 1_000, shutdown_timeout: HumanDuration::secs(30) }
     }
 }
 
@@ -403,10 +385,8 @@ impl RouterConfig {
     }
 
     fn from_figment(figment: Figment, base_dir: PathBuf) -> Result<Self, ConfigError> {
-        let mut config: RouterConfig = figment
-            .merge(Env::prefixed(ENV_PREFIX).split("__"))
-            .extract()
-            .map_err(Box::new)?;
+        let mut config: RouterConfig =
+            figment.merge(Env::prefixed(ENV_PREFIX).split("__")).extract().map_err(Box::new)?;
         config.base_dir = base_dir;
         config.validate()?;
         Ok(config)
@@ -456,9 +436,7 @@ impl RouterConfig {
             }
         }
         match (self.input.format, &self.input.avro_schema) {
-            (InputFormat::Json, Some(_)) => {
-                return bad("input.avro_schema is set but input.format is json".into())
-            }
+            (InputFormat::Json, Some(_)) => return bad("input.avro_schema is set but input.format is json".into()),
             (InputFormat::Avro | InputFormat::AvroConfluent, None) => {
                 return bad("input.format is Avro: set input.avro_schema to the schema file".into())
             }
@@ -471,28 +449,17 @@ impl RouterConfig {
             (ScorerKind::Logistic, None) => {
                 return bad("scorer.kind is logistic: set scorer.model to the model file".into())
             }
-            (ScorerKind::Field, Some(_)) => {
-                return bad("scorer.model is only used by the logistic scorer".into())
-            }
+            (ScorerKind::Field, Some(_)) => return bad("scorer.model is only used by the logistic scorer".into()),
             (ScorerKind::Field, None)
-                if self.input.fields.model_version.is_empty()
-                    && self.scorer.model_version.is_none() =>
+                if self.input.fields.model_version.is_empty() && self.scorer.model_version.is_none() =>
             {
-                return bad(
-                    "the field scorer needs input.fields.model_version or scorer.model_version"
-                        .into(),
-                )
+                return bad("the field scorer needs input.fields.model_version or scorer.model_version".into())
             }
             _ => {}
         }
-        for (name, q) in [
-            ("sync_review", &self.review.sync_review),
-            ("async_review", &self.review.async_review),
-        ] {
+        for (name, q) in [("sync_review", &self.review.sync_review), ("async_review", &self.review.async_review)] {
             if q.tiers.is_empty() || q.tiers.iter().any(|d| d.0.is_zero()) {
-                return bad(format!(
-                    "review.{name}.tiers needs at least one non-zero duration"
-                ));
+                return bad(format!("review.{name}.tiers needs at least one non-zero duration"));
             }
         }
         let p = &self.processing;
@@ -526,10 +493,7 @@ mod tests {
         assert_eq!(c.topics.dead_letter, "tollgate.dead-letter");
         assert_eq!(c.kafka.group_id, "tollgate-router");
         assert_eq!(c.review.sync_review.tiers[0].0, Duration::from_secs(1800));
-        assert_eq!(
-            c.resolve(&c.policy.file),
-            PathBuf::from("/etc/tollgate/policy.toml")
-        );
+        assert_eq!(c.resolve(&c.policy.file), PathBuf::from("/etc/tollgate/policy.toml"));
         assert_eq!(c.output.format, RecordFormat::Json);
     }
 
@@ -554,21 +518,13 @@ mod tests {
             ("[scorer]\nkind = \"logistic\"", "set scorer.model"),
             ("[topics]\naudit = \"payments\"", "is the input topic"),
             ("[topics]\naudit = \"tollgate.auto-commit\"", "two outputs"),
-            (
-                "[review.sync_review]\ntiers = []",
-                "review.sync_review.tiers",
-            ),
+            ("[review.sync_review]\ntiers = []", "review.sync_review.tiers"),
             ("[processing]\nbatch_size = 0", "batch_size"),
             ("[kafka2]\nx = 1", "unknown field"),
-            (
-                "[review.async_review]\ntiers = [\"soon\"]",
-                "not a duration",
-            ),
+            ("[review.async_review]\ntiers = [\"soon\"]", "not a duration"),
         ];
         for (extra, expected) in cases {
-            let err = load(&format!("{MINIMAL}\n{extra}"))
-                .unwrap_err()
-                .to_string();
+            let err = load(&format!("{MINIMAL}\n{extra}")).unwrap_err().to_string();
             assert!(err.contains(expected), "{extra:?}: {err}");
         }
     }

@@ -27,10 +27,7 @@ impl FieldPath {
         if segments.iter().any(String::is_empty) {
             return Err(format!("field path `{text}` has an empty segment"));
         }
-        Ok(FieldPath {
-            text: text.to_owned(),
-            segments,
-        })
+        Ok(FieldPath { text: text.to_owned(), segments })
     }
 
     /// The path's segments, outermost first.
@@ -106,9 +103,7 @@ impl FieldValue {
     pub fn as_text(&self) -> Option<std::borrow::Cow<'_, str>> {
         match self {
             FieldValue::Text(s) => Some(s.as_str().into()),
-            FieldValue::Number(n) if n.fract() == 0.0 && n.abs() < 1e15 => {
-                Some(format!("{}", *n as i64).into())
-            }
+            FieldValue::Number(n) if n.fract() == 0.0 && n.abs() < 1e15 => Some(format!("{}", *n as i64).into()),
             FieldValue::Number(n) => Some(n.to_string().into()),
             FieldValue::Bool(b) => Some(if *b { "true" } else { "false" }.into()),
             FieldValue::Missing | FieldValue::Other => None,

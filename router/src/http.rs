@@ -20,13 +20,7 @@ pub fn app(telemetry: Telemetry) -> Router {
 }
 
 async fn metrics(State(t): State<Telemetry>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        t.render(),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], t.render())
 }
 
 async fn ready(State(t): State<Telemetry>) -> impl IntoResponse {
@@ -48,8 +42,7 @@ pub async fn serve(
     let local = listener.local_addr()?;
     tracing::info!(address = %local, "Serving /metrics, /healthz and /readyz.");
     let handle = tokio::spawn(async move {
-        let server = axum::serve(listener, app(telemetry))
-            .with_graceful_shutdown(shutdown.cancelled_owned());
+        let server = axum::serve(listener, app(telemetry)).with_graceful_shutdown(shutdown.cancelled_owned());
         if let Err(e) = server.await {
             tracing::error!(error = %e, "The metrics endpoint stopped.");
         }

@@ -36,10 +36,7 @@ pub enum RouterError {
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
     #[error("cannot serve metrics on {addr}: {source}")]
-    Metrics {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    Metrics { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("cannot create topics: {0}")]
     Topics(rdkafka::error::KafkaError),
     #[error(transparent)]
@@ -77,13 +74,9 @@ pub async fn run_with(
         None
     };
     if config.kafka.create_topics {
-        kafka::ensure_topics(&config)
-            .await
-            .map_err(RouterError::Topics)?;
+        kafka::ensure_topics(&config).await.map_err(RouterError::Topics)?;
     }
-    let routing = tokio::task::spawn_blocking(move || {
-        kafka::run_loop(&config, &pipeline, &telemetry, &shutdown)
-    });
+    let routing = tokio::task::spawn_blocking(move || kafka::run_loop(&config, &pipeline, &telemetry, &shutdown));
     let result = match routing.await {
         Ok(r) => r.map_err(RouterError::from),
         Err(e) => Err(RouterError::Panicked(e.to_string())),

@@ -22,10 +22,7 @@ use tollgate_schemas::{AuditAction, AuditRecord, EventFormat, RecordFormat, Rout
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("input Avro schema {path} is not valid: {message}")]
     AvroSchema { path: PathBuf, message: String },
     #[error("model {path}: {source}")]
@@ -68,12 +65,7 @@ pub struct Output {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict<'p> {
     /// Routed: publish [`Output::value`] on `topic`.
-    Routed {
-        route: Route,
-        topic: &'p str,
-        risk: f64,
-        confidence: f64,
-    },
+    Routed { route: Route, topic: &'p str, risk: f64, confidence: f64 },
     /// Refused: dead-letter the original bytes with this reason.
     Rejected(Rejection),
 }
@@ -107,64 +99,34 @@ impl Pipeline {
     pub fn from_config(config: &RouterConfig) -> Result<Self, PipelineError> {
         let mut registry = FieldRegistry::default();
         let f = &config.input.fields;
-        let event_id = registry
-            .register(&f.event_id)
-            .map_err(PipelineError::Field)?;
+        let event_id = registry.register(&f.event_id).map_err(PipelineError::Field)?;
         let key = match f.key.as_str() {
             "" => None,
             path => Some(registry.register(path).map_err(PipelineError::Field)?),
         };
         let scorer = match config.scorer.kind {
             ScorerKind::Field => {
-                let risk = registry
-                    .register(&f.risk_score)
-                    .map_err(PipelineError::Field)?;
-                let confidence = registry
-                    .register(&f.confidence)
-                    .map_err(PipelineError::Field)?;
+                let risk = registry.register(&f.risk_score).map_err(PipelineError::Field)?;
+                let confidence = registry.register(&f.confidence).map_err(PipelineError::Field)?;
                 let version = if f.model_version.is_empty() {
                     None
                 } else {
-                    Some(
-                        registry
-                            .register(&f.model_version)
-                            .map_err(PipelineError::Field)?,
-                    )
+                    Some(registry.register(&f.model_version).map_err(PipelineError::Field)?)
                 };
-                Scorer::Field(FieldScorer::new(
-                    risk,
-                    confidence,
-                    version,
-                    config.scorer.model_version.clone(),
-                ))
+                Scorer::Field(FieldScorer::new(risk, confidence, version, config.scorer.model_version.clone()))
             }
             ScorerKind::Logistic => {
-                let path = config.resolve(
-                    config
-                        .scorer
-                        .model
-                        .as_deref()
-                        .unwrap_or_else(|| "".as_ref()),
-                );
-                let model = LogisticModel::from_toml(&read(path.clone())?).map_err(|source| {
-                    PipelineError::Model {
-                        path: path.clone(),
-                        source,
-                    }
-                })?;
+                let path = config.resolve(config.scorer.model.as_deref().unwrap_or_else(|| "".as_ref()));
+                let model = LogisticModel::from_toml(&read(path.clone())?)
+                    .map_err(|source| PipelineError::Model { path: path.clone(), source })?;
                 let scorer = LogisticScorer::compile(model, &mut registry)
                     .map_err(|source| PipelineError::Model { path, source })?;
                 Scorer::Logistic(scorer)
             }
         };
         let policy_path = config.resolve(&config.policy.file);
-        let policy =
-            Policy::from_toml(&read(policy_path.clone())?, &mut registry).map_err(|source| {
-                PipelineError::Policy {
-                    path: policy_path,
-                    source,
-                }
-            })?;
+        let policy = Policy::from_toml(&read(policy_path.clone())?, &mut registry)
+            .map_err(|source| PipelineError::Policy { path: policy_path, source })?;
         for extra in &config.audit.snapshot_fields {
             registry.register(extra).map_err(PipelineError::Field)?;
         }
@@ -187,26 +149,12 @@ impl Pipeline {
         let (decoder, event_format) = match config.input.format {
             Json => (Decoder::json(registry.clone()), EventFormat::Json),
             Avro | AvroConfluent => {
-                let path = config.resolve(
-                    config
-                        .input
-                        .avro_schema
-                        .as_deref()
-                        .unwrap_or_else(|| "".as_ref()),
-                );
-                let schema = apache_avro::Schema::parse_str(&read(path.clone())?).map_err(|e| {
-                    PipelineError::AvroSchema {
-                        path,
-                        message: e.to_string(),
-                    }
-                })?;
+                let path = config.resolve(config.input.avro_schema.as_deref().unwrap_or_else(|| "".as_ref()));
+                let schema = apache_avro::Schema::parse_str(&read(path.clone())?)
+                    .map_err(|e| PipelineError::AvroSchema { path, message: e.to_string() })?;
                 let confluent = config.input.format == AvroConfluent;
-                let decoder = Decoder::avro(
-                    registry.clone(),
-                    schema,
-                    confluent,
-                    config.input.confluent_schema_ids.clone(),
-                );
+                let decoder =
+                    Decoder::avro(registry.clone(), schema, confluent, config.input.confluent_schema_ids.clone());
                 (decoder, EventFormat::Avro)
             }
         };
@@ -244,10 +192,7 @@ impl Pipeline {
         out.fallback_key.clear();
         out.model_version.clear();
         let decoded = match payload {
-            None | Some([]) => Err(Rejection::new(
-                RejectReason::EmptyPayload,
-                "the record has no value",
-            )),
+            None | Some([]) => Err(Rejection::new(RejectReason::EmptyPayload, "the record has no value")),
             Some(p) => self.decoder.decode(p),
         };
         let decoded = match decoded {
@@ -266,14 +211,7 @@ impl Pipeline {
             Some(Some(text)) if !text.is_empty() => out.fallback_key.push_str(&text),
             _ => out.fallback_key.push_str(&out.event_id),
         }
-        match self.encode_routed(
-            &decoded,
-            &score,
-            payload.unwrap_or_default(),
-            source,
-            now,
-            out,
-        ) {
+        match self.encode_routed(&decoded, &score, payload.unwrap_or_default(), source, now, out) {
             Ok(verdict) => verdict,
             Err(r) => self.reject(r, Some(&decoded.fields), source, now, out),
         }
@@ -281,27 +219,18 @@ impl Pipeline {
 
     fn event_id(&self, fields: &EventFields, into: &mut String) -> Result<(), Rejection> {
         match fields.get(self.event_id) {
-            FieldValue::Missing => Err(Rejection::new(
-                RejectReason::MissingField,
-                "event id is missing",
-            )),
+            FieldValue::Missing => Err(Rejection::new(RejectReason::MissingField, "event id is missing")),
             v @ (FieldValue::Text(_) | FieldValue::Number(_)) => {
                 let text = v.as_text().unwrap_or_default();
                 if text.is_empty() {
-                    return Err(Rejection::new(
-                        RejectReason::InvalidField,
-                        "event id is empty",
-                    ));
+                    return Err(Rejection::new(RejectReason::InvalidField, "event id is empty"));
                 }
                 into.push_str(&text);
                 Ok(())
             }
             other => Err(Rejection::new(
                 RejectReason::InvalidField,
-                format!(
-                    "event id must be a string or number, found a {}",
-                    other.kind()
-                ),
+                format!("event id must be a string or number, found a {}", other.kind()),
             )),
         }
     }
@@ -316,9 +245,7 @@ impl Pipeline {
         out: &mut Output,
     ) -> Result<Verdict<'p>, Rejection> {
         let decision = self.policy.decide(score, &decoded.fields);
-        let topic = self.topics[decision.route as usize]
-            .as_deref()
-            .unwrap_or_default();
+        let topic = self.topics[decision.route as usize].as_deref().unwrap_or_default();
         let routed_at = millis(now);
         let sla = self.sla[decision.route as usize];
         // One constructor for the three event encodings (the field types differ only in `event`).
@@ -341,9 +268,7 @@ impl Pipeline {
                 }
             };
         }
-        let encode_err = |e: tollgate_schemas::CodecError| {
-            Rejection::new(RejectReason::EncodeFailed, e.to_string())
-        };
+        let encode_err = |e: tollgate_schemas::CodecError| Rejection::new(RejectReason::EncodeFailed, e.to_string());
         let mut value = std::mem::take(&mut out.value);
         let written = match self.output_format {
             RecordFormat::Avro => routed!(AvroBytes(Cow::Borrowed(payload))).write_avro(&mut value),
@@ -351,10 +276,7 @@ impl Pipeline {
                 Body::Json(raw) => routed!(*raw).write_json(&mut value),
                 Body::Avro(v) => {
                     let json = serde_json::Value::try_from(v.clone()).map_err(|e| {
-                        Rejection::new(
-                            RejectReason::EncodeFailed,
-                            format!("event has no JSON form: {e}"),
-                        )
+                        Rejection::new(RejectReason::EncodeFailed, format!("event has no JSON form: {e}"))
                     })?;
                     routed!(json).write_json(&mut value)
                 }
@@ -390,12 +312,7 @@ impl Pipeline {
         let written = audit.write(self.output_format, &mut buf);
         out.audit = buf;
         written.map_err(encode_err)?;
-        Ok(Verdict::Routed {
-            route: decision.route,
-            topic,
-            risk: score.risk,
-            confidence: score.confidence,
-        })
+        Ok(Verdict::Routed { route: decision.route, topic, risk: score.risk, confidence: score.confidence })
     }
 
     fn reject<'p>(
@@ -410,11 +327,7 @@ impl Pipeline {
         out.audit.clear();
         if out.event_id.is_empty() {
             // Without a readable event id, the record's position identifies it.
-            let _ = write!(
-                out.event_id,
-                "{}/{}/{}",
-                source.topic, source.partition, source.offset
-            );
+            let _ = write!(out.event_id, "{}/{}/{}", source.topic, source.partition, source.offset);
         }
         self.write_snapshot(fields, out);
         write_timestamp(now, &mut out.timestamp);
@@ -482,8 +395,7 @@ impl Pipeline {
 
 /// Milliseconds since the Unix epoch.
 pub fn millis(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 fn write_timestamp(now: SystemTime, into: &mut String) {

@@ -70,10 +70,7 @@ pub struct Rejection {
 
 impl Rejection {
     pub fn new(reason: RejectReason, message: impl Into<String>) -> Self {
-        Rejection {
-            reason,
-            message: message.into(),
-        }
+        Rejection { reason, message: message.into() }
     }
 }
 

@@ -6,8 +6,7 @@
 
 use crate::reject::RejectReason;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::time::Duration;
 use tollgate_schemas::Route;
@@ -30,8 +29,7 @@ pub mod names {
 
 /// Buckets of the routing latency histogram (seconds): 50 µs to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0, 2.5, 5.0, 10.0,
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
 /// The router's metrics.
@@ -60,17 +58,10 @@ impl Telemetry {
     /// Creates and registers every metric.
     pub fn new() -> Self {
         let registry = Registry::new();
-        let events_vec = IntCounterVec::new(
-            Opts::new(names::EVENTS, "Events routed, by route."),
-            &["route"],
-        )
-        .unwrap();
+        let events_vec = IntCounterVec::new(Opts::new(names::EVENTS, "Events routed, by route."), &["route"]).unwrap();
         let events = Route::ALL.map(|r| events_vec.with_label_values(&[r.as_str()]));
         let dl_vec = IntCounterVec::new(
-            Opts::new(
-                names::DEAD_LETTERS,
-                "Input records sent to the dead-letter topic, by reason.",
-            ),
+            Opts::new(names::DEAD_LETTERS, "Input records sent to the dead-letter topic, by reason."),
             &["reason"],
         )
         .unwrap();
@@ -84,56 +75,37 @@ impl Telemetry {
         )
         .unwrap();
         let risk = Histogram::with_opts(
-            HistogramOpts::new(names::RISK_SCORE, "Risk scores of routed events.")
-                .buckets(unit_buckets()),
+            HistogramOpts::new(names::RISK_SCORE, "Risk scores of routed events.").buckets(unit_buckets()),
         )
         .unwrap();
         let confidence = Histogram::with_opts(
-            HistogramOpts::new(
-                names::MODEL_CONFIDENCE,
-                "Model confidence of routed events.",
-            )
-            .buckets(unit_buckets()),
+            HistogramOpts::new(names::MODEL_CONFIDENCE, "Model confidence of routed events.").buckets(unit_buckets()),
         )
         .unwrap();
         let consumer_lag = IntGaugeVec::new(
-            Opts::new(
-                names::CONSUMER_LAG,
-                "Records behind the partition's high watermark, per input partition.",
-            ),
+            Opts::new(names::CONSUMER_LAG, "Records behind the partition's high watermark, per input partition."),
             &["topic", "partition"],
         )
         .unwrap();
-        let in_flight = IntGauge::new(
-            names::IN_FLIGHT,
-            "Events consumed whose output the broker has not yet acknowledged.",
-        )
-        .unwrap();
+        let in_flight =
+            IntGauge::new(names::IN_FLIGHT, "Events consumed whose output the broker has not yet acknowledged.")
+                .unwrap();
         let delivery_failures = IntCounter::new(
             names::DELIVERY_FAILURES,
             "Records the producer could not deliver after its retries (the router stops without committing them).",
         )
         .unwrap();
-        let kafka_errors = IntCounter::new(
-            names::KAFKA_ERRORS,
-            "Errors reported by the Kafka client (usually transient).",
-        )
-        .unwrap();
-        let ready = IntGauge::new(
-            names::READY,
-            "1 while the router is consuming, 0 while starting or stopping.",
-        )
-        .unwrap();
+        let kafka_errors =
+            IntCounter::new(names::KAFKA_ERRORS, "Errors reported by the Kafka client (usually transient).").unwrap();
+        let ready =
+            IntGauge::new(names::READY, "1 while the router is consuming, 0 while starting or stopping.").unwrap();
         let policy_info = IntGaugeVec::new(
             Opts::new(names::POLICY_INFO, "The running policy version (value 1)."),
             &["policy_version"],
         )
         .unwrap();
-        let offset_commits = IntCounterVec::new(
-            Opts::new(names::OFFSET_COMMITS, "Offset commits, by result."),
-            &["result"],
-        )
-        .unwrap();
+        let offset_commits =
+            IntCounterVec::new(Opts::new(names::OFFSET_COMMITS, "Offset commits, by result."), &["result"]).unwrap();
         for c in [
             Box::new(events_vec) as Box<dyn prometheus::core::Collector>,
             Box::new(dl_vec),
@@ -189,11 +161,7 @@ impl Telemetry {
     /// An input record was dead-lettered.
     pub fn dead_lettered(&self, reason: RejectReason, message: &str) {
         self.dead_letters[reason.index()].inc();
-        tracing::debug!(
-            reason = reason.as_str(),
-            message,
-            "Sent a record to the dead-letter topic."
-        );
+        tracing::debug!(reason = reason.as_str(), message, "Sent a record to the dead-letter topic.");
     }
 
     /// The broker acknowledged every record of a batch of `events` input events.
@@ -207,11 +175,7 @@ impl Telemetry {
     /// The producer gave up on a record.
     pub fn delivery_failed(&self, topic: &str, error: &str) {
         self.delivery_failures.inc();
-        tracing::error!(
-            topic,
-            error,
-            "The broker did not accept a record after retries."
-        );
+        tracing::error!(topic, error, "The broker did not accept a record after retries.");
     }
 
     /// The Kafka client reported an error.
@@ -227,9 +191,7 @@ impl Telemetry {
 
     /// Consumer lag of one input partition, from the client's statistics.
     pub fn set_consumer_lag(&self, topic: &str, partition: i32, lag: i64) {
-        self.consumer_lag
-            .with_label_values(&[topic, &partition.to_string()])
-            .set(lag);
+        self.consumer_lag.with_label_values(&[topic, &partition.to_string()]).set(lag);
     }
 
     /// The router became ready or stopped being ready.
@@ -287,9 +249,7 @@ impl Telemetry {
             if count as f64 >= rank {
                 let in_bucket = (count - prev_count).max(1) as f64;
                 let frac = (rank - prev_count as f64) / in_bucket;
-                return Some(Duration::from_secs_f64(
-                    prev_bound + (b.upper_bound() - prev_bound) * frac,
-                ));
+                return Some(Duration::from_secs_f64(prev_bound + (b.upper_bound() - prev_bound) * frac));
             }
             (prev_bound, prev_count) = (b.upper_bound(), count);
         }
@@ -331,22 +291,10 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }
-        assert!(
-            text.contains(r#"tollgate_events_total{route="sync_review"} 1"#),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"tollgate_events_total{route="auto_commit"} 0"#),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"tollgate_dead_letter_total{reason="malformed_json"} 1"#),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"tollgate_consumer_lag{partition="0",topic="payments"} 5"#),
-            "{text}"
-        );
+        assert!(text.contains(r#"tollgate_events_total{route="sync_review"} 1"#), "{text}");
+        assert!(text.contains(r#"tollgate_events_total{route="auto_commit"} 0"#), "{text}");
+        assert!(text.contains(r#"tollgate_dead_letter_total{reason="malformed_json"} 1"#), "{text}");
+        assert!(text.contains(r#"tollgate_consumer_lag{partition="0",topic="payments"} 5"#), "{text}");
     }
 
     #[test]
@@ -355,9 +303,6 @@ mod tests {
         assert_eq!(t.latency_quantile(0.5), None);
         t.batch_acknowledged(100, Duration::from_micros(700));
         let p50 = t.latency_quantile(0.5).unwrap();
-        assert!(
-            p50 > Duration::from_micros(500) && p50 <= Duration::from_millis(1),
-            "{p50:?}"
-        );
+        assert!(p50 > Duration::from_micros(500) && p50 <= Duration::from_millis(1), "{p50:?}");
     }
 }

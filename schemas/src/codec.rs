@@ -58,11 +58,7 @@ pub fn audit_schema() -> &'static Schema {
     parsed(&CELL, AUDIT_RECORD_AVSC)
 }
 
-fn encode_avro<T: Serialize>(
-    schema: &Schema,
-    value: &T,
-    out: &mut Vec<u8>,
-) -> Result<(), CodecError> {
+fn encode_avro<T: Serialize>(schema: &Schema, value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
     apache_avro::write_avro_datum_ref(schema, value, out)?;
     Ok(())
 }
@@ -138,10 +134,7 @@ mod tests {
             confidence: 0.7,
             model_version: "fraud-v3".into(),
             policy_version: "2026.11.1".into(),
-            explanation: vec![Contribution {
-                feature: "amount".into(),
-                contribution: 1.5,
-            }],
+            explanation: vec![Contribution { feature: "amount".into(), contribution: 1.5 }],
             routed_at: 1_790_000_000_000,
             sla_deadline: Some(1_790_000_000_000 + 1_800_000),
             event_format: EventFormat::Json,
@@ -151,14 +144,8 @@ mod tests {
 
     #[test]
     fn embedded_schemas_parse() {
-        assert_eq!(
-            routed_schema().name().unwrap().fullname(None),
-            "io.tollgate.v1.RoutedEvent"
-        );
-        assert_eq!(
-            audit_schema().name().unwrap().fullname(None),
-            "io.tollgate.v1.AuditRecord"
-        );
+        assert_eq!(routed_schema().name().unwrap().fullname(None), "io.tollgate.v1.RoutedEvent");
+        assert_eq!(audit_schema().name().unwrap().fullname(None), "io.tollgate.v1.AuditRecord");
     }
 
     #[test]

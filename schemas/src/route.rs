@@ -20,12 +20,7 @@ pub enum Route {
 
 impl Route {
     /// Every route, in a fixed order (used to pre-register metric label values).
-    pub const ALL: [Route; 4] = [
-        Route::AutoCommit,
-        Route::AsyncReview,
-        Route::SyncReview,
-        Route::AutoReject,
-    ];
+    pub const ALL: [Route; 4] = [Route::AutoCommit, Route::AsyncReview, Route::SyncReview, Route::AutoReject];
 
     /// The route's name as it appears in configuration, records and metric labels.
     pub const fn as_str(self) -> &'static str {

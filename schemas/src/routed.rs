@@ -88,8 +88,6 @@ impl<'de> Deserialize<'de> for AvroBytes<'static> {
                 Ok(out)
             }
         }
-        deserializer
-            .deserialize_bytes(BytesVisitor)
-            .map(|v| AvroBytes(Cow::Owned(v)))
+        deserializer.deserialize_bytes(BytesVisitor).map(|v| AvroBytes(Cow::Owned(v)))
     }
 }

@@ -21,6 +21,11 @@ use tollgate_router::config::RouterConfig;
 
 pub const EXAMPLE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/payments");
 
+/// Consumer session timeout of the test routers and collectors. nisshi completes a group's
+/// first join only after about half the session timeout (23 s at librdkafka's default of 45 s),
+/// and a killed member holds its partitions for the full timeout; 6 s keeps tests quick.
+pub const SESSION_TIMEOUT_MS: &str = "6000";
+
 /// A Kafka-protocol broker reachable over TCP.
 pub struct Broker {
     pub addr: String,
@@ -35,10 +40,7 @@ impl Broker {
         }
         let tools = std::env::var("TOLLGATE_TOOLS")
             .map(PathBuf::from)
-            .unwrap_or_else(|_| {
-                PathBuf::from(std::env::var("HOME").unwrap_or_default())
-                    .join(".cache/tollgate-tools")
-            });
+            .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/tollgate-tools"));
         let bin = tools.join("bin/nisshi");
         assert!(
             bin.exists(),
@@ -47,13 +49,7 @@ impl Broker {
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
             .args(["--storage-engine", "memory://tollgate-test/"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -65,10 +61,7 @@ impl Broker {
             assert!(Instant::now() < deadline, "nisshi did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Broker {
-            addr,
-            child: Some(child),
-        }
+        Broker { addr, child: Some(child) }
     }
 }
 
@@ -83,25 +76,14 @@ impl Drop for Broker {
 
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A name no other test (or earlier run on the same broker) uses.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "{prefix}-{}-{}-{nanos}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{prefix}-{}-{}-{nanos}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
 /// The topics of one test.
@@ -134,12 +116,7 @@ impl Topics {
 
     /// The four route topics.
     pub fn routes(&self) -> [&str; 4] {
-        [
-            &self.auto_commit,
-            &self.async_review,
-            &self.sync_review,
-            &self.auto_reject,
-        ]
+        [&self.auto_commit, &self.async_review, &self.sync_review, &self.auto_reject]
     }
 
     /// Every output topic.
@@ -152,10 +129,7 @@ impl Topics {
     /// The route a topic belongs to.
     pub fn route_of(&self, topic: &str) -> Option<&'static str> {
         let names = ["auto_commit", "async_review", "sync_review", "auto_reject"];
-        self.routes()
-            .iter()
-            .position(|t| *t == topic)
-            .map(|i| names[i])
+        self.routes().iter().position(|t| *t == topic).map(|i| names[i])
     }
 
     /// Environment overrides that point the example configuration at these topics.
@@ -192,29 +166,42 @@ impl Topics {
         c.topics.dead_letter = self.dead_letter.clone();
         c.topics.audit = self.audit.clone();
         c.metrics.listen = ([127, 0, 0, 1], 0).into();
+        c.kafka.consumer.insert("session.timeout.ms".into(), SESSION_TIMEOUT_MS.into());
         c.validate().unwrap();
         c
+    }
+
+    /// A copy of the reference example in a fresh directory, with the test session timeout and
+    /// extra librdkafka producer settings; returns the path of its `router.toml`.
+    pub fn config_file(&self, producer: &[(&str, &str)]) -> PathBuf {
+        let dir = std::env::temp_dir().join(unique("example"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for entry in std::fs::read_dir(EXAMPLE_DIR).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        }
+        let config = dir.join("router.toml");
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        for (k, v) in producer {
+            // Drop the example's own value of the key, then set ours at the top of the table.
+            let own = format!("\"{k}\" = ");
+            text = text.lines().filter(|l| !l.starts_with(&own)).map(|l| format!("{l}\n")).collect();
+            text = text.replacen("[kafka.producer]\n", &format!("[kafka.producer]\n\"{k}\" = \"{v}\"\n"), 1);
+        }
+        text.push_str(&format!("\n[kafka.consumer]\n\"session.timeout.ms\" = \"{SESSION_TIMEOUT_MS}\"\n"));
+        std::fs::write(&config, text).unwrap();
+        config
     }
 }
 
 /// Creates topics with `partitions` partitions and waits until the broker lists them.
 pub fn create_topics(brokers: &str, names: &[&str], partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    let topics: Vec<NewTopic<'_>> = names
-        .iter()
-        .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
-        .collect();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    for r in rt
-        .block_on(admin.create_topics(topics.iter(), &AdminOptions::new()))
-        .unwrap()
-    {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
+    let topics: Vec<NewTopic<'_>> =
+        names.iter().map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1))).collect();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    for r in rt.block_on(admin.create_topics(topics.iter(), &AdminOptions::new())).unwrap() {
         r.unwrap_or_else(|(t, e)| panic!("creating {t}: {e}"));
     }
 }
@@ -250,9 +237,7 @@ pub fn produce(brokers: &str, topic: &str, records: &[TestRecord]) {
         }
         producer.poll(Duration::ZERO);
     }
-    producer
-        .flush(Duration::from_secs(60))
-        .expect("test input acknowledged");
+    producer.flush(Duration::from_secs(60)).expect("test input acknowledged");
 }
 
 /// A record read back from an output topic.
@@ -267,10 +252,7 @@ pub struct Collected {
 
 impl Collected {
     pub fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .map(String::as_str)
-            .unwrap_or_default()
+        self.headers.get(name).map(String::as_str).unwrap_or_default()
     }
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(self.value.as_deref().unwrap_or_default()).unwrap()
@@ -292,46 +274,29 @@ impl Collector {
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "false")
             .set("topic.metadata.refresh.interval.ms", "1000")
+            .set("session.timeout.ms", SESSION_TIMEOUT_MS)
             .create()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let md = consumer
-                .fetch_metadata(None, Duration::from_secs(5))
-                .unwrap();
-            let missing: Vec<_> = topics
-                .iter()
-                .filter(|t| {
-                    !md.topics()
-                        .iter()
-                        .any(|m| m.name() == **t && m.error().is_none())
-                })
-                .collect();
+            let md = consumer.fetch_metadata(None, Duration::from_secs(5)).unwrap();
+            let missing: Vec<_> =
+                topics.iter().filter(|t| !md.topics().iter().any(|m| m.name() == **t && m.error().is_none())).collect();
             if missing.is_empty() {
                 break;
             }
-            assert!(
-                Instant::now() < deadline,
-                "topics never appeared: {missing:?}"
-            );
+            assert!(Instant::now() < deadline, "topics never appeared: {missing:?}");
             std::thread::sleep(Duration::from_millis(200));
         }
         consumer.subscribe(topics).unwrap();
-        Collector {
-            consumer,
-            records: Vec::new(),
-        }
+        Collector { consumer, records: Vec::new() }
     }
 
     /// Polls until `done(records)` holds; panics with `what` after `timeout`.
     pub fn until(&mut self, what: &str, timeout: Duration, done: impl Fn(&[Collected]) -> bool) {
         let deadline = Instant::now() + timeout;
         while !done(&self.records) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; collected {}",
-                self.records.len()
-            );
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; collected {}", self.records.len());
             self.poll_for(Duration::from_millis(100));
         }
     }
@@ -349,8 +314,7 @@ impl Collector {
                                 .map(|x| {
                                     (
                                         x.key.to_owned(),
-                                        String::from_utf8_lossy(x.value.unwrap_or_default())
-                                            .into_owned(),
+                                        String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
                                     )
                                 })
                                 .collect()
@@ -367,8 +331,7 @@ impl Collector {
                 // Output topics appear when the router creates them; until then the subscription
                 // reports them unknown.
                 Some(Err(e))
-                    if e.rdkafka_error_code()
-                        == Some(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition) => {}
+                    if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition) => {}
                 Some(Err(e)) => panic!("collector: {e}"),
                 None => {}
             }
@@ -388,19 +351,27 @@ pub struct RouterProcess {
 
 impl RouterProcess {
     pub fn spawn(topics: &Topics, brokers: &str, extra_env: &[(&str, &str)]) -> RouterProcess {
+        Self::spawn_with(topics, brokers, extra_env, &[])
+    }
+
+    /// Like [`RouterProcess::spawn`], with extra librdkafka producer settings.
+    pub fn spawn_with(
+        topics: &Topics,
+        brokers: &str,
+        extra_env: &[(&str, &str)],
+        producer: &[(&str, &str)],
+    ) -> RouterProcess {
         let log = std::env::temp_dir().join(format!("{}.log", unique("router")));
         let file = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
-        cmd.args(["router", "--config", &format!("{EXAMPLE_DIR}/router.toml")])
+        cmd.args(["router", "--config"])
+            .arg(topics.config_file(producer))
             .envs(topics.env(brokers, free_port()))
             .envs(extra_env.iter().map(|(k, v)| (*k, *v)))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(file);
-        RouterProcess {
-            child: cmd.spawn().expect("start tollgate router"),
-            log,
-        }
+        RouterProcess { child: cmd.spawn().expect("start tollgate router"), log }
     }
 
     pub fn log_text(&self) -> String {
@@ -410,11 +381,7 @@ impl RouterProcess {
     /// Sends SIGTERM and waits up to `timeout` for the exit status.
     pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -422,10 +389,7 @@ impl RouterProcess {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!(
-                    "router did not exit within {timeout:?} of SIGTERM; log:\n{}",
-                    self.log_text()
-                );
+                panic!("router did not exit within {timeout:?} of SIGTERM; log:\n{}", self.log_text());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -444,29 +408,15 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     (status, body)
 }
 
 /// The value of one sample (`name{labels}`) in a Prometheus text exposition.
 pub fn metric_value(exposition: &str, sample: &str) -> Option<f64> {
-    exposition.lines().find_map(|l| {
-        l.strip_prefix(sample)
-            .and_then(|rest| rest.trim().parse().ok())
-    })
+    exposition.lines().find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.trim().parse().ok()))
 }

@@ -17,18 +17,8 @@ pub struct AvroInput {
 }
 
 impl AvroInput {
-    pub(super) fn new(
-        registry: FieldRegistry,
-        schema: Schema,
-        confluent: bool,
-        accepted_ids: Vec<u32>,
-    ) -> Self {
-        AvroInput {
-            registry,
-            schema,
-            confluent,
-            accepted_ids,
-        }
+    pub(super) fn new(registry: FieldRegistry, schema: Schema, confluent: bool, accepted_ids: Vec<u32>) -> Self {
+        AvroInput { registry, schema, confluent, accepted_ids }
     }
 
     pub(super) fn decode<'a>(&self, payload: &'a [u8]) -> Result<Decoded<'a>, Rejection> {
@@ -37,18 +27,12 @@ impl AvroInput {
             datum = self.strip_confluent_header(payload)?;
         }
         let value = apache_avro::from_avro_datum(&self.schema, &mut datum, None).map_err(|e| {
-            Rejection::new(
-                RejectReason::AvroDecode,
-                format!("does not decode with the configured schema: {e}"),
-            )
+            Rejection::new(RejectReason::AvroDecode, format!("does not decode with the configured schema: {e}"))
         })?;
         if !datum.is_empty() {
             return Err(Rejection::new(
                 RejectReason::AvroDecode,
-                format!(
-                    "{} bytes left over after the datum: not written with the configured schema",
-                    datum.len()
-                ),
+                format!("{} bytes left over after the datum: not written with the configured schema", datum.len()),
             ));
         }
         let values = self
@@ -66,10 +50,7 @@ impl AvroInput {
                 scalar(cur)
             })
             .collect();
-        Ok(Decoded {
-            fields: EventFields::from_values(values),
-            body: Body::Avro(value),
-        })
+        Ok(Decoded { fields: EventFields::from_values(values), body: Body::Avro(value) })
     }
 
     fn strip_confluent_header<'a>(&self, payload: &'a [u8]) -> Result<&'a [u8], Rejection> {
@@ -83,10 +64,7 @@ impl AvroInput {
         if !self.accepted_ids.is_empty() && !self.accepted_ids.contains(&id) {
             return Err(Rejection::new(
                 RejectReason::SchemaMismatch,
-                format!(
-                    "schema id {id} is not one of the accepted ids {:?}",
-                    self.accepted_ids
-                ),
+                format!("schema id {id} is not one of the accepted ids {:?}", self.accepted_ids),
             ));
         }
         Ok(&payload[5..])
@@ -187,27 +165,16 @@ mod tests {
         assert_eq!(err.reason, RejectReason::SchemaMismatch);
         let mut bad_magic = framed.clone();
         bad_magic[0] = 1;
-        assert_eq!(
-            input(true, vec![]).decode(&bad_magic).unwrap_err().reason,
-            RejectReason::SchemaMismatch
-        );
-        assert_eq!(
-            input(true, vec![]).decode(&[0, 1]).unwrap_err().reason,
-            RejectReason::SchemaMismatch
-        );
+        assert_eq!(input(true, vec![]).decode(&bad_magic).unwrap_err().reason, RejectReason::SchemaMismatch);
+        assert_eq!(input(true, vec![]).decode(&[0, 1]).unwrap_err().reason, RejectReason::SchemaMismatch);
     }
 
     #[test]
     fn mismatched_bytes_are_rejected() {
-        let err = input(false, vec![])
-            .decode(b"{\"event_id\":\"x\"}")
-            .unwrap_err();
+        let err = input(false, vec![]).decode(b"{\"event_id\":\"x\"}").unwrap_err();
         assert_eq!(err.reason, RejectReason::AvroDecode);
         let mut long = datum(None);
         long.extend_from_slice(&[1, 2, 3]);
-        assert_eq!(
-            input(false, vec![]).decode(&long).unwrap_err().reason,
-            RejectReason::AvroDecode
-        );
+        assert_eq!(input(false, vec![]).decode(&long).unwrap_err().reason, RejectReason::AvroDecode);
     }
 }

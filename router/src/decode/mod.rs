@@ -45,27 +45,14 @@ impl Decoder {
 
     /// A decoder of Avro datums. `confluent` expects the Confluent wire format (magic byte 0 and a
     /// 4-byte schema id); `accepted_ids` (when not empty) lists the schema ids accepted.
-    pub fn avro(
-        registry: FieldRegistry,
-        schema: Schema,
-        confluent: bool,
-        accepted_ids: Vec<u32>,
-    ) -> Self {
-        Decoder::Avro(Box::new(AvroInput::new(
-            registry,
-            schema,
-            confluent,
-            accepted_ids,
-        )))
+    pub fn avro(registry: FieldRegistry, schema: Schema, confluent: bool, accepted_ids: Vec<u32>) -> Self {
+        Decoder::Avro(Box::new(AvroInput::new(registry, schema, confluent, accepted_ids)))
     }
 
     /// Decodes one record value.
     pub fn decode<'a>(&self, payload: &'a [u8]) -> Result<Decoded<'a>, Rejection> {
         if payload.is_empty() {
-            return Err(Rejection::new(
-                RejectReason::EmptyPayload,
-                "the record has no value",
-            ));
+            return Err(Rejection::new(RejectReason::EmptyPayload, "the record has no value"));
         }
         match self {
             Decoder::Json { registry } => json::decode(registry, payload),

@@ -11,22 +11,14 @@ use std::time::Duration;
 /// they are; a topic created meanwhile by another router is not an error.
 pub async fn ensure_topics(config: &RouterConfig) -> Result<Vec<String>, KafkaError> {
     let admin: AdminClient<DefaultClientContext> = super::producer_config(config).create()?;
-    let metadata = admin
-        .inner()
-        .fetch_metadata(None, Duration::from_secs(10))?;
+    let metadata = admin.inner().fetch_metadata(None, Duration::from_secs(10))?;
     let existing: Vec<&str> = metadata.topics().iter().map(|t| t.name()).collect();
     let mut wanted = config.topics.all();
     wanted.push(&config.kafka.input_topic);
     let missing: Vec<NewTopic<'_>> = wanted
         .iter()
         .filter(|t| !existing.contains(t))
-        .map(|t| {
-            NewTopic::new(
-                t,
-                config.kafka.partitions,
-                TopicReplication::Fixed(config.kafka.replication),
-            )
-        })
+        .map(|t| NewTopic::new(t, config.kafka.partitions, TopicReplication::Fixed(config.kafka.replication)))
         .collect();
     if missing.is_empty() {
         return Ok(Vec::new());

@@ -37,8 +37,7 @@ impl ClientContext for DeliveryContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        self.telemetry
-            .kafka_error(&format_args!("producer: {error}: {reason}"));
+        self.telemetry.kafka_error(&format_args!("producer: {error}: {reason}"));
     }
 }
 
@@ -47,8 +46,7 @@ impl ProducerContext for DeliveryContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, batch: Arc<Batch>) {
         if let Err((error, message)) = result {
-            self.telemetry
-                .delivery_failed(message.topic(), &error.to_string());
+            self.telemetry.delivery_failed(message.topic(), &error.to_string());
             batch.fail(format!("{}: {error}", message.topic()));
         }
         if let Some((events, age)) = batch.ack() {
@@ -96,8 +94,7 @@ impl ClientContext for RouterConsumerContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        self.telemetry
-            .kafka_error(&format_args!("consumer: {error}: {reason}"));
+        self.telemetry.kafka_error(&format_args!("consumer: {error}: {reason}"));
     }
 
     fn stats(&self, statistics: Statistics) {
@@ -107,8 +104,7 @@ impl ClientContext for RouterConsumerContext {
         for (partition, p) in &topic.partitions {
             // Partition -1 is librdkafka's internal "unassigned" bucket; -1 lag means unknown.
             if *partition >= 0 && p.consumer_lag >= 0 {
-                self.telemetry
-                    .set_consumer_lag(&self.input_topic, *partition, p.consumer_lag);
+                self.telemetry.set_consumer_lag(&self.input_topic, *partition, p.consumer_lag);
             }
         }
     }
@@ -117,10 +113,7 @@ impl ClientContext for RouterConsumerContext {
 impl ConsumerContext for RouterConsumerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(partitions) = rebalance {
-            tracing::info!(
-                partitions = partitions.count(),
-                "Partitions revoked; draining and committing."
-            );
+            tracing::info!(partitions = partitions.count(), "Partitions revoked; draining and committing.");
             self.drain_and_commit(consumer);
         }
     }
@@ -128,11 +121,7 @@ impl ConsumerContext for RouterConsumerContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(partitions) => {
-                let list: Vec<i32> = partitions
-                    .elements()
-                    .iter()
-                    .map(|e| e.partition())
-                    .collect();
+                let list: Vec<i32> = partitions.elements().iter().map(|e| e.partition()).collect();
                 tracing::info!(?list, "Partitions assigned.");
             }
             Rebalance::Revoke(_) => {}
@@ -140,11 +129,7 @@ impl ConsumerContext for RouterConsumerContext {
         }
     }
 
-    fn commit_callback(
-        &self,
-        result: rdkafka::error::KafkaResult<()>,
-        _offsets: &TopicPartitionList,
-    ) {
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _offsets: &TopicPartitionList) {
         match result {
             Ok(()) => self.telemetry.offsets_committed(Ok(())),
             Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}

@@ -98,11 +98,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl InFlight {
     /// Tracking for a loop running on `waker`.
     pub fn new(waker: Thread) -> Self {
-        InFlight {
-            state: Mutex::new(State::default()),
-            waker,
-            fatal: Mutex::new(None),
-        }
+        InFlight { state: Mutex::new(State::default()), waker, fatal: Mutex::new(None) }
     }
 
     /// Wakes the loop (a batch completed).
@@ -113,11 +109,8 @@ impl InFlight {
     /// The open batch, created if needed, to attach to the records of the event being processed.
     pub fn open_batch(&self) -> Arc<Batch> {
         let mut s = lock(&self.state);
-        let entry = s.open.get_or_insert_with(|| Entry {
-            batch: Arc::new(Batch::new()),
-            offsets: Vec::new(),
-            events: 0,
-        });
+        let entry =
+            s.open.get_or_insert_with(|| Entry { batch: Arc::new(Batch::new()), offsets: Vec::new(), events: 0 });
         Arc::clone(&entry.batch)
     }
 
@@ -153,11 +146,7 @@ impl InFlight {
 
     /// Stores the offsets of completed batches, oldest first, stopping at the first incomplete one.
     /// Returns how many events were settled, or the failure of a failed batch.
-    pub fn settle<C: ConsumerContext>(
-        &self,
-        consumer: &BaseConsumer<C>,
-        topic: &str,
-    ) -> Result<usize, DeliveryFailed> {
+    pub fn settle<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>, topic: &str) -> Result<usize, DeliveryFailed> {
         if let Some(f) = lock(&self.fatal).clone() {
             return Err(f);
         }
@@ -237,19 +226,14 @@ mod tests {
             .create()
             .unwrap();
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset("in", 0, Offset::Beginning)
-            .unwrap();
+        tpl.add_partition_offset("in", 0, Offset::Beginning).unwrap();
         consumer.assign(&tpl).unwrap();
         // Offsets can be stored once the client knows the partition (in the router, always:
         // it stores offsets of records it consumed).
-        consumer
-            .fetch_metadata(Some("in"), std::time::Duration::from_secs(5))
-            .unwrap();
+        consumer.fetch_metadata(Some("in"), std::time::Duration::from_secs(5)).unwrap();
         let _ = consumer.poll(std::time::Duration::from_millis(200));
         let committed = || {
-            let c = consumer
-                .committed(std::time::Duration::from_secs(5))
-                .unwrap();
+            let c = consumer.committed(std::time::Duration::from_secs(5)).unwrap();
             c.find_partition("in", 0).unwrap().offset()
         };
         let inflight = InFlight::new(std::thread::current());
@@ -267,11 +251,7 @@ mod tests {
         batches[0].ack();
         assert_eq!(inflight.settle(&consumer, "in").unwrap(), 2);
         consumer.commit_consumer_state(CommitMode::Sync).unwrap();
-        assert_eq!(
-            committed(),
-            Offset::Offset(21),
-            "the next offset to read after 20"
-        );
+        assert_eq!(committed(), Offset::Offset(21), "the next offset to read after 20");
         // A failed batch stops everything after it, for good.
         let failed = inflight.open_batch();
         failed.add_record();
@@ -287,21 +267,10 @@ mod tests {
         batches[2].ack();
         let err = inflight.settle(&consumer, "in").unwrap_err();
         assert!(err.0.contains("broker said no"));
-        assert!(
-            inflight.settle(&consumer, "in").is_err(),
-            "the failure is sticky"
-        );
+        assert!(inflight.settle(&consumer, "in").is_err(), "the failure is sticky");
         consumer.commit_consumer_state(CommitMode::Sync).unwrap();
-        assert_eq!(
-            committed(),
-            Offset::Offset(31),
-            "stored up to the last batch before the failure"
-        );
-        assert_eq!(
-            inflight.events(),
-            2,
-            "the failed batch and the one after it stay unsettled"
-        );
+        assert_eq!(committed(), Offset::Offset(31), "stored up to the last batch before the failure");
+        assert_eq!(inflight.events(), 2, "the failed batch and the one after it stay unsettled");
     }
 
     #[test]

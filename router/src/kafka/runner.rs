@@ -54,14 +54,11 @@ pub fn run_loop(
     shutdown: &CancellationToken,
 ) -> Result<(), LoopError> {
     let inflight = Arc::new(InFlight::new(thread::current()));
-    let producer: ThreadedProducer<DeliveryContext> =
-        producer_config(config).create_with_context(DeliveryContext {
-            telemetry: telemetry.clone(),
-            inflight: Arc::clone(&inflight),
-        })?;
+    let producer: ThreadedProducer<DeliveryContext> = producer_config(config)
+        .create_with_context(DeliveryContext { telemetry: telemetry.clone(), inflight: Arc::clone(&inflight) })?;
     let input_topic = config.kafka.input_topic.as_str();
-    let consumer: BaseConsumer<RouterConsumerContext> = consumer_config(config)
-        .create_with_context(RouterConsumerContext {
+    let consumer: BaseConsumer<RouterConsumerContext> =
+        consumer_config(config).create_with_context(RouterConsumerContext {
             telemetry: telemetry.clone(),
             inflight: Arc::clone(&inflight),
             producer: producer.clone(),
@@ -82,10 +79,7 @@ pub fn run_loop(
     };
     let result = state.run(&consumer, config, shutdown);
     telemetry.set_ready(false);
-    tracing::info!(
-        in_flight = inflight.events(),
-        "Stopping: draining in-flight records and committing."
-    );
+    tracing::info!(in_flight = inflight.events(), "Stopping: draining in-flight records and committing.");
     consumer.context().drain_and_commit(&consumer);
     consumer.unsubscribe();
     telemetry.set_in_flight(inflight.events());
@@ -100,10 +94,7 @@ impl Loop<'_> {
         shutdown: &CancellationToken,
     ) -> Result<(), LoopError> {
         let topic = config.kafka.input_topic.as_str();
-        let (batch_size, max_in_flight) = (
-            config.processing.batch_size,
-            config.processing.max_in_flight,
-        );
+        let (batch_size, max_in_flight) = (config.processing.batch_size, config.processing.max_in_flight);
         while !shutdown.is_cancelled() {
             self.inflight.settle(consumer, topic)?;
             self.telemetry.set_in_flight(self.inflight.events());
@@ -134,67 +125,29 @@ impl Loop<'_> {
     /// Processes one input record and enqueues its output records.
     fn route(&mut self, message: &BorrowedMessage<'_>, now: SystemTime) -> Result<(), LoopError> {
         let batch = self.inflight.open_batch();
-        let source = Source {
-            topic: message.topic(),
-            partition: message.partition(),
-            offset: message.offset(),
-        };
-        let verdict = self
-            .pipeline
-            .process(message.payload(), source, now, &mut self.out);
+        let source = Source { topic: message.topic(), partition: message.partition(), offset: message.offset() };
+        let verdict = self.pipeline.process(message.payload(), source, now, &mut self.out);
         match verdict {
-            Verdict::Routed {
-                route,
-                topic,
-                risk,
-                confidence,
-            } => {
+            Verdict::Routed { route, topic, risk, confidence } => {
                 let key = message.key().unwrap_or(self.out.fallback_key.as_bytes());
                 let h = OwnedHeaders::new_with_capacity(3)
-                    .insert(Header {
-                        key: headers::ROUTE,
-                        value: Some(route.as_str()),
-                    })
-                    .insert(Header {
-                        key: headers::POLICY_VERSION,
-                        value: Some(self.pipeline.policy_version()),
-                    })
-                    .insert(Header {
-                        key: headers::MODEL_VERSION,
-                        value: Some(self.out.model_version.as_str()),
-                    });
-                let record = BaseRecord::with_opaque_to(topic, Arc::clone(&batch))
-                    .key(key)
-                    .payload(&self.out.value)
-                    .headers(h);
+                    .insert(Header { key: headers::ROUTE, value: Some(route.as_str()) })
+                    .insert(Header { key: headers::POLICY_VERSION, value: Some(self.pipeline.policy_version()) })
+                    .insert(Header { key: headers::MODEL_VERSION, value: Some(self.out.model_version.as_str()) });
+                let record =
+                    BaseRecord::with_opaque_to(topic, Arc::clone(&batch)).key(key).payload(&self.out.value).headers(h);
                 send(self.producer, record)?;
                 self.telemetry.routed(route, risk, confidence);
             }
             Verdict::Rejected(rejection) => {
                 let h = OwnedHeaders::new_with_capacity(5)
-                    .insert(Header {
-                        key: headers::ERROR_REASON,
-                        value: Some(rejection.reason.as_str()),
-                    })
-                    .insert(Header {
-                        key: headers::ERROR_MESSAGE,
-                        value: Some(rejection.message.as_str()),
-                    })
-                    .insert(Header {
-                        key: headers::SOURCE_TOPIC,
-                        value: Some(source.topic),
-                    })
-                    .insert(Header {
-                        key: headers::SOURCE_PARTITION,
-                        value: Some(&source.partition.to_string()),
-                    })
-                    .insert(Header {
-                        key: headers::SOURCE_OFFSET,
-                        value: Some(&source.offset.to_string()),
-                    });
+                    .insert(Header { key: headers::ERROR_REASON, value: Some(rejection.reason.as_str()) })
+                    .insert(Header { key: headers::ERROR_MESSAGE, value: Some(rejection.message.as_str()) })
+                    .insert(Header { key: headers::SOURCE_TOPIC, value: Some(source.topic) })
+                    .insert(Header { key: headers::SOURCE_PARTITION, value: Some(&source.partition.to_string()) })
+                    .insert(Header { key: headers::SOURCE_OFFSET, value: Some(&source.offset.to_string()) });
                 let mut record: BaseRecord<'_, [u8], [u8], Arc<Batch>> =
-                    BaseRecord::with_opaque_to(self.dead_letter_topic, Arc::clone(&batch))
-                        .headers(h);
+                    BaseRecord::with_opaque_to(self.dead_letter_topic, Arc::clone(&batch)).headers(h);
                 if let Some(key) = message.key() {
                     record = record.key(key);
                 }
@@ -202,8 +155,7 @@ impl Loop<'_> {
                     record = record.payload(payload);
                 }
                 send(self.producer, record)?;
-                self.telemetry
-                    .dead_lettered(rejection.reason, &rejection.message);
+                self.telemetry.dead_lettered(rejection.reason, &rejection.message);
             }
         }
         let audit = BaseRecord::with_opaque_to(self.audit_topic, batch)
@@ -237,9 +189,7 @@ where
                 let topic = back.topic.to_owned();
                 back.delivery_opaque.fail(format!("{topic}: {e}"));
                 back.delivery_opaque.ack();
-                return Err(
-                    DeliveryFailed(format!("enqueueing a record for {topic} failed: {e}")).into(),
-                );
+                return Err(DeliveryFailed(format!("enqueueing a record for {topic} failed: {e}")).into());
             }
         }
     }

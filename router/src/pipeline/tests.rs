@@ -12,11 +12,7 @@ fn example_config() -> RouterConfig {
 }
 
 fn source() -> Source<'static> {
-    Source {
-        topic: "payments",
-        partition: 2,
-        offset: 41,
-    }
+    Source { topic: "payments", partition: 2, offset: 41 }
 }
 
 fn now() -> SystemTime {
@@ -37,11 +33,7 @@ fn expected(risk: f64, conf: f64) -> Route {
 }
 
 fn sample() -> Vec<String> {
-    std::fs::read_to_string(Path::new(EXAMPLE_DIR).join("sample.jsonl"))
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    std::fs::read_to_string(Path::new(EXAMPLE_DIR).join("sample.jsonl")).unwrap().lines().map(str::to_owned).collect()
 }
 
 #[test]
@@ -51,14 +43,9 @@ fn reference_sample_routes_as_specified_with_complete_records() {
     let mut seen = std::collections::BTreeSet::new();
     for line in sample() {
         let event: serde_json::Value = serde_json::from_str(&line).unwrap();
-        let (risk, conf) = (
-            event["risk_score"].as_f64().unwrap(),
-            event["model_confidence"].as_f64().unwrap(),
-        );
+        let (risk, conf) = (event["risk_score"].as_f64().unwrap(), event["model_confidence"].as_f64().unwrap());
         let verdict = p.process(Some(line.as_bytes()), source(), now(), &mut out);
-        let Verdict::Routed { route, topic, .. } = verdict else {
-            panic!("{line}: {verdict:?}")
-        };
+        let Verdict::Routed { route, topic, .. } = verdict else { panic!("{line}: {verdict:?}") };
         assert_eq!(route, expected(risk, conf), "{line}");
         seen.insert(route);
         let rec = RoutedRecord::from_json(&out.value).unwrap();
@@ -68,10 +55,7 @@ fn reference_sample_routes_as_specified_with_complete_records() {
         assert_eq!(rec.policy_version, "payments-2026.11.1");
         assert_eq!(rec.model_version, "fraud-gbm-2026.10");
         assert_eq!(rec.routed_at, 1_790_000_000_000);
-        assert_eq!(
-            topic,
-            format!("tollgate.{}", route.as_str().replace('_', "-"))
-        );
+        assert_eq!(topic, format!("tollgate.{}", route.as_str().replace('_', "-")));
         match route {
             Route::SyncReview => {
                 assert_eq!(rec.sla_deadline, Some(1_790_000_000_000 + 30 * 60_000))
@@ -88,14 +72,7 @@ fn reference_sample_routes_as_specified_with_complete_records() {
         assert_eq!(audit.decision, route.as_str());
         assert_eq!(audit.rule.as_deref(), Some(rec.rule.as_ref()));
         assert_eq!(audit.timestamp, "2026-09-21T14:13:20.000Z");
-        assert_eq!(
-            (
-                audit.source_topic.as_ref(),
-                audit.source_partition,
-                audit.source_offset
-            ),
-            ("payments", 2, 41)
-        );
+        assert_eq!((audit.source_topic.as_ref(), audit.source_partition, audit.source_offset), ("payments", 2, 41));
         let snapshot: serde_json::Value = serde_json::from_str(&audit.input_snapshot).unwrap();
         assert_eq!(snapshot["account_id"], "[redacted]", "redacted per config");
         assert_eq!(snapshot["amount"], event["amount"]);
@@ -123,31 +100,38 @@ fn reason_of(p: &Pipeline, payload: Option<&[u8]>) -> RejectReason {
 fn bad_input_is_rejected_with_its_reason_and_audited() {
     let p = Pipeline::from_config(&example_config()).unwrap();
     let ok = r#"{"event_id":"e","risk_score":0.5,"model_confidence":0.9,"model_version":"m"}"#;
-    assert!(matches!(
-        p.process(Some(ok.as_bytes()), source(), now(), &mut Output::default()),
-        Verdict::Routed { .. }
-    ));
+    assert!(matches!(p.process(Some(ok.as_bytes()), source(), now(), &mut Output::default()), Verdict::Routed { .. }));
     let cases: &[(Option<&[u8]>, RejectReason)] = &[
         (None, RejectReason::EmptyPayload),
         (Some(b""), RejectReason::EmptyPayload),
         (Some(b"{not json"), RejectReason::MalformedJson),
         (Some(b"[1,2,3]"), RejectReason::MalformedJson),
         (Some(br#"{"risk_score":0.5,"model_confidence":0.9,"model_version":"m"}"#), RejectReason::MissingField),
-        (Some(br#"{"event_id":"","risk_score":0.5,"model_confidence":0.9,"model_version":"m"}"#), RejectReason::InvalidField),
+        (
+            Some(br#"{"event_id":"","risk_score":0.5,"model_confidence":0.9,"model_version":"m"}"#),
+            RejectReason::InvalidField,
+        ),
         (Some(br#"{"event_id":"e","model_confidence":0.9,"model_version":"m"}"#), RejectReason::MissingField),
-        (Some(br#"{"event_id":"e","risk_score":"high","model_confidence":0.9,"model_version":"m"}"#), RejectReason::InvalidField),
-        (Some(br#"{"event_id":"e","risk_score":1.2,"model_confidence":0.9,"model_version":"m"}"#), RejectReason::ScoreOutOfRange),
-        (Some(br#"{"event_id":"e","risk_score":0.5,"model_confidence":-0.1,"model_version":"m"}"#), RejectReason::ScoreOutOfRange),
+        (
+            Some(br#"{"event_id":"e","risk_score":"high","model_confidence":0.9,"model_version":"m"}"#),
+            RejectReason::InvalidField,
+        ),
+        (
+            Some(br#"{"event_id":"e","risk_score":1.2,"model_confidence":0.9,"model_version":"m"}"#),
+            RejectReason::ScoreOutOfRange,
+        ),
+        (
+            Some(br#"{"event_id":"e","risk_score":0.5,"model_confidence":-0.1,"model_version":"m"}"#),
+            RejectReason::ScoreOutOfRange,
+        ),
         (Some(br#"{"event_id":"e","risk_score":0.5,"model_confidence":0.9}"#), RejectReason::MissingField),
-        (Some(br#"{"event_id":"e","risk_score":1e999,"model_confidence":0.9,"model_version":"m"}"#), RejectReason::MalformedJson),
+        (
+            Some(br#"{"event_id":"e","risk_score":1e999,"model_confidence":0.9,"model_version":"m"}"#),
+            RejectReason::MalformedJson,
+        ),
     ];
     for (payload, reason) in cases {
-        assert_eq!(
-            reason_of(&p, *payload),
-            *reason,
-            "{:?}",
-            payload.map(String::from_utf8_lossy)
-        );
+        assert_eq!(reason_of(&p, *payload), *reason, "{:?}", payload.map(String::from_utf8_lossy));
     }
 }
 
@@ -164,10 +148,9 @@ fn undecodable_input_is_identified_by_its_position() {
 
 fn avro_payment(risk: f64, confidence: f64) -> Vec<u8> {
     use apache_avro::types::Value;
-    let schema = apache_avro::Schema::parse_str(
-        &std::fs::read_to_string(Path::new(EXAMPLE_DIR).join("payment.avsc")).unwrap(),
-    )
-    .unwrap();
+    let schema =
+        apache_avro::Schema::parse_str(&std::fs::read_to_string(Path::new(EXAMPLE_DIR).join("payment.avsc")).unwrap())
+            .unwrap();
     let s = |v: &str| Value::String(v.into());
     let v = Value::Record(vec![
         ("event_id".into(), s("avro-1")),
@@ -185,11 +168,7 @@ fn avro_payment(risk: f64, confidence: f64) -> Vec<u8> {
 
 fn avro_config(confluent: bool) -> RouterConfig {
     let mut c = example_config();
-    c.input.format = if confluent {
-        InputFormat::AvroConfluent
-    } else {
-        InputFormat::Avro
-    };
+    c.input.format = if confluent { InputFormat::AvroConfluent } else { InputFormat::Avro };
     c.input.avro_schema = Some("payment.avsc".into());
     c.input.confluent_schema_ids = if confluent { vec![7] } else { vec![] };
     c
@@ -200,28 +179,13 @@ fn avro_input_routes_and_converts_to_json() {
     let p = Pipeline::from_config(&avro_config(false)).unwrap();
     let mut out = Output::default();
     let v = p.process(Some(&avro_payment(0.93, 0.9)), source(), now(), &mut out);
-    assert!(
-        matches!(
-            v,
-            Verdict::Routed {
-                route: Route::SyncReview,
-                ..
-            }
-        ),
-        "{v:?}"
-    );
+    assert!(matches!(v, Verdict::Routed { route: Route::SyncReview, .. }), "{v:?}");
     let rec = RoutedRecord::from_json(&out.value).unwrap();
     assert_eq!(rec.event["country"], "FR");
     assert_eq!(rec.event_format, EventFormat::Avro);
     // NaN is representable in Avro and must be refused.
-    assert_eq!(
-        reason_of(&p, Some(&avro_payment(f64::NAN, 0.9))),
-        RejectReason::NonFiniteScore
-    );
-    assert_eq!(
-        reason_of(&p, Some(b"{\"event_id\":1}")),
-        RejectReason::AvroDecode
-    );
+    assert_eq!(reason_of(&p, Some(&avro_payment(f64::NAN, 0.9))), RejectReason::NonFiniteScore);
+    assert_eq!(reason_of(&p, Some(b"{\"event_id\":1}")), RejectReason::AvroDecode);
 }
 
 #[test]
@@ -233,16 +197,7 @@ fn confluent_framed_avro_with_avro_output_keeps_the_original_bytes() {
     framed.extend(avro_payment(0.1, 0.99));
     let mut out = Output::default();
     let v = p.process(Some(&framed), source(), now(), &mut out);
-    assert!(
-        matches!(
-            v,
-            Verdict::Routed {
-                route: Route::AutoCommit,
-                ..
-            }
-        ),
-        "{v:?}"
-    );
+    assert!(matches!(v, Verdict::Routed { route: Route::AutoCommit, .. }), "{v:?}");
     let rec = RoutedRecord::<AvroBytes>::from_avro(&out.value).unwrap();
     assert_eq!(rec.event.0.as_ref(), framed.as_slice());
     let audit = AuditRecord::read(RecordFormat::Avro, &out.audit).unwrap();
@@ -267,37 +222,24 @@ fn logistic_scorer_from_the_example_model_explains_its_score() {
     let mut out = Output::default();
     let risky = br#"{"event_id":"l1","amount":4800,"currency":"NGN","merchant_category":"crypto","country":"NG"}"#;
     let v = p.process(Some(risky), source(), now(), &mut out);
-    let Verdict::Routed { risk, .. } = v else {
-        panic!("{v:?}")
-    };
+    let Verdict::Routed { risk, .. } = v else { panic!("{v:?}") };
     assert!(risk > 0.9, "{risk}");
     let rec = RoutedRecord::from_json(&out.value).unwrap();
     assert_eq!(rec.model_version, "payments-logistic-2026.11");
     assert_eq!(rec.explanation.len(), 3);
     // ln(1 + 4800) = 8.48 → (8.48 − 4.0)/1.5 · 1.1 = 3.28, ahead of the crypto weight 2.9.
     let features: Vec<_> = rec.explanation.iter().map(|c| c.feature.as_ref()).collect();
-    assert_eq!(
-        features,
-        ["amount", "merchant_category=crypto", "country=NG"]
-    );
+    assert_eq!(features, ["amount", "merchant_category=crypto", "country=NG"]);
     assert!((rec.explanation[0].contribution - 3.2828).abs() < 1e-3);
     let calm = br#"{"event_id":"l2","amount":20,"currency":"EUR","merchant_category":"grocery","country":"DE"}"#;
     let v = p.process(Some(calm), source(), now(), &mut out);
-    assert!(
-        matches!(
-            v,
-            Verdict::Routed {
-                route: Route::AutoCommit,
-                ..
-            }
-        ),
-        "{v:?}"
-    );
+    assert!(matches!(v, Verdict::Routed { route: Route::AutoCommit, .. }), "{v:?}");
 }
 
 #[test]
 fn the_fallback_key_is_the_key_field_else_the_event_id() {
-    let event = br#"{"event_id":"e1","account_id":"acct-9","risk_score":0.1,"model_confidence":0.99,"model_version":"m"}"#;
+    let event =
+        br#"{"event_id":"e1","account_id":"acct-9","risk_score":0.1,"model_confidence":0.99,"model_version":"m"}"#;
     let mut out = Output::default();
     let p = Pipeline::from_config(&example_config()).unwrap();
     p.process(Some(event), source(), now(), &mut out);
@@ -307,8 +249,7 @@ fn the_fallback_key_is_the_key_field_else_the_event_id() {
     let p = Pipeline::from_config(&c).unwrap();
     p.process(Some(event), source(), now(), &mut out);
     assert_eq!(out.fallback_key, "acct-9");
-    let no_account =
-        br#"{"event_id":"e2","risk_score":0.1,"model_confidence":0.99,"model_version":"m"}"#;
+    let no_account = br#"{"event_id":"e2","risk_score":0.1,"model_confidence":0.99,"model_version":"m"}"#;
     p.process(Some(no_account), source(), now(), &mut out);
     assert_eq!(out.fallback_key, "e2");
 }
@@ -318,8 +259,5 @@ fn a_policy_that_uses_a_disabled_route_is_refused() {
     let mut c = example_config();
     c.topics.auto_reject = String::new();
     let err = Pipeline::from_config(&c).unwrap_err();
-    assert!(
-        matches!(err, PipelineError::DisabledRoute(Route::AutoReject)),
-        "{err}"
-    );
+    assert!(matches!(err, PipelineError::DisabledRoute(Route::AutoReject)), "{err}");
 }

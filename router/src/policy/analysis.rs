@@ -10,12 +10,7 @@ use super::{Condition, Interval, PolicyError, Rule};
 use std::collections::HashMap;
 
 /// Risk and confidence both live in [0, 1].
-const UNIT: Interval = Interval {
-    lo: 0.0,
-    lo_closed: true,
-    hi: 1.0,
-    hi_closed: true,
-};
+const UNIT: Interval = Interval { lo: 0.0, lo_closed: true, hi: 1.0, hi_closed: true };
 
 /// A region of the (risk, confidence) square.
 #[derive(Debug, Clone, Copy)]
@@ -48,11 +43,7 @@ impl Region {
 
 /// The regions whose union contains every event `rule` matches.
 fn regions(rule: &Rule) -> Result<Vec<Region>, String> {
-    let mut base = Region {
-        risk: UNIT,
-        confidence: UNIT,
-        exact: true,
-    };
+    let mut base = Region { risk: UNIT, confidence: UNIT, exact: true };
     let mut field_ranges: HashMap<usize, Interval> = HashMap::new();
     for c in &rule.all {
         base = base.narrow(c);
@@ -70,12 +61,7 @@ fn regions(rule: &Rule) -> Result<Vec<Region>, String> {
     if rule.any.is_empty() {
         return Ok(vec![base]);
     }
-    let parts: Vec<Region> = rule
-        .any
-        .iter()
-        .map(|c| base.narrow(c))
-        .filter(|r| !r.is_empty())
-        .collect();
+    let parts: Vec<Region> = rule.any.iter().map(|c| base.narrow(c)).filter(|r| !r.is_empty()).collect();
     if parts.is_empty() {
         return Err("none of its `any` conditions is compatible with its `all` conditions".into());
     }
@@ -85,16 +71,11 @@ fn regions(rule: &Rule) -> Result<Vec<Region>, String> {
 pub(super) fn check_reachability(rules: &[Rule]) -> Result<(), PolicyError> {
     let mut earlier: Vec<(&str, Vec<Region>)> = Vec::with_capacity(rules.len());
     for rule in rules {
-        let unreachable = |why: String| PolicyError::Unreachable {
-            rule: rule.name.clone(),
-            why,
-        };
+        let unreachable = |why: String| PolicyError::Unreachable { rule: rule.name.clone(), why };
         let mine = regions(rule).map_err(unreachable)?;
         let mut shadowing = Vec::new();
         let shadowed = mine.iter().all(|region| {
-            let by = earlier
-                .iter()
-                .find(|(_, theirs)| theirs.iter().any(|t| t.covers(region)));
+            let by = earlier.iter().find(|(_, theirs)| theirs.iter().any(|t| t.covers(region)));
             if let Some((name, _)) = by {
                 if !shadowing.contains(name) {
                     shadowing.push(*name);
@@ -103,14 +84,8 @@ pub(super) fn check_reachability(rules: &[Rule]) -> Result<(), PolicyError> {
             by.is_some()
         });
         if shadowed {
-            let names = shadowing
-                .iter()
-                .map(|n| format!("`{n}`"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Err(unreachable(format!(
-                "every event it matches is matched first by {names}"
-            )));
+            let names = shadowing.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+            return Err(unreachable(format!("every event it matches is matched first by {names}")));
         }
         earlier.push((&rule.name, mine));
     }

@@ -12,26 +12,13 @@ pub struct Interval {
 
 impl Interval {
     /// The whole real line.
-    pub const ALL: Interval = Interval {
-        lo: f64::NEG_INFINITY,
-        lo_closed: false,
-        hi: f64::INFINITY,
-        hi_closed: false,
-    };
+    pub const ALL: Interval = Interval { lo: f64::NEG_INFINITY, lo_closed: false, hi: f64::INFINITY, hi_closed: false };
 
     /// True when `x` lies in the interval.
     #[inline]
     pub fn contains(&self, x: f64) -> bool {
-        let above = if self.lo_closed {
-            x >= self.lo
-        } else {
-            x > self.lo
-        };
-        let below = if self.hi_closed {
-            x <= self.hi
-        } else {
-            x < self.hi
-        };
+        let above = if self.lo_closed { x >= self.lo } else { x > self.lo };
+        let below = if self.hi_closed { x <= self.hi } else { x < self.hi };
         above && below
     }
 
@@ -56,12 +43,7 @@ impl Interval {
         } else {
             (self.hi, self.hi_closed && other.hi_closed)
         };
-        Interval {
-            lo,
-            lo_closed,
-            hi,
-            hi_closed,
-        }
+        Interval { lo, lo_closed, hi, hi_closed }
     }
 
     /// True when every number of `inner` lies in `self`.
@@ -69,10 +51,8 @@ impl Interval {
         if inner.is_empty() {
             return true;
         }
-        let lo_ok =
-            self.lo < inner.lo || (self.lo == inner.lo && (self.lo_closed || !inner.lo_closed));
-        let hi_ok =
-            self.hi > inner.hi || (self.hi == inner.hi && (self.hi_closed || !inner.hi_closed));
+        let lo_ok = self.lo < inner.lo || (self.lo == inner.lo && (self.lo_closed || !inner.lo_closed));
+        let hi_ok = self.hi > inner.hi || (self.hi == inner.hi && (self.hi_closed || !inner.hi_closed));
         lo_ok && hi_ok
     }
 }
@@ -82,12 +62,7 @@ mod tests {
     use super::*;
 
     fn iv(lo: f64, lo_closed: bool, hi: f64, hi_closed: bool) -> Interval {
-        Interval {
-            lo,
-            lo_closed,
-            hi,
-            hi_closed,
-        }
+        Interval { lo, lo_closed, hi, hi_closed }
     }
 
     #[test]

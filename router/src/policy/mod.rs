@@ -34,11 +34,7 @@ pub enum Condition {
     Risk(Interval),
     Confidence(Interval),
     FieldRange(FieldId, Interval),
-    FieldIn {
-        field: FieldId,
-        values: Vec<Scalar>,
-        negate: bool,
-    },
+    FieldIn { field: FieldId, values: Vec<Scalar>, negate: bool },
     FieldExists(FieldId, bool),
 }
 
@@ -83,20 +79,11 @@ impl Policy {
             return Err(PolicyError::NoVersion);
         }
         let mut rules = Vec::with_capacity(spec.guardrails.len() + spec.rules.len());
-        let tagged = spec
-            .guardrails
-            .into_iter()
-            .map(|r| (r, true))
-            .chain(spec.rules.into_iter().map(|r| (r, false)));
+        let tagged = spec.guardrails.into_iter().map(|r| (r, true)).chain(spec.rules.into_iter().map(|r| (r, false)));
         for (rule, guardrail) in tagged {
-            let bad = |problem: String| PolicyError::Rule {
-                rule: rule.name.clone(),
-                problem,
-            };
+            let bad = |problem: String| PolicyError::Rule { rule: rule.name.clone(), problem };
             if rule.name.trim().is_empty() || rule.name == DEFAULT_RULE {
-                return Err(bad(format!(
-                    "a rule needs a name other than `{DEFAULT_RULE}`"
-                )));
+                return Err(bad(format!("a rule needs a name other than `{DEFAULT_RULE}`")));
             }
             if rules.iter().any(|r: &Rule| r.name == rule.name) {
                 return Err(bad("the name is used by an earlier rule".into()));
@@ -105,27 +92,14 @@ impl Policy {
                 return Err(bad("a guardrail needs at least one condition".into()));
             }
             let compile_all = |conds: &[ConditionSpec], registry: &mut FieldRegistry| {
-                conds
-                    .iter()
-                    .map(|c| compile_condition(c, registry).map_err(bad))
-                    .collect::<Result<Vec<_>, _>>()
+                conds.iter().map(|c| compile_condition(c, registry).map_err(bad)).collect::<Result<Vec<_>, _>>()
             };
             let all = compile_all(&rule.all, registry)?;
             let any = compile_all(&rule.any, registry)?;
-            rules.push(Rule {
-                name: rule.name,
-                route: rule.route,
-                guardrail,
-                all,
-                any,
-            });
+            rules.push(Rule { name: rule.name, route: rule.route, guardrail, all, any });
         }
         analysis::check_reachability(&rules)?;
-        Ok(Policy {
-            version: spec.version,
-            default_route: spec.default_route,
-            rules,
-        })
+        Ok(Policy { version: spec.version, default_route: spec.default_route, rules })
     }
 
     /// The policy's version string.
@@ -140,10 +114,7 @@ impl Policy {
 
     /// Every route this policy can produce.
     pub fn routes(&self) -> impl Iterator<Item = Route> + '_ {
-        self.rules
-            .iter()
-            .map(|r| r.route)
-            .chain([self.default_route])
+        self.rules.iter().map(|r| r.route).chain([self.default_route])
     }
 
     /// Decides the route of one scored event.
@@ -151,18 +122,10 @@ impl Policy {
         for rule in &self.rules {
             let all = rule.all.iter().all(|c| holds(c, score, fields));
             if all && (rule.any.is_empty() || rule.any.iter().any(|c| holds(c, score, fields))) {
-                return Decision {
-                    route: rule.route,
-                    rule: &rule.name,
-                    guardrail: rule.guardrail,
-                };
+                return Decision { route: rule.route, rule: &rule.name, guardrail: rule.guardrail };
             }
         }
-        Decision {
-            route: self.default_route,
-            rule: DEFAULT_RULE,
-            guardrail: false,
-        }
+        Decision { route: self.default_route, rule: DEFAULT_RULE, guardrail: false }
     }
 }
 
@@ -174,20 +137,14 @@ fn holds(c: &Condition, score: &Score<'_>, fields: &EventFields) -> bool {
         Condition::FieldRange(f, i) => {
             matches!(fields.get(*f), FieldValue::Number(n) if i.contains(*n))
         }
-        Condition::FieldIn {
-            field,
-            values,
-            negate,
-        } => {
+        Condition::FieldIn { field, values, negate } => {
             let v = fields.get(*field);
             if matches!(v, FieldValue::Missing) {
                 return false;
             }
             values.iter().any(|s| scalar_eq(s, v)) != *negate
         }
-        Condition::FieldExists(f, present) => {
-            !matches!(fields.get(*f), FieldValue::Missing) == *present
-        }
+        Condition::FieldExists(f, present) => !matches!(fields.get(*f), FieldValue::Missing) == *present,
     }
 }
 
@@ -205,9 +162,7 @@ fn interval(b: &BoundsSpec, unit: bool) -> Result<Interval, String> {
         return Err("a range condition needs at least one of gt, gte, lt, lte".into());
     }
     if b.gt.is_some() && b.gte.is_some() || b.lt.is_some() && b.lte.is_some() {
-        return Err(
-            "give at most one lower bound (gt or gte) and one upper bound (lt or lte)".into(),
-        );
+        return Err("give at most one lower bound (gt or gte) and one upper bound (lt or lte)".into());
     }
     for v in [b.gt, b.gte, b.lt, b.lte].into_iter().flatten() {
         if !v.is_finite() {
@@ -237,17 +192,15 @@ fn interval(b: &BoundsSpec, unit: bool) -> Result<Interval, String> {
 }
 
 fn compile_condition(c: &ConditionSpec, registry: &mut FieldRegistry) -> Result<Condition, String> {
-    let field_ops = !c.field_bounds().is_empty()
-        || c.eq.is_some()
-        || c.in_.is_some()
-        || c.not_in.is_some()
-        || c.exists.is_some();
+    let field_ops =
+        !c.field_bounds().is_empty() || c.eq.is_some() || c.in_.is_some() || c.not_in.is_some() || c.exists.is_some();
     match (&c.risk, &c.confidence, &c.field) {
         (Some(b), None, None) if !field_ops => Ok(Condition::Risk(interval(b, true)?)),
         (None, Some(b), None) if !field_ops => Ok(Condition::Confidence(interval(b, true)?)),
         (None, None, Some(path)) => {
             let id = registry.register(path)?;
-            let ops = [!c.field_bounds().is_empty(), c.eq.is_some(), c.in_.is_some(), c.not_in.is_some(), c.exists.is_some()];
+            let ops =
+                [!c.field_bounds().is_empty(), c.eq.is_some(), c.in_.is_some(), c.not_in.is_some(), c.exists.is_some()];
             if ops.iter().filter(|x| **x).count() != 1 {
                 return Err(format!(
                     "condition on field `{path}` needs exactly one kind of test: bounds (gt/gte/lt/lte), eq, in, not_in or exists"
@@ -272,7 +225,10 @@ fn compile_condition(c: &ConditionSpec, registry: &mut FieldRegistry) -> Result<
             }
             Ok(Condition::FieldIn { field: id, values, negate })
         }
-        _ => Err("a condition names exactly one of `risk = {..}`, `confidence = {..}` or `field = \"path\"` with its test".into()),
+        _ => Err(
+            "a condition names exactly one of `risk = {..}`, `confidence = {..}` or `field = \"path\"` with its test"
+                .into(),
+        ),
     }
 }
 

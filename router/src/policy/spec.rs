@@ -71,12 +71,7 @@ pub struct BoundsSpec {
 impl ConditionSpec {
     /// The numeric bounds given on a field condition.
     pub fn field_bounds(&self) -> BoundsSpec {
-        BoundsSpec {
-            gt: self.gt,
-            gte: self.gte,
-            lt: self.lt,
-            lte: self.lte,
-        }
+        BoundsSpec { gt: self.gt, gte: self.gte, lt: self.lt, lte: self.lte }
     }
 }
 

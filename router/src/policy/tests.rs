@@ -4,18 +4,10 @@
 use super::*;
 use std::borrow::Cow;
 
-const REFERENCE: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../examples/payments/policy.toml"
-));
+const REFERENCE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/payments/policy.toml"));
 
 fn score(risk: f64, confidence: f64) -> Score<'static> {
-    Score {
-        risk,
-        confidence,
-        model_version: Cow::Borrowed("m"),
-        explanation: vec![],
-    }
+    Score { risk, confidence, model_version: Cow::Borrowed("m"), explanation: vec![] }
 }
 
 /// The reference routing, written independently of the policy engine, straight from the spec.
@@ -38,36 +30,15 @@ fn reference_policy_matches_the_spec_on_a_grid_and_at_boundaries() {
     assert_eq!(policy.version(), "payments-2026.11.1");
     let fields = EventFields::default();
     let mut points: Vec<f64> = (0..=100).map(|i| f64::from(i) / 100.0).collect();
-    points.extend([
-        0.95,
-        0.950_000_1,
-        0.9,
-        0.899_999,
-        0.6,
-        0.600_001,
-        0.599_999,
-        0.85,
-        0.849_999,
-    ]);
+    points.extend([0.95, 0.950_000_1, 0.9, 0.899_999, 0.6, 0.600_001, 0.599_999, 0.85, 0.849_999]);
     for &r in &points {
         for &c in &points {
             let d = policy.decide(&score(r, c), &fields);
-            assert_eq!(
-                d.route,
-                expected(r, c),
-                "risk {r} confidence {c} (rule {})",
-                d.rule
-            );
+            assert_eq!(d.route, expected(r, c), "risk {r} confidence {c} (rule {})", d.rule);
         }
     }
-    assert_eq!(
-        policy.decide(&score(0.96, 0.99), &fields).rule,
-        "block-high-risk"
-    );
-    assert_eq!(
-        policy.decide(&score(0.95, 0.99), &fields).rule,
-        "sync-review"
-    );
+    assert_eq!(policy.decide(&score(0.96, 0.99), &fields).rule, "block-high-risk");
+    assert_eq!(policy.decide(&score(0.95, 0.99), &fields).rule, "sync-review");
     assert_eq!(policy.decide(&score(0.1, 0.99), &fields).rule, DEFAULT_RULE);
 }
 
@@ -94,23 +65,14 @@ fn guardrails_win_whatever_the_score() {
     let policy = Policy::from_toml(WITH_GUARDRAIL, &mut reg).unwrap();
     assert_eq!(reg.paths().len(), 2);
     let fields = |country: &str, amount: f64| {
-        EventFields::from_values(vec![
-            FieldValue::Text(country.into()),
-            FieldValue::Number(amount),
-        ])
+        EventFields::from_values(vec![FieldValue::Text(country.into()), FieldValue::Number(amount)])
     };
     let d = policy.decide(&score(0.01, 0.99), &fields("KP", 5.0));
-    assert_eq!(
-        (d.route, d.rule, d.guardrail),
-        (Route::AutoReject, "sanctioned", true)
-    );
+    assert_eq!((d.route, d.rule, d.guardrail), (Route::AutoReject, "sanctioned", true));
     let d = policy.decide(&score(0.01, 0.99), &fields("DE", 20000.0));
     assert_eq!((d.route, d.rule), (Route::SyncReview, "big-amount"));
     let d = policy.decide(&score(0.7, 0.99), &fields("DE", 5.0));
-    assert_eq!(
-        (d.route, d.rule, d.guardrail),
-        (Route::AsyncReview, "risky", false)
-    );
+    assert_eq!((d.route, d.rule, d.guardrail), (Route::AsyncReview, "risky", false));
     // An absent field never satisfies a field condition.
     let d = policy.decide(&score(0.01, 0.99), &EventFields::default());
     assert_eq!(d.route, Route::AutoCommit);
@@ -133,27 +95,12 @@ all = [{ field = "currency", not_in = ["EUR"] }, { field = "card_present", eq = 
     let mut reg = FieldRegistry::default();
     let p = Policy::from_toml(text, &mut reg).unwrap();
     let f = |device: FieldValue, cur: &str, present: bool| {
-        EventFields::from_values(vec![
-            device,
-            FieldValue::Text(cur.into()),
-            FieldValue::Bool(present),
-        ])
+        EventFields::from_values(vec![device, FieldValue::Text(cur.into()), FieldValue::Bool(present)])
     };
     let s = score(0.1, 0.9);
-    assert_eq!(
-        p.decide(&s, &f(FieldValue::Missing, "EUR", true)).rule,
-        "no-device"
-    );
-    assert_eq!(
-        p.decide(&s, &f(FieldValue::Text("d".into()), "USD", false))
-            .rule,
-        "foreign"
-    );
-    assert_eq!(
-        p.decide(&s, &f(FieldValue::Text("d".into()), "EUR", false))
-            .rule,
-        DEFAULT_RULE
-    );
+    assert_eq!(p.decide(&s, &f(FieldValue::Missing, "EUR", true)).rule, "no-device");
+    assert_eq!(p.decide(&s, &f(FieldValue::Text("d".into()), "USD", false)).rule, "foreign");
+    assert_eq!(p.decide(&s, &f(FieldValue::Text("d".into()), "EUR", false)).rule, DEFAULT_RULE);
 }
 
 fn refused(text: &str) -> String {
@@ -163,7 +110,9 @@ fn refused(text: &str) -> String {
 
 #[test]
 fn thresholds_outside_the_unit_interval_are_refused() {
-    let e = refused("version='v'\ndefault_route='auto_commit'\n[[rules]]\nname='r'\nroute='sync_review'\nall=[{risk={gt=1.5}}]");
+    let e = refused(
+        "version='v'\ndefault_route='auto_commit'\n[[rules]]\nname='r'\nroute='sync_review'\nall=[{risk={gt=1.5}}]",
+    );
     assert!(e.contains("outside [0, 1]"), "{e}");
     let e = refused("version='v'\ndefault_route='auto_commit'\n[[rules]]\nname='r'\nroute='sync_review'\nall=[{confidence={lt=-0.1}}]");
     assert!(e.contains("outside [0, 1]"), "{e}");
@@ -171,7 +120,8 @@ fn thresholds_outside_the_unit_interval_are_refused() {
 
 #[test]
 fn unknown_routes_are_refused() {
-    let e = refused("version='v'\ndefault_route='auto_commit'\n[[rules]]\nname='r'\nroute='manual'\nall=[{risk={gt=0.5}}]");
+    let e =
+        refused("version='v'\ndefault_route='auto_commit'\n[[rules]]\nname='r'\nroute='manual'\nall=[{risk={gt=0.5}}]");
     assert!(e.contains("unknown variant `manual`"), "{e}");
     let e = refused("version='v'\ndefault_route='later'\n");
     assert!(e.contains("unknown variant"), "{e}");
@@ -181,10 +131,7 @@ fn unknown_routes_are_refused() {
 fn unreachable_rules_are_refused() {
     // After a catch-all.
     let e = refused("version='v'\ndefault_route='auto_commit'\n[[rules]]\nname='all'\nroute='sync_review'\n[[rules]]\nname='late'\nroute='auto_reject'\nall=[{risk={gt=0.9}}]");
-    assert!(
-        e.contains("`late` can never match") && e.contains("`all`"),
-        "{e}"
-    );
+    assert!(e.contains("`late` can never match") && e.contains("`all`"), "{e}");
     // Inside an earlier rule's region.
     let e = refused("version='v'\ndefault_route='auto_commit'\n[[rules]]\nname='wide'\nroute='sync_review'\nall=[{risk={gte=0.8}}]\n[[rules]]\nname='narrow'\nroute='auto_reject'\nall=[{risk={gt=0.95}}]");
     assert!(e.contains("`narrow` can never match"), "{e}");
@@ -207,25 +154,17 @@ fn narrower_rules_after_field_rules_stay_reachable() {
 #[test]
 fn malformed_rules_are_refused() {
     let base = "version='v'\ndefault_route='auto_commit'\n";
-    let e = refused(&format!(
-        "{base}[[rules]]\nname='r'\nroute='sync_review'\nall=[{{risk={{gt=0.5}}, field='x'}}]"
-    ));
+    let e = refused(&format!("{base}[[rules]]\nname='r'\nroute='sync_review'\nall=[{{risk={{gt=0.5}}, field='x'}}]"));
     assert!(e.contains("exactly one of"), "{e}");
-    let e = refused(&format!(
-        "{base}[[rules]]\nname='r'\nroute='sync_review'\nall=[{{field='x'}}]"
-    ));
+    let e = refused(&format!("{base}[[rules]]\nname='r'\nroute='sync_review'\nall=[{{field='x'}}]"));
     assert!(e.contains("exactly one kind of test"), "{e}");
     let e = refused(&format!("{base}[[rules]]\nname='r'\nroute='sync_review'\nall=[{{risk={{gt=0.1}}}}]\n[[rules]]\nname='r'\nroute='async_review'\nall=[{{risk={{lt=0.1}}}}]"));
     assert!(e.contains("used by an earlier rule"), "{e}");
-    let e = refused(&format!(
-        "{base}[[guardrails]]\nname='g'\nroute='auto_reject'"
-    ));
+    let e = refused(&format!("{base}[[guardrails]]\nname='g'\nroute='auto_reject'"));
     assert!(e.contains("at least one condition"), "{e}");
     let e = refused("version=''\ndefault_route='auto_commit'");
     assert!(e.contains("version"), "{e}");
-    let e = refused(&format!(
-        "{base}[[rules]]\nname='r'\nroute='sync_review'\nall=[{{risk={{gt=0.1, gte=0.2}}}}]"
-    ));
+    let e = refused(&format!("{base}[[rules]]\nname='r'\nroute='sync_review'\nall=[{{risk={{gt=0.1, gte=0.2}}}}]"));
     assert!(e.contains("at most one lower bound"), "{e}");
     let e = refused(&format!("{base}surprise=1"));
     assert!(e.contains("unknown field"), "{e}");

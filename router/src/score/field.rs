@@ -22,12 +22,7 @@ impl FieldScorer {
         model_version: Option<FieldId>,
         default_model_version: Option<String>,
     ) -> Self {
-        FieldScorer {
-            risk,
-            confidence,
-            model_version,
-            default_model_version,
-        }
+        FieldScorer { risk, confidence, model_version, default_model_version }
     }
 
     pub(super) fn score<'a>(&'a self, fields: &'a EventFields) -> Result<Score<'a>, Rejection> {
@@ -38,27 +33,16 @@ impl FieldScorer {
             (Some(FieldValue::Text(v)), _) if !v.is_empty() => Cow::Borrowed(v.as_str()),
             (Some(FieldValue::Missing) | None, Some(default)) => Cow::Borrowed(default.as_str()),
             (Some(FieldValue::Missing) | None, None) => {
-                return Err(Rejection::new(
-                    RejectReason::MissingField,
-                    "model version is missing",
-                ))
+                return Err(Rejection::new(RejectReason::MissingField, "model version is missing"))
             }
             (Some(other), _) => {
                 return Err(Rejection::new(
                     RejectReason::InvalidField,
-                    format!(
-                        "model version must be a non-empty string, found a {}",
-                        other.kind()
-                    ),
+                    format!("model version must be a non-empty string, found a {}", other.kind()),
                 ))
             }
         };
-        Ok(Score {
-            risk,
-            confidence,
-            model_version,
-            explanation: Vec::new(),
-        })
+        Ok(Score { risk, confidence, model_version, explanation: Vec::new() })
     }
 }
 
@@ -73,31 +57,15 @@ mod tests {
     #[test]
     fn reads_scores_and_version() {
         let s = FieldScorer::new(FieldId(0), FieldId(1), Some(FieldId(2)), None);
-        let f = fields(
-            FieldValue::Number(0.3),
-            FieldValue::Number(0.9),
-            FieldValue::Text("m-7".into()),
-        );
+        let f = fields(FieldValue::Number(0.3), FieldValue::Number(0.9), FieldValue::Text("m-7".into()));
         let score = s.score(&f).unwrap();
-        assert_eq!(
-            (score.risk, score.confidence, score.model_version.as_ref()),
-            (0.3, 0.9, "m-7")
-        );
+        assert_eq!((score.risk, score.confidence, score.model_version.as_ref()), (0.3, 0.9, "m-7"));
     }
 
     #[test]
     fn falls_back_to_the_default_version() {
-        let s = FieldScorer::new(
-            FieldId(0),
-            FieldId(1),
-            Some(FieldId(2)),
-            Some("upstream".into()),
-        );
-        let f = fields(
-            FieldValue::Number(0.3),
-            FieldValue::Number(0.9),
-            FieldValue::Missing,
-        );
+        let s = FieldScorer::new(FieldId(0), FieldId(1), Some(FieldId(2)), Some("upstream".into()));
+        let f = fields(FieldValue::Number(0.3), FieldValue::Number(0.9), FieldValue::Missing);
         assert_eq!(s.score(&f).unwrap().model_version, "upstream");
         let s = FieldScorer::new(FieldId(0), FieldId(1), Some(FieldId(2)), None);
         assert_eq!(s.score(&f).unwrap_err().reason, RejectReason::MissingField);
@@ -106,23 +74,9 @@ mod tests {
     #[test]
     fn refuses_bad_scores() {
         let s = FieldScorer::new(FieldId(0), FieldId(1), None, Some("v".into()));
-        let bad = fields(
-            FieldValue::Number(1.5),
-            FieldValue::Number(0.9),
-            FieldValue::Missing,
-        );
-        assert_eq!(
-            s.score(&bad).unwrap_err().reason,
-            RejectReason::ScoreOutOfRange
-        );
-        let bad = fields(
-            FieldValue::Number(0.5),
-            FieldValue::Missing,
-            FieldValue::Missing,
-        );
-        assert_eq!(
-            s.score(&bad).unwrap_err().reason,
-            RejectReason::MissingField
-        );
+        let bad = fields(FieldValue::Number(1.5), FieldValue::Number(0.9), FieldValue::Missing);
+        assert_eq!(s.score(&bad).unwrap_err().reason, RejectReason::ScoreOutOfRange);
+        let bad = fields(FieldValue::Number(0.5), FieldValue::Missing, FieldValue::Missing);
+        assert_eq!(s.score(&bad).unwrap_err().reason, RejectReason::MissingField);
     }
 }

@@ -141,30 +141,19 @@ impl LogisticScorer {
         if model.numeric.is_empty() && model.categorical.is_empty() {
             return Err(ModelError::Empty);
         }
-        let bad = |feature: &str, problem: String| ModelError::Feature {
-            feature: feature.to_owned(),
-            problem,
-        };
+        let bad = |feature: &str, problem: String| ModelError::Feature { feature: feature.to_owned(), problem };
         if !model.intercept.is_finite() {
             return Err(bad("intercept", "must be a finite number".into()));
         }
         let mut numeric = Vec::new();
         for f in model.numeric {
             if !(f.weight.is_finite() && f.center.is_finite() && f.scale.is_finite()) {
-                return Err(bad(
-                    &f.name,
-                    "weight, center and scale must be finite".into(),
-                ));
+                return Err(bad(&f.name, "weight, center and scale must be finite".into()));
             }
             if f.scale <= 0.0 {
-                return Err(bad(
-                    &f.name,
-                    format!("scale must be positive, not {}", f.scale),
-                ));
+                return Err(bad(&f.name, format!("scale must be positive, not {}", f.scale)));
             }
-            let field = registry
-                .register(f.field.as_deref().unwrap_or(&f.name))
-                .map_err(|e| bad(&f.name, e))?;
+            let field = registry.register(f.field.as_deref().unwrap_or(&f.name)).map_err(|e| bad(&f.name, e))?;
             numeric.push(Numeric {
                 label: f.name,
                 field,
@@ -180,9 +169,7 @@ impl LogisticScorer {
             if f.weights.values().chain([&f.other]).any(|w| !w.is_finite()) {
                 return Err(bad(&f.name, "weights must be finite".into()));
             }
-            let field = registry
-                .register(f.field.as_deref().unwrap_or(&f.name))
-                .map_err(|e| bad(&f.name, e))?;
+            let field = registry.register(f.field.as_deref().unwrap_or(&f.name)).map_err(|e| bad(&f.name, e))?;
             let weights = f
                 .weights
                 .into_iter()
@@ -191,19 +178,9 @@ impl LogisticScorer {
                     (cat, w, label)
                 })
                 .collect();
-            categorical.push(Categorical {
-                field,
-                weights,
-                other: f.other,
-                other_label: format!("{}=other", f.name),
-            });
+            categorical.push(Categorical { field, weights, other: f.other, other_label: format!("{}=other", f.name) });
         }
-        Ok(LogisticScorer {
-            version: model.version,
-            intercept: model.intercept,
-            numeric,
-            categorical,
-        })
+        Ok(LogisticScorer { version: model.version, intercept: model.intercept, numeric, categorical })
     }
 
     pub(super) fn score<'a>(&'a self, fields: &'a EventFields) -> Result<Score<'a>, Rejection> {
@@ -229,19 +206,14 @@ impl LogisticScorer {
             let (w, label) = text
                 .as_deref()
                 .and_then(|t| f.weights.iter().find(|(cat, _, _)| cat == t))
-                .map_or((f.other, f.other_label.as_str()), |(_, w, l)| {
-                    (*w, l.as_str())
-                });
+                .map_or((f.other, f.other_label.as_str()), |(_, w, l)| (*w, l.as_str()));
             z += w;
             top.offer(label, w);
         }
         let risk = 1.0 / (1.0 + (-z).exp());
         if risk.is_nan() {
             // Opposite infinite contributions; no honest score exists for this input.
-            return Err(Rejection::new(
-                RejectReason::NonFiniteScore,
-                "the model's log-odds are not a number",
-            ));
+            return Err(Rejection::new(RejectReason::NonFiniteScore, "the model's log-odds are not a number"));
         }
         Ok(Score {
             risk,
@@ -279,10 +251,7 @@ impl<'a> TopK<'a> {
     fn into_contributions(self) -> Vec<Contribution<'a>> {
         self.items[..self.len]
             .iter()
-            .map(|&(feature, contribution)| Contribution {
-                feature: Cow::Borrowed(feature),
-                contribution,
-            })
+            .map(|&(feature, contribution)| Contribution { feature: Cow::Borrowed(feature), contribution })
             .collect()
     }
 }
@@ -326,22 +295,14 @@ mod tests {
     fn computes_probability_confidence_and_explanation() {
         let (s, r) = scorer();
         assert_eq!(r.paths().len(), 3);
-        let f = fields(
-            FieldValue::Number(0.0),
-            FieldValue::Number(30.0),
-            FieldValue::Text("NG".into()),
-        );
+        let f = fields(FieldValue::Number(0.0), FieldValue::Number(30.0), FieldValue::Text("NG".into()));
         let score = s.score(&f).unwrap();
         // z = -1 + 2·ln(1) + (-0.5)·(30-10)/10 + 1.5 = -0.5
         let expected = 1.0 / (1.0 + 0.5f64.exp());
         assert!((score.risk - expected).abs() < 1e-12, "{}", score.risk);
         assert!((score.confidence - (1.0 - expected)).abs() < 1e-12);
         assert_eq!(score.model_version, "lr-test");
-        let labels: Vec<_> = score
-            .explanation
-            .iter()
-            .map(|c| c.feature.as_ref())
-            .collect();
+        let labels: Vec<_> = score.explanation.iter().map(|c| c.feature.as_ref()).collect();
         assert_eq!(labels, ["country=NG", "age_days", "amount"]);
         assert_eq!(score.explanation[1].contribution, -1.0);
     }
@@ -349,11 +310,7 @@ mod tests {
     #[test]
     fn unknown_category_uses_other_and_missing_numeric_is_imputed() {
         let (s, _) = scorer();
-        let f = fields(
-            FieldValue::Number(0.0),
-            FieldValue::Missing,
-            FieldValue::Text("FR".into()),
-        );
+        let f = fields(FieldValue::Number(0.0), FieldValue::Missing, FieldValue::Text("FR".into()));
         let score = s.score(&f).unwrap();
         let z: f64 = -1.0 + 0.1;
         assert!((score.risk - 1.0 / (1.0 + (-z).exp())).abs() < 1e-12);
@@ -363,17 +320,9 @@ mod tests {
     #[test]
     fn missing_required_feature_is_rejected() {
         let (s, _) = scorer();
-        let f = fields(
-            FieldValue::Missing,
-            FieldValue::Number(1.0),
-            FieldValue::Missing,
-        );
+        let f = fields(FieldValue::Missing, FieldValue::Number(1.0), FieldValue::Missing);
         assert_eq!(s.score(&f).unwrap_err().reason, RejectReason::MissingField);
-        let f = fields(
-            FieldValue::Text("12".into()),
-            FieldValue::Number(1.0),
-            FieldValue::Missing,
-        );
+        let f = fields(FieldValue::Text("12".into()), FieldValue::Number(1.0), FieldValue::Missing);
         assert_eq!(s.score(&f).unwrap_err().reason, RejectReason::InvalidField);
     }
 
@@ -381,16 +330,9 @@ mod tests {
     fn risk_stays_in_the_unit_interval_for_extreme_inputs() {
         let (s, _) = scorer();
         for amount in [0.0, 1e300, f64::MAX] {
-            let f = fields(
-                FieldValue::Number(amount),
-                FieldValue::Number(-1e300),
-                FieldValue::Missing,
-            );
+            let f = fields(FieldValue::Number(amount), FieldValue::Number(-1e300), FieldValue::Missing);
             let score = s.score(&f).unwrap();
-            assert!(
-                (0.0..=1.0).contains(&score.risk) && score.risk.is_finite(),
-                "{score:?}"
-            );
+            assert!((0.0..=1.0).contains(&score.risk) && score.risk.is_finite(), "{score:?}");
             assert!((0.5..=1.0).contains(&score.confidence));
         }
     }
@@ -398,19 +340,11 @@ mod tests {
     #[test]
     fn invalid_models_are_refused() {
         let mut r = FieldRegistry::default();
-        let bad = LogisticModel::from_toml(
-            "version = \"x\"\n[[numeric]]\nname = \"a\"\nweight = 1.0\nscale = 0.0\n",
-        )
-        .unwrap();
-        assert!(matches!(
-            LogisticScorer::compile(bad, &mut r),
-            Err(ModelError::Feature { .. })
-        ));
+        let bad = LogisticModel::from_toml("version = \"x\"\n[[numeric]]\nname = \"a\"\nweight = 1.0\nscale = 0.0\n")
+            .unwrap();
+        assert!(matches!(LogisticScorer::compile(bad, &mut r), Err(ModelError::Feature { .. })));
         let empty = LogisticModel::from_toml("version = \"x\"").unwrap();
-        assert!(matches!(
-            LogisticScorer::compile(empty, &mut r),
-            Err(ModelError::Empty)
-        ));
+        assert!(matches!(LogisticScorer::compile(empty, &mut r), Err(ModelError::Empty)));
         assert!(LogisticModel::from_toml("version = \"x\"\nbogus = 1").is_err());
     }
 }

@@ -48,14 +48,8 @@ impl Scorer {
 pub(crate) fn number(value: &FieldValue, what: &str) -> Result<f64, Rejection> {
     match value {
         FieldValue::Number(n) if n.is_finite() => Ok(*n),
-        FieldValue::Number(n) => Err(Rejection::new(
-            RejectReason::NonFiniteScore,
-            format!("{what} is {n}"),
-        )),
-        FieldValue::Missing => Err(Rejection::new(
-            RejectReason::MissingField,
-            format!("{what} is missing"),
-        )),
+        FieldValue::Number(n) => Err(Rejection::new(RejectReason::NonFiniteScore, format!("{what} is {n}"))),
+        FieldValue::Missing => Err(Rejection::new(RejectReason::MissingField, format!("{what} is missing"))),
         other => Err(Rejection::new(
             RejectReason::InvalidField,
             format!("{what} must be a number, found a {}", other.kind()),
@@ -69,10 +63,7 @@ pub(crate) fn unit_interval(value: &FieldValue, what: &str) -> Result<f64, Rejec
     if (0.0..=1.0).contains(&n) {
         Ok(n)
     } else {
-        Err(Rejection::new(
-            RejectReason::ScoreOutOfRange,
-            format!("{what} is {n}, outside [0, 1]"),
-        ))
+        Err(Rejection::new(RejectReason::ScoreOutOfRange, format!("{what} is {n}, outside [0, 1]")))
     }
 }
 
@@ -82,29 +73,14 @@ mod tests {
 
     #[test]
     fn unit_interval_checks() {
-        assert_eq!(
-            unit_interval(&FieldValue::Number(0.0), "risk").unwrap(),
-            0.0
-        );
-        assert_eq!(
-            unit_interval(&FieldValue::Number(1.0), "risk").unwrap(),
-            1.0
-        );
+        assert_eq!(unit_interval(&FieldValue::Number(0.0), "risk").unwrap(), 0.0);
+        assert_eq!(unit_interval(&FieldValue::Number(1.0), "risk").unwrap(), 1.0);
         let r = |v| unit_interval(&v, "risk").unwrap_err().reason;
         assert_eq!(r(FieldValue::Number(1.0001)), RejectReason::ScoreOutOfRange);
         assert_eq!(r(FieldValue::Number(-0.1)), RejectReason::ScoreOutOfRange);
-        assert_eq!(
-            r(FieldValue::Number(f64::NAN)),
-            RejectReason::NonFiniteScore
-        );
-        assert_eq!(
-            r(FieldValue::Number(f64::INFINITY)),
-            RejectReason::NonFiniteScore
-        );
+        assert_eq!(r(FieldValue::Number(f64::NAN)), RejectReason::NonFiniteScore);
+        assert_eq!(r(FieldValue::Number(f64::INFINITY)), RejectReason::NonFiniteScore);
         assert_eq!(r(FieldValue::Missing), RejectReason::MissingField);
-        assert_eq!(
-            r(FieldValue::Text("0.5".into())),
-            RejectReason::InvalidField
-        );
+        assert_eq!(r(FieldValue::Text("0.5".into())), RejectReason::InvalidField);
     }
 }
