@@ -285,30 +285,17 @@ impl Pipeline {
         out.value = value;
         written.map_err(encode_err)?;
         self.write_snapshot(Some(&decoded.fields), out);
-        write_timestamp(now, &mut out.timestamp);
+        let mut buf = std::mem::take(&mut out.audit);
         let audit = AuditRecord {
-            event_id: Cow::Borrowed(&out.event_id),
-            timestamp: Cow::Borrowed(&out.timestamp),
-            actor: Cow::Borrowed("policy"),
-            actor_role: None,
-            action: Cow::Borrowed(AuditAction::Route.as_str()),
-            decision: Cow::Borrowed(decision.route.as_str()),
             rule: Some(Cow::Borrowed(decision.rule)),
             guardrail: decision.guardrail,
-            policy_version: Some(Cow::Borrowed(self.policy.version())),
             model_version: Some(Cow::Borrowed(&score.model_version)),
             risk_score: Some(score.risk),
             confidence: Some(score.confidence),
             explanation: score.explanation.clone(),
-            input_snapshot: Cow::Borrowed(std::str::from_utf8(&out.snapshot).unwrap_or("{}")),
-            rationale: None,
             sla_expected_ms: sla.map(|d| d.as_millis() as i64),
-            sla_actual_ms: None,
-            source_topic: Cow::Borrowed(source.topic),
-            source_partition: source.partition,
-            source_offset: source.offset,
+            ..self.audit_base(out, source, now, "policy", AuditAction::Route, decision.route.as_str())
         };
-        let mut buf = std::mem::take(&mut out.audit);
         let written = audit.write(self.output_format, &mut buf);
         out.audit = buf;
         written.map_err(encode_err)?;
@@ -330,14 +317,40 @@ impl Pipeline {
             let _ = write!(out.event_id, "{}/{}/{}", source.topic, source.partition, source.offset);
         }
         self.write_snapshot(fields, out);
-        write_timestamp(now, &mut out.timestamp);
+        let mut buf = std::mem::take(&mut out.audit);
         let audit = AuditRecord {
+            rationale: Some(Cow::Borrowed(&rejection.message)),
+            ..self.audit_base(out, source, now, "router", AuditAction::DeadLetter, rejection.reason.as_str())
+        };
+        if let Err(e) = audit.write(self.output_format, &mut buf) {
+            // Our own record with plain strings always encodes; if it ever did not, say so loudly
+            // rather than publish an empty audit record.
+            tracing::error!(error = %e, "Encoding a dead-letter audit record failed.");
+        }
+        out.audit = buf;
+        Verdict::Rejected(rejection)
+    }
+
+    /// The audit record's common part: who decided what about which input, when, on what
+    /// snapshot. Writes the timestamp into `out` first.
+    fn audit_base<'a>(
+        &'a self,
+        out: &'a mut Output,
+        source: Source<'a>,
+        now: SystemTime,
+        actor: &'static str,
+        action: AuditAction,
+        decision: &'a str,
+    ) -> AuditRecord<'a> {
+        write_timestamp(now, &mut out.timestamp);
+        let out = &*out;
+        AuditRecord {
             event_id: Cow::Borrowed(&out.event_id),
             timestamp: Cow::Borrowed(&out.timestamp),
-            actor: Cow::Borrowed("router"),
+            actor: Cow::Borrowed(actor),
             actor_role: None,
-            action: Cow::Borrowed(AuditAction::DeadLetter.as_str()),
-            decision: Cow::Borrowed(rejection.reason.as_str()),
+            action: Cow::Borrowed(action.as_str()),
+            decision: Cow::Borrowed(decision),
             rule: None,
             guardrail: false,
             policy_version: Some(Cow::Borrowed(self.policy.version())),
@@ -346,21 +359,13 @@ impl Pipeline {
             confidence: None,
             explanation: Vec::new(),
             input_snapshot: Cow::Borrowed(std::str::from_utf8(&out.snapshot).unwrap_or("{}")),
-            rationale: Some(Cow::Borrowed(&rejection.message)),
+            rationale: None,
             sla_expected_ms: None,
             sla_actual_ms: None,
             source_topic: Cow::Borrowed(source.topic),
             source_partition: source.partition,
             source_offset: source.offset,
-        };
-        let mut buf = std::mem::take(&mut out.audit);
-        if let Err(e) = audit.write(self.output_format, &mut buf) {
-            // Our own record with plain strings always encodes; if it ever did not, say so loudly
-            // rather than publish an empty audit record.
-            tracing::error!(error = %e, "Encoding a dead-letter audit record failed.");
         }
-        out.audit = buf;
-        Verdict::Rejected(rejection)
     }
 
     /// Writes the JSON object of the event fields the decision read into `out.snapshot`.

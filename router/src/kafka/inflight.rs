@@ -229,9 +229,12 @@ mod tests {
         tpl.add_partition_offset("in", 0, Offset::Beginning).unwrap();
         consumer.assign(&tpl).unwrap();
         // Offsets can be stored once the client knows the partition (in the router, always:
-        // it stores offsets of records it consumed).
-        consumer.fetch_metadata(Some("in"), std::time::Duration::from_secs(5)).unwrap();
-        let _ = consumer.poll(std::time::Duration::from_millis(200));
+        // it stores offsets of records it consumed). Wait for that, however loaded the machine.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while consumer.store_offset("in", 0, 0).is_err() {
+            assert!(std::time::Instant::now() < deadline, "the mock cluster never assigned the partition");
+            let _ = consumer.poll(std::time::Duration::from_millis(50));
+        }
         let committed = || {
             let c = consumer.committed(std::time::Duration::from_secs(5)).unwrap();
             c.find_partition("in", 0).unwrap().offset()

@@ -19,18 +19,7 @@ fn now() -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(1_790_000_000_000)
 }
 
-/// The reference routing, straight from the spec.
-fn expected(risk: f64, conf: f64) -> Route {
-    if risk > 0.95 {
-        Route::AutoReject
-    } else if risk >= 0.9 || conf < 0.6 {
-        Route::SyncReview
-    } else if (0.6..0.85).contains(&conf) || (risk > 0.6 && risk < 0.9) {
-        Route::AsyncReview
-    } else {
-        Route::AutoCommit
-    }
-}
+use crate::policy::tests::expected;
 
 fn sample() -> Vec<String> {
     std::fs::read_to_string(Path::new(EXAMPLE_DIR).join("sample.jsonl")).unwrap().lines().map(str::to_owned).collect()

@@ -233,4 +233,4 @@ fn compile_condition(c: &ConditionSpec, registry: &mut FieldRegistry) -> Result<
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -10,8 +10,9 @@ fn score(risk: f64, confidence: f64) -> Score<'static> {
     Score { risk, confidence, model_version: Cow::Borrowed("m"), explanation: vec![] }
 }
 
-/// The reference routing, written independently of the policy engine, straight from the spec.
-fn expected(risk: f64, conf: f64) -> Route {
+/// The reference routing, written independently of the policy engine, straight from the spec
+/// (also the oracle of the pipeline tests).
+pub(crate) fn expected(risk: f64, conf: f64) -> Route {
     if risk > 0.95 {
         Route::AutoReject
     } else if risk >= 0.9 || conf < 0.6 {
