@@ -246,19 +246,38 @@ pub struct OutputConfig {
     pub format: RecordFormat,
 }
 
-/// Review queues.
+/// Review queues and how human decisions are joined back.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReviewConfig {
     pub sync_review: QueueConfig,
     pub async_review: QueueConfig,
+    /// The model "recommends" reject when the risk score is at or above this cut, approve below
+    /// it; a human outcome that differs is an override.
+    pub recommendation_cut: f64,
+    /// How long a decision for an event not yet known waits for that event (decisions and
+    /// routed events travel on different topics) before it is dead-lettered.
+    pub decision_grace: HumanDuration,
+    /// How long a resolved event is remembered, so a repeated decision is recognised.
+    pub resolved_retention: HumanDuration,
 }
 
 impl Default for ReviewConfig {
     fn default() -> Self {
         ReviewConfig {
-            sync_review: QueueConfig { tiers: vec![HumanDuration::mins(30), HumanDuration::mins(60)] },
-            async_review: QueueConfig { tiers: vec![HumanDuration::mins(240)] },
+            sync_review: QueueConfig {
+                tiers: vec![HumanDuration::mins(30), HumanDuration::mins(60), HumanDuration::mins(30)],
+                fallback: Fallback::Hold,
+                post_verify: false,
+            },
+            async_review: QueueConfig {
+                tiers: vec![HumanDuration::mins(240)],
+                fallback: Fallback::Hold,
+                post_verify: false,
+            },
+            recommendation_cut: 0.5,
+            decision_grace: HumanDuration::secs(60),
+            resolved_retention: HumanDuration::secs(7 * 24 * 3600),
         }
     }
 }
@@ -267,9 +286,32 @@ impl Default for ReviewConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
-    /// SLA of each escalation tier, in order ("30m", "1h"): tier 1 must decide within the first,
-    /// tier 2 within the next, and so on. The routed record's `sla_deadline` is the end of tier 1.
+    /// Time allowed to each escalation tier, in order (`["30m", "1h", "30m"]`): tier 1 must
+    /// decide within the first; when a tier's time runs out the case escalates to the next; when
+    /// the last tier's runs out, `fallback` applies. The routed record's `sla_deadline` is the
+    /// end of tier 1, which is also the SLA a decision is measured against.
     pub tiers: Vec<HumanDuration>,
+    /// What happens when every tier ran out: `reject`, `approve`, or `hold` (stay pending).
+    /// Whatever it is, it is recorded as decided by policy timeout.
+    #[serde(default)]
+    pub fallback: Fallback,
+    /// Pre-accept / post-verify: the event also proceeds on the auto-commit topic at once, and
+    /// a later human reject emits a compensating record on the rollbacks topic.
+    #[serde(default)]
+    pub post_verify: bool,
+}
+
+/// What a review that ran out of every tier turns into.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fallback {
+    /// Reject the event.
+    Reject,
+    /// Approve the event.
+    Approve,
+    /// Keep it pending, flagged as timed out.
+    #[default]
+    Hold,
 }
 
 /// The metrics and health endpoint.
@@ -461,6 +503,9 @@ impl RouterConfig {
             if q.tiers.is_empty() || q.tiers.iter().any(|d| d.0.is_zero()) {
                 return bad(format!("review.{name}.tiers needs at least one non-zero duration"));
             }
+        }
+        if !(0.0..=1.0).contains(&self.review.recommendation_cut) {
+            return bad(format!("review.recommendation_cut {} is outside [0, 1]", self.review.recommendation_cut));
         }
         let p = &self.processing;
         if p.max_in_flight == 0 || p.batch_size == 0 || p.batch_size > p.max_in_flight {

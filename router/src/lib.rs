@@ -20,6 +20,7 @@ pub mod kafka;
 pub mod pipeline;
 pub mod policy;
 pub mod reject;
+pub mod review;
 pub mod score;
 pub mod telemetry;
 

@@ -4,6 +4,7 @@
 //! record) and Avro (a plain Avro datum of the embedded schema, no container header).
 
 use crate::audit::AuditRecord;
+use crate::decision::ReviewDecision;
 use crate::routed::{AvroBytes, RoutedRecord};
 use apache_avro::Schema;
 use serde::de::DeserializeOwned;
@@ -14,6 +15,8 @@ use std::sync::OnceLock;
 pub const ROUTED_EVENT_AVSC: &str = include_str!("../avro/routed_event.avsc");
 /// Avro schema text of the audit record (`io.tollgate.v1.AuditRecord`).
 pub const AUDIT_RECORD_AVSC: &str = include_str!("../avro/audit_record.avsc");
+/// Avro schema text of the review decision (`io.tollgate.v1.ReviewDecision`).
+pub const REVIEW_DECISION_AVSC: &str = include_str!("../avro/review_decision.avsc");
 
 /// Encoding of the records Tollgate writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -56,6 +59,12 @@ pub fn routed_schema() -> &'static Schema {
 pub fn audit_schema() -> &'static Schema {
     static CELL: OnceLock<Schema> = OnceLock::new();
     parsed(&CELL, AUDIT_RECORD_AVSC)
+}
+
+/// The parsed review-decision schema.
+pub fn decision_schema() -> &'static Schema {
+    static CELL: OnceLock<Schema> = OnceLock::new();
+    parsed(&CELL, REVIEW_DECISION_AVSC)
 }
 
 fn encode_avro<T: Serialize>(schema: &Schema, value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
@@ -113,6 +122,26 @@ impl AuditRecord<'static> {
         match format {
             RecordFormat::Json => Ok(serde_json::from_slice(bytes)?),
             RecordFormat::Avro => decode_avro(audit_schema(), bytes),
+        }
+    }
+}
+
+impl ReviewDecision<'_> {
+    /// Appends the decision in `format` to `out`.
+    pub fn write(&self, format: RecordFormat, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        match format {
+            RecordFormat::Json => Ok(serde_json::to_writer(out, self)?),
+            RecordFormat::Avro => encode_avro(decision_schema(), self, out),
+        }
+    }
+}
+
+impl ReviewDecision<'static> {
+    /// Decodes a decision written in `format`.
+    pub fn read(format: RecordFormat, bytes: &[u8]) -> Result<Self, CodecError> {
+        match format {
+            RecordFormat::Json => Ok(serde_json::from_slice(bytes)?),
+            RecordFormat::Avro => decode_avro(decision_schema(), bytes),
         }
     }
 }
@@ -216,6 +245,31 @@ mod tests {
             rec.write(format, &mut buf).unwrap();
             assert_eq!(AuditRecord::read(format, &buf).unwrap(), rec, "{format:?}");
         }
+    }
+
+    #[test]
+    fn decisions_round_trip_and_json_may_omit_optional_fields() {
+        use crate::decision::ReviewAction;
+        let d = ReviewDecision {
+            decision_id: Some("d-1".into()),
+            event_id: "evt-3".into(),
+            reviewer_id: "ana".into(),
+            reviewer_role: "fraud_analyst".into(),
+            action: ReviewAction::Reject,
+            rationale: "card reported stolen".into(),
+            decided_at: 1_790_000_100_000,
+            second_signoff: Some("ben".into()),
+        };
+        for format in [RecordFormat::Json, RecordFormat::Avro] {
+            let mut buf = Vec::new();
+            d.write(format, &mut buf).unwrap();
+            assert_eq!(ReviewDecision::read(format, &buf).unwrap(), d, "{format:?}");
+        }
+        let minimal = br#"{"event_id":"e","reviewer_id":"r","reviewer_role":"x","action":"escalate","decided_at":5,"decision_id":null}"#;
+        let d = ReviewDecision::read(RecordFormat::Json, minimal).unwrap();
+        assert_eq!((d.action, d.rationale.as_ref(), d.second_signoff.as_deref()), (ReviewAction::Escalate, "", None));
+        assert_eq!(d.fingerprint(), "r|escalate|5");
+        assert!(ReviewDecision::read(RecordFormat::Json, br#"{"event_id":"e","action":"maybe"}"#).is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! - [`route`]: the four routes an event can take.
 //! - [`routed`]: the record published on a route topic ([`RoutedRecord`]).
 //! - [`audit`]: the audit-trail record ([`AuditRecord`]).
+//! - [`decision`]: a reviewer's decision ([`ReviewDecision`]).
 //! - [`headers`]: Kafka header names Tollgate sets, including the dead-letter headers.
 //! - [`codec`]: the embedded Avro schemas and the JSON/Avro encode and decode functions.
 //!
@@ -12,12 +13,14 @@
 
 pub mod audit;
 pub mod codec;
+pub mod decision;
 pub mod headers;
 pub mod route;
 pub mod routed;
 
 pub use audit::{AuditAction, AuditRecord};
 pub use codec::{CodecError, RecordFormat};
+pub use decision::{ReviewAction, ReviewDecision};
 pub use route::Route;
 pub use routed::AvroBytes;
 pub use routed::{Contribution, EventFormat, RoutedRecord};

@@ -1,0 +1,428 @@
+//! Pending reviews in a concurrent map, and the transitions decisions and time make on them.
+
+use super::effects::{Actor, Effect, Escalation, Resolution, UnjoinedReason};
+use super::Outcome;
+use crate::config::{Fallback, QueueConfig, ReviewConfig};
+use dashmap::DashMap;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use tollgate_schemas::{ReviewAction, ReviewDecision, Route};
+
+/// One queue's SLA tiers and rules, in milliseconds.
+#[derive(Debug, Clone)]
+pub struct QueueSettings {
+    pub tiers_ms: Vec<i64>,
+    pub fallback: Fallback,
+    pub post_verify: bool,
+}
+
+impl QueueSettings {
+    fn from_config(q: &QueueConfig) -> Self {
+        QueueSettings {
+            tiers_ms: q.tiers.iter().map(|d| d.0.as_millis() as i64).collect(),
+            fallback: q.fallback,
+            post_verify: q.post_verify,
+        }
+    }
+}
+
+/// The review settings the state machine needs.
+#[derive(Debug, Clone)]
+pub struct ReviewSettings {
+    pub sync_review: QueueSettings,
+    pub async_review: QueueSettings,
+    pub recommendation_cut: f64,
+    pub decision_grace_ms: i64,
+    pub resolved_retention_ms: i64,
+}
+
+impl ReviewSettings {
+    pub fn from_config(c: &ReviewConfig) -> Self {
+        ReviewSettings {
+            sync_review: QueueSettings::from_config(&c.sync_review),
+            async_review: QueueSettings::from_config(&c.async_review),
+            recommendation_cut: c.recommendation_cut,
+            decision_grace_ms: c.decision_grace.0.as_millis() as i64,
+            resolved_retention_ms: c.resolved_retention.0.as_millis() as i64,
+        }
+    }
+
+    fn queue(&self, route: Route) -> &QueueSettings {
+        match route {
+            Route::SyncReview => &self.sync_review,
+            _ => &self.async_review,
+        }
+    }
+
+    /// The model's recommendation for a risk score.
+    pub fn recommendation(&self, risk: f64) -> Outcome {
+        if risk >= self.recommendation_cut {
+            Outcome::Rejected
+        } else {
+            Outcome::Approved
+        }
+    }
+}
+
+/// What the router tells the review state when it routes an event to review.
+#[derive(Debug, Clone)]
+pub struct PendingInput<'a> {
+    pub event_id: &'a str,
+    pub queue: Route,
+    pub risk: f64,
+    pub confidence: f64,
+    pub routed_at: i64,
+    /// Changelog (and decisions) partition of the event.
+    pub partition: i32,
+    pub policy_version: &'a str,
+    pub model_version: &'a str,
+    pub rule: &'a str,
+}
+
+/// An event waiting for a human. Small on purpose (no payload): see the README for the
+/// measured size per entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    pub queue: Route,
+    /// Current escalation tier, from 1.
+    pub tier: u8,
+    /// Every tier ran out and the fallback is `hold`.
+    pub held: bool,
+    pub info_requested: bool,
+    pub post_verify: bool,
+    pub partition: i32,
+    pub risk: f32,
+    pub confidence: f32,
+    pub routed_at: i64,
+    /// When the current tier's time runs out (ms since the epoch).
+    pub deadline: i64,
+    pub policy_version: Arc<str>,
+    pub model_version: Arc<str>,
+    pub rule: Arc<str>,
+    /// Fingerprints of the non-final decisions applied, to recognise their redelivery.
+    pub applied: Vec<Arc<str>>,
+}
+
+/// Remembered after a review ended, so a repeated decision is recognised.
+#[derive(Debug, Clone)]
+struct ResolvedMark {
+    fingerprints: Vec<Arc<str>>,
+    at: i64,
+    partition: i32,
+}
+
+/// A decision that arrived before its event.
+#[derive(Debug, Clone)]
+struct Parked {
+    decision: ReviewDecision<'static>,
+    received_at: i64,
+}
+
+/// All pending reviews of the partitions this instance owns.
+#[derive(Debug)]
+pub struct ReviewState {
+    settings: ReviewSettings,
+    pending: DashMap<Arc<str>, Pending>,
+    resolved: DashMap<Arc<str>, ResolvedMark>,
+    parked: DashMap<Arc<str>, (i32, Vec<Parked>)>,
+    /// Policy and model versions and rule names are few; entries share one copy of each.
+    strings: Mutex<HashSet<Arc<str>>>,
+}
+
+impl ReviewState {
+    pub fn new(settings: ReviewSettings) -> Self {
+        ReviewState {
+            settings,
+            pending: DashMap::new(),
+            resolved: DashMap::new(),
+            parked: DashMap::new(),
+            strings: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn intern(&self, s: &str) -> Arc<str> {
+        let mut set = self.strings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(found) = set.get(s) {
+            return Arc::clone(found);
+        }
+        let new: Arc<str> = Arc::from(s);
+        set.insert(Arc::clone(&new));
+        new
+    }
+
+    /// An event entered review. Re-admitting a pending or resolved event (a replayed routing)
+    /// changes nothing. Decisions that arrived first are applied now.
+    pub fn admit(&self, input: PendingInput<'_>, now: i64) -> Vec<Effect> {
+        if self.pending.contains_key(input.event_id) || self.resolved.contains_key(input.event_id) {
+            return Vec::new();
+        }
+        let q = self.settings.queue(input.queue);
+        let first_tier = q.tiers_ms.first().copied().unwrap_or(0);
+        let pending = Pending {
+            queue: input.queue,
+            tier: 1,
+            held: false,
+            info_requested: false,
+            post_verify: q.post_verify,
+            partition: input.partition,
+            risk: input.risk as f32,
+            confidence: input.confidence as f32,
+            routed_at: input.routed_at,
+            deadline: input.routed_at + first_tier,
+            policy_version: self.intern(input.policy_version),
+            model_version: self.intern(input.model_version),
+            rule: self.intern(input.rule),
+            applied: Vec::new(),
+        };
+        let id: Arc<str> = Arc::from(input.event_id);
+        self.pending.insert(Arc::clone(&id), pending);
+        let mut effects = Vec::new();
+        if let Some((_, (_, parked))) = self.parked.remove(&id) {
+            for p in parked {
+                effects.extend(self.decide(p.decision, input.partition, now));
+            }
+        }
+        effects
+    }
+
+    /// Restores a pending entry from the changelog (no effects: they happened before).
+    pub fn restore(&self, event_id: &str, mut pending: Pending) {
+        pending.policy_version = self.intern(&pending.policy_version);
+        pending.model_version = self.intern(&pending.model_version);
+        pending.rule = self.intern(&pending.rule);
+        self.resolved.remove(event_id);
+        self.pending.insert(Arc::from(event_id), pending);
+    }
+
+    /// Restores the memory of a resolved event from the changelog.
+    pub fn restore_resolved(&self, event_id: &str, fingerprints: Vec<Arc<str>>, at: i64, partition: i32) {
+        self.pending.remove(event_id);
+        self.resolved.insert(Arc::from(event_id), ResolvedMark { fingerprints, at, partition });
+    }
+
+    /// Applies a reviewer's decision consumed from `partition`.
+    pub fn decide(&self, decision: ReviewDecision<'static>, partition: i32, now: i64) -> Vec<Effect> {
+        let fingerprint: Arc<str> = Arc::from(decision.fingerprint());
+        let id: &str = &decision.event_id;
+        if let Some(mark) = self.resolved.get(id) {
+            let event_id = Arc::clone(mark.key());
+            if mark.fingerprints.contains(&fingerprint) {
+                return vec![Effect::Duplicate { event_id }];
+            }
+            return vec![Effect::Unjoined { decision: Box::new(decision), reason: UnjoinedReason::AlreadyResolved }];
+        }
+        let Some(mut entry) = self.pending.get_mut(id) else {
+            // The routed event may not be visible yet (decisions travel on another topic).
+            let key: Arc<str> = Arc::from(id);
+            let mut slot = self.parked.entry(key).or_insert_with(|| (partition, Vec::new()));
+            slot.1.push(Parked { decision, received_at: now });
+            return Vec::new();
+        };
+        let event_id = Arc::clone(entry.key());
+        if entry.applied.contains(&fingerprint) {
+            return vec![Effect::Duplicate { event_id }];
+        }
+        let actor =
+            Actor::Reviewer { id: Arc::from(&*decision.reviewer_id), role: Arc::from(&*decision.reviewer_role) };
+        match decision.action {
+            ReviewAction::Approve | ReviewAction::Reject => {
+                let outcome =
+                    if decision.action == ReviewAction::Approve { Outcome::Approved } else { Outcome::Rejected };
+                let pending = entry.clone();
+                drop(entry);
+                self.pending.remove(id);
+                let mut fingerprints = pending.applied.clone();
+                fingerprints.push(fingerprint);
+                self.resolved.insert(
+                    Arc::clone(&event_id),
+                    ResolvedMark { fingerprints, at: decision.decided_at, partition: pending.partition },
+                );
+                vec![Effect::Resolved(Box::new(self.resolution(
+                    event_id,
+                    pending,
+                    outcome,
+                    actor,
+                    Some(decision.action),
+                    &decision.rationale,
+                    decision.second_signoff.as_deref(),
+                    decision.decided_at,
+                )))]
+            }
+            ReviewAction::Escalate => {
+                entry.applied.push(fingerprint);
+                let from = entry.tier;
+                let tiers = &self.settings.queue(entry.queue).tiers_ms;
+                // Beyond the last tier, the last tier's time applies again; then the fallback.
+                let next_ms = tiers.get(usize::from(from)).or(tiers.last()).copied().unwrap_or(0);
+                entry.tier = from.saturating_add(1);
+                entry.deadline = now + next_ms;
+                entry.held = false;
+                vec![Effect::Escalated(Box::new(Escalation {
+                    event_id,
+                    queue: entry.queue,
+                    from_tier: from,
+                    to_tier: entry.tier,
+                    age_ms: now - entry.routed_at,
+                    actor,
+                    at: now,
+                    pending: entry.clone(),
+                }))]
+            }
+            ReviewAction::RequestInfo => {
+                entry.applied.push(fingerprint);
+                entry.info_requested = true;
+                vec![Effect::InfoRequested {
+                    event_id,
+                    actor,
+                    rationale: Arc::from(&*decision.rationale),
+                    at: now,
+                    pending: entry.clone(),
+                }]
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn resolution(
+        &self,
+        event_id: Arc<str>,
+        pending: Pending,
+        outcome: Outcome,
+        actor: Actor,
+        action: Option<ReviewAction>,
+        rationale: &str,
+        second_signoff: Option<&str>,
+        decided_at: i64,
+    ) -> Resolution {
+        let recommendation = self.settings.recommendation(f64::from(pending.risk));
+        let sla_end = pending.routed_at + self.settings.queue(pending.queue).tiers_ms.first().copied().unwrap_or(0);
+        Resolution {
+            event_id,
+            queue: pending.queue,
+            outcome,
+            recommendation,
+            overridden: action.is_some() && outcome != recommendation,
+            actor,
+            action,
+            rationale: Arc::from(rationale),
+            second_signoff: second_signoff.map(Arc::from),
+            latency_ms: decided_at - pending.routed_at,
+            sla_met: decided_at <= sla_end,
+            tier: pending.tier,
+            decided_at,
+            rollback: pending.post_verify && outcome == Outcome::Rejected,
+            pending,
+        }
+    }
+
+    /// Advances time: escalates cases whose tier ran out, applies fallbacks, dead-letters
+    /// decisions whose event never came, and forgets old resolutions.
+    pub fn tick(&self, now: i64) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        let mut timed_out = Vec::new();
+        for mut entry in self.pending.iter_mut() {
+            let tiers = &self.settings.queue(entry.queue).tiers_ms;
+            // Catch up on every tier that ran out (after downtime there may be several).
+            while !entry.held && now >= entry.deadline {
+                if usize::from(entry.tier) < tiers.len() {
+                    let from = entry.tier;
+                    entry.deadline += tiers[usize::from(from)];
+                    entry.tier += 1;
+                    effects.push(Effect::Escalated(Box::new(Escalation {
+                        event_id: Arc::clone(entry.key()),
+                        queue: entry.queue,
+                        from_tier: from,
+                        to_tier: entry.tier,
+                        age_ms: now - entry.routed_at,
+                        actor: Actor::PolicyTimeout,
+                        at: now,
+                        pending: entry.clone(),
+                    })));
+                } else if self.settings.queue(entry.queue).fallback == Fallback::Hold {
+                    entry.held = true;
+                    effects.push(Effect::Held {
+                        event_id: Arc::clone(entry.key()),
+                        queue: entry.queue,
+                        age_ms: now - entry.routed_at,
+                        at: now,
+                        pending: entry.clone(),
+                    });
+                } else {
+                    timed_out.push(Arc::clone(entry.key()));
+                    break;
+                }
+            }
+        }
+        for id in timed_out {
+            let Some((event_id, pending)) = self.pending.remove(&id) else { continue };
+            let outcome = match self.settings.queue(pending.queue).fallback {
+                Fallback::Approve => Outcome::Approved,
+                _ => Outcome::Rejected,
+            };
+            self.resolved.insert(
+                Arc::clone(&event_id),
+                ResolvedMark { fingerprints: pending.applied.clone(), at: now, partition: pending.partition },
+            );
+            let rationale = format!("no decision within every tier; fallback {}", outcome.as_str());
+            effects.push(Effect::Resolved(Box::new(self.resolution(
+                event_id,
+                pending,
+                outcome,
+                Actor::PolicyTimeout,
+                None,
+                &rationale,
+                None,
+                now,
+            ))));
+        }
+        let grace = self.settings.decision_grace_ms;
+        self.parked.retain(|_, (_, decisions)| {
+            decisions.retain(|p| {
+                let keep = now < p.received_at + grace;
+                if !keep {
+                    effects.push(Effect::Unjoined {
+                        decision: Box::new(p.decision.clone()),
+                        reason: UnjoinedReason::UnknownEvent,
+                    });
+                }
+                keep
+            });
+            !decisions.is_empty()
+        });
+        let retention = self.settings.resolved_retention_ms;
+        self.resolved.retain(|id, mark| {
+            let keep = now < mark.at + retention;
+            if !keep {
+                effects.push(Effect::Forget { event_id: Arc::clone(id), partition: mark.partition });
+            }
+            keep
+        });
+        effects
+    }
+
+    /// Drops the state of a partition this instance no longer owns (its new owner restores it
+    /// from the changelog).
+    pub fn revoke(&self, partition: i32) {
+        self.pending.retain(|_, p| p.partition != partition);
+        self.resolved.retain(|_, m| m.partition != partition);
+        self.parked.retain(|_, (p, _)| *p != partition);
+    }
+
+    /// The pending entry of an event.
+    pub fn get(&self, event_id: &str) -> Option<Pending> {
+        self.pending.get(event_id).map(|e| e.clone())
+    }
+
+    /// Pending reviews in `queue`, and the age of the oldest (ms) at `now`.
+    pub fn queue_stats(&self, queue: Route, now: i64) -> (usize, i64) {
+        self.pending
+            .iter()
+            .filter(|e| e.queue == queue)
+            .fold((0, 0), |(n, oldest), e| (n + 1, oldest.max(now - e.routed_at)))
+    }
+
+    /// Decisions waiting for their event.
+    pub fn parked_count(&self) -> usize {
+        self.parked.iter().map(|e| e.1.len()).sum()
+    }
+}
