@@ -5,6 +5,7 @@
 
 use crate::audit::AuditRecord;
 use crate::decision::ReviewDecision;
+use crate::review::{EscalationRecord, PendingChange, ResolvedEvent};
 use crate::routed::{AvroBytes, RoutedRecord};
 use apache_avro::Schema;
 use serde::de::DeserializeOwned;
@@ -17,6 +18,12 @@ pub const ROUTED_EVENT_AVSC: &str = include_str!("../avro/routed_event.avsc");
 pub const AUDIT_RECORD_AVSC: &str = include_str!("../avro/audit_record.avsc");
 /// Avro schema text of the review decision (`io.tollgate.v1.ReviewDecision`).
 pub const REVIEW_DECISION_AVSC: &str = include_str!("../avro/review_decision.avsc");
+/// Avro schema text of the pending-review changelog entry (`io.tollgate.v1.PendingChange`).
+pub const PENDING_CHANGE_AVSC: &str = include_str!("../avro/pending_change.avsc");
+/// Avro schema text of the resolved record (`io.tollgate.v1.ResolvedEvent`).
+pub const RESOLVED_EVENT_AVSC: &str = include_str!("../avro/resolved_event.avsc");
+/// Avro schema text of the escalation record (`io.tollgate.v1.Escalation`).
+pub const ESCALATION_AVSC: &str = include_str!("../avro/escalation.avsc");
 
 /// Encoding of the records Tollgate writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -65,6 +72,24 @@ pub fn audit_schema() -> &'static Schema {
 pub fn decision_schema() -> &'static Schema {
     static CELL: OnceLock<Schema> = OnceLock::new();
     parsed(&CELL, REVIEW_DECISION_AVSC)
+}
+
+/// The parsed changelog-entry schema.
+pub fn pending_change_schema() -> &'static Schema {
+    static CELL: OnceLock<Schema> = OnceLock::new();
+    parsed(&CELL, PENDING_CHANGE_AVSC)
+}
+
+/// The parsed resolved-record schema.
+pub fn resolved_schema() -> &'static Schema {
+    static CELL: OnceLock<Schema> = OnceLock::new();
+    parsed(&CELL, RESOLVED_EVENT_AVSC)
+}
+
+/// The parsed escalation-record schema.
+pub fn escalation_schema() -> &'static Schema {
+    static CELL: OnceLock<Schema> = OnceLock::new();
+    parsed(&CELL, ESCALATION_AVSC)
 }
 
 fn encode_avro<T: Serialize>(schema: &Schema, value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
@@ -142,6 +167,68 @@ impl ReviewDecision<'static> {
         match format {
             RecordFormat::Json => Ok(serde_json::from_slice(bytes)?),
             RecordFormat::Avro => decode_avro(decision_schema(), bytes),
+        }
+    }
+}
+
+impl PendingChange<'_> {
+    /// Appends the Avro encoding (the changelog is always Avro).
+    pub fn write(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        encode_avro(pending_change_schema(), self, out)
+    }
+}
+
+impl PendingChange<'static> {
+    /// Decodes a changelog entry.
+    pub fn read(bytes: &[u8]) -> Result<Self, CodecError> {
+        decode_avro(pending_change_schema(), bytes)
+    }
+}
+
+impl<E: Serialize> ResolvedEvent<'_, E> {
+    /// Appends the JSON encoding to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        Ok(serde_json::to_writer(out, self)?)
+    }
+}
+
+impl ResolvedEvent<'_, AvroBytes<'_>> {
+    /// Appends the Avro encoding to `out`.
+    pub fn write_avro(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        encode_avro(resolved_schema(), self, out)
+    }
+}
+
+impl ResolvedEvent<'static, serde_json::Value> {
+    /// Decodes a JSON-encoded resolved record.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, CodecError> {
+        Ok(serde_json::from_slice(bytes)?)
+    }
+}
+
+impl ResolvedEvent<'static, AvroBytes<'static>> {
+    /// Decodes an Avro-encoded resolved record.
+    pub fn from_avro(bytes: &[u8]) -> Result<Self, CodecError> {
+        decode_avro(resolved_schema(), bytes)
+    }
+}
+
+impl EscalationRecord<'_> {
+    /// Appends the record in `format` to `out`.
+    pub fn write(&self, format: RecordFormat, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        match format {
+            RecordFormat::Json => Ok(serde_json::to_writer(out, self)?),
+            RecordFormat::Avro => encode_avro(escalation_schema(), self, out),
+        }
+    }
+}
+
+impl EscalationRecord<'static> {
+    /// Decodes an escalation record written in `format`.
+    pub fn read(format: RecordFormat, bytes: &[u8]) -> Result<Self, CodecError> {
+        match format {
+            RecordFormat::Json => Ok(serde_json::from_slice(bytes)?),
+            RecordFormat::Avro => decode_avro(escalation_schema(), bytes),
         }
     }
 }
@@ -270,6 +357,88 @@ mod tests {
         assert_eq!((d.action, d.rationale.as_ref(), d.second_signoff.as_deref()), (ReviewAction::Escalate, "", None));
         assert_eq!(d.fingerprint(), "r|escalate|5");
         assert!(ReviewDecision::read(RecordFormat::Json, br#"{"event_id":"e","action":"maybe"}"#).is_err());
+    }
+
+    #[test]
+    fn review_records_round_trip() {
+        use crate::decision::ReviewAction;
+        use crate::review::{ChangeState, ReviewOutcome};
+        let change = PendingChange {
+            event_id: "e".into(),
+            state: ChangeState::Pending,
+            queue: Route::SyncReview,
+            revision: 3,
+            tier: 2,
+            held: false,
+            info_requested: true,
+            post_verify: false,
+            risk_score: 0.93,
+            confidence: 0.7,
+            routed_at: 1,
+            deadline: 2,
+            policy_version: "p".into(),
+            model_version: "m".into(),
+            rule: "r".into(),
+            applied: vec!["id:d1".into()],
+            resolved_at: None,
+            event_format: EventFormat::Json,
+            event: AvroBytes(Cow::Borrowed(b"{\"a\":1}")),
+        };
+        let mut buf = Vec::new();
+        change.write(&mut buf).unwrap();
+        assert_eq!(PendingChange::read(&buf).unwrap(), change);
+
+        let resolved = ResolvedEvent {
+            event_id: "e".into(),
+            queue: Route::AsyncReview,
+            rule: "r".into(),
+            recommendation: ReviewOutcome::Rejected,
+            action: Some(ReviewAction::Approve),
+            outcome: ReviewOutcome::Approved,
+            actor: "ana".into(),
+            actor_role: Some("fraud_analyst".into()),
+            rationale: "known customer".into(),
+            second_signoff: None,
+            overridden: true,
+            review_latency_ms: 60_000,
+            sla_met: true,
+            tier: 1,
+            decided_at: 3,
+            rollback: false,
+            risk_score: 0.8,
+            confidence: 0.7,
+            policy_version: "p".into(),
+            model_version: "m".into(),
+            event_format: EventFormat::Json,
+            event: AvroBytes(Cow::Borrowed(b"{}")),
+        };
+        let mut buf = Vec::new();
+        resolved.write_avro(&mut buf).unwrap();
+        assert_eq!(ResolvedEvent::from_avro(&buf).unwrap(), resolved);
+        let timeout = ResolvedEvent { action: None, actor_role: None, ..resolved.clone() };
+        let mut buf = Vec::new();
+        timeout.write_avro(&mut buf).unwrap();
+        assert_eq!(ResolvedEvent::from_avro(&buf).unwrap().action, None);
+        let json = timeout.clone().with_event(serde_json::json!({"amount": 5}));
+        let mut buf = Vec::new();
+        json.write_json(&mut buf).unwrap();
+        assert_eq!(ResolvedEvent::from_json(&buf).unwrap().event["amount"], 5);
+
+        let esc = EscalationRecord {
+            event_id: "e".into(),
+            queue: Route::SyncReview,
+            from_tier: 1,
+            to_tier: 2,
+            age_ms: 1_800_000,
+            actor: "policy_timeout".into(),
+            held: false,
+            at: 4,
+        };
+        for format in [RecordFormat::Json, RecordFormat::Avro] {
+            let mut buf = Vec::new();
+            esc.write(format, &mut buf).unwrap();
+            assert_eq!(EscalationRecord::read(format, &buf).unwrap(), esc);
+        }
     }
 
     #[test]

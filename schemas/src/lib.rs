@@ -5,6 +5,7 @@
 //! - [`routed`]: the record published on a route topic ([`RoutedRecord`]).
 //! - [`audit`]: the audit-trail record ([`AuditRecord`]).
 //! - [`decision`]: a reviewer's decision ([`ReviewDecision`]).
+//! - [`review`]: the pending-review changelog, resolved outcomes and escalations.
 //! - [`headers`]: Kafka header names Tollgate sets, including the dead-letter headers.
 //! - [`codec`]: the embedded Avro schemas and the JSON/Avro encode and decode functions.
 //!
@@ -15,12 +16,14 @@ pub mod audit;
 pub mod codec;
 pub mod decision;
 pub mod headers;
+pub mod review;
 pub mod route;
 pub mod routed;
 
 pub use audit::{AuditAction, AuditRecord};
 pub use codec::{CodecError, RecordFormat};
 pub use decision::{ReviewAction, ReviewDecision};
+pub use review::{ChangeState, EscalationRecord, PendingChange, ResolvedEvent, ReviewOutcome};
 pub use route::Route;
 pub use routed::AvroBytes;
 pub use routed::{Contribution, EventFormat, RoutedRecord};

@@ -63,7 +63,7 @@ impl Serialize for AvroBytes<'_> {
     }
 }
 
-impl<'de> Deserialize<'de> for AvroBytes<'static> {
+impl<'de, 'a> Deserialize<'de> for AvroBytes<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct BytesVisitor;
         impl<'de> Visitor<'de> for BytesVisitor {

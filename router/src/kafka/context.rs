@@ -77,7 +77,7 @@ impl RouterConsumerContext {
                 "Not every in-flight record was acknowledged in time; those events stay uncommitted and will be replayed."
             );
         }
-        if let Err(e) = self.inflight.settle(consumer, &self.input_topic) {
+        if let Err(e) = self.inflight.settle(consumer) {
             tracing::error!(error = %e, "A delivery failed; offsets from that batch on stay uncommitted.");
         }
         // The commit callback counts the result; here it is only logged.

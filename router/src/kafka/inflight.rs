@@ -61,11 +61,12 @@ impl Batch {
     }
 }
 
-/// A batch and the input positions it covers (highest offset per partition).
+/// A batch and the input positions it covers (highest offset per topic and partition; the
+/// topic is an index into [`InFlight`]'s topics).
 #[derive(Debug)]
 struct Entry {
     batch: Arc<Batch>,
-    offsets: Vec<(i32, i64)>,
+    offsets: Vec<(usize, i32, i64)>,
     events: usize,
 }
 
@@ -85,6 +86,8 @@ pub struct DeliveryFailed(pub String);
 #[derive(Debug)]
 pub struct InFlight {
     state: Mutex<State>,
+    /// The consumed topics, indexed by the `topic` of [`InFlight::record_event`].
+    topics: Vec<String>,
     /// The loop thread, woken when a batch completes.
     waker: Thread,
     fatal: Mutex<Option<DeliveryFailed>>,
@@ -96,9 +99,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl InFlight {
-    /// Tracking for a loop running on `waker`.
-    pub fn new(waker: Thread) -> Self {
-        InFlight { state: Mutex::new(State::default()), waker, fatal: Mutex::new(None) }
+    /// Tracking for a loop running on `waker` that consumes `topics`.
+    pub fn new(waker: Thread, topics: Vec<String>) -> Self {
+        InFlight { state: Mutex::new(State::default()), topics, waker, fatal: Mutex::new(None) }
+    }
+
+    /// The index of a consumed topic (0 when unknown: callers pass topics they consume).
+    pub fn topic_index(&self, topic: &str) -> usize {
+        self.topics.iter().position(|t| t == topic).unwrap_or(0)
     }
 
     /// Wakes the loop (a batch completed).
@@ -114,15 +122,16 @@ impl InFlight {
         Arc::clone(&entry.batch)
     }
 
-    /// Records that the event at `partition`/`offset` belongs to the open batch.
-    pub fn record_event(&self, partition: i32, offset: i64) {
+    /// Records that the record at `topic` (an index)/`partition`/`offset` belongs to the open
+    /// batch.
+    pub fn record_event(&self, topic: usize, partition: i32, offset: i64) {
         let mut s = lock(&self.state);
         s.events += 1;
         let Some(entry) = s.open.as_mut() else { return };
         entry.events += 1;
-        match entry.offsets.iter_mut().find(|(p, _)| *p == partition) {
-            Some((_, o)) => *o = (*o).max(offset),
-            None => entry.offsets.push((partition, offset)),
+        match entry.offsets.iter_mut().find(|(t, p, _)| *t == topic && *p == partition) {
+            Some((_, _, o)) => *o = (*o).max(offset),
+            None => entry.offsets.push((topic, partition, offset)),
         }
     }
 
@@ -146,7 +155,7 @@ impl InFlight {
 
     /// Stores the offsets of completed batches, oldest first, stopping at the first incomplete one.
     /// Returns how many events were settled, or the failure of a failed batch.
-    pub fn settle<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>, topic: &str) -> Result<usize, DeliveryFailed> {
+    pub fn settle<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>) -> Result<usize, DeliveryFailed> {
         if let Some(f) = lock(&self.fatal).clone() {
             return Err(f);
         }
@@ -164,10 +173,10 @@ impl InFlight {
                 *lock(&self.fatal) = Some(failure.clone());
                 return Err(failure);
             }
-            for &(partition, offset) in &entry.offsets {
+            for &(topic, partition, offset) in &entry.offsets {
                 // Fails only for a partition no longer assigned; its new owner replays from the
                 // last commit, so nothing is lost.
-                if let Err(e) = consumer.store_offset(topic, partition, offset) {
+                if let Err(e) = consumer.store_offset(&self.topics[topic], partition, offset) {
                     tracing::debug!(partition, offset, error = %e, "Offset not stored (partition revoked).");
                 }
             }
@@ -184,13 +193,13 @@ mod tests {
 
     #[test]
     fn a_batch_completes_after_seal_and_every_ack() {
-        let inflight = InFlight::new(std::thread::current());
+        let inflight = InFlight::new(std::thread::current(), vec!["in".into()]);
         let b = inflight.open_batch();
         b.add_record();
         b.add_record();
-        inflight.record_event(0, 10);
-        inflight.record_event(0, 11);
-        inflight.record_event(3, 5);
+        inflight.record_event(0, 0, 10);
+        inflight.record_event(0, 0, 11);
+        inflight.record_event(0, 3, 5);
         assert_eq!(inflight.events(), 3);
         assert!(b.ack().is_none());
         inflight.seal();
@@ -202,7 +211,7 @@ mod tests {
 
     #[test]
     fn an_empty_sealed_batch_is_done_at_once() {
-        let inflight = InFlight::new(std::thread::current());
+        let inflight = InFlight::new(std::thread::current(), vec!["in".into()]);
         let b = inflight.open_batch();
         inflight.seal();
         assert!(b.is_done());
@@ -239,38 +248,38 @@ mod tests {
             let c = consumer.committed(std::time::Duration::from_secs(5)).unwrap();
             c.find_partition("in", 0).unwrap().offset()
         };
-        let inflight = InFlight::new(std::thread::current());
+        let inflight = InFlight::new(std::thread::current(), vec!["in".into()]);
         let mut batches = Vec::new();
         for offset in [10, 20, 30] {
             let b = inflight.open_batch();
             b.add_record();
-            inflight.record_event(0, offset);
+            inflight.record_event(0, 0, offset);
             inflight.seal();
             batches.push(b);
         }
         // The second batch is acknowledged first: nothing may be stored yet.
         batches[1].ack();
-        assert_eq!(inflight.settle(&consumer, "in").unwrap(), 0);
+        assert_eq!(inflight.settle(&consumer).unwrap(), 0);
         batches[0].ack();
-        assert_eq!(inflight.settle(&consumer, "in").unwrap(), 2);
+        assert_eq!(inflight.settle(&consumer).unwrap(), 2);
         consumer.commit_consumer_state(CommitMode::Sync).unwrap();
         assert_eq!(committed(), Offset::Offset(21), "the next offset to read after 20");
         // A failed batch stops everything after it, for good.
         let failed = inflight.open_batch();
         failed.add_record();
-        inflight.record_event(0, 40);
+        inflight.record_event(0, 0, 40);
         inflight.seal();
         let after = inflight.open_batch();
         after.add_record();
-        inflight.record_event(0, 50);
+        inflight.record_event(0, 0, 50);
         inflight.seal();
         after.ack();
         failed.fail("broker said no".into());
         failed.ack();
         batches[2].ack();
-        let err = inflight.settle(&consumer, "in").unwrap_err();
+        let err = inflight.settle(&consumer).unwrap_err();
         assert!(err.0.contains("broker said no"));
-        assert!(inflight.settle(&consumer, "in").is_err(), "the failure is sticky");
+        assert!(inflight.settle(&consumer).is_err(), "the failure is sticky");
         consumer.commit_consumer_state(CommitMode::Sync).unwrap();
         assert_eq!(committed(), Offset::Offset(31), "stored up to the last batch before the failure");
         assert_eq!(inflight.events(), 2, "the failed batch and the one after it stay unsettled");

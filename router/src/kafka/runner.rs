@@ -53,7 +53,7 @@ pub fn run_loop(
     telemetry: &Telemetry,
     shutdown: &CancellationToken,
 ) -> Result<(), LoopError> {
-    let inflight = Arc::new(InFlight::new(thread::current()));
+    let inflight = Arc::new(InFlight::new(thread::current(), vec![config.kafka.input_topic.clone()]));
     let producer: ThreadedProducer<DeliveryContext> = producer_config(config)
         .create_with_context(DeliveryContext { telemetry: telemetry.clone(), inflight: Arc::clone(&inflight) })?;
     let input_topic = config.kafka.input_topic.as_str();
@@ -93,10 +93,9 @@ impl Loop<'_> {
         config: &RouterConfig,
         shutdown: &CancellationToken,
     ) -> Result<(), LoopError> {
-        let topic = config.kafka.input_topic.as_str();
         let (batch_size, max_in_flight) = (config.processing.batch_size, config.processing.max_in_flight);
         while !shutdown.is_cancelled() {
-            self.inflight.settle(consumer, topic)?;
+            self.inflight.settle(consumer)?;
             self.telemetry.set_in_flight(self.inflight.events());
             if self.inflight.events() + batch_size > max_in_flight {
                 // Backpressure: wait for acknowledgements rather than buffer more input.
@@ -162,7 +161,7 @@ impl Loop<'_> {
             .key(self.out.event_id.as_bytes())
             .payload(&self.out.audit);
         send(self.producer, audit)?;
-        self.inflight.record_event(source.partition, source.offset);
+        self.inflight.record_event(0, source.partition, source.offset);
         Ok(())
     }
 }

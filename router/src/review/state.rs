@@ -74,6 +74,8 @@ pub struct PendingInput<'a> {
     pub routed_at: i64,
     /// Changelog (and decisions) partition of the event.
     pub partition: i32,
+    /// Offset of the changelog record that carries the original event.
+    pub event_offset: i64,
     pub policy_version: &'a str,
     pub model_version: &'a str,
     pub rule: &'a str,
@@ -84,6 +86,9 @@ pub struct PendingInput<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pending {
     pub queue: Route,
+    /// Increases with every change; a restore keeps the highest, so the worker's own changelog
+    /// entries, read back, change nothing.
+    pub revision: u32,
     /// Current escalation tier, from 1.
     pub tier: u8,
     /// Every tier ran out and the fallback is `hold`.
@@ -91,6 +96,8 @@ pub struct Pending {
     pub info_requested: bool,
     pub post_verify: bool,
     pub partition: i32,
+    /// Offset (in `partition` of the changelog) of the record carrying the original event.
+    pub event_offset: i64,
     pub risk: f32,
     pub confidence: f32,
     pub routed_at: i64,
@@ -160,11 +167,13 @@ impl ReviewState {
         let first_tier = q.tiers_ms.first().copied().unwrap_or(0);
         let pending = Pending {
             queue: input.queue,
+            revision: 0,
             tier: 1,
             held: false,
             info_requested: false,
             post_verify: q.post_verify,
             partition: input.partition,
+            event_offset: input.event_offset,
             risk: input.risk as f32,
             confidence: input.confidence as f32,
             routed_at: input.routed_at,
@@ -185,19 +194,45 @@ impl ReviewState {
         effects
     }
 
-    /// Restores a pending entry from the changelog (no effects: they happened before).
-    pub fn restore(&self, event_id: &str, mut pending: Pending) {
+    /// Restores a pending entry from the changelog (no effects: they happened before) when it
+    /// is newer than what is held. Returns whether it was applied.
+    pub fn restore(&self, event_id: &str, mut pending: Pending) -> bool {
+        if self.resolved.contains_key(event_id) {
+            return false;
+        }
+        if let Some(current) = self.pending.get(event_id) {
+            if current.revision >= pending.revision {
+                return false;
+            }
+            if pending.event_offset < 0 {
+                pending.event_offset = current.event_offset;
+            }
+        }
         pending.policy_version = self.intern(&pending.policy_version);
         pending.model_version = self.intern(&pending.model_version);
         pending.rule = self.intern(&pending.rule);
-        self.resolved.remove(event_id);
         self.pending.insert(Arc::from(event_id), pending);
+        true
     }
 
-    /// Restores the memory of a resolved event from the changelog.
-    pub fn restore_resolved(&self, event_id: &str, fingerprints: Vec<Arc<str>>, at: i64, partition: i32) {
+    /// Restores the memory of a resolved event from the changelog; decisions that were waiting
+    /// for the event are answered (duplicates, or already resolved).
+    pub fn restore_resolved(
+        &self,
+        event_id: &str,
+        fingerprints: Vec<Arc<str>>,
+        at: i64,
+        partition: i32,
+    ) -> Vec<Effect> {
         self.pending.remove(event_id);
         self.resolved.insert(Arc::from(event_id), ResolvedMark { fingerprints, at, partition });
+        let mut effects = Vec::new();
+        if let Some((_, (_, parked))) = self.parked.remove(event_id) {
+            for p in parked {
+                effects.extend(self.decide(p.decision, partition, at));
+            }
+        }
+        effects
     }
 
     /// Applies a reviewer's decision consumed from `partition`.
@@ -257,6 +292,7 @@ impl ReviewState {
                 entry.tier = from.saturating_add(1);
                 entry.deadline = now + next_ms;
                 entry.held = false;
+                entry.revision += 1;
                 vec![Effect::Escalated(Box::new(Escalation {
                     event_id,
                     queue: entry.queue,
@@ -271,6 +307,7 @@ impl ReviewState {
             ReviewAction::RequestInfo => {
                 entry.applied.push(fingerprint);
                 entry.info_requested = true;
+                entry.revision += 1;
                 vec![Effect::InfoRequested {
                     event_id,
                     actor,
@@ -328,6 +365,7 @@ impl ReviewState {
                     let from = entry.tier;
                     entry.deadline += tiers[usize::from(from)];
                     entry.tier += 1;
+                    entry.revision += 1;
                     effects.push(Effect::Escalated(Box::new(Escalation {
                         event_id: Arc::clone(entry.key()),
                         queue: entry.queue,
@@ -340,6 +378,7 @@ impl ReviewState {
                     })));
                 } else if self.settings.queue(entry.queue).fallback == Fallback::Hold {
                     entry.held = true;
+                    entry.revision += 1;
                     effects.push(Effect::Held {
                         event_id: Arc::clone(entry.key()),
                         queue: entry.queue,

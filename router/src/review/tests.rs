@@ -28,6 +28,7 @@ fn input(id: &str, queue: Route, risk: f64) -> PendingInput<'_> {
         confidence: 0.7,
         routed_at: T0,
         partition: 1,
+        event_offset: 7,
         policy_version: "p1",
         model_version: "m1",
         rule: "sync-review",
@@ -214,9 +215,37 @@ fn revoking_a_partition_drops_only_its_state_and_restore_brings_it_back() {
     s.revoke(2);
     assert!(s.get("b").is_none());
     assert!(s.get("a").is_some());
-    s.restore("b", saved.clone());
+    assert!(s.restore("b", saved.clone()));
     assert_eq!(s.get("b").unwrap(), saved);
+    // An older or equal revision (e.g. the worker's own entry read back) changes nothing.
+    let mut stale = saved.clone();
+    stale.tier = 9;
+    assert!(!s.restore("b", stale.clone()));
+    stale.revision += 1;
+    stale.event_offset = -1;
+    assert!(s.restore("b", stale));
+    assert_eq!((s.get("b").unwrap().tier, s.get("b").unwrap().event_offset), (9, 7), "the event's offset is kept");
     assert_eq!(s.queue_stats(Route::AsyncReview, T0 + 10 * MIN), (1, 10 * MIN));
+}
+
+#[test]
+fn every_change_raises_the_revision() {
+    let s = ReviewState::new(settings(Fallback::Hold, false));
+    s.admit(input("r", Route::SyncReview, 0.9), T0);
+    assert_eq!(s.get("r").unwrap().revision, 0);
+    s.decide(decision("r", ReviewAction::RequestInfo, T0 + MIN), 1, T0 + MIN);
+    s.tick(T0 + 30 * MIN);
+    s.decide(decision("r", ReviewAction::Escalate, T0 + 31 * MIN), 1, T0 + 31 * MIN);
+    assert_eq!(s.get("r").unwrap().revision, 3);
+}
+
+#[test]
+fn a_restored_resolution_answers_waiting_decisions() {
+    let s = state();
+    let d = ReviewDecision { decision_id: Some("d9".into()), ..decision("z", ReviewAction::Approve, T0) };
+    assert!(s.decide(d, 1, T0).is_empty(), "parked: the event is not known yet");
+    let effects = s.restore_resolved("z", vec![Arc::from("id:d9")], T0, 1);
+    assert!(matches!(&effects[..], [Effect::Duplicate { .. }]), "{effects:?}");
 }
 
 #[test]
@@ -235,7 +264,7 @@ fn resolutions_are_forgotten_after_the_retention() {
 #[test]
 fn a_pending_entry_stays_small() {
     // Strings are shared (interned) across entries; the entry itself holds no payload.
-    assert!(std::mem::size_of::<Pending>() <= 112, "{}", std::mem::size_of::<Pending>());
+    assert!(std::mem::size_of::<Pending>() <= 128, "{}", std::mem::size_of::<Pending>());
     let s = state();
     s.admit(input("x", Route::SyncReview, 0.9), T0);
     s.admit(input("y", Route::SyncReview, 0.9), T0);
