@@ -109,6 +109,16 @@ pub struct TopicsConfig {
     pub dead_letter: String,
     /// One audit record per decision.
     pub audit: String,
+    /// Reviewers' decisions, keyed by event id (Java's default partitioner, murmur2).
+    pub review_decisions: String,
+    /// Compacted changelog of pending reviews; as many partitions as `review_decisions`.
+    pub pending_changelog: String,
+    /// Outcomes of reviews, joined to their events.
+    pub resolved: String,
+    /// Escalations between review tiers.
+    pub escalations: String,
+    /// Compensating records for rejected post-verify events.
+    pub rollbacks: String,
 }
 
 impl Default for TopicsConfig {
@@ -120,6 +130,11 @@ impl Default for TopicsConfig {
             auto_reject: "tollgate.auto-reject".into(),
             dead_letter: "tollgate.dead-letter".into(),
             audit: "tollgate.audit".into(),
+            review_decisions: "tollgate.review-decisions".into(),
+            pending_changelog: "tollgate.pending-changelog".into(),
+            resolved: "tollgate.resolved".into(),
+            escalations: "tollgate.escalations".into(),
+            rollbacks: "tollgate.rollbacks".into(),
         }
     }
 }
@@ -139,11 +154,23 @@ impl TopicsConfig {
 
     /// Every enabled output topic.
     pub fn all(&self) -> Vec<&str> {
-        [&self.auto_commit, &self.async_review, &self.sync_review, &self.auto_reject, &self.dead_letter, &self.audit]
-            .into_iter()
-            .filter(|t| !t.is_empty())
-            .map(String::as_str)
-            .collect()
+        [
+            &self.auto_commit,
+            &self.async_review,
+            &self.sync_review,
+            &self.auto_reject,
+            &self.dead_letter,
+            &self.audit,
+            &self.review_decisions,
+            &self.pending_changelog,
+            &self.resolved,
+            &self.escalations,
+            &self.rollbacks,
+        ]
+        .into_iter()
+        .filter(|t| !t.is_empty())
+        .map(String::as_str)
+        .collect()
     }
 }
 
@@ -260,6 +287,10 @@ pub struct ReviewConfig {
     pub decision_grace: HumanDuration,
     /// How long a resolved event is remembered, so a repeated decision is recognised.
     pub resolved_retention: HumanDuration,
+    /// Run the review join (decisions, SLA timers, escalations) in this router process.
+    pub join: bool,
+    /// How often SLA deadlines are checked.
+    pub tick: HumanDuration,
 }
 
 impl Default for ReviewConfig {
@@ -278,6 +309,8 @@ impl Default for ReviewConfig {
             recommendation_cut: 0.5,
             decision_grace: HumanDuration::secs(60),
             resolved_retention: HumanDuration::secs(7 * 24 * 3600),
+            join: true,
+            tick: HumanDuration::secs(1),
         }
     }
 }
@@ -463,6 +496,11 @@ impl RouterConfig {
             ("sync_review", &t.sync_review),
             ("dead_letter", &t.dead_letter),
             ("audit", &t.audit),
+            ("review_decisions", &t.review_decisions),
+            ("pending_changelog", &t.pending_changelog),
+            ("resolved", &t.resolved),
+            ("escalations", &t.escalations),
+            ("rollbacks", &t.rollbacks),
         ] {
             if value.trim().is_empty() {
                 return bad(format!("topics.{name} may not be empty"));

@@ -35,7 +35,7 @@ pub enum RouterError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
-    Pipeline(#[from] PipelineError),
+    Pipeline(Box<PipelineError>),
     #[error("cannot serve metrics on {addr}: {source}")]
     Metrics { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("cannot create topics: {0}")]
@@ -44,6 +44,12 @@ pub enum RouterError {
     Loop(#[from] kafka::LoopError),
     #[error("the routing thread panicked: {0}")]
     Panicked(String),
+}
+
+impl From<PipelineError> for RouterError {
+    fn from(e: PipelineError) -> Self {
+        RouterError::Pipeline(Box::new(e))
+    }
 }
 
 /// Builds the pipeline from `config` and runs the router until `shutdown` is cancelled.
@@ -77,11 +83,40 @@ pub async fn run_with(
     if config.kafka.create_topics {
         kafka::ensure_topics(&config).await.map_err(RouterError::Topics)?;
     }
-    let routing = tokio::task::spawn_blocking(move || kafka::run_loop(&config, &pipeline, &telemetry, &shutdown));
-    let result = match routing.await {
+    let config = std::sync::Arc::new(config);
+    // Either loop failing stops the other; the caller's shutdown stops both.
+    let stop = shutdown.child_token();
+    let mut routing = {
+        let (config, telemetry, stop) = (config.clone(), telemetry.clone(), stop.clone());
+        tokio::task::spawn_blocking(move || kafka::run_loop(&config, &pipeline, &telemetry, &stop))
+    };
+    let mut join = {
+        let (config, telemetry, stop) = (config.clone(), telemetry.clone(), stop.clone());
+        let enabled = config.review.join;
+        tokio::task::spawn_blocking(move || {
+            if !enabled {
+                return Ok(());
+            }
+            let state =
+                std::sync::Arc::new(review::ReviewState::new(review::ReviewSettings::from_config(&config.review)));
+            kafka::run_join(&config, &telemetry, state, &stop)
+        })
+    };
+    let joined = |r: Result<Result<(), kafka::LoopError>, tokio::task::JoinError>| match r {
         Ok(r) => r.map_err(RouterError::from),
         Err(e) => Err(RouterError::Panicked(e.to_string())),
     };
+    let (first, other) = tokio::select! {
+        r = &mut routing => (joined(r), join),
+        r = &mut join => (joined(r), routing),
+    };
+    // A loop ends on its own only on an error (or when the join is disabled): stop the other
+    // then; otherwise the caller's shutdown already stopped both.
+    if first.is_err() {
+        stop.cancel();
+    }
+    let second = joined(other.await);
+    let result = first.and(second);
     stop_http.cancel();
     if let Some(handle) = http {
         let _ = handle.await;

@@ -16,7 +16,9 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tollgate_schemas::routed::AvroBytes;
-use tollgate_schemas::{AuditAction, AuditRecord, EventFormat, RecordFormat, Route, RoutedRecord};
+use tollgate_schemas::{
+    AuditAction, AuditRecord, ChangeState, EventFormat, PendingChange, RecordFormat, Route, RoutedRecord,
+};
 
 /// Errors building the pipeline from configuration.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +59,8 @@ pub struct Output {
     pub fallback_key: String,
     /// The model version, for the record headers.
     pub model_version: String,
+    /// For review routes: the pending-review changelog entry (with the original event).
+    pub changelog: Vec<u8>,
     snapshot: Vec<u8>,
     timestamp: String,
 }
@@ -64,8 +68,9 @@ pub struct Output {
 /// What happened to one event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict<'p> {
-    /// Routed: publish [`Output::value`] on `topic`.
-    Routed { route: Route, topic: &'p str, risk: f64, confidence: f64 },
+    /// Routed: publish [`Output::value`] on `topic` (and on `pre_accept` too, for a post-verify
+    /// review queue), and [`Output::changelog`] when it is not empty.
+    Routed { route: Route, topic: &'p str, pre_accept: Option<&'p str>, risk: f64, confidence: f64 },
     /// Refused: dead-letter the original bytes with this reason.
     Rejected(Rejection),
 }
@@ -87,6 +92,8 @@ pub struct Pipeline {
     topics: [Option<String>; 4],
     /// First-tier SLA per route (index = `Route as usize`); `None` for non-review routes.
     sla: [Option<Duration>; 4],
+    /// Post-verify per route (index = `Route as usize`).
+    post_verify: [bool; 4],
 }
 
 fn read(path: PathBuf) -> Result<String, PipelineError> {
@@ -145,6 +152,9 @@ impl Pipeline {
         let mut sla = [None; 4];
         sla[Route::SyncReview as usize] = config.review.sync_review.tiers.first().map(|d| d.0);
         sla[Route::AsyncReview as usize] = config.review.async_review.tiers.first().map(|d| d.0);
+        let mut post_verify = [false; 4];
+        post_verify[Route::SyncReview as usize] = config.review.sync_review.post_verify;
+        post_verify[Route::AsyncReview as usize] = config.review.async_review.post_verify;
         use crate::config::InputFormat::*;
         let (decoder, event_format) = match config.input.format {
             Json => (Decoder::json(registry.clone()), EventFormat::Json),
@@ -170,6 +180,7 @@ impl Pipeline {
             event_format,
             topics,
             sla,
+            post_verify,
         })
     }
 
@@ -189,6 +200,7 @@ impl Pipeline {
         out.value.clear();
         out.audit.clear();
         out.event_id.clear();
+        out.changelog.clear();
         out.fallback_key.clear();
         out.model_version.clear();
         let decoded = match payload {
@@ -299,7 +311,36 @@ impl Pipeline {
         let written = audit.write(self.output_format, &mut buf);
         out.audit = buf;
         written.map_err(encode_err)?;
-        Ok(Verdict::Routed { route: decision.route, topic, risk: score.risk, confidence: score.confidence })
+        let post_verify = self.post_verify[decision.route as usize];
+        if decision.route.is_review() {
+            let change = PendingChange {
+                event_id: Cow::Borrowed(&out.event_id),
+                state: ChangeState::Pending,
+                queue: decision.route,
+                revision: 0,
+                tier: 1,
+                held: false,
+                info_requested: false,
+                post_verify,
+                risk_score: score.risk,
+                confidence: score.confidence,
+                routed_at,
+                deadline: routed_at + sla.map_or(0, |d| d.as_millis() as i64),
+                policy_version: Cow::Borrowed(self.policy.version()),
+                model_version: Cow::Borrowed(&score.model_version),
+                rule: Cow::Borrowed(decision.rule),
+                applied: Vec::new(),
+                resolved_at: None,
+                event_format: self.event_format,
+                event: AvroBytes(Cow::Borrowed(payload)),
+            };
+            let mut buf = std::mem::take(&mut out.changelog);
+            let written = change.write(&mut buf);
+            out.changelog = buf;
+            written.map_err(encode_err)?;
+        }
+        let pre_accept = if post_verify { self.topics[Route::AutoCommit as usize].as_deref() } else { None };
+        Ok(Verdict::Routed { route: decision.route, topic, pre_accept, risk: score.risk, confidence: score.confidence })
     }
 
     fn reject<'p>(

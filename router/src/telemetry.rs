@@ -6,7 +6,8 @@
 
 use crate::reject::RejectReason;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use std::time::Duration;
 use tollgate_schemas::Route;
@@ -25,7 +26,20 @@ pub mod names {
     pub const READY: &str = "tollgate_ready";
     pub const POLICY_INFO: &str = "tollgate_policy_info";
     pub const OFFSET_COMMITS: &str = "tollgate_offset_commits_total";
+    pub const REVIEW_DECISIONS: &str = "tollgate_review_decisions_total";
+    pub const REVIEW_RESOLUTIONS: &str = "tollgate_review_resolutions_total";
+    pub const REVIEW_LATENCY: &str = "tollgate_review_latency_seconds";
+    pub const REVIEW_SLA: &str = "tollgate_review_sla_total";
+    pub const REVIEW_ESCALATIONS: &str = "tollgate_review_escalations_total";
+    pub const REVIEW_UNJOINED: &str = "tollgate_review_unjoined_decisions_total";
+    pub const REVIEW_DUPLICATES: &str = "tollgate_review_duplicate_decisions_total";
+    pub const REVIEW_PENDING: &str = "tollgate_review_pending";
+    pub const REVIEW_OLDEST: &str = "tollgate_review_oldest_pending_seconds";
 }
+
+/// Buckets of the review latency histogram (seconds): 10 s to 1 day.
+const REVIEW_LATENCY_BUCKETS: &[f64] =
+    &[10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 2700.0, 3600.0, 7200.0, 14400.0, 21600.0, 43200.0, 86400.0];
 
 /// Buckets of the routing latency histogram (seconds): 50 µs to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -48,6 +62,89 @@ pub struct Telemetry {
     ready: IntGauge,
     policy_info: IntGaugeVec,
     offset_commits: IntCounterVec,
+    review: ReviewMetrics,
+}
+
+/// The review loop's metrics (labels: queue, outcome, tier, action, reason: all small sets).
+#[derive(Clone)]
+struct ReviewMetrics {
+    decisions: IntCounterVec,
+    resolutions: IntCounterVec,
+    latency: HistogramVec,
+    sla: IntCounterVec,
+    escalations: IntCounterVec,
+    unjoined: IntCounterVec,
+    duplicates: IntCounter,
+    pending: IntGaugeVec,
+    oldest: GaugeVec,
+}
+
+impl ReviewMetrics {
+    fn new(registry: &Registry) -> Self {
+        let m = ReviewMetrics {
+            decisions: IntCounterVec::new(
+                Opts::new(names::REVIEW_DECISIONS, "Reviewer decisions consumed, by action."),
+                &["action"],
+            )
+            .unwrap(),
+            resolutions: IntCounterVec::new(
+                Opts::new(
+                    names::REVIEW_RESOLUTIONS,
+                    "Reviews ended, by queue, outcome and whether the human overrode the model (timeouts: actor=policy_timeout).",
+                ),
+                &["queue", "outcome", "overridden", "actor"],
+            )
+            .unwrap(),
+            latency: HistogramVec::new(
+                HistogramOpts::new(names::REVIEW_LATENCY, "Time from routing to the review's end, by queue.")
+                    .buckets(REVIEW_LATENCY_BUCKETS.to_vec()),
+                &["queue"],
+            )
+            .unwrap(),
+            sla: IntCounterVec::new(
+                Opts::new(names::REVIEW_SLA, "Reviews ended within (met) or after (breached) the queue's SLA."),
+                &["queue", "result"],
+            )
+            .unwrap(),
+            escalations: IntCounterVec::new(
+                Opts::new(names::REVIEW_ESCALATIONS, "Escalations, by queue and tier reached (held: every tier ran out)."),
+                &["queue", "to_tier"],
+            )
+            .unwrap(),
+            unjoined: IntCounterVec::new(
+                Opts::new(names::REVIEW_UNJOINED, "Decisions sent to the dead-letter topic, by reason."),
+                &["reason"],
+            )
+            .unwrap(),
+            duplicates: IntCounter::new(names::REVIEW_DUPLICATES, "Repeated deliveries of decisions already applied.")
+                .unwrap(),
+            pending: IntGaugeVec::new(Opts::new(names::REVIEW_PENDING, "Reviews waiting, by queue."), &["queue"])
+                .unwrap(),
+            oldest: GaugeVec::new(
+                Opts::new(names::REVIEW_OLDEST, "Age of the oldest waiting review, by queue."),
+                &["queue"],
+            )
+            .unwrap(),
+        };
+        for c in [
+            Box::new(m.decisions.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(m.resolutions.clone()),
+            Box::new(m.latency.clone()),
+            Box::new(m.sla.clone()),
+            Box::new(m.escalations.clone()),
+            Box::new(m.unjoined.clone()),
+            Box::new(m.duplicates.clone()),
+            Box::new(m.pending.clone()),
+            Box::new(m.oldest.clone()),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        for q in [Route::SyncReview, Route::AsyncReview] {
+            m.pending.with_label_values(&[q.as_str()]);
+            m.oldest.with_label_values(&[q.as_str()]);
+        }
+        m
+    }
 }
 
 fn unit_buckets() -> Vec<f64> {
@@ -125,6 +222,7 @@ impl Telemetry {
         for r in ["ok", "error"] {
             offset_commits.with_label_values(&[r]);
         }
+        let review = ReviewMetrics::new(&registry);
         Telemetry {
             registry,
             events,
@@ -139,6 +237,7 @@ impl Telemetry {
             ready,
             policy_info,
             offset_commits,
+            review,
         }
     }
 
@@ -220,6 +319,50 @@ impl Telemetry {
                 tracing::warn!(error = %e, "Committing consumer offsets failed.");
             }
         }
+    }
+
+    /// A reviewer's decision was consumed.
+    pub fn review_decision(&self, action: &str) {
+        self.review.decisions.with_label_values(&[action]).inc();
+    }
+
+    /// A review ended.
+    pub fn review_resolved(
+        &self,
+        queue: Route,
+        outcome: &str,
+        overridden: bool,
+        by_timeout: bool,
+        latency_ms: i64,
+        sla_met: bool,
+    ) {
+        let actor = if by_timeout { "policy_timeout" } else { "reviewer" };
+        let overridden = if overridden { "true" } else { "false" };
+        self.review.resolutions.with_label_values(&[queue.as_str(), outcome, overridden, actor]).inc();
+        self.review.latency.with_label_values(&[queue.as_str()]).observe(latency_ms.max(0) as f64 / 1000.0);
+        self.review.sla.with_label_values(&[queue.as_str(), if sla_met { "met" } else { "breached" }]).inc();
+    }
+
+    /// A review moved up a tier (`to_tier` is "held" when every tier ran out).
+    pub fn review_escalated(&self, queue: Route, to_tier: &str) {
+        self.review.escalations.with_label_values(&[queue.as_str(), to_tier]).inc();
+    }
+
+    /// A decision could not be joined and was dead-lettered.
+    pub fn review_unjoined(&self, reason: &str, event_id: &str) {
+        self.review.unjoined.with_label_values(&[reason]).inc();
+        tracing::warn!(reason, event_id, "Sent a review decision to the dead-letter topic.");
+    }
+
+    /// A decision was delivered again.
+    pub fn review_duplicate(&self) {
+        self.review.duplicates.inc();
+    }
+
+    /// Waiting reviews of a queue and the age of the oldest.
+    pub fn review_queue(&self, queue: Route, pending: usize, oldest_ms: i64) {
+        self.review.pending.with_label_values(&[queue.as_str()]).set(i64::try_from(pending).unwrap_or(i64::MAX));
+        self.review.oldest.with_label_values(&[queue.as_str()]).set(oldest_ms.max(0) as f64 / 1000.0);
     }
 
     /// Events routed so far on `route`.

@@ -12,6 +12,18 @@ pub enum AuditAction {
     Route,
     /// The router refused an event and sent it to the dead-letter topic.
     DeadLetter,
+    /// A reviewer approved or rejected (the `decision` says which).
+    ReviewDecision,
+    /// A reviewer escalated the case to the next tier.
+    ReviewEscalate,
+    /// A reviewer asked for more information.
+    ReviewRequestInfo,
+    /// A tier's time ran out and the case moved to the next tier.
+    TierTimeout,
+    /// Every tier ran out: the queue's fallback applied (approve, reject or hold).
+    TimeoutFallback,
+    /// A decision could not be joined to a pending review (dead-lettered).
+    DecisionUnjoined,
 }
 
 impl AuditAction {
@@ -20,6 +32,12 @@ impl AuditAction {
         match self {
             AuditAction::Route => "route",
             AuditAction::DeadLetter => "dead_letter",
+            AuditAction::ReviewDecision => "review_decision",
+            AuditAction::ReviewEscalate => "review_escalate",
+            AuditAction::ReviewRequestInfo => "review_request_info",
+            AuditAction::TierTimeout => "tier_timeout",
+            AuditAction::TimeoutFallback => "timeout_fallback",
+            AuditAction::DecisionUnjoined => "decision_unjoined",
         }
     }
 }

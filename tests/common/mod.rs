@@ -96,6 +96,11 @@ pub struct Topics {
     pub auto_reject: String,
     pub dead_letter: String,
     pub audit: String,
+    pub decisions: String,
+    pub changelog: String,
+    pub resolved: String,
+    pub escalations: String,
+    pub rollbacks: String,
     pub group: String,
 }
 
@@ -110,6 +115,11 @@ impl Topics {
             auto_reject: format!("{base}.auto-reject"),
             dead_letter: format!("{base}.dead-letter"),
             audit: format!("{base}.audit"),
+            decisions: format!("{base}.review-decisions"),
+            changelog: format!("{base}.pending-changelog"),
+            resolved: format!("{base}.resolved"),
+            escalations: format!("{base}.escalations"),
+            rollbacks: format!("{base}.rollbacks"),
             group: format!("{base}.router"),
         }
     }
@@ -145,6 +155,11 @@ impl Topics {
             ("TOPICS__AUTO_REJECT", &self.auto_reject),
             ("TOPICS__DEAD_LETTER", &self.dead_letter),
             ("TOPICS__AUDIT", &self.audit),
+            ("TOPICS__REVIEW_DECISIONS", &self.decisions),
+            ("TOPICS__PENDING_CHANGELOG", &self.changelog),
+            ("TOPICS__RESOLVED", &self.resolved),
+            ("TOPICS__ESCALATIONS", &self.escalations),
+            ("TOPICS__ROLLBACKS", &self.rollbacks),
             ("METRICS__LISTEN", &format!("127.0.0.1:{metrics_port}")),
         ]
         .into_iter()
@@ -165,6 +180,11 @@ impl Topics {
         c.topics.auto_reject = self.auto_reject.clone();
         c.topics.dead_letter = self.dead_letter.clone();
         c.topics.audit = self.audit.clone();
+        c.topics.review_decisions = self.decisions.clone();
+        c.topics.pending_changelog = self.changelog.clone();
+        c.topics.resolved = self.resolved.clone();
+        c.topics.escalations = self.escalations.clone();
+        c.topics.rollbacks = self.rollbacks.clone();
         c.metrics.listen = ([127, 0, 0, 1], 0).into();
         c.kafka.consumer.insert("session.timeout.ms".into(), SESSION_TIMEOUT_MS.into());
         c.validate().unwrap();

@@ -18,7 +18,15 @@ pub async fn ensure_topics(config: &RouterConfig) -> Result<Vec<String>, KafkaEr
     let missing: Vec<NewTopic<'_>> = wanted
         .iter()
         .filter(|t| !existing.contains(t))
-        .map(|t| NewTopic::new(t, config.kafka.partitions, TopicReplication::Fixed(config.kafka.replication)))
+        .map(|t| {
+            let topic = NewTopic::new(t, config.kafka.partitions, TopicReplication::Fixed(config.kafka.replication));
+            // The changelog keeps the latest state per review; older states are compacted away.
+            if *t == config.topics.pending_changelog {
+                topic.set("cleanup.policy", "compact")
+            } else {
+                topic
+            }
+        })
         .collect();
     if missing.is_empty() {
         return Ok(Vec::new());

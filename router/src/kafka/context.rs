@@ -2,6 +2,7 @@
 //! statistics, errors and logs).
 
 use super::inflight::{Batch, InFlight};
+use crate::review::ReviewState;
 use crate::telemetry::Telemetry;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -11,9 +12,9 @@ use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{Producer, ProducerContext, ThreadedProducer};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::TopicPartitionList;
-use std::sync::Arc;
-use std::time::Duration;
+use rdkafka::{Offset, TopicPartitionList};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 fn log_to_tracing(level: RDKafkaLogLevel, facility: &str, message: &str) {
     use RDKafkaLogLevel::*;
@@ -63,6 +64,17 @@ pub struct RouterConsumerContext {
     pub producer: ThreadedProducer<DeliveryContext>,
     pub input_topic: String,
     pub drain_timeout: Duration,
+    /// For the review join: the state to hand over on rebalance.
+    pub review: Option<ReviewHandOver>,
+}
+
+/// How the review join hands state over on rebalance: a revoked changelog partition's state is
+/// dropped; an assigned one is replayed from the changelog's beginning.
+pub struct ReviewHandOver {
+    pub changelog_topic: String,
+    pub state: Arc<ReviewState>,
+    /// When partitions were last assigned (the loop holds SLA ticks while replaying).
+    pub assigned_at: Mutex<Option<Instant>>,
 }
 
 impl RouterConsumerContext {
@@ -115,14 +127,34 @@ impl ConsumerContext for RouterConsumerContext {
         if let Rebalance::Revoke(partitions) = rebalance {
             tracing::info!(partitions = partitions.count(), "Partitions revoked; draining and committing.");
             self.drain_and_commit(consumer);
+            if let Some(review) = &self.review {
+                for e in partitions.elements_for_topic(&review.changelog_topic) {
+                    review.state.revoke(e.partition());
+                }
+            }
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(partitions) => {
-                let list: Vec<i32> = partitions.elements().iter().map(|e| e.partition()).collect();
+                let list: Vec<(String, i32)> =
+                    partitions.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
                 tracing::info!(?list, "Partitions assigned.");
+                if let Some(review) = &self.review {
+                    // Replay the changelog partitions from the beginning to rebuild their state;
+                    // other topics resume from their committed offsets.
+                    let mut tpl = TopicPartitionList::new();
+                    for e in partitions.elements() {
+                        let from = if e.topic() == review.changelog_topic { Offset::Beginning } else { Offset::Stored };
+                        let _ = tpl.add_partition_offset(e.topic(), e.partition(), from);
+                    }
+                    if let Err(e) = consumer.assign(&tpl) {
+                        self.telemetry.kafka_error(&format_args!("re-assigning for the changelog replay: {e}"));
+                    }
+                    *review.assigned_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Some(Instant::now());
+                }
             }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => self.telemetry.kafka_error(&format_args!("rebalance: {e}")),

@@ -12,9 +12,11 @@
 mod admin;
 mod context;
 mod inflight;
+mod join;
 mod runner;
 
 pub use admin::ensure_topics;
+pub use join::{run_join, STATE_SUFFIX};
 pub use runner::{run_loop, LoopError};
 
 use crate::config::RouterConfig;
@@ -57,6 +59,9 @@ pub fn producer_config(config: &RouterConfig) -> ClientConfig {
         // A few milliseconds of batching buys most of the throughput at little latency.
         .set("linger.ms", "5")
         .set("batch.num.messages", "10000")
+        // Java's default partitioner, so records keyed by event id (changelog entries and the
+        // decisions any Kafka client writes) land on the same partition number.
+        .set("partitioner", "murmur2_random")
         .set("queue.buffering.max.messages", &queue);
     for (key, value) in &k.producer {
         c.set(key, value);

@@ -41,6 +41,7 @@ struct Loop<'a> {
     producer: &'a ThreadedProducer<DeliveryContext>,
     dead_letter_topic: &'a str,
     audit_topic: &'a str,
+    changelog_topic: &'a str,
     out: Output,
 }
 
@@ -64,6 +65,7 @@ pub fn run_loop(
             producer: producer.clone(),
             input_topic: input_topic.to_owned(),
             drain_timeout: config.processing.shutdown_timeout.0,
+            review: None,
         })?;
     consumer.subscribe(&[input_topic])?;
     tracing::info!(topic = input_topic, group = %config.kafka.group_id, "Consuming.");
@@ -75,6 +77,7 @@ pub fn run_loop(
         producer: &producer,
         dead_letter_topic: &config.topics.dead_letter,
         audit_topic: &config.topics.audit,
+        changelog_topic: &config.topics.pending_changelog,
         out: Output::default(),
     };
     let result = state.run(&consumer, config, shutdown);
@@ -127,15 +130,26 @@ impl Loop<'_> {
         let source = Source { topic: message.topic(), partition: message.partition(), offset: message.offset() };
         let verdict = self.pipeline.process(message.payload(), source, now, &mut self.out);
         match verdict {
-            Verdict::Routed { route, topic, risk, confidence } => {
+            Verdict::Routed { route, topic, pre_accept, risk, confidence } => {
                 let key = message.key().unwrap_or(self.out.fallback_key.as_bytes());
-                let h = OwnedHeaders::new_with_capacity(3)
-                    .insert(Header { key: headers::ROUTE, value: Some(route.as_str()) })
-                    .insert(Header { key: headers::POLICY_VERSION, value: Some(self.pipeline.policy_version()) })
-                    .insert(Header { key: headers::MODEL_VERSION, value: Some(self.out.model_version.as_str()) });
-                let record =
-                    BaseRecord::with_opaque_to(topic, Arc::clone(&batch)).key(key).payload(&self.out.value).headers(h);
-                send(self.producer, record)?;
+                for topic in [Some(topic), pre_accept].into_iter().flatten() {
+                    let h = OwnedHeaders::new_with_capacity(3)
+                        .insert(Header { key: headers::ROUTE, value: Some(route.as_str()) })
+                        .insert(Header { key: headers::POLICY_VERSION, value: Some(self.pipeline.policy_version()) })
+                        .insert(Header { key: headers::MODEL_VERSION, value: Some(self.out.model_version.as_str()) });
+                    let record = BaseRecord::with_opaque_to(topic, Arc::clone(&batch))
+                        .key(key)
+                        .payload(&self.out.value)
+                        .headers(h);
+                    send(self.producer, record)?;
+                }
+                if !self.out.changelog.is_empty() {
+                    // The review join picks the event up from the changelog (same key as decisions).
+                    let record = BaseRecord::with_opaque_to(self.changelog_topic, Arc::clone(&batch))
+                        .key(self.out.event_id.as_bytes())
+                        .payload(&self.out.changelog);
+                    send(self.producer, record)?;
+                }
                 self.telemetry.routed(route, risk, confidence);
             }
             Verdict::Rejected(rejection) => {
@@ -167,7 +181,7 @@ impl Loop<'_> {
 }
 
 /// Enqueues a record, waiting while the producer queue is full. Any other error fails the batch.
-fn send<K, P>(
+pub(super) fn send<K, P>(
     producer: &ThreadedProducer<DeliveryContext>,
     mut record: BaseRecord<'_, K, P, Arc<Batch>>,
 ) -> Result<(), LoopError>

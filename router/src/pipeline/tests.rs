@@ -244,6 +244,33 @@ fn the_fallback_key_is_the_key_field_else_the_event_id() {
 }
 
 #[test]
+fn review_routes_write_a_changelog_entry_with_the_original_event() {
+    let mut c = example_config();
+    c.review.async_review.post_verify = true;
+    let p = Pipeline::from_config(&c).unwrap();
+    let mut out = Output::default();
+    let sync = br#"{"event_id":"s1","risk_score":0.93,"model_confidence":0.9,"model_version":"m"}"#;
+    let v = p.process(Some(sync), source(), now(), &mut out);
+    assert!(matches!(v, Verdict::Routed { route: Route::SyncReview, pre_accept: None, .. }), "{v:?}");
+    let change = tollgate_schemas::PendingChange::read(&out.changelog).unwrap();
+    assert_eq!(change.event_id, "s1");
+    assert_eq!((change.queue, change.tier, change.revision), (Route::SyncReview, 1, 0));
+    assert_eq!(change.deadline, change.routed_at + 30 * 60_000);
+    assert_eq!(change.event.0.as_ref(), &sync[..]);
+    assert_eq!(change.rule, "sync-review");
+    let post_verify = br#"{"event_id":"a1","risk_score":0.7,"model_confidence":0.9,"model_version":"m"}"#;
+    let v = p.process(Some(post_verify), source(), now(), &mut out);
+    assert!(
+        matches!(v, Verdict::Routed { route: Route::AsyncReview, pre_accept: Some("tollgate.auto-commit"), .. }),
+        "{v:?}"
+    );
+    assert!(tollgate_schemas::PendingChange::read(&out.changelog).unwrap().post_verify);
+    let routine = br#"{"event_id":"c1","risk_score":0.1,"model_confidence":0.99,"model_version":"m"}"#;
+    p.process(Some(routine), source(), now(), &mut out);
+    assert!(out.changelog.is_empty(), "no review, no changelog entry");
+}
+
+#[test]
 fn a_policy_that_uses_a_disabled_route_is_refused() {
     let mut c = example_config();
     c.topics.auto_reject = String::new();

@@ -39,6 +39,8 @@ pub struct Resolution {
     pub rollback: bool,
     /// The state as it was when the review ended.
     pub pending: Pending,
+    /// Fingerprints of every decision applied to this review (for the resolved marker).
+    pub fingerprints: Vec<Arc<str>>,
 }
 
 /// A case moved to a higher tier.

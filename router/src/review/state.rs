@@ -270,9 +270,14 @@ impl ReviewState {
                 fingerprints.push(fingerprint);
                 self.resolved.insert(
                     Arc::clone(&event_id),
-                    ResolvedMark { fingerprints, at: decision.decided_at, partition: pending.partition },
+                    ResolvedMark {
+                        fingerprints: fingerprints.clone(),
+                        at: decision.decided_at,
+                        partition: pending.partition,
+                    },
                 );
                 vec![Effect::Resolved(Box::new(self.resolution(
+                    fingerprints,
                     event_id,
                     pending,
                     outcome,
@@ -322,6 +327,7 @@ impl ReviewState {
     #[allow(clippy::too_many_arguments)]
     fn resolution(
         &self,
+        fingerprints: Vec<Arc<str>>,
         event_id: Arc<str>,
         pending: Pending,
         outcome: Outcome,
@@ -349,6 +355,7 @@ impl ReviewState {
             decided_at,
             rollback: pending.post_verify && outcome == Outcome::Rejected,
             pending,
+            fingerprints,
         }
     }
 
@@ -404,6 +411,7 @@ impl ReviewState {
             );
             let rationale = format!("no decision within every tier; fallback {}", outcome.as_str());
             effects.push(Effect::Resolved(Box::new(self.resolution(
+                pending.applied.clone(),
                 event_id,
                 pending,
                 outcome,
