@@ -236,6 +236,8 @@ pub fn produce(brokers: &str, topic: &str, records: &[TestRecord]) {
         .set("acks", "all")
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", "1000000")
+        // Java's default partitioner, as decisions producers use (the review join relies on it).
+        .set("partitioner", "murmur2_random")
         .create()
         .unwrap();
     for (key, value) in records {

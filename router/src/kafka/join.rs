@@ -45,8 +45,11 @@ use tollgate_schemas::{
 
 /// Key suffix of the worker's state entries in the changelog.
 pub const STATE_SUFFIX: &str = "/state";
-/// How long after an assignment SLA ticks may wait for the changelog replay to finish.
+/// The longest a changelog replay may hold decisions and SLA ticks after an assignment.
 const REPLAY_HOLD: Duration = Duration::from_secs(30);
+/// A replay is over when no changelog record came for this long (a fallback for brokers whose
+/// high watermarks cannot be trusted).
+const REPLAY_QUIET: Duration = Duration::from_secs(1);
 const IDLE_POLL: Duration = Duration::from_millis(100);
 
 /// Runs the review join on the current thread until `shutdown` is cancelled.
@@ -94,6 +97,7 @@ pub fn run_join(
         settings: ReviewSettings::from_config(&config.review),
         buf: Vec::new(),
         audit: Vec::new(),
+        replay: None,
     };
     let result = join.run(&consumer, shutdown);
     consumer.context().drain_and_commit(&consumer);
@@ -152,6 +156,41 @@ struct Join<'a> {
     settings: ReviewSettings,
     buf: Vec<u8>,
     audit: Vec<u8>,
+    replay: Option<Replay>,
+}
+
+/// A changelog replay after an assignment. Until it is over, decisions are held (a decision
+/// must meet the latest state of its review, which may lie further on in the changelog) and
+/// SLA deadlines are not checked.
+struct Replay {
+    started: Instant,
+    last_change: Instant,
+    /// Changelog partitions still short of the end offset they had at assignment.
+    targets: Vec<(i32, i64)>,
+    /// Decisions consumed meanwhile.
+    held: Vec<HeldDecision>,
+}
+
+/// A decision record held during a replay: key, value, partition, offset.
+type HeldDecision = (Option<Vec<u8>>, Option<Vec<u8>>, i32, i64);
+
+impl Replay {
+    fn is_over(&self) -> bool {
+        self.targets.is_empty() || self.last_change.elapsed() >= REPLAY_QUIET || self.started.elapsed() >= REPLAY_HOLD
+    }
+}
+
+/// Where the record that caused an effect came from (for audit and dead-letter headers).
+struct Source {
+    topic: String,
+    partition: i32,
+    offset: i64,
+}
+
+impl Source {
+    fn of(m: &BorrowedMessage<'_>) -> Self {
+        Source { topic: m.topic().to_owned(), partition: m.partition(), offset: m.offset() }
+    }
 }
 
 fn actor_name(actor: &Actor) -> (&str, Option<&str>) {
@@ -170,14 +209,19 @@ impl Join<'_> {
         let (batch_size, max_in_flight) = (self.config.processing.batch_size, self.config.processing.max_in_flight);
         let tick_every = self.config.review.tick.0;
         let mut last_tick = Instant::now();
+        let mut seen_assignment: Option<Instant> = None;
         while !shutdown.is_cancelled() {
+            let assigned_at = consumer.context().review.as_ref().and_then(|r| *r.assigned_at.lock().ok()?);
+            if assigned_at != seen_assignment {
+                seen_assignment = assigned_at;
+                self.start_replay(consumer);
+            }
             self.inflight.settle(consumer)?;
             if self.inflight.events() + batch_size > max_in_flight {
                 thread::park_timeout(Duration::from_millis(5));
                 continue;
             }
             let now = millis(SystemTime::now());
-            let mut replayed = false;
             let mut timeout = IDLE_POLL;
             for _ in 0..batch_size {
                 match consumer.poll(timeout) {
@@ -187,18 +231,32 @@ impl Join<'_> {
                         break;
                     }
                     Some(Ok(m)) if m.topic() == self.config.topics.pending_changelog => {
-                        replayed = true;
+                        if let Some(r) = self.replay.as_mut() {
+                            r.last_change = Instant::now();
+                            r.targets.retain(|(p, end)| !(*p == m.partition() && m.offset() + 1 >= *end));
+                        }
                         self.on_change(&m, now)?;
                     }
-                    Some(Ok(m)) => self.on_decision(&m, now)?,
+                    Some(Ok(m)) => match self.replay.as_mut() {
+                        Some(r) => r.held.push((
+                            m.key().map(<[u8]>::to_vec),
+                            m.payload().map(<[u8]>::to_vec),
+                            m.partition(),
+                            m.offset(),
+                        )),
+                        None => {
+                            let topic = self.inflight.topic_index(m.topic());
+                            self.on_decision(m.key(), m.payload(), m.partition(), m.offset(), now)?;
+                            self.inflight.record_event(topic, m.partition(), m.offset());
+                        }
+                    },
                 }
                 timeout = Duration::ZERO;
             }
-            // While a freshly assigned changelog is replayed, an entry may be followed by its
-            // resolution further on: hold the SLA clock until the replay burst is over.
-            let assigned_at = consumer.context().review.as_ref().and_then(|r| *r.assigned_at.lock().ok()?);
-            let replaying = replayed && assigned_at.is_some_and(|t| t.elapsed() < REPLAY_HOLD);
-            if !replaying && last_tick.elapsed() >= tick_every {
+            if self.replay.as_ref().is_some_and(Replay::is_over) {
+                self.finish_replay(now)?;
+            }
+            if self.replay.is_none() && last_tick.elapsed() >= tick_every {
                 last_tick = Instant::now();
                 let batch = self.inflight.open_batch();
                 for effect in self.state.tick(now) {
@@ -252,8 +310,9 @@ impl Join<'_> {
                         now,
                     ),
                 };
+                let source = Source::of(m);
                 for effect in effects {
-                    self.publish(effect, &batch, Some(m))?;
+                    self.publish(effect, &batch, Some(&source))?;
                 }
             }
             (key, Some(Err(e))) => {
@@ -265,31 +324,61 @@ impl Join<'_> {
         Ok(())
     }
 
-    fn on_decision(&mut self, m: &BorrowedMessage<'_>, now: i64) -> Result<(), LoopError> {
+    /// A reviewer's decision (consumed now, or held during a replay).
+    fn on_decision(
+        &mut self,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        partition: i32,
+        offset: i64,
+        now: i64,
+    ) -> Result<(), LoopError> {
         let batch = self.inflight.open_batch();
-        let topic = self.inflight.topic_index(m.topic());
-        match parse_decision(m.payload()) {
+        let source = Source { topic: self.config.topics.review_decisions.clone(), partition, offset };
+        match parse_decision(payload) {
             Ok(decision) => {
                 self.telemetry.review_decision(decision.action.as_str());
-                for effect in self.state.decide(decision, m.partition(), now) {
-                    self.publish(effect, &batch, Some(m))?;
+                for effect in self.state.decide(decision, partition, now) {
+                    self.publish(effect, &batch, Some(&source))?;
                 }
             }
             Err(message) => {
                 self.telemetry.review_unjoined("malformed_decision", "");
-                self.dead_letter(&batch, m.key(), m.payload(), "malformed_decision", &message, Some(m))?;
+                self.dead_letter(&batch, key, payload, "malformed_decision", &message, Some(&source))?;
             }
         }
-        self.inflight.record_event(topic, m.partition(), m.offset());
         Ok(())
     }
 
-    fn publish(
-        &mut self,
-        effect: Effect,
-        batch: &Arc<Batch>,
-        source: Option<&BorrowedMessage<'_>>,
-    ) -> Result<(), LoopError> {
+    /// Notes where each assigned changelog partition ends, to know when its replay is over.
+    fn start_replay(&mut self, consumer: &BaseConsumer<RouterConsumerContext>) {
+        let changelog = &self.config.topics.pending_changelog;
+        let assigned = consumer.assignment().unwrap_or_default();
+        let targets = assigned
+            .elements_for_topic(changelog)
+            .iter()
+            .filter_map(|e| {
+                let (_, high) = consumer.fetch_watermarks(changelog, e.partition(), Duration::from_secs(2)).ok()?;
+                (high > 0).then_some((e.partition(), high))
+            })
+            .collect();
+        let held = self.replay.take().map(|r| r.held).unwrap_or_default();
+        self.replay = Some(Replay { started: Instant::now(), last_change: Instant::now(), targets, held });
+    }
+
+    /// Applies the decisions held during the replay, in the order they came.
+    fn finish_replay(&mut self, now: i64) -> Result<(), LoopError> {
+        let Some(replay) = self.replay.take() else { return Ok(()) };
+        tracing::info!(held = replay.held.len(), took = ?replay.started.elapsed(), "Changelog replayed; applying held decisions.");
+        let topic = self.inflight.topic_index(&self.config.topics.review_decisions);
+        for (key, payload, partition, offset) in replay.held {
+            self.on_decision(key.as_deref(), payload.as_deref(), partition, offset, now)?;
+            self.inflight.record_event(topic, partition, offset);
+        }
+        Ok(())
+    }
+
+    fn publish(&mut self, effect: Effect, batch: &Arc<Batch>, source: Option<&Source>) -> Result<(), LoopError> {
         match effect {
             Effect::Resolved(r) => self.resolved(&r, batch, source),
             Effect::Escalated(e) => self.escalated(&e, batch, source),
@@ -370,8 +459,8 @@ impl Join<'_> {
                     sla_expected_ms: None,
                     sla_actual_ms: None,
                     source_topic: Cow::Borrowed(&self.config.topics.review_decisions),
-                    source_partition: source.map_or(-1, |m| m.partition()),
-                    source_offset: source.map_or(-1, |m| m.offset()),
+                    source_partition: source.map_or(-1, |m| m.partition),
+                    source_offset: source.map_or(-1, |m| m.offset),
                 };
                 let _ = record.write(self.config.output.format, &mut audit);
                 let audit_topic = self.config.topics.audit.clone();
@@ -398,12 +487,7 @@ impl Join<'_> {
         }
     }
 
-    fn resolved(
-        &mut self,
-        r: &Resolution,
-        batch: &Arc<Batch>,
-        source: Option<&BorrowedMessage<'_>>,
-    ) -> Result<(), LoopError> {
+    fn resolved(&mut self, r: &Resolution, batch: &Arc<Batch>, source: Option<&Source>) -> Result<(), LoopError> {
         let original = self.lookup.fetch(r.pending.partition, r.pending.event_offset);
         if original.is_none() {
             tracing::warn!(event_id = %r.event_id, "The original event is not in the changelog; the resolved record carries none.");
@@ -477,12 +561,7 @@ impl Join<'_> {
         self.write_state(batch, &r.event_id, &r.pending, ChangeState::Resolved, &r.fingerprints, Some(r.decided_at))
     }
 
-    fn escalated(
-        &mut self,
-        e: &Escalation,
-        batch: &Arc<Batch>,
-        source: Option<&BorrowedMessage<'_>>,
-    ) -> Result<(), LoopError> {
+    fn escalated(&mut self, e: &Escalation, batch: &Arc<Batch>, source: Option<&Source>) -> Result<(), LoopError> {
         self.telemetry.review_escalated(e.queue, &e.to_tier.to_string());
         let (actor, _) = actor_name(&e.actor);
         let record = EscalationRecord {
@@ -544,7 +623,7 @@ impl Join<'_> {
         pending: &Pending,
         rationale: Option<&str>,
         actual_ms: Option<i64>,
-        source: Option<&BorrowedMessage<'_>>,
+        source: Option<&Source>,
         at: i64,
     ) -> Result<(), LoopError> {
         let (actor, role) = actor_name(actor);
@@ -571,9 +650,9 @@ impl Join<'_> {
             rationale: rationale.map(Cow::Borrowed),
             sla_expected_ms: Some(sla),
             sla_actual_ms: actual_ms,
-            source_topic: Cow::Borrowed(source.map_or(self.config.topics.pending_changelog.as_str(), |m| m.topic())),
-            source_partition: source.map_or(pending.partition, |m| m.partition()),
-            source_offset: source.map_or(-1, |m| m.offset()),
+            source_topic: Cow::Borrowed(source.map_or(self.config.topics.pending_changelog.as_str(), |m| &m.topic)),
+            source_partition: source.map_or(pending.partition, |m| m.partition),
+            source_offset: source.map_or(-1, |m| m.offset),
         };
         self.audit.clear();
         if let Err(e) = record.write(self.config.output.format, &mut self.audit) {
@@ -651,10 +730,10 @@ impl Join<'_> {
         payload: Option<&[u8]>,
         reason: &str,
         message: &str,
-        source: Option<&BorrowedMessage<'_>>,
+        source: Option<&Source>,
     ) -> Result<(), LoopError> {
         let (topic, partition, offset) =
-            source.map_or((String::new(), -1, -1), |m| (m.topic().to_owned(), m.partition(), m.offset()));
+            source.map_or((String::new(), -1, -1), |m| (m.topic.clone(), m.partition, m.offset));
         let h = OwnedHeaders::new_with_capacity(5)
             .insert(Header { key: headers::ERROR_REASON, value: Some(reason) })
             .insert(Header { key: headers::ERROR_MESSAGE, value: Some(message) })

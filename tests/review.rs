@@ -1,0 +1,215 @@
+//! The review loop on a real broker: human decisions join the events waiting in review, SLA
+//! tiers escalate and fall back, unjoinable decisions are dead-lettered, and pending reviews
+//! survive a router restart.
+
+mod common;
+
+use common::{create_topics, produce, Broker, Collected, Collector, TestRecord, Topics, EXAMPLE_DIR};
+use std::path::Path;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tollgate_router::config::{Fallback, HumanDuration, RouterConfig};
+use tollgate_schemas::{EscalationRecord, RecordFormat, ResolvedEvent, RoutedRecord};
+
+fn sample() -> Vec<serde_json::Value> {
+    std::fs::read_to_string(Path::new(EXAMPLE_DIR).join("sample.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn sample_records() -> Vec<TestRecord> {
+    sample()
+        .iter()
+        .map(|e| (Some(e["account_id"].as_str().unwrap().as_bytes().to_vec()), Some(e.to_string().into_bytes())))
+        .collect()
+}
+
+fn decision(event_id: &str, action: &str, id: &str) -> TestRecord {
+    let d = serde_json::json!({
+        "decision_id": id, "event_id": event_id, "reviewer_id": "ana", "reviewer_role": "fraud_analyst",
+        "action": action, "rationale": format!("{action} after checking"), "decided_at": now_ms(), "second_signoff": null
+    });
+    (Some(event_id.as_bytes().to_vec()), Some(d.to_string().into_bytes()))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+struct Running {
+    rt: tokio::runtime::Runtime,
+    stop: CancellationToken,
+    handle: tokio::task::JoinHandle<Result<(), tollgate_router::RouterError>>,
+}
+
+fn start(config: RouterConfig) -> Running {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let stop = CancellationToken::new();
+    let handle = rt.spawn(tollgate_router::run(config, stop.clone()));
+    Running { rt, stop, handle }
+}
+
+impl Running {
+    fn stop(self) {
+        self.stop.cancel();
+        self.rt.block_on(self.handle).unwrap().expect("router stops cleanly");
+    }
+}
+
+fn ids_on(out: &Collector, topic: &str) -> Vec<String> {
+    out.on(topic)
+        .iter()
+        .map(|c| RoutedRecord::from_json(c.value.as_deref().unwrap()).unwrap().event_id.to_string())
+        .collect()
+}
+
+fn resolved(out: &[&Collected]) -> Vec<ResolvedEvent<'static, serde_json::Value>> {
+    out.iter().map(|c| ResolvedEvent::from_json(c.value.as_deref().unwrap()).unwrap()).collect()
+}
+
+#[test]
+fn decisions_join_and_sla_tiers_escalate_and_fall_back() {
+    let broker = Broker::get();
+    let topics = Topics::new("review");
+    create_topics(&broker.addr, &[&topics.input], 3);
+    let mut config = topics.config(&broker.addr);
+    config.review.sync_review.tiers = vec![HumanDuration::secs(3); 3];
+    config.review.sync_review.fallback = Fallback::Reject;
+    config.review.decision_grace = HumanDuration::secs(2);
+    config.review.tick = HumanDuration(Duration::from_millis(200));
+    let running = start(config);
+    produce(&broker.addr, &topics.input, &sample_records());
+    let mut out = Collector::new(
+        &broker.addr,
+        &[
+            &topics.sync_review,
+            &topics.async_review,
+            &topics.resolved,
+            &topics.escalations,
+            &topics.dead_letter,
+            &topics.audit,
+        ],
+    );
+    out.until("the review routes", Duration::from_secs(60), |r| {
+        r.iter().filter(|c| c.topic == topics.sync_review || c.topic == topics.async_review).count() >= 11
+    });
+    let sync = ids_on(&out, &topics.sync_review);
+    let asynch = ids_on(&out, &topics.async_review);
+    assert_eq!((sync.len(), asynch.len()), (6, 5));
+    let events: std::collections::HashMap<String, serde_json::Value> =
+        sample().into_iter().map(|e| (e["event_id"].as_str().unwrap().to_owned(), e)).collect();
+
+    // Decide: approve an async case, reject a sync case, escalate another sync case; repeat the
+    // approval (idempotent), and decide an event that does not exist.
+    let (approve, reject, escalate) = (&asynch[0], &sync[0], &sync[1]);
+    produce(
+        &broker.addr,
+        &topics.decisions,
+        &[
+            decision(approve, "approve", "d-1"),
+            decision(reject, "reject", "d-2"),
+            decision(escalate, "escalate", "d-3"),
+            decision(approve, "approve", "d-1"),
+            decision("no-such-event", "approve", "d-4"),
+        ],
+    );
+    out.until("both decisions resolved", Duration::from_secs(60), |r| {
+        r.iter().filter(|c| c.topic == topics.resolved).count() >= 2
+    });
+    let first = resolved(&out.on(&topics.resolved));
+    let by_id = |id: &str| first.iter().find(|r| r.event_id == id).unwrap_or_else(|| panic!("{id} not resolved"));
+    let a = by_id(approve);
+    assert_eq!((a.outcome.as_str(), a.actor.as_ref(), a.tier), ("approved", "ana", 1));
+    assert_eq!(a.event, events[approve.as_str()], "the original event is joined");
+    assert!(a.sla_met);
+    let r = by_id(reject);
+    assert_eq!(r.outcome.as_str(), "rejected");
+    assert_eq!(
+        r.recommendation.as_str(),
+        if events[reject.as_str()]["risk_score"].as_f64().unwrap() >= 0.5 { "rejected" } else { "approved" }
+    );
+    assert_eq!(r.overridden, r.recommendation != r.outcome);
+
+    // The other four sync cases (and the escalated one) climb the tiers, then the reject
+    // fallback resolves them by policy timeout.
+    out.until("every sync case resolved", Duration::from_secs(60), |rs| {
+        rs.iter().filter(|c| c.topic == topics.resolved).count() >= 2 + 5
+    });
+    out.poll_for(Duration::from_millis(500));
+    let all = resolved(&out.on(&topics.resolved));
+    assert_eq!(all.len(), 7, "one resolution each, the repeated approval changed nothing");
+    for id in &sync[1..] {
+        let t = all.iter().find(|r| &r.event_id == id).unwrap();
+        assert_eq!((t.outcome.as_str(), t.actor.as_ref(), t.action), ("rejected", "policy_timeout", None), "{id}");
+        assert_eq!(t.tier, 3);
+        assert!(!t.sla_met);
+    }
+    let escalations: Vec<EscalationRecord> = out
+        .on(&topics.escalations)
+        .iter()
+        .map(|c| EscalationRecord::read(RecordFormat::Json, c.value.as_deref().unwrap()).unwrap())
+        .collect();
+    let reviewer = escalations.iter().filter(|e| e.actor == "ana").count();
+    assert_eq!(reviewer, 1, "one reviewer escalation");
+    for id in &sync[2..] {
+        let tiers: Vec<_> =
+            escalations.iter().filter(|e| &e.event_id == id).map(|e| (e.from_tier, e.to_tier)).collect();
+        assert_eq!(tiers, [(1, 2), (2, 3)], "{id}");
+    }
+    // The decision for an unknown event waited for its grace period, then was dead-lettered.
+    let dead = out.on(&topics.dead_letter);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].header(tollgate_schemas::headers::ERROR_REASON), "unknown_event");
+    // Every human action and timeout is audited.
+    let audits: Vec<_> = out
+        .on(&topics.audit)
+        .iter()
+        .map(|c| tollgate_schemas::AuditRecord::read(RecordFormat::Json, c.value.as_deref().unwrap()).unwrap())
+        .collect();
+    let count = |action: &str| audits.iter().filter(|a| a.action == action).count();
+    assert_eq!(count("review_decision"), 2);
+    assert_eq!(count("review_escalate"), 1);
+    assert_eq!(count("timeout_fallback"), 5);
+    assert_eq!(count("decision_unjoined"), 1);
+    running.stop();
+}
+
+#[test]
+fn pending_reviews_survive_a_restart() {
+    let broker = Broker::get();
+    let topics = Topics::new("restart");
+    create_topics(&broker.addr, &[&topics.input], 3);
+    let config = topics.config(&broker.addr);
+    let running = start(config.clone());
+    produce(&broker.addr, &topics.input, &sample_records());
+    let mut out = Collector::new(&broker.addr, &[&topics.async_review, &topics.resolved, &topics.changelog]);
+    out.until("the async cases and their changelog entries", Duration::from_secs(60), |r| {
+        r.iter().filter(|c| c.topic == topics.async_review).count() >= 5
+            && r.iter().filter(|c| c.topic == topics.changelog).count() >= 11
+    });
+    let asynch = ids_on(&out, &topics.async_review);
+    produce(&broker.addr, &topics.decisions, &[decision(&asynch[0], "approve", "r-1")]);
+    out.until("the first resolution", Duration::from_secs(60), |r| r.iter().any(|c| c.topic == topics.resolved));
+    running.stop();
+
+    // A new router process state: everything it knows comes from the changelog.
+    let running = start(config);
+    produce(
+        &broker.addr,
+        &topics.decisions,
+        &[decision(&asynch[1], "reject", "r-2"), decision(&asynch[0], "approve", "r-1")],
+    );
+    out.until("the resolution after the restart", Duration::from_secs(60), |r| {
+        r.iter().filter(|c| c.topic == topics.resolved).count() >= 2
+    });
+    out.poll_for(Duration::from_secs(1));
+    let all = resolved(&out.on(&topics.resolved));
+    assert_eq!(all.len(), 2, "the repeated decision for the case resolved before the restart changed nothing");
+    let after = all.iter().find(|r| r.event_id == asynch[1]).unwrap();
+    assert_eq!(after.outcome.as_str(), "rejected");
+    assert_eq!(after.queue.as_str(), "async_review");
+    assert!(after.event.is_object(), "the original event came back from the changelog");
+    running.stop();
+}
