@@ -61,6 +61,9 @@ pub struct RouterConfig {
     /// What audit records show of the input.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Baseline of the model's output, for the drift metrics.
+    #[serde(default)]
+    pub drift: DriftConfig,
     /// Directory relative paths are resolved against (the config file's directory).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -382,6 +385,25 @@ impl Default for ProcessingConfig {
     }
 }
 
+/// The model's expected output, against which drift is measured.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DriftConfig {
+    /// Expected share of risk scores in each tenth of [0, 1] (ten numbers summing to 1), from
+    /// the model's validation data. Without it, no PSI is computed.
+    pub baseline_risk: Option<Vec<f64>>,
+    /// Expected mean confidence, exported beside the observed mean.
+    pub baseline_confidence_mean: Option<f64>,
+    /// Events per drift window.
+    pub window_events: u64,
+}
+
+impl Default for DriftConfig {
+    fn default() -> Self {
+        DriftConfig { baseline_risk: None, baseline_confidence_mean: None, window_events: 10_000 }
+    }
+}
+
 /// What audit records show of the input.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -544,6 +566,17 @@ impl RouterConfig {
         }
         if !(0.0..=1.0).contains(&self.review.recommendation_cut) {
             return bad(format!("review.recommendation_cut {} is outside [0, 1]", self.review.recommendation_cut));
+        }
+        if let Some(b) = &self.drift.baseline_risk {
+            let sum: f64 = b.iter().sum();
+            if b.len() != crate::drift::BINS || b.iter().any(|x| !(0.0..=1.0).contains(x)) || (sum - 1.0).abs() > 0.01 {
+                return bad(format!("drift.baseline_risk needs ten shares in [0, 1] summing to 1 (sum {sum:.3})"));
+            }
+        }
+        if self.drift.baseline_confidence_mean.is_some_and(|m| !(0.0..=1.0).contains(&m))
+            || self.drift.window_events == 0
+        {
+            return bad("drift: baseline_confidence_mean must be in [0, 1] and window_events positive".into());
         }
         let p = &self.processing;
         if p.max_in_flight == 0 || p.batch_size == 0 || p.batch_size > p.max_in_flight {

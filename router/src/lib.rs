@@ -8,12 +8,15 @@
 //! - [`decode`] → [`score`] → [`policy`]: the stages.
 //! - [`pipeline`]: the stages chained, plus encoding of the routed and audit records.
 //! - [`reject`]: the fixed set of reasons an event goes to the dead-letter topic.
+//! - [`drift`]: PSI of the risk score and mean confidence against a baseline.
+//! - [`review`]: the review loop's state: pending reviews, decisions, SLA tiers.
 //! - [`telemetry`]: every metric and the events that update them.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`kafka`]: topic set-up, the consume-process-produce loop and at-least-once offset tracking.
 
 pub mod config;
 pub mod decode;
+pub mod drift;
 pub mod fields;
 pub mod http;
 pub mod kafka;

@@ -35,6 +35,9 @@ pub mod names {
     pub const REVIEW_DUPLICATES: &str = "tollgate_review_duplicate_decisions_total";
     pub const REVIEW_PENDING: &str = "tollgate_review_pending";
     pub const REVIEW_OLDEST: &str = "tollgate_review_oldest_pending_seconds";
+    pub const DRIFT_PSI: &str = "tollgate_drift_psi";
+    pub const CONFIDENCE_MEAN: &str = "tollgate_model_confidence_mean";
+    pub const CONFIDENCE_BASELINE: &str = "tollgate_model_confidence_baseline";
 }
 
 /// Buckets of the review latency histogram (seconds): 10 s to 1 day.
@@ -63,6 +66,9 @@ pub struct Telemetry {
     policy_info: IntGaugeVec,
     offset_commits: IntCounterVec,
     review: ReviewMetrics,
+    drift: GaugeVec,
+    confidence_mean: prometheus::Gauge,
+    confidence_baseline: prometheus::Gauge,
 }
 
 /// The review loop's metrics (labels: queue, outcome, tier, action, reason: all small sets).
@@ -223,6 +229,26 @@ impl Telemetry {
             offset_commits.with_label_values(&[r]);
         }
         let review = ReviewMetrics::new(&registry);
+        let drift = GaugeVec::new(
+            Opts::new(
+                names::DRIFT_PSI,
+                "Population stability index of a score over the last drift window, against the baseline.",
+            ),
+            &["score"],
+        )
+        .unwrap();
+        let confidence_mean =
+            prometheus::Gauge::new(names::CONFIDENCE_MEAN, "Mean model confidence over the last drift window.")
+                .unwrap();
+        let confidence_baseline =
+            prometheus::Gauge::new(names::CONFIDENCE_BASELINE, "Expected mean model confidence (configured).").unwrap();
+        for c in [
+            Box::new(drift.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(confidence_mean.clone()),
+            Box::new(confidence_baseline.clone()),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
         Telemetry {
             registry,
             events,
@@ -238,7 +264,22 @@ impl Telemetry {
             policy_info,
             offset_commits,
             review,
+            drift,
+            confidence_mean,
+            confidence_baseline,
         }
+    }
+
+    /// A drift window completed.
+    pub fn drift_measured(&self, reading: crate::drift::DriftReading) {
+        self.drift.with_label_values(&["risk"]).set(reading.psi);
+        self.confidence_mean.set(reading.confidence_mean);
+        tracing::debug!(psi = reading.psi, confidence_mean = reading.confidence_mean, "Drift window measured.");
+    }
+
+    /// The configured confidence baseline.
+    pub fn set_confidence_baseline(&self, mean: f64) {
+        self.confidence_baseline.set(mean);
     }
 
     /// The Prometheus text exposition of every metric.

@@ -43,6 +43,7 @@ struct Loop<'a> {
     audit_topic: &'a str,
     changelog_topic: &'a str,
     out: Output,
+    drift: Option<crate::drift::DriftWindow>,
 }
 
 /// Runs the router's loop on the current thread until `shutdown` is cancelled or a delivery
@@ -79,7 +80,11 @@ pub fn run_loop(
         audit_topic: &config.topics.audit,
         changelog_topic: &config.topics.pending_changelog,
         out: Output::default(),
+        drift: crate::drift::DriftWindow::new(&config.drift),
     };
+    if let Some(mean) = config.drift.baseline_confidence_mean {
+        telemetry.set_confidence_baseline(mean);
+    }
     let result = state.run(&consumer, config, shutdown);
     telemetry.set_ready(false);
     tracing::info!(in_flight = inflight.events(), "Stopping: draining in-flight records and committing.");
@@ -151,6 +156,9 @@ impl Loop<'_> {
                     send(self.producer, record)?;
                 }
                 self.telemetry.routed(route, risk, confidence);
+                if let Some(reading) = self.drift.as_mut().and_then(|d| d.observe(risk, confidence)) {
+                    self.telemetry.drift_measured(reading);
+                }
             }
             Verdict::Rejected(rejection) => {
                 let h = OwnedHeaders::new_with_capacity(5)
