@@ -213,3 +213,58 @@ fn pending_reviews_survive_a_restart() {
     assert!(after.event.is_object(), "the original event came back from the changelog");
     running.stop();
 }
+
+#[test]
+fn post_verify_events_proceed_at_once_and_a_reject_rolls_them_back() {
+    let broker = Broker::get();
+    let topics = Topics::new("postverify");
+    create_topics(&broker.addr, &[&topics.input], 3);
+    let mut config = topics.config(&broker.addr);
+    config.review.async_review.post_verify = true;
+    config.review.audit_sample_rate = 1.0;
+    let running = start(config);
+    produce(&broker.addr, &topics.input, &sample_records());
+    let mut out =
+        Collector::new(&broker.addr, &[&topics.auto_commit, &topics.async_review, &topics.resolved, &topics.rollbacks]);
+    // 6 auto-committed events, all sampled; 5 async (post-verify) events, pre-accepted.
+    out.until("auto-commit and async-review records", Duration::from_secs(60), |r| {
+        r.iter().filter(|c| c.topic == topics.auto_commit).count() >= 11
+            && r.iter().filter(|c| c.topic == topics.async_review).count() >= 11
+    });
+    let routed = |topic: &str| -> Vec<(String, String)> {
+        out.on(topic)
+            .iter()
+            .map(|c| {
+                let r = RoutedRecord::from_json(c.value.as_deref().unwrap()).unwrap();
+                (r.event_id.to_string(), r.rule.to_string())
+            })
+            .collect()
+    };
+    let reviews = routed(&topics.async_review);
+    let samples: Vec<_> = reviews.iter().filter(|(_, rule)| rule == "audit-sample").map(|(id, _)| id.clone()).collect();
+    let post_verify: Vec<_> =
+        reviews.iter().filter(|(_, rule)| rule != "audit-sample").map(|(id, _)| id.clone()).collect();
+    assert_eq!((samples.len(), post_verify.len()), (6, 5));
+    let committed: Vec<_> = routed(&topics.auto_commit).into_iter().map(|(id, _)| id).collect();
+    assert!(post_verify.iter().all(|id| committed.contains(id)), "post-verify events proceed at once");
+
+    produce(
+        &broker.addr,
+        &topics.decisions,
+        &[
+            decision(&post_verify[0], "reject", "pv-1"),
+            decision(&samples[0], "reject", "pv-2"),
+            decision(&samples[1], "approve", "pv-3"),
+        ],
+    );
+    out.until("three resolutions and two rollbacks", Duration::from_secs(60), |r| {
+        r.iter().filter(|c| c.topic == topics.resolved).count() >= 3
+            && r.iter().filter(|c| c.topic == topics.rollbacks).count() >= 2
+    });
+    out.poll_for(Duration::from_millis(500));
+    let rollbacks: Vec<String> =
+        resolved(&out.on(&topics.rollbacks)).into_iter().map(|r| r.event_id.to_string()).collect();
+    assert_eq!(rollbacks.len(), 2);
+    assert!(rollbacks.contains(&post_verify[0]) && rollbacks.contains(&samples[0]));
+    running.stop();
+}

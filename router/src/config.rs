@@ -290,6 +290,9 @@ pub struct ReviewConfig {
     pub decision_grace: HumanDuration,
     /// How long a resolved event is remembered, so a repeated decision is recognised.
     pub resolved_retention: HumanDuration,
+    /// Fraction of auto-committed events (chosen by a hash of the event id, so the same events
+    /// on a replay) also sent to async review as post-verify samples.
+    pub audit_sample_rate: f64,
     /// Run the review join (decisions, SLA timers, escalations) in this router process.
     pub join: bool,
     /// How often SLA deadlines are checked.
@@ -312,6 +315,7 @@ impl Default for ReviewConfig {
             recommendation_cut: 0.5,
             decision_grace: HumanDuration::secs(60),
             resolved_retention: HumanDuration::secs(7 * 24 * 3600),
+            audit_sample_rate: 0.0,
             join: true,
             tick: HumanDuration::secs(1),
         }
@@ -563,6 +567,9 @@ impl RouterConfig {
             if q.tiers.is_empty() || q.tiers.iter().any(|d| d.0.is_zero()) {
                 return bad(format!("review.{name}.tiers needs at least one non-zero duration"));
             }
+        }
+        if !(0.0..=1.0).contains(&self.review.audit_sample_rate) {
+            return bad(format!("review.audit_sample_rate {} is outside [0, 1]", self.review.audit_sample_rate));
         }
         if !(0.0..=1.0).contains(&self.review.recommendation_cut) {
             return bad(format!("review.recommendation_cut {} is outside [0, 1]", self.review.recommendation_cut));

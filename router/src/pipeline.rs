@@ -13,6 +13,7 @@ use crate::score::{FieldScorer, LogisticModel, LogisticScorer, ModelError, Score
 use serde::ser::{SerializeMap, Serializer};
 use std::borrow::Cow;
 use std::fmt::Write as _;
+use std::hash::Hasher;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tollgate_schemas::routed::AvroBytes;
@@ -59,8 +60,11 @@ pub struct Output {
     pub fallback_key: String,
     /// The model version, for the record headers.
     pub model_version: String,
-    /// For review routes: the pending-review changelog entry (with the original event).
+    /// For review routes and audit samples: the pending-review changelog entry (with the
+    /// original event).
     pub changelog: Vec<u8>,
+    /// For an audit-sampled auto-commit event: its routed record for the async-review topic.
+    pub sample: Vec<u8>,
     snapshot: Vec<u8>,
     timestamp: String,
 }
@@ -70,7 +74,16 @@ pub struct Output {
 pub enum Verdict<'p> {
     /// Routed: publish [`Output::value`] on `topic` (and on `pre_accept` too, for a post-verify
     /// review queue), and [`Output::changelog`] when it is not empty.
-    Routed { route: Route, topic: &'p str, pre_accept: Option<&'p str>, risk: f64, confidence: f64 },
+    /// `sample` is the async-review topic when an auto-committed event was drawn for a
+    /// post-verify audit sample ([`Output::sample`]).
+    Routed {
+        route: Route,
+        topic: &'p str,
+        pre_accept: Option<&'p str>,
+        sample: Option<&'p str>,
+        risk: f64,
+        confidence: f64,
+    },
     /// Refused: dead-letter the original bytes with this reason.
     Rejected(Rejection),
 }
@@ -94,6 +107,8 @@ pub struct Pipeline {
     sla: [Option<Duration>; 4],
     /// Post-verify per route (index = `Route as usize`).
     post_verify: [bool; 4],
+    /// Fraction of auto-committed events sampled for post-verify review.
+    sample_rate: f64,
 }
 
 fn read(path: PathBuf) -> Result<String, PipelineError> {
@@ -181,6 +196,7 @@ impl Pipeline {
             topics,
             sla,
             post_verify,
+            sample_rate: config.review.audit_sample_rate,
         })
     }
 
@@ -201,6 +217,7 @@ impl Pipeline {
         out.audit.clear();
         out.event_id.clear();
         out.changelog.clear();
+        out.sample.clear();
         out.fallback_key.clear();
         out.model_version.clear();
         let decoded = match payload {
@@ -260,42 +277,45 @@ impl Pipeline {
         let topic = self.topics[decision.route as usize].as_deref().unwrap_or_default();
         let routed_at = millis(now);
         let sla = self.sla[decision.route as usize];
-        // One constructor for the three event encodings (the field types differ only in `event`).
-        macro_rules! routed {
-            ($event:expr) => {
-                RoutedRecord {
-                    event_id: Cow::Borrowed(out.event_id.as_str()),
-                    route: decision.route,
-                    rule: Cow::Borrowed(decision.rule),
-                    guardrail: decision.guardrail,
-                    risk_score: score.risk,
-                    confidence: score.confidence,
-                    model_version: Cow::Borrowed(&score.model_version),
-                    policy_version: Cow::Borrowed(self.policy.version()),
-                    explanation: score.explanation.clone(),
-                    routed_at,
-                    sla_deadline: sla.map(|d| routed_at + d.as_millis() as i64),
-                    event_format: self.event_format,
-                    event: $event,
-                }
-            };
-        }
+        let deadline = sla.map(|d| routed_at + d.as_millis() as i64);
         let encode_err = |e: tollgate_schemas::CodecError| Rejection::new(RejectReason::EncodeFailed, e.to_string());
-        let mut value = std::mem::take(&mut out.value);
-        let written = match self.output_format {
-            RecordFormat::Avro => routed!(AvroBytes(Cow::Borrowed(payload))).write_avro(&mut value),
-            RecordFormat::Json => match &decoded.body {
-                Body::Json(raw) => routed!(*raw).write_json(&mut value),
-                Body::Avro(v) => {
-                    let json = serde_json::Value::try_from(v.clone()).map_err(|e| {
-                        Rejection::new(RejectReason::EncodeFailed, format!("event has no JSON form: {e}"))
-                    })?;
-                    routed!(json).write_json(&mut value)
-                }
-            },
+        let record = RecordParts {
+            route: decision.route,
+            rule: decision.rule,
+            guardrail: decision.guardrail,
+            routed_at,
+            deadline,
         };
+        let mut value = std::mem::take(&mut out.value);
+        let written = self.write_routed(&record, decoded, score, payload, &out.event_id, &mut value);
         out.value = value;
-        written.map_err(encode_err)?;
+        written?;
+        let post_verify = self.post_verify[decision.route as usize];
+        // An auto-committed event may be sampled for a post-verify review (by its id, so a
+        // replay samples the same events).
+        let sampled = decision.route == Route::AutoCommit && self.sampled(&out.event_id);
+        if decision.route.is_review() {
+            let mut buf = std::mem::take(&mut out.changelog);
+            let written = self.write_change(&record, score, payload, post_verify, &out.event_id, &mut buf);
+            out.changelog = buf;
+            written.map_err(encode_err)?;
+        } else if sampled {
+            let async_sla = self.sla[Route::AsyncReview as usize];
+            let sample = RecordParts {
+                route: Route::AsyncReview,
+                rule: AUDIT_SAMPLE_RULE,
+                guardrail: false,
+                routed_at,
+                deadline: async_sla.map(|d| routed_at + d.as_millis() as i64),
+            };
+            let (mut value, mut change) = (std::mem::take(&mut out.sample), std::mem::take(&mut out.changelog));
+            let written =
+                self.write_routed(&sample, decoded, score, payload, &out.event_id, &mut value).and_then(|()| {
+                    self.write_change(&sample, score, payload, true, &out.event_id, &mut change).map_err(encode_err)
+                });
+            (out.sample, out.changelog) = (value, change);
+            written?;
+        }
         self.write_snapshot(Some(&decoded.fields), out);
         let mut buf = std::mem::take(&mut out.audit);
         let audit = AuditRecord {
@@ -306,41 +326,111 @@ impl Pipeline {
             confidence: Some(score.confidence),
             explanation: score.explanation.clone(),
             sla_expected_ms: sla.map(|d| d.as_millis() as i64),
+            rationale: sampled.then_some(Cow::Borrowed("sampled for a post-verify review")),
             ..self.audit_base(out, source, now, "policy", AuditAction::Route, decision.route.as_str())
         };
         let written = audit.write(self.output_format, &mut buf);
         out.audit = buf;
         written.map_err(encode_err)?;
-        let post_verify = self.post_verify[decision.route as usize];
-        if decision.route.is_review() {
-            let change = PendingChange {
-                event_id: Cow::Borrowed(&out.event_id),
-                state: ChangeState::Pending,
-                queue: decision.route,
-                revision: 0,
-                tier: 1,
-                held: false,
-                info_requested: false,
-                post_verify,
-                risk_score: score.risk,
-                confidence: score.confidence,
-                routed_at,
-                deadline: routed_at + sla.map_or(0, |d| d.as_millis() as i64),
-                policy_version: Cow::Borrowed(self.policy.version()),
-                model_version: Cow::Borrowed(&score.model_version),
-                rule: Cow::Borrowed(decision.rule),
-                applied: Vec::new(),
-                resolved_at: None,
-                event_format: self.event_format,
-                event: AvroBytes(Cow::Borrowed(payload)),
-            };
-            let mut buf = std::mem::take(&mut out.changelog);
-            let written = change.write(&mut buf);
-            out.changelog = buf;
-            written.map_err(encode_err)?;
-        }
         let pre_accept = if post_verify { self.topics[Route::AutoCommit as usize].as_deref() } else { None };
-        Ok(Verdict::Routed { route: decision.route, topic, pre_accept, risk: score.risk, confidence: score.confidence })
+        let sample = if sampled { self.topics[Route::AsyncReview as usize].as_deref() } else { None };
+        Ok(Verdict::Routed {
+            route: decision.route,
+            topic,
+            pre_accept,
+            sample,
+            risk: score.risk,
+            confidence: score.confidence,
+        })
+    }
+
+    /// True when an auto-committed event is drawn for a post-verify audit sample.
+    fn sampled(&self, event_id: &str) -> bool {
+        if self.sample_rate <= 0.0 {
+            return false;
+        }
+        let mut h = fnv::FnvHasher::default();
+        h.write(event_id.as_bytes());
+        (h.finish() % 1_000_000) < (self.sample_rate * 1_000_000.0) as u64
+    }
+
+    /// Encodes the routed record of `record` (with the original event) into `into`.
+    fn write_routed(
+        &self,
+        record: &RecordParts<'_>,
+        decoded: &Decoded<'_>,
+        score: &Score<'_>,
+        payload: &[u8],
+        event_id: &str,
+        into: &mut Vec<u8>,
+    ) -> Result<(), Rejection> {
+        // One constructor for the three event encodings (the types differ only in `event`).
+        macro_rules! routed {
+            ($event:expr) => {
+                RoutedRecord {
+                    event_id: Cow::Borrowed(event_id),
+                    route: record.route,
+                    rule: Cow::Borrowed(record.rule),
+                    guardrail: record.guardrail,
+                    risk_score: score.risk,
+                    confidence: score.confidence,
+                    model_version: Cow::Borrowed(&score.model_version),
+                    policy_version: Cow::Borrowed(self.policy.version()),
+                    explanation: score.explanation.clone(),
+                    routed_at: record.routed_at,
+                    sla_deadline: record.deadline,
+                    event_format: self.event_format,
+                    event: $event,
+                }
+            };
+        }
+        let written = match self.output_format {
+            RecordFormat::Avro => routed!(AvroBytes(Cow::Borrowed(payload))).write_avro(into),
+            RecordFormat::Json => match &decoded.body {
+                Body::Json(raw) => routed!(*raw).write_json(into),
+                Body::Avro(v) => {
+                    let json = serde_json::Value::try_from(v.clone()).map_err(|e| {
+                        Rejection::new(RejectReason::EncodeFailed, format!("event has no JSON form: {e}"))
+                    })?;
+                    routed!(json).write_json(into)
+                }
+            },
+        };
+        written.map_err(|e| Rejection::new(RejectReason::EncodeFailed, e.to_string()))
+    }
+
+    /// Encodes the changelog entry of an event entering review (with the original event).
+    fn write_change(
+        &self,
+        record: &RecordParts<'_>,
+        score: &Score<'_>,
+        payload: &[u8],
+        post_verify: bool,
+        event_id: &str,
+        into: &mut Vec<u8>,
+    ) -> Result<(), tollgate_schemas::CodecError> {
+        PendingChange {
+            event_id: Cow::Borrowed(event_id),
+            state: ChangeState::Pending,
+            queue: record.route,
+            revision: 0,
+            tier: 1,
+            held: false,
+            info_requested: false,
+            post_verify,
+            risk_score: score.risk,
+            confidence: score.confidence,
+            routed_at: record.routed_at,
+            deadline: record.deadline.unwrap_or(record.routed_at),
+            policy_version: Cow::Borrowed(self.policy.version()),
+            model_version: Cow::Borrowed(&score.model_version),
+            rule: Cow::Borrowed(record.rule),
+            applied: Vec::new(),
+            resolved_at: None,
+            event_format: self.event_format,
+            event: AvroBytes(Cow::Borrowed(payload)),
+        }
+        .write(into)
     }
 
     fn reject<'p>(
@@ -437,6 +527,18 @@ impl Pipeline {
         }
         let _ = map.end();
     }
+}
+
+/// The rule name of post-verify audit samples.
+pub const AUDIT_SAMPLE_RULE: &str = "audit-sample";
+
+/// What differs between the routed records an event may get (its route, or an audit sample).
+struct RecordParts<'a> {
+    route: Route,
+    rule: &'a str,
+    guardrail: bool,
+    routed_at: i64,
+    deadline: Option<i64>,
 }
 
 /// Milliseconds since the Unix epoch.

@@ -303,6 +303,7 @@ impl Join<'_> {
                             routed_at: change.routed_at,
                             partition: m.partition(),
                             event_offset: m.offset(),
+                            post_verify: change.post_verify,
                             policy_version: &change.policy_version,
                             model_version: &change.model_version,
                             rule: &change.rule,

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
-use tollgate_schemas::headers;
+use tollgate_schemas::{headers, Route};
 
 /// How long one poll waits for input when idle; bounds how late shutdown is noticed.
 const IDLE_POLL: Duration = Duration::from_millis(100);
@@ -135,7 +135,7 @@ impl Loop<'_> {
         let source = Source { topic: message.topic(), partition: message.partition(), offset: message.offset() };
         let verdict = self.pipeline.process(message.payload(), source, now, &mut self.out);
         match verdict {
-            Verdict::Routed { route, topic, pre_accept, risk, confidence } => {
+            Verdict::Routed { route, topic, pre_accept, sample, risk, confidence } => {
                 let key = message.key().unwrap_or(self.out.fallback_key.as_bytes());
                 for topic in [Some(topic), pre_accept].into_iter().flatten() {
                     let h = OwnedHeaders::new_with_capacity(3)
@@ -145,6 +145,16 @@ impl Loop<'_> {
                     let record = BaseRecord::with_opaque_to(topic, Arc::clone(&batch))
                         .key(key)
                         .payload(&self.out.value)
+                        .headers(h);
+                    send(self.producer, record)?;
+                }
+                if let Some(sample_topic) = sample {
+                    let h = OwnedHeaders::new_with_capacity(2)
+                        .insert(Header { key: headers::ROUTE, value: Some(Route::AsyncReview.as_str()) })
+                        .insert(Header { key: headers::POLICY_VERSION, value: Some(self.pipeline.policy_version()) });
+                    let record = BaseRecord::with_opaque_to(sample_topic, Arc::clone(&batch))
+                        .key(key)
+                        .payload(&self.out.sample)
                         .headers(h);
                     send(self.producer, record)?;
                 }

@@ -271,6 +271,45 @@ fn review_routes_write_a_changelog_entry_with_the_original_event() {
 }
 
 #[test]
+fn a_sample_of_auto_committed_events_goes_to_post_verify_review_deterministically() {
+    let mut c = example_config();
+    c.review.audit_sample_rate = 0.2;
+    let p = Pipeline::from_config(&c).unwrap();
+    let mut out = Output::default();
+    let mut sampled = Vec::new();
+    for i in 0..2_000 {
+        let event = format!(r#"{{"event_id":"ac-{i}","risk_score":0.1,"model_confidence":0.99,"model_version":"m"}}"#);
+        let v = p.process(Some(event.as_bytes()), source(), now(), &mut out);
+        let Verdict::Routed { route: Route::AutoCommit, sample, .. } = v else { panic!("{v:?}") };
+        if let Some(topic) = sample {
+            assert_eq!(topic, "tollgate.async-review");
+            let rec = RoutedRecord::from_json(&out.sample).unwrap();
+            assert_eq!((rec.route, rec.rule.as_ref()), (Route::AsyncReview, AUDIT_SAMPLE_RULE));
+            let change = tollgate_schemas::PendingChange::read(&out.changelog).unwrap();
+            assert!(change.post_verify && change.queue == Route::AsyncReview);
+            let audit = AuditRecord::read(RecordFormat::Json, &out.audit).unwrap();
+            assert_eq!(audit.rationale.as_deref(), Some("sampled for a post-verify review"));
+            sampled.push(i);
+        } else {
+            assert!(out.sample.is_empty() && out.changelog.is_empty());
+        }
+    }
+    assert!((300..500).contains(&sampled.len()), "about 20% of 2000: {}", sampled.len());
+    // The same ids are drawn again (a replay samples the same events).
+    let again: Vec<_> = (0..2_000)
+        .filter(|i| {
+            let event =
+                format!(r#"{{"event_id":"ac-{i}","risk_score":0.1,"model_confidence":0.99,"model_version":"m"}}"#);
+            matches!(
+                p.process(Some(event.as_bytes()), source(), now(), &mut out),
+                Verdict::Routed { sample: Some(_), .. }
+            )
+        })
+        .collect();
+    assert_eq!(again, sampled);
+}
+
+#[test]
 fn a_policy_that_uses_a_disabled_route_is_refused() {
     let mut c = example_config();
     c.topics.auto_reject = String::new();

@@ -76,6 +76,8 @@ pub struct PendingInput<'a> {
     pub partition: i32,
     /// Offset of the changelog record that carries the original event.
     pub event_offset: i64,
+    /// Pre-accepted (a post-verify queue, or an audit sample): a reject must be compensated.
+    pub post_verify: bool,
     pub policy_version: &'a str,
     pub model_version: &'a str,
     pub rule: &'a str,
@@ -171,7 +173,7 @@ impl ReviewState {
             tier: 1,
             held: false,
             info_requested: false,
-            post_verify: q.post_verify,
+            post_verify: input.post_verify,
             partition: input.partition,
             event_offset: input.event_offset,
             risk: input.risk as f32,

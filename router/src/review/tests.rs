@@ -29,6 +29,7 @@ fn input(id: &str, queue: Route, risk: f64) -> PendingInput<'_> {
         routed_at: T0,
         partition: 1,
         event_offset: 7,
+        post_verify: false,
         policy_version: "p1",
         model_version: "m1",
         rule: "sync-review",
@@ -198,8 +199,8 @@ fn reviewer_escalation_and_request_for_information() {
 #[test]
 fn a_rejected_post_verify_event_is_rolled_back() {
     let s = ReviewState::new(settings(Fallback::Hold, true));
-    s.admit(input("pv1", Route::AsyncReview, 0.7), T0);
-    s.admit(input("pv2", Route::AsyncReview, 0.7), T0);
+    s.admit(PendingInput { post_verify: true, ..input("pv1", Route::AsyncReview, 0.7) }, T0);
+    s.admit(PendingInput { post_verify: true, ..input("pv2", Route::AsyncReview, 0.7) }, T0);
     assert!(resolution(&s.decide(decision("pv1", ReviewAction::Reject, T0 + MIN), 1, T0 + MIN)).rollback);
     assert!(!resolution(&s.decide(decision("pv2", ReviewAction::Approve, T0 + MIN), 1, T0 + MIN)).rollback);
 }
