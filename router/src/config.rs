@@ -370,10 +370,27 @@ impl Default for MetricsConfig {
     }
 }
 
+/// Delivery guarantee of the routing loop.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Guarantee {
+    /// Offsets stored once outputs are acknowledged; a crash may replay outputs.
+    #[default]
+    AtLeastOnce,
+    /// Outputs and input offsets committed in one Kafka transaction per batch.
+    ExactlyOnce,
+}
+
 /// Throughput and shutdown settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProcessingConfig {
+    /// `at_least_once` (default) or `exactly_once` (Kafka transactions; consumers of the
+    /// outputs must read with `isolation.level=read_committed`).
+    pub guarantee: Guarantee,
+    /// Transactional id for `exactly_once`: unique per router instance and stable across its
+    /// restarts (default: `<group_id>.<HOSTNAME>`).
+    pub transactional_id: Option<String>,
     /// Most events consumed but not yet acknowledged by the broker; at the bound the router
     /// stops polling until acknowledgements arrive (backpressure, not buffering).
     pub max_in_flight: usize,
@@ -385,7 +402,13 @@ pub struct ProcessingConfig {
 
 impl Default for ProcessingConfig {
     fn default() -> Self {
-        ProcessingConfig { max_in_flight: 50_000, batch_size: 1_000, shutdown_timeout: HumanDuration::secs(30) }
+        ProcessingConfig {
+            guarantee: Guarantee::AtLeastOnce,
+            transactional_id: None,
+            max_in_flight: 50_000,
+            batch_size: 1_000,
+            shutdown_timeout: HumanDuration::secs(30),
+        }
     }
 }
 
@@ -491,6 +514,14 @@ impl RouterConfig {
         config.base_dir = base_dir;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The transactional id of this instance (for `exactly_once`).
+    pub fn transactional_id(&self) -> String {
+        self.processing.transactional_id.clone().unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+            format!("{}.{host}", self.kafka.group_id)
+        })
     }
 
     /// Resolves a configured path against the configuration file's directory.

@@ -36,6 +36,7 @@ pub mod names {
     pub const REVIEW_PENDING: &str = "tollgate_review_pending";
     pub const REVIEW_OLDEST: &str = "tollgate_review_oldest_pending_seconds";
     pub const DRIFT_PSI: &str = "tollgate_drift_psi";
+    pub const TRANSACTIONS: &str = "tollgate_transactions_total";
     pub const CONFIDENCE_MEAN: &str = "tollgate_model_confidence_mean";
     pub const CONFIDENCE_BASELINE: &str = "tollgate_model_confidence_baseline";
 }
@@ -69,6 +70,7 @@ pub struct Telemetry {
     drift: GaugeVec,
     confidence_mean: prometheus::Gauge,
     confidence_baseline: prometheus::Gauge,
+    transactions: IntCounterVec,
 }
 
 /// The review loop's metrics (labels: queue, outcome, tier, action, reason: all small sets).
@@ -242,8 +244,14 @@ impl Telemetry {
                 .unwrap();
         let confidence_baseline =
             prometheus::Gauge::new(names::CONFIDENCE_BASELINE, "Expected mean model confidence (configured).").unwrap();
+        let transactions = IntCounterVec::new(
+            Opts::new(names::TRANSACTIONS, "Routing transactions (exactly_once), by result: committed or aborted."),
+            &["result"],
+        )
+        .unwrap();
         for c in [
-            Box::new(drift.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(transactions.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(drift.clone()),
             Box::new(confidence_mean.clone()),
             Box::new(confidence_baseline.clone()),
         ] {
@@ -267,6 +275,15 @@ impl Telemetry {
             drift,
             confidence_mean,
             confidence_baseline,
+            transactions,
+        }
+    }
+
+    /// A routing transaction committed (`true`) or was aborted for a retry.
+    pub fn transaction(&self, committed: bool, error: Option<&dyn std::fmt::Display>) {
+        self.transactions.with_label_values(&[if committed { "committed" } else { "aborted" }]).inc();
+        if let Some(e) = error {
+            tracing::warn!(error = %e, "Aborted a routing transaction; the batch is retried.");
         }
     }
 

@@ -13,6 +13,7 @@ use rdkafka::producer::{Producer, ProducerContext, ThreadedProducer};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -66,6 +67,8 @@ pub struct RouterConsumerContext {
     pub drain_timeout: Duration,
     /// For the review join: the state to hand over on rebalance.
     pub review: Option<ReviewHandOver>,
+    /// Counts rebalances; a transactional batch polled across one is discarded and re-read.
+    pub generation: AtomicU64,
 }
 
 /// How the review join hands state over on rebalance: a revoked changelog partition's state is
@@ -136,6 +139,7 @@ impl ConsumerContext for RouterConsumerContext {
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         match rebalance {
             Rebalance::Assign(partitions) => {
                 let list: Vec<(String, i32)> =

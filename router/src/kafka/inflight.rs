@@ -90,6 +90,9 @@ pub struct InFlight {
     topics: Vec<String>,
     /// The loop thread, woken when a batch completes.
     waker: Thread,
+    /// At-least-once: store offsets, and stop at a failed delivery. Transactional: a
+    /// transaction commits the offsets and an abort retries the batch, so neither applies.
+    store_offsets: bool,
     fatal: Mutex<Option<DeliveryFailed>>,
 }
 
@@ -101,7 +104,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl InFlight {
     /// Tracking for a loop running on `waker` that consumes `topics`.
     pub fn new(waker: Thread, topics: Vec<String>) -> Self {
-        InFlight { state: Mutex::new(State::default()), topics, waker, fatal: Mutex::new(None) }
+        InFlight { state: Mutex::new(State::default()), topics, waker, store_offsets: true, fatal: Mutex::new(None) }
+    }
+
+    /// Tracking for a transactional loop: completed batches are only counted down.
+    pub fn transactional(mut self) -> Self {
+        self.store_offsets = false;
+        self
     }
 
     /// The index of a consumed topic (0 when unknown: callers pass topics they consume).
@@ -165,7 +174,7 @@ impl InFlight {
             let Some(entry) = s.sealed.pop_front() else {
                 break;
             };
-            if entry.batch.failed.load(Ordering::Acquire) {
+            if self.store_offsets && entry.batch.failed.load(Ordering::Acquire) {
                 let message = lock(&entry.batch.error).clone().unwrap_or_default();
                 // Keep it at the front: nothing after it may be stored.
                 s.sealed.push_front(entry);
@@ -173,7 +182,7 @@ impl InFlight {
                 *lock(&self.fatal) = Some(failure.clone());
                 return Err(failure);
             }
-            for &(topic, partition, offset) in &entry.offsets {
+            for &(topic, partition, offset) in entry.offsets.iter().filter(|_| self.store_offsets) {
                 // Fails only for a partition no longer assigned; its new owner replays from the
                 // last commit, so nothing is lost.
                 if let Err(e) = consumer.store_offset(&self.topics[topic], partition, offset) {

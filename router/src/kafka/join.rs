@@ -83,6 +83,7 @@ pub fn run_join(
                 state: Arc::clone(&state),
                 assigned_at: Mutex::new(None),
             }),
+            generation: Default::default(),
         })?;
     consumer.subscribe(&[&topics.review_decisions, &topics.pending_changelog])?;
     tracing::info!(decisions = %topics.review_decisions, changelog = %topics.pending_changelog, "Joining review decisions.");

@@ -19,7 +19,7 @@ pub use admin::ensure_topics;
 pub use join::{run_join, STATE_SUFFIX};
 pub use runner::{run_loop, LoopError};
 
-use crate::config::RouterConfig;
+use crate::config::{Guarantee, RouterConfig};
 use rdkafka::ClientConfig;
 
 /// Consumer settings: Tollgate's, then the user's `kafka.consumer` overrides.
@@ -38,6 +38,10 @@ pub fn consumer_config(config: &RouterConfig) -> ClientConfig {
         .set("enable.partition.eof", "false")
         // Statistics feed the consumer-lag gauge.
         .set("statistics.interval.ms", "5000");
+    if config.processing.guarantee == Guarantee::ExactlyOnce {
+        // Offsets are committed by the producer's transactions, never by the consumer.
+        c.set("enable.auto.commit", "false").set("isolation.level", "read_committed");
+    }
     for (key, value) in &k.consumer {
         c.set(key, value);
     }
@@ -68,3 +72,15 @@ pub fn producer_config(config: &RouterConfig) -> ClientConfig {
     }
     c
 }
+
+/// The routing loop's producer settings: [`producer_config`], transactional for `exactly_once`.
+pub fn routing_producer_config(config: &RouterConfig) -> ClientConfig {
+    let mut c = producer_config(config);
+    if config.processing.guarantee == Guarantee::ExactlyOnce {
+        c.set("transactional.id", config.transactional_id());
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests;

@@ -4,16 +4,17 @@
 
 use super::context::{DeliveryContext, RouterConsumerContext};
 use super::inflight::{Batch, DeliveryFailed, InFlight};
-use super::{consumer_config, producer_config};
-use crate::config::RouterConfig;
+use super::{consumer_config, routing_producer_config};
+use crate::config::{Guarantee, RouterConfig};
 use crate::pipeline::{Output, Pipeline, Source, Verdict};
 use crate::telemetry::Telemetry;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders, ToBytes};
-use rdkafka::producer::{BaseRecord, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::Message;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, SystemTime};
@@ -24,6 +25,26 @@ use tollgate_schemas::{headers, Route};
 const IDLE_POLL: Duration = Duration::from_millis(100);
 /// How long the loop sleeps when the in-flight bound is reached (a completion wakes it sooner).
 const BACKPRESSURE_WAIT: Duration = Duration::from_millis(5);
+
+/// Longest wait for a transaction call (init, offsets, commit, abort).
+const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How a routing transaction failed.
+enum TxnError {
+    /// Abort it and retry the batch.
+    Abort(String),
+    /// Stop the router.
+    Fatal(LoopError),
+}
+
+impl From<KafkaError> for TxnError {
+    fn from(e: KafkaError) -> Self {
+        match &e {
+            KafkaError::Transaction(t) if t.txn_requires_abort() => TxnError::Abort(e.to_string()),
+            _ => TxnError::Fatal(e.into()),
+        }
+    }
+}
 
 /// Why the loop stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -55,9 +76,18 @@ pub fn run_loop(
     telemetry: &Telemetry,
     shutdown: &CancellationToken,
 ) -> Result<(), LoopError> {
-    let inflight = Arc::new(InFlight::new(thread::current(), vec![config.kafka.input_topic.clone()]));
-    let producer: ThreadedProducer<DeliveryContext> = producer_config(config)
+    let transactional = config.processing.guarantee == Guarantee::ExactlyOnce;
+    let mut tracking = InFlight::new(thread::current(), vec![config.kafka.input_topic.clone()]);
+    if transactional {
+        tracking = tracking.transactional();
+    }
+    let inflight = Arc::new(tracking);
+    let producer: ThreadedProducer<DeliveryContext> = routing_producer_config(config)
         .create_with_context(DeliveryContext { telemetry: telemetry.clone(), inflight: Arc::clone(&inflight) })?;
+    if transactional {
+        producer.init_transactions(TXN_TIMEOUT)?;
+        tracing::info!(transactional_id = %config.transactional_id(), "Routing exactly once (Kafka transactions).");
+    }
     let input_topic = config.kafka.input_topic.as_str();
     let consumer: BaseConsumer<RouterConsumerContext> =
         consumer_config(config).create_with_context(RouterConsumerContext {
@@ -67,6 +97,7 @@ pub fn run_loop(
             input_topic: input_topic.to_owned(),
             drain_timeout: config.processing.shutdown_timeout.0,
             review: None,
+            generation: Default::default(),
         })?;
     consumer.subscribe(&[input_topic])?;
     tracing::info!(topic = input_topic, group = %config.kafka.group_id, "Consuming.");
@@ -85,7 +116,11 @@ pub fn run_loop(
     if let Some(mean) = config.drift.baseline_confidence_mean {
         telemetry.set_confidence_baseline(mean);
     }
-    let result = state.run(&consumer, config, shutdown);
+    let result = if transactional {
+        state.run_transactional(&consumer, config, shutdown)
+    } else {
+        state.run(&consumer, config, shutdown)
+    };
     telemetry.set_ready(false);
     tracing::info!(in_flight = inflight.events(), "Stopping: draining in-flight records and committing.");
     consumer.context().drain_and_commit(&consumer);
@@ -127,6 +162,80 @@ impl Loop<'_> {
             self.inflight.seal();
         }
         Ok(())
+    }
+
+    /// The exactly-once loop: each batch's outputs and input offsets go in one transaction. An
+    /// abortable failure aborts it and re-reads the batch; a rebalance while polling discards
+    /// the batch (its partitions may have moved) and re-reads what is still assigned.
+    fn run_transactional(
+        &mut self,
+        consumer: &BaseConsumer<RouterConsumerContext>,
+        config: &RouterConfig,
+        shutdown: &CancellationToken,
+    ) -> Result<(), LoopError> {
+        let batch_size = config.processing.batch_size;
+        while !shutdown.is_cancelled() {
+            // Transactions are committed per batch: nothing stays in flight across batches.
+            self.inflight.settle(consumer)?;
+            let generation = consumer.context().generation.load(Ordering::Acquire);
+            let mut messages = Vec::with_capacity(batch_size);
+            let mut timeout = IDLE_POLL;
+            while messages.len() < batch_size {
+                match consumer.poll(timeout) {
+                    None => break,
+                    Some(Err(e)) => {
+                        self.telemetry.kafka_error(&e);
+                        break;
+                    }
+                    Some(Ok(m)) => messages.push(m),
+                }
+                timeout = Duration::ZERO;
+            }
+            if messages.is_empty() {
+                continue;
+            }
+            if consumer.context().generation.load(Ordering::Acquire) != generation {
+                rewind(consumer, &messages);
+                continue;
+            }
+            match self.route_in_transaction(consumer, &messages) {
+                Ok(()) => self.telemetry.transaction(true, None),
+                Err(TxnError::Abort(e)) => {
+                    self.telemetry.transaction(false, Some(&e));
+                    self.producer.abort_transaction(TXN_TIMEOUT)?;
+                    rewind(consumer, &messages);
+                }
+                Err(TxnError::Fatal(e)) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn route_in_transaction(
+        &mut self,
+        consumer: &BaseConsumer<RouterConsumerContext>,
+        messages: &[BorrowedMessage<'_>],
+    ) -> Result<(), TxnError> {
+        self.producer.begin_transaction().map_err(TxnError::from)?;
+        let now = SystemTime::now();
+        let mut offsets = TopicPartitionList::new();
+        for m in messages {
+            match self.route(m, now) {
+                Ok(()) => {}
+                // A record the producer would not take: abort, and retry the batch.
+                Err(LoopError::Delivery(d)) => return Err(TxnError::Abort(d.to_string())),
+                Err(e) => return Err(TxnError::Fatal(e)),
+            }
+            offsets
+                .add_partition_offset(m.topic(), m.partition(), Offset::Offset(m.offset() + 1))
+                .map_err(TxnError::from)?;
+        }
+        self.inflight.seal();
+        let group = consumer
+            .group_metadata()
+            .ok_or_else(|| TxnError::Fatal(DeliveryFailed("the consumer has no group metadata".into()).into()))?;
+        self.producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT).map_err(TxnError::from)?;
+        self.producer.commit_transaction(TXN_TIMEOUT).map_err(TxnError::from)
     }
 
     /// Processes one input record and enqueues its output records.
@@ -195,6 +304,22 @@ impl Loop<'_> {
         send(self.producer, audit)?;
         self.inflight.record_event(0, source.partition, source.offset);
         Ok(())
+    }
+}
+
+/// Seeks each partition of an abandoned batch back to its first record (partitions no longer
+/// assigned are left to their new owner).
+fn rewind(consumer: &BaseConsumer<RouterConsumerContext>, messages: &[BorrowedMessage<'_>]) {
+    let mut first: Vec<(&str, i32, i64)> = Vec::new();
+    for m in messages {
+        if !first.iter().any(|(t, p, _)| *t == m.topic() && *p == m.partition()) {
+            first.push((m.topic(), m.partition(), m.offset()));
+        }
+    }
+    for (topic, partition, offset) in first {
+        if let Err(e) = consumer.seek(topic, partition, Offset::Offset(offset), Duration::from_secs(5)) {
+            tracing::debug!(topic, partition, error = %e, "Not rewound (partition no longer assigned).");
+        }
     }
 }
 
