@@ -12,7 +12,7 @@ trap 'scripts/broker.sh stop' EXIT
 export TOLLGATE_TEST_BROKERS="127.0.0.1:$TOLLGATE_BROKER_PORT"
 
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --all-targets --no-fail-fast "$@"
+  cargo nextest run --workspace --no-fail-fast "$@"
 else
-  cargo test --workspace --all-targets --no-fail-fast "$@"
+  cargo test --workspace --no-fail-fast "$@"
 fi

@@ -22,7 +22,7 @@
 use super::context::{DeliveryContext, ReviewHandOver, RouterConsumerContext};
 use super::inflight::{Batch, InFlight};
 use super::runner::{send, LoopError};
-use super::{consumer_config, producer_config};
+use super::{consumer_config, poll_batch, producer_config, BACKPRESSURE_WAIT};
 use crate::config::{InputFormat, RouterConfig};
 use crate::pipeline::millis;
 use crate::review::{Actor, Effect, Escalation, Pending, PendingInput, Resolution, ReviewSettings, ReviewState};
@@ -50,7 +50,6 @@ const REPLAY_HOLD: Duration = Duration::from_secs(30);
 /// A replay is over when no changelog record came for this long (a fallback for brokers whose
 /// high watermarks cannot be trusted).
 const REPLAY_QUIET: Duration = Duration::from_secs(1);
-const IDLE_POLL: Duration = Duration::from_millis(100);
 
 /// Runs the review join on the current thread until `shutdown` is cancelled.
 pub fn run_join(
@@ -219,41 +218,38 @@ impl Join<'_> {
             }
             self.inflight.settle(consumer)?;
             if self.inflight.events() + batch_size > max_in_flight {
-                thread::park_timeout(Duration::from_millis(5));
+                thread::park_timeout(BACKPRESSURE_WAIT);
                 continue;
             }
             let now = millis(SystemTime::now());
-            let mut timeout = IDLE_POLL;
-            for _ in 0..batch_size {
-                match consumer.poll(timeout) {
-                    None => break,
-                    Some(Err(e)) => {
-                        self.telemetry.kafka_error(&e);
-                        break;
+            let changelog = self.config.topics.pending_changelog.clone();
+            let telemetry = self.telemetry;
+            poll_batch(consumer, batch_size, telemetry, |m| {
+                if m.topic() == changelog {
+                    if let Some(r) = self.replay.as_mut() {
+                        r.last_change = Instant::now();
+                        r.targets.retain(|(p, end)| !(*p == m.partition() && m.offset() + 1 >= *end));
                     }
-                    Some(Ok(m)) if m.topic() == self.config.topics.pending_changelog => {
-                        if let Some(r) = self.replay.as_mut() {
-                            r.last_change = Instant::now();
-                            r.targets.retain(|(p, end)| !(*p == m.partition() && m.offset() + 1 >= *end));
-                        }
-                        self.on_change(&m, now)?;
-                    }
-                    Some(Ok(m)) => match self.replay.as_mut() {
-                        Some(r) => r.held.push((
+                    return self.on_change(&m, now);
+                }
+                match self.replay.as_mut() {
+                    Some(r) => {
+                        r.held.push((
                             m.key().map(<[u8]>::to_vec),
                             m.payload().map(<[u8]>::to_vec),
                             m.partition(),
                             m.offset(),
-                        )),
-                        None => {
-                            let topic = self.inflight.topic_index(m.topic());
-                            self.on_decision(m.key(), m.payload(), m.partition(), m.offset(), now)?;
-                            self.inflight.record_event(topic, m.partition(), m.offset());
-                        }
-                    },
+                        ));
+                        Ok(())
+                    }
+                    None => {
+                        let topic = self.inflight.topic_index(m.topic());
+                        self.on_decision(m.key(), m.payload(), m.partition(), m.offset(), now)?;
+                        self.inflight.record_event(topic, m.partition(), m.offset());
+                        Ok(())
+                    }
                 }
-                timeout = Duration::ZERO;
-            }
+            })?;
             if self.replay.as_ref().is_some_and(Replay::is_over) {
                 self.finish_replay(now)?;
             }

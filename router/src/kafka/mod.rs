@@ -22,6 +22,39 @@ pub use runner::{run_loop, LoopError};
 use crate::config::{Guarantee, RouterConfig};
 use rdkafka::ClientConfig;
 
+/// How long one poll waits for input when idle; bounds how late shutdown is noticed.
+pub(crate) const IDLE_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+/// How long a loop sleeps when its in-flight bound is reached (a completion wakes it sooner).
+pub(crate) const BACKPRESSURE_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Polls up to `max` records: waits up to [`IDLE_POLL`] for the first, then takes only what is
+/// already fetched. Hands each record to `each`; a client error ends the batch (counted).
+pub(crate) fn poll_batch<'c, C, E>(
+    consumer: &'c rdkafka::consumer::BaseConsumer<C>,
+    max: usize,
+    telemetry: &crate::telemetry::Telemetry,
+    mut each: impl FnMut(rdkafka::message::BorrowedMessage<'c>) -> Result<(), E>,
+) -> Result<usize, E>
+where
+    C: rdkafka::consumer::ConsumerContext,
+{
+    let mut timeout = IDLE_POLL;
+    let mut taken = 0;
+    while taken < max {
+        match consumer.poll(timeout) {
+            None => break,
+            Some(Err(e)) => {
+                telemetry.kafka_error(&e);
+                break;
+            }
+            Some(Ok(m)) => each(m)?,
+        }
+        taken += 1;
+        timeout = std::time::Duration::ZERO;
+    }
+    Ok(taken)
+}
+
 /// Consumer settings: Tollgate's, then the user's `kafka.consumer` overrides.
 pub fn consumer_config(config: &RouterConfig) -> ClientConfig {
     let k = &config.kafka;

@@ -4,7 +4,7 @@
 
 use super::context::{DeliveryContext, RouterConsumerContext};
 use super::inflight::{Batch, DeliveryFailed, InFlight};
-use super::{consumer_config, routing_producer_config};
+use super::{consumer_config, poll_batch, routing_producer_config, BACKPRESSURE_WAIT};
 use crate::config::{Guarantee, RouterConfig};
 use crate::pipeline::{Output, Pipeline, Source, Verdict};
 use crate::telemetry::Telemetry;
@@ -20,11 +20,6 @@ use std::thread;
 use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 use tollgate_schemas::{headers, Route};
-
-/// How long one poll waits for input when idle; bounds how late shutdown is noticed.
-const IDLE_POLL: Duration = Duration::from_millis(100);
-/// How long the loop sleeps when the in-flight bound is reached (a completion wakes it sooner).
-const BACKPRESSURE_WAIT: Duration = Duration::from_millis(5);
 
 /// Longest wait for a transaction call (init, offsets, commit, abort).
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -146,19 +141,8 @@ impl Loop<'_> {
                 continue;
             }
             let now = SystemTime::now();
-            let mut timeout = IDLE_POLL;
-            for _ in 0..batch_size {
-                match consumer.poll(timeout) {
-                    None => break,
-                    Some(Err(e)) => {
-                        self.telemetry.kafka_error(&e);
-                        break;
-                    }
-                    Some(Ok(message)) => self.route(&message, now)?,
-                }
-                // Once input flows, take what is already fetched without waiting.
-                timeout = Duration::ZERO;
-            }
+            let telemetry = self.telemetry;
+            poll_batch(consumer, batch_size, telemetry, |message| self.route(&message, now))?;
             self.inflight.seal();
         }
         Ok(())
@@ -179,18 +163,10 @@ impl Loop<'_> {
             self.inflight.settle(consumer)?;
             let generation = consumer.context().generation.load(Ordering::Acquire);
             let mut messages = Vec::with_capacity(batch_size);
-            let mut timeout = IDLE_POLL;
-            while messages.len() < batch_size {
-                match consumer.poll(timeout) {
-                    None => break,
-                    Some(Err(e)) => {
-                        self.telemetry.kafka_error(&e);
-                        break;
-                    }
-                    Some(Ok(m)) => messages.push(m),
-                }
-                timeout = Duration::ZERO;
-            }
+            poll_batch(consumer, batch_size, self.telemetry, |m| {
+                messages.push(m);
+                Ok::<_, LoopError>(())
+            })?;
             if messages.is_empty() {
                 continue;
             }
