@@ -1,0 +1,63 @@
+//! Configuration tests: defaults, environment overrides and start-up validation.
+use super::*;
+
+const MINIMAL: &str = r#"
+    [kafka]
+    brokers = "localhost:9092"
+    input_topic = "payments"
+    [policy]
+    file = "policy.toml"
+"#;
+
+fn load(text: &str) -> Result<RouterConfig, ConfigError> {
+    RouterConfig::from_toml_str(text, Path::new("/etc/tollgate"))
+}
+
+#[test]
+fn minimal_config_gets_documented_defaults() {
+    let c = load(MINIMAL).unwrap();
+    assert_eq!(c.topics.auto_commit, "tollgate.auto-commit");
+    assert_eq!(c.topics.dead_letter, "tollgate.dead-letter");
+    assert_eq!(c.kafka.group_id, "tollgate-router");
+    assert_eq!(c.review.sync_review.tiers[0].0, Duration::from_secs(1800));
+    assert_eq!(c.resolve(&c.policy.file), PathBuf::from("/etc/tollgate/policy.toml"));
+    assert_eq!(c.output.format, RecordFormat::Json);
+}
+
+#[test]
+// The closure's error type is figment's, whose size is not ours to choose.
+#[allow(clippy::result_large_err)]
+fn environment_overrides_the_file() {
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("TOLLGATE__KAFKA__BROKERS", "broker-a:9092,broker-b:9092");
+        jail.set_env("TOLLGATE__KAFKA__GROUP_ID", "routers-eu");
+        let c = load(MINIMAL).map_err(|e| e.to_string())?;
+        assert_eq!(c.kafka.brokers, "broker-a:9092,broker-b:9092");
+        assert_eq!(c.kafka.group_id, "routers-eu");
+        Ok(())
+    });
+}
+
+#[test]
+fn invalid_configs_say_what_is_wrong() {
+    let cases = [
+        ("[input]\nformat = \"avro\"", "set input.avro_schema"),
+        ("[scorer]\nkind = \"logistic\"", "set scorer.model"),
+        ("[topics]\naudit = \"payments\"", "is the input topic"),
+        ("[topics]\naudit = \"tollgate.auto-commit\"", "two outputs"),
+        ("[review.sync_review]\ntiers = []", "review.sync_review.tiers"),
+        ("[processing]\nbatch_size = 0", "batch_size"),
+        ("[kafka2]\nx = 1", "unknown field"),
+        ("[review.async_review]\ntiers = [\"soon\"]", "not a duration"),
+    ];
+    for (extra, expected) in cases {
+        let err = load(&format!("{MINIMAL}\n{extra}")).unwrap_err().to_string();
+        assert!(err.contains(expected), "{extra:?}: {err}");
+    }
+}
+
+#[test]
+fn missing_file_is_reported() {
+    let err = RouterConfig::load(Path::new("/nonexistent/router.toml")).unwrap_err();
+    assert!(matches!(err, ConfigError::Missing(_)));
+}

@@ -1,0 +1,412 @@
+//! Turns the review state's effects into records: resolutions, rollbacks, escalations, dead
+//! letters, audit records and changelog states.
+
+use super::{actor_name, Join, Source, STATE_SUFFIX};
+use crate::kafka::inflight::Batch;
+use crate::kafka::runner::{send, LoopError};
+use crate::review::{Actor, Effect, Escalation, Pending, Resolution};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::BaseRecord;
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tollgate_schemas::routed::AvroBytes;
+use tollgate_schemas::{
+    headers, AuditAction, AuditRecord, ChangeState, EscalationRecord, EventFormat, PendingChange, RecordFormat,
+    ResolvedEvent, ReviewOutcome,
+};
+
+impl Join<'_> {
+    pub(super) fn publish(
+        &mut self,
+        effect: Effect,
+        batch: &Arc<Batch>,
+        source: Option<&Source>,
+    ) -> Result<(), LoopError> {
+        match effect {
+            Effect::Resolved(r) => self.resolved(&r, batch, source),
+            Effect::Escalated(e) => self.escalated(&e, batch, source),
+            Effect::InfoRequested { event_id, actor, rationale, at, pending } => {
+                self.write_audit(
+                    batch,
+                    &event_id,
+                    &actor,
+                    AuditAction::ReviewRequestInfo,
+                    "info_requested",
+                    &pending,
+                    Some(&rationale),
+                    None,
+                    source,
+                    at,
+                )?;
+                self.write_state(batch, &event_id, &pending, ChangeState::Pending, &[], None)
+            }
+            Effect::Held { event_id, queue, age_ms, at, pending } => {
+                self.telemetry.review_escalated(queue, "held");
+                let tier = i32::from(pending.tier);
+                let record = EscalationRecord {
+                    event_id: Cow::Borrowed(&event_id),
+                    queue,
+                    from_tier: tier,
+                    to_tier: tier,
+                    age_ms,
+                    actor: Cow::Borrowed("policy_timeout"),
+                    held: true,
+                    at,
+                };
+                self.send_record(batch, &self.config.topics.escalations.clone(), &event_id, |b, f| record.write(f, b))?;
+                self.write_audit(
+                    batch,
+                    &event_id,
+                    &Actor::PolicyTimeout,
+                    AuditAction::TimeoutFallback,
+                    "hold",
+                    &pending,
+                    Some("every tier ran out; fallback hold"),
+                    Some(age_ms),
+                    source,
+                    at,
+                )?;
+                self.write_state(batch, &event_id, &pending, ChangeState::Pending, &[], None)
+            }
+            Effect::Unjoined { decision, reason } => {
+                self.telemetry.review_unjoined(reason.as_str(), &decision.event_id);
+                let mut bytes = Vec::new();
+                let _ = decision.write(RecordFormat::Json, &mut bytes);
+                let message =
+                    format!("decision for event {} could not be joined: {}", decision.event_id, reason.as_str());
+                self.dead_letter(
+                    batch,
+                    Some(decision.event_id.as_bytes()),
+                    Some(&bytes),
+                    reason.as_str(),
+                    &message,
+                    source,
+                )?;
+                let mut audit = Vec::new();
+                let record = AuditRecord {
+                    event_id: Cow::Borrowed(&decision.event_id),
+                    timestamp: Cow::Owned(humantime::format_rfc3339_millis(SystemTime::now()).to_string()),
+                    actor: Cow::Borrowed(&decision.reviewer_id),
+                    actor_role: Some(Cow::Borrowed(&decision.reviewer_role)),
+                    action: Cow::Borrowed(AuditAction::DecisionUnjoined.as_str()),
+                    decision: Cow::Borrowed(reason.as_str()),
+                    rule: None,
+                    guardrail: false,
+                    policy_version: None,
+                    model_version: None,
+                    risk_score: None,
+                    confidence: None,
+                    explanation: Vec::new(),
+                    input_snapshot: Cow::Borrowed("{}"),
+                    rationale: Some(Cow::Borrowed(&decision.rationale)),
+                    sla_expected_ms: None,
+                    sla_actual_ms: None,
+                    source_topic: Cow::Borrowed(&self.config.topics.review_decisions),
+                    source_partition: source.map_or(-1, |m| m.partition),
+                    source_offset: source.map_or(-1, |m| m.offset),
+                };
+                let _ = record.write(self.config.output.format, &mut audit);
+                let audit_topic = self.config.topics.audit.clone();
+                send(
+                    self.producer,
+                    BaseRecord::with_opaque_to(&audit_topic, Arc::clone(batch))
+                        .key(decision.event_id.as_bytes())
+                        .payload(&audit),
+                )
+            }
+            Effect::Duplicate { .. } => {
+                self.telemetry.review_duplicate();
+                Ok(())
+            }
+            Effect::Forget { event_id, partition } => {
+                let topic = self.config.topics.pending_changelog.clone();
+                for key in [event_id.to_string(), format!("{event_id}{STATE_SUFFIX}")] {
+                    let record: BaseRecord<'_, [u8], [u8], _> =
+                        BaseRecord::with_opaque_to(&topic, Arc::clone(batch)).key(key.as_bytes()).partition(partition);
+                    send(self.producer, record)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn resolved(&mut self, r: &Resolution, batch: &Arc<Batch>, source: Option<&Source>) -> Result<(), LoopError> {
+        let original = self.lookup.fetch(r.pending.partition, r.pending.event_offset);
+        if original.is_none() {
+            tracing::warn!(event_id = %r.event_id, "The original event is not in the changelog; the resolved record carries none.");
+        }
+        let (format, bytes) =
+            original.as_ref().map_or((EventFormat::Json, &[][..]), |c| (c.event_format, c.event.0.as_ref()));
+        let (actor, role) = actor_name(&r.actor);
+        let outcome = |o: crate::review::Outcome| match o {
+            crate::review::Outcome::Approved => ReviewOutcome::Approved,
+            crate::review::Outcome::Rejected => ReviewOutcome::Rejected,
+        };
+        let record = ResolvedEvent {
+            event_id: Cow::Borrowed(&r.event_id),
+            queue: r.queue,
+            rule: Cow::Borrowed(&r.pending.rule),
+            recommendation: outcome(r.recommendation),
+            action: r.action,
+            outcome: outcome(r.outcome),
+            actor: Cow::Borrowed(if r.action.is_some() { actor } else { "policy_timeout" }),
+            actor_role: role.map(Cow::Borrowed),
+            rationale: Cow::Borrowed(&r.rationale),
+            second_signoff: r.second_signoff.as_deref().map(Cow::Borrowed),
+            overridden: r.overridden,
+            review_latency_ms: r.latency_ms,
+            sla_met: r.sla_met,
+            tier: i32::from(r.tier),
+            decided_at: r.decided_at,
+            rollback: r.rollback,
+            risk_score: f64::from(r.pending.risk),
+            confidence: f64::from(r.pending.confidence),
+            policy_version: Cow::Borrowed(&r.pending.policy_version),
+            model_version: Cow::Borrowed(&r.pending.model_version),
+            event_format: format,
+            event: (),
+        };
+        self.buf.clear();
+        let written = match self.config.output.format {
+            RecordFormat::Avro => record.with_event(AvroBytes(Cow::Borrowed(bytes))).write_avro(&mut self.buf),
+            RecordFormat::Json => {
+                let event = self.event_as_json(format, bytes);
+                record.with_event(event).write_json(&mut self.buf)
+            }
+        };
+        if let Err(e) = written {
+            tracing::error!(error = %e, event_id = %r.event_id, "Encoding a resolved record failed.");
+        }
+        let mut targets = vec![self.config.topics.resolved.clone()];
+        if r.rollback {
+            targets.push(self.config.topics.rollbacks.clone());
+        }
+        for topic in &targets {
+            let record =
+                BaseRecord::with_opaque_to(topic, Arc::clone(batch)).key(r.event_id.as_bytes()).payload(&self.buf);
+            send(self.producer, record)?;
+        }
+        let timeout = r.action.is_none();
+        self.telemetry.review_resolved(r.queue, r.outcome.as_str(), r.overridden, timeout, r.latency_ms, r.sla_met);
+        let action = if timeout { AuditAction::TimeoutFallback } else { AuditAction::ReviewDecision };
+        self.write_audit(
+            batch,
+            &r.event_id,
+            &r.actor,
+            action,
+            r.outcome.as_str(),
+            &r.pending,
+            Some(&r.rationale),
+            Some(r.latency_ms),
+            source,
+            r.decided_at,
+        )?;
+        self.write_state(batch, &r.event_id, &r.pending, ChangeState::Resolved, &r.fingerprints, Some(r.decided_at))
+    }
+
+    fn escalated(&mut self, e: &Escalation, batch: &Arc<Batch>, source: Option<&Source>) -> Result<(), LoopError> {
+        self.telemetry.review_escalated(e.queue, &e.to_tier.to_string());
+        let (actor, _) = actor_name(&e.actor);
+        let record = EscalationRecord {
+            event_id: Cow::Borrowed(&e.event_id),
+            queue: e.queue,
+            from_tier: i32::from(e.from_tier),
+            to_tier: i32::from(e.to_tier),
+            age_ms: e.age_ms,
+            actor: Cow::Borrowed(if e.actor == Actor::PolicyTimeout { "policy_timeout" } else { actor }),
+            held: false,
+            at: e.at,
+        };
+        let topic = self.config.topics.escalations.clone();
+        self.send_record(batch, &topic, &e.event_id, |b, f| record.write(f, b))?;
+        let action =
+            if e.actor == Actor::PolicyTimeout { AuditAction::TierTimeout } else { AuditAction::ReviewEscalate };
+        let decision = format!("tier {} -> {}", e.from_tier, e.to_tier);
+        self.write_audit(
+            batch,
+            &e.event_id,
+            &e.actor,
+            action,
+            &decision,
+            &e.pending,
+            None,
+            Some(e.age_ms),
+            source,
+            e.at,
+        )?;
+        self.write_state(batch, &e.event_id, &e.pending, ChangeState::Pending, &[], None)
+    }
+
+    /// Encodes a record in the output format and sends it keyed by event id.
+    fn send_record(
+        &mut self,
+        batch: &Arc<Batch>,
+        topic: &str,
+        event_id: &str,
+        encode: impl FnOnce(&mut Vec<u8>, RecordFormat) -> Result<(), tollgate_schemas::CodecError>,
+    ) -> Result<(), LoopError> {
+        self.buf.clear();
+        if let Err(e) = encode(&mut self.buf, self.config.output.format) {
+            tracing::error!(error = %e, topic, event_id, "Encoding a review record failed.");
+        }
+        send(
+            self.producer,
+            BaseRecord::with_opaque_to(topic, Arc::clone(batch)).key(event_id.as_bytes()).payload(&self.buf),
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_audit(
+        &mut self,
+        batch: &Arc<Batch>,
+        event_id: &str,
+        actor: &Actor,
+        action: AuditAction,
+        decision: &str,
+        pending: &Pending,
+        rationale: Option<&str>,
+        actual_ms: Option<i64>,
+        source: Option<&Source>,
+        at: i64,
+    ) -> Result<(), LoopError> {
+        let (actor, role) = actor_name(actor);
+        let sla = self.settings_sla(pending);
+        let record = AuditRecord {
+            event_id: Cow::Borrowed(event_id),
+            timestamp: Cow::Owned(
+                humantime::format_rfc3339_millis(SystemTime::UNIX_EPOCH + Duration::from_millis(at.max(0) as u64))
+                    .to_string(),
+            ),
+            actor: Cow::Borrowed(actor),
+            actor_role: role.map(Cow::Borrowed),
+            action: Cow::Borrowed(action.as_str()),
+            decision: Cow::Borrowed(decision),
+            rule: Some(Cow::Borrowed(&pending.rule)),
+            guardrail: false,
+            policy_version: Some(Cow::Borrowed(&pending.policy_version)),
+            model_version: Some(Cow::Borrowed(&pending.model_version)),
+            risk_score: Some(f64::from(pending.risk)),
+            confidence: Some(f64::from(pending.confidence)),
+            explanation: Vec::new(),
+            // The event's redacted snapshot is on its routing audit record.
+            input_snapshot: Cow::Borrowed("{}"),
+            rationale: rationale.map(Cow::Borrowed),
+            sla_expected_ms: Some(sla),
+            sla_actual_ms: actual_ms,
+            source_topic: Cow::Borrowed(source.map_or(self.config.topics.pending_changelog.as_str(), |m| &m.topic)),
+            source_partition: source.map_or(pending.partition, |m| m.partition),
+            source_offset: source.map_or(-1, |m| m.offset),
+        };
+        self.audit.clear();
+        if let Err(e) = record.write(self.config.output.format, &mut self.audit) {
+            tracing::error!(error = %e, event_id, "Encoding a review audit record failed.");
+        }
+        let topic = self.config.topics.audit.clone();
+        send(
+            self.producer,
+            BaseRecord::with_opaque_to(&topic, Arc::clone(batch)).key(event_id.as_bytes()).payload(&self.audit),
+        )
+    }
+
+    fn settings_sla(&self, pending: &Pending) -> i64 {
+        let q = if pending.queue == tollgate_schemas::Route::SyncReview {
+            &self.settings.sync_review
+        } else {
+            &self.settings.async_review
+        };
+        q.tiers_ms.first().copied().unwrap_or(0)
+    }
+
+    /// Writes the review's state to the changelog under `<event id>/state`, in its partition.
+    fn write_state(
+        &mut self,
+        batch: &Arc<Batch>,
+        event_id: &str,
+        pending: &Pending,
+        state: ChangeState,
+        fingerprints: &[Arc<str>],
+        resolved_at: Option<i64>,
+    ) -> Result<(), LoopError> {
+        let applied: Vec<Cow<'_, str>> = match state {
+            ChangeState::Resolved => fingerprints.iter().map(|f| Cow::Borrowed(&**f)).collect(),
+            ChangeState::Pending => pending.applied.iter().map(|f| Cow::Borrowed(&**f)).collect(),
+        };
+        let revision = pending.revision + u32::from(state == ChangeState::Resolved);
+        let change = PendingChange {
+            event_id: Cow::Borrowed(event_id),
+            state,
+            queue: pending.queue,
+            revision: i32::try_from(revision).unwrap_or(i32::MAX),
+            tier: i32::from(pending.tier),
+            held: pending.held,
+            info_requested: pending.info_requested,
+            post_verify: pending.post_verify,
+            risk_score: f64::from(pending.risk),
+            confidence: f64::from(pending.confidence),
+            routed_at: pending.routed_at,
+            deadline: pending.deadline,
+            policy_version: Cow::Borrowed(&pending.policy_version),
+            model_version: Cow::Borrowed(&pending.model_version),
+            rule: Cow::Borrowed(&pending.rule),
+            applied,
+            resolved_at,
+            event_format: EventFormat::Json,
+            event: AvroBytes(Cow::Borrowed(&[])),
+        };
+        self.buf.clear();
+        if let Err(e) = change.write(&mut self.buf) {
+            tracing::error!(error = %e, event_id, "Encoding a changelog entry failed.");
+        }
+        let key = format!("{event_id}{STATE_SUFFIX}");
+        let topic = self.config.topics.pending_changelog.clone();
+        let record = BaseRecord::with_opaque_to(&topic, Arc::clone(batch))
+            .key(key.as_bytes())
+            .payload(&self.buf)
+            .partition(pending.partition);
+        send(self.producer, record)
+    }
+
+    pub(super) fn dead_letter(
+        &mut self,
+        batch: &Arc<Batch>,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        reason: &str,
+        message: &str,
+        source: Option<&Source>,
+    ) -> Result<(), LoopError> {
+        let (topic, partition, offset) =
+            source.map_or((String::new(), -1, -1), |m| (m.topic.clone(), m.partition, m.offset));
+        let h = OwnedHeaders::new_with_capacity(5)
+            .insert(Header { key: headers::ERROR_REASON, value: Some(reason) })
+            .insert(Header { key: headers::ERROR_MESSAGE, value: Some(message) })
+            .insert(Header { key: headers::SOURCE_TOPIC, value: Some(&topic) })
+            .insert(Header { key: headers::SOURCE_PARTITION, value: Some(&partition.to_string()) })
+            .insert(Header { key: headers::SOURCE_OFFSET, value: Some(&offset.to_string()) });
+        let dl_topic = self.config.topics.dead_letter.clone();
+        let mut record: BaseRecord<'_, [u8], [u8], Arc<Batch>> =
+            BaseRecord::with_opaque_to(&dl_topic, Arc::clone(batch)).headers(h);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(p) = payload {
+            record = record.payload(p);
+        }
+        send(self.producer, record)
+    }
+
+    fn event_as_json(&self, format: EventFormat, bytes: &[u8]) -> serde_json::Value {
+        match format {
+            EventFormat::Json => serde_json::from_slice(bytes).unwrap_or(serde_json::Value::Null),
+            EventFormat::Avro => {
+                let Some((schema, confluent)) = &self.avro_input else { return serde_json::Value::Null };
+                let mut datum = if *confluent && bytes.len() >= 5 { &bytes[5..] } else { bytes };
+                apache_avro::from_avro_datum(schema, &mut datum, None)
+                    .ok()
+                    .and_then(|v| serde_json::Value::try_from(v).ok())
+                    .unwrap_or(serde_json::Value::Null)
+            }
+        }
+    }
+}
