@@ -4,19 +4,14 @@
 
 mod common;
 
-use common::{create_topics, produce, Broker, Collected, Collector, TestRecord, Topics, EXAMPLE_DIR};
-use std::path::Path;
+use common::{create_topics, produce, Broker, Collected, Collector, TestRecord, Topics};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tollgate_router::config::{Fallback, HumanDuration, RouterConfig};
 use tollgate_schemas::{EscalationRecord, RecordFormat, ResolvedEvent, RoutedRecord};
 
 fn sample() -> Vec<serde_json::Value> {
-    std::fs::read_to_string(Path::new(EXAMPLE_DIR).join("sample.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    common::sample_events()
 }
 
 fn sample_records() -> Vec<TestRecord> {

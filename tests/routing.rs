@@ -27,11 +27,7 @@ fn expected(risk: f64, conf: f64) -> &'static str {
 }
 
 fn sample() -> Vec<serde_json::Value> {
-    std::fs::read_to_string(Path::new(EXAMPLE_DIR).join("sample.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    common::sample_events()
 }
 
 /// Runs an in-process router on `config` while `body` runs, then stops it and checks it

@@ -26,6 +26,15 @@ pub const EXAMPLE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/pay
 /// and a killed member holds its partitions for the full timeout; 6 s keeps tests quick.
 pub const SESSION_TIMEOUT_MS: &str = "6000";
 
+/// The reference example's sample events.
+pub fn sample_events() -> Vec<serde_json::Value> {
+    std::fs::read_to_string(Path::new(EXAMPLE_DIR).join("sample.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// A Kafka-protocol broker reachable over TCP.
 pub struct Broker {
     pub addr: String,
