@@ -268,7 +268,7 @@ pub fn produce(brokers: &str, topic: &str, records: &[TestRecord]) {
         }
         producer.poll(Duration::ZERO);
     }
-    producer.flush(Duration::from_secs(60)).expect("test input acknowledged");
+    producer.flush(Duration::from_secs(120)).expect("test input acknowledged");
 }
 
 /// A record read back from an output topic.
@@ -297,7 +297,8 @@ pub struct Collector {
 }
 
 impl Collector {
-    /// Waits (up to a minute) until every topic exists, then subscribes to them.
+    /// Waits (up to two minutes: a loaded machine is slow) until every topic exists, then
+    /// subscribes to them.
     pub fn new(brokers: &str, topics: &[&str]) -> Collector {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
@@ -308,7 +309,7 @@ impl Collector {
             .set("session.timeout.ms", SESSION_TIMEOUT_MS)
             .create()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let md = consumer.fetch_metadata(None, Duration::from_secs(5)).unwrap();
             let missing: Vec<_> =

@@ -56,6 +56,11 @@ impl Batch {
             .then(|| (self.events.load(Ordering::Acquire), self.started.elapsed()))
     }
 
+    /// True when a record of this batch could not be delivered.
+    pub fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
     fn is_done(&self) -> bool {
         self.pending.load(Ordering::Acquire) == 0
     }

@@ -36,6 +36,8 @@ impl From<KafkaError> for TxnError {
     fn from(e: KafkaError) -> Self {
         match &e {
             KafkaError::Transaction(t) if t.txn_requires_abort() => TxnError::Abort(e.to_string()),
+            // commit_transaction flushes first; a timeout there leaves the transaction to abort.
+            KafkaError::Flush(_) => TxnError::Abort(e.to_string()),
             _ => TxnError::Fatal(e.into()),
         }
     }
@@ -193,6 +195,7 @@ impl Loop<'_> {
         messages: &[BorrowedMessage<'_>],
     ) -> Result<(), TxnError> {
         self.producer.begin_transaction().map_err(TxnError::from)?;
+        let batch = self.inflight.open_batch();
         let now = SystemTime::now();
         let mut offsets = TopicPartitionList::new();
         for m in messages {
@@ -207,6 +210,23 @@ impl Loop<'_> {
                 .map_err(TxnError::from)?;
         }
         self.inflight.seal();
+        // Every record must be delivered before the commit. A failed delivery leaves the
+        // transaction abortable, and its other records may never complete, so commit (which
+        // flushes first) would only time out: abort at once instead.
+        let deadline = std::time::Instant::now() + TXN_TIMEOUT;
+        loop {
+            if batch.has_failed() {
+                return Err(TxnError::Abort("a record of the batch was not delivered".into()));
+            }
+            match self.producer.flush(Duration::from_millis(100)) {
+                Ok(()) if !batch.has_failed() => break,
+                Ok(()) => continue,
+                Err(e) if std::time::Instant::now() >= deadline => {
+                    return Err(TxnError::Abort(format!("records not delivered in time: {e}")))
+                }
+                Err(_) => {}
+            }
+        }
         let group = consumer
             .group_metadata()
             .ok_or_else(|| TxnError::Fatal(DeliveryFailed("the consumer has no group metadata".into()).into()))?;

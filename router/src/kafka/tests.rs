@@ -67,7 +67,18 @@ fn an_aborted_transaction_is_retried_and_its_outputs_appear_once() {
     let mut seen: HashMap<String, usize> = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while seen.values().sum::<usize>() < EVENTS {
-        assert!(Instant::now() < deadline, "saw {} of {EVENTS} events", seen.len());
+        if router.is_finished() {
+            let result = rt.block_on(router).unwrap();
+            panic!("the router stopped: {result:?}");
+        }
+        if Instant::now() >= deadline {
+            let metrics = telemetry.render();
+            let metrics: Vec<_> =
+                metrics.lines().filter(|l| l.starts_with("tollgate_") && !l.contains("_bucket")).collect();
+            stop.cancel();
+            let result = rt.block_on(async { tokio::time::timeout(Duration::from_secs(45), router).await });
+            panic!("saw {} of {EVENTS} events; router: {result:?}; metrics:\n{}", seen.len(), metrics.join("\n"));
+        }
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
             let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
             *seen.entry(v["event_id"].as_str().unwrap().to_owned()).or_default() += 1;
