@@ -102,6 +102,27 @@ fn decode_avro<T: DeserializeOwned>(schema: &Schema, mut bytes: &[u8]) -> Result
     Ok(apache_avro::from_value(&value)?)
 }
 
+/// Appends `value` in `format` (Avro: a datum of `schema`).
+fn write_in<T: Serialize>(
+    format: RecordFormat,
+    schema: &Schema,
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), CodecError> {
+    match format {
+        RecordFormat::Json => Ok(serde_json::to_writer(out, value)?),
+        RecordFormat::Avro => encode_avro(schema, value, out),
+    }
+}
+
+/// Decodes a value written in `format` (Avro: a datum of `schema`).
+fn read_in<T: DeserializeOwned>(format: RecordFormat, schema: &Schema, bytes: &[u8]) -> Result<T, CodecError> {
+    match format {
+        RecordFormat::Json => Ok(serde_json::from_slice(bytes)?),
+        RecordFormat::Avro => decode_avro(schema, bytes),
+    }
+}
+
 impl<E: Serialize> RoutedRecord<'_, E> {
     /// Appends the JSON encoding to `out`.
     pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
@@ -134,40 +155,28 @@ impl RoutedRecord<'static, AvroBytes<'static>> {
 impl AuditRecord<'_> {
     /// Appends the record in `format` to `out`.
     pub fn write(&self, format: RecordFormat, out: &mut Vec<u8>) -> Result<(), CodecError> {
-        match format {
-            RecordFormat::Json => Ok(serde_json::to_writer(out, self)?),
-            RecordFormat::Avro => encode_avro(audit_schema(), self, out),
-        }
+        write_in(format, audit_schema(), self, out)
     }
 }
 
 impl AuditRecord<'static> {
     /// Decodes an audit record written in `format`.
     pub fn read(format: RecordFormat, bytes: &[u8]) -> Result<Self, CodecError> {
-        match format {
-            RecordFormat::Json => Ok(serde_json::from_slice(bytes)?),
-            RecordFormat::Avro => decode_avro(audit_schema(), bytes),
-        }
+        read_in(format, audit_schema(), bytes)
     }
 }
 
 impl ReviewDecision<'_> {
     /// Appends the decision in `format` to `out`.
     pub fn write(&self, format: RecordFormat, out: &mut Vec<u8>) -> Result<(), CodecError> {
-        match format {
-            RecordFormat::Json => Ok(serde_json::to_writer(out, self)?),
-            RecordFormat::Avro => encode_avro(decision_schema(), self, out),
-        }
+        write_in(format, decision_schema(), self, out)
     }
 }
 
 impl ReviewDecision<'static> {
     /// Decodes a decision written in `format`.
     pub fn read(format: RecordFormat, bytes: &[u8]) -> Result<Self, CodecError> {
-        match format {
-            RecordFormat::Json => Ok(serde_json::from_slice(bytes)?),
-            RecordFormat::Avro => decode_avro(decision_schema(), bytes),
-        }
+        read_in(format, decision_schema(), bytes)
     }
 }
 
@@ -216,20 +225,14 @@ impl ResolvedEvent<'static, AvroBytes<'static>> {
 impl EscalationRecord<'_> {
     /// Appends the record in `format` to `out`.
     pub fn write(&self, format: RecordFormat, out: &mut Vec<u8>) -> Result<(), CodecError> {
-        match format {
-            RecordFormat::Json => Ok(serde_json::to_writer(out, self)?),
-            RecordFormat::Avro => encode_avro(escalation_schema(), self, out),
-        }
+        write_in(format, escalation_schema(), self, out)
     }
 }
 
 impl EscalationRecord<'static> {
     /// Decodes an escalation record written in `format`.
     pub fn read(format: RecordFormat, bytes: &[u8]) -> Result<Self, CodecError> {
-        match format {
-            RecordFormat::Json => Ok(serde_json::from_slice(bytes)?),
-            RecordFormat::Avro => decode_avro(escalation_schema(), bytes),
-        }
+        read_in(format, escalation_schema(), bytes)
     }
 }
 
