@@ -12,8 +12,6 @@ mod state;
 pub use effects::{Actor, Effect, Escalation, Resolution, UnjoinedReason};
 pub use state::{Pending, PendingInput, ReviewSettings, ReviewState};
 
-use tollgate_schemas::Route;
-
 /// The outcome of a review.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
@@ -28,11 +26,6 @@ impl Outcome {
             Outcome::Rejected => "rejected",
         }
     }
-}
-
-/// The review queue of a route (`None` for routes that need no review).
-pub fn queue_of(route: Route) -> Option<Route> {
-    route.is_review().then_some(route)
 }
 
 #[cfg(test)]

@@ -54,6 +54,11 @@ impl ReviewSettings {
         }
     }
 
+    /// The SLA of a review queue (ms): the time of its first tier.
+    pub fn sla_ms(&self, queue: Route) -> i64 {
+        self.queue(queue).tiers_ms.first().copied().unwrap_or(0)
+    }
+
     /// The model's recommendation for a risk score.
     pub fn recommendation(&self, risk: f64) -> Outcome {
         if risk >= self.recommendation_cut {
@@ -165,8 +170,6 @@ impl ReviewState {
         if self.pending.contains_key(input.event_id) || self.resolved.contains_key(input.event_id) {
             return Vec::new();
         }
-        let q = self.settings.queue(input.queue);
-        let first_tier = q.tiers_ms.first().copied().unwrap_or(0);
         let pending = Pending {
             queue: input.queue,
             revision: 0,
@@ -179,7 +182,7 @@ impl ReviewState {
             risk: input.risk as f32,
             confidence: input.confidence as f32,
             routed_at: input.routed_at,
-            deadline: input.routed_at + first_tier,
+            deadline: input.routed_at + self.settings.sla_ms(input.queue),
             policy_version: self.intern(input.policy_version),
             model_version: self.intern(input.model_version),
             rule: self.intern(input.rule),
@@ -340,7 +343,7 @@ impl ReviewState {
         decided_at: i64,
     ) -> Resolution {
         let recommendation = self.settings.recommendation(f64::from(pending.risk));
-        let sla_end = pending.routed_at + self.settings.queue(pending.queue).tiers_ms.first().copied().unwrap_or(0);
+        let sla_end = pending.routed_at + self.settings.sla_ms(pending.queue);
         Resolution {
             event_id,
             queue: pending.queue,

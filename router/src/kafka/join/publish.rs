@@ -271,7 +271,7 @@ impl Join<'_> {
         at: i64,
     ) -> Result<(), LoopError> {
         let (actor, role) = actor_name(actor);
-        let sla = self.settings_sla(pending);
+        let sla = self.settings.sla_ms(pending.queue);
         let record = AuditRecord {
             event_id: Cow::Borrowed(event_id),
             timestamp: Cow::Owned(
@@ -307,15 +307,6 @@ impl Join<'_> {
             self.producer,
             BaseRecord::with_opaque_to(&topic, Arc::clone(batch)).key(event_id.as_bytes()).payload(&self.audit),
         )
-    }
-
-    fn settings_sla(&self, pending: &Pending) -> i64 {
-        let q = if pending.queue == tollgate_schemas::Route::SyncReview {
-            &self.settings.sync_review
-        } else {
-            &self.settings.async_review
-        };
-        q.tiers_ms.first().copied().unwrap_or(0)
     }
 
     /// Writes the review's state to the changelog under `<event id>/state`, in its partition.
