@@ -25,6 +25,14 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Serve the reviewer gateway: the HTTP API reviewers use to list, claim and decide cases.
+    Gateway {
+        /// Gateway configuration file (TOML); TOLLGATE__SECTION__KEY environment variables override it.
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(subcommand)]
+        tool: Option<GatewayTool>,
+    },
     /// Run the router on an in-process Kafka with a synthetic payment stream (nothing to install).
     Demo {
         /// Stop after this many events; run until Ctrl-C when not given.
@@ -46,6 +54,24 @@ enum Command {
         #[arg(long)]
         brokers: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum GatewayTool {
+    /// Print an HS256 bearer token signed with the configuration's secret (for local use).
+    Token {
+        /// Reviewer id (the token's subject).
+        #[arg(long)]
+        reviewer: String,
+        /// A role of the configuration.
+        #[arg(long)]
+        role: String,
+        /// How long the token is valid.
+        #[arg(long, default_value = "8h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+    },
+    /// Print the API's OpenAPI document.
+    Openapi,
 }
 
 fn init_tracing(default: &str) {
@@ -77,6 +103,58 @@ async fn main() -> ExitCode {
                 Err(e) => {
                     tracing::error!(error = %e, "The router stopped with an error.");
                     ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Gateway { config, tool } => {
+            let config = match tollgate_gateway::config::GatewayConfig::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("tollgate gateway: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match tool {
+                Some(GatewayTool::Token { reviewer, role, ttl }) => {
+                    if !config.roles.contains_key(&role) {
+                        eprintln!("tollgate gateway token: no role {role} in the configuration");
+                        return ExitCode::from(2);
+                    }
+                    match tollgate_gateway::auth::mint_hs256(&config.auth, &reviewer, &role, ttl) {
+                        Ok(token) => {
+                            println!("{token}");
+                            ExitCode::SUCCESS
+                        }
+                        Err(e) => {
+                            eprintln!("tollgate gateway token: {e}");
+                            ExitCode::from(2)
+                        }
+                    }
+                }
+                Some(GatewayTool::Openapi) => match tollgate_gateway::api::openapi().to_pretty_json() {
+                    Ok(text) => {
+                        println!("{text}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("tollgate gateway openapi: {e}");
+                        ExitCode::FAILURE
+                    }
+                },
+                None => {
+                    init_tracing("info");
+                    cancel_on_signal(shutdown.clone());
+                    match tollgate_gateway::run(config, shutdown).await {
+                        Ok(()) => ExitCode::SUCCESS,
+                        Err(e @ tollgate_gateway::GatewayError::Config(_)) => {
+                            eprintln!("tollgate gateway: {e}");
+                            ExitCode::from(2)
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "The gateway stopped with an error.");
+                            ExitCode::FAILURE
+                        }
+                    }
                 }
             }
         }

@@ -24,6 +24,20 @@ pub enum AuditAction {
     TimeoutFallback,
     /// A decision could not be joined to a pending review (dead-lettered).
     DecisionUnjoined,
+    /// The gateway showed a case in a queue listing (the snapshot is what was shown).
+    CaseListed,
+    /// The gateway showed a case in full (the snapshot is what was shown).
+    CaseRead,
+    /// A reviewer claimed a case (a lease).
+    CaseClaim,
+    /// A reviewer released a claim.
+    CaseRelease,
+    /// The gateway submitted a reviewer's decision to the router (`decision` is the action).
+    DecisionSubmitted,
+    /// A high-impact decision waits for a second reviewer's sign-off.
+    SignoffRequested,
+    /// The second reviewer refused the sign-off; the case is open again.
+    SignoffRefused,
 }
 
 impl AuditAction {
@@ -38,6 +52,13 @@ impl AuditAction {
             AuditAction::TierTimeout => "tier_timeout",
             AuditAction::TimeoutFallback => "timeout_fallback",
             AuditAction::DecisionUnjoined => "decision_unjoined",
+            AuditAction::CaseListed => "case_listed",
+            AuditAction::CaseRead => "case_read",
+            AuditAction::CaseClaim => "case_claim",
+            AuditAction::CaseRelease => "case_release",
+            AuditAction::DecisionSubmitted => "decision_submitted",
+            AuditAction::SignoffRequested => "signoff_requested",
+            AuditAction::SignoffRefused => "signoff_refused",
         }
     }
 }
@@ -62,7 +83,8 @@ pub struct AuditRecord<'a> {
     pub risk_score: Option<f64>,
     pub confidence: Option<f64>,
     pub explanation: Vec<Contribution<'a>>,
-    /// JSON object of the event fields the decision used, with configured fields redacted.
+    /// JSON object of the event fields the decision used, with configured fields redacted; for
+    /// the gateway's records, exactly the fields the reviewer was shown.
     pub input_snapshot: Cow<'a, str>,
     pub rationale: Option<Cow<'a, str>>,
     /// The SLA the decision set (ms), for review routes.

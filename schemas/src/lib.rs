@@ -6,6 +6,7 @@
 //! - [`audit`]: the audit-trail record ([`AuditRecord`]).
 //! - [`decision`]: a reviewer's decision ([`ReviewDecision`]).
 //! - [`review`]: the pending-review changelog, resolved outcomes and escalations.
+//! - [`gateway`]: the reviewer gateway's state of a case ([`CaseGate`]).
 //! - [`headers`]: Kafka header names Tollgate sets, including the dead-letter headers.
 //! - [`codec`]: the embedded Avro schemas and the JSON/Avro encode and decode functions.
 //!
@@ -15,6 +16,7 @@
 pub mod audit;
 pub mod codec;
 pub mod decision;
+pub mod gateway;
 pub mod headers;
 pub mod review;
 pub mod route;
@@ -23,6 +25,7 @@ pub mod routed;
 pub use audit::{AuditAction, AuditRecord};
 pub use codec::{CodecError, RecordFormat};
 pub use decision::{ReviewAction, ReviewDecision};
+pub use gateway::{CaseGate, Claim, PendingSignoff, SignoffAction};
 pub use review::{ChangeState, EscalationRecord, PendingChange, ResolvedEvent, ReviewOutcome};
 pub use route::Route;
 pub use routed::AvroBytes;

@@ -131,4 +131,7 @@ pub struct EscalationRecord<'a> {
     pub actor: Cow<'a, str>,
     pub held: bool,
     pub at: i64,
+    /// When the new tier's time runs out (ms since the epoch); `None` when the case is held.
+    #[serde(default)]
+    pub deadline: Option<i64>,
 }

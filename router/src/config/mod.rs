@@ -5,18 +5,14 @@
 //! follows it. Relative paths (schemas, models, policies) are resolved against the directory of
 //! the configuration file.
 
-use figment::providers::{Env, Format, Toml};
-use figment::Figment;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 use tollgate_schemas::RecordFormat;
 
-/// Prefix of environment variables that override configuration; `__` separates levels.
-pub const ENV_PREFIX: &str = "TOLLGATE__";
+use tollgate_common::{load_toml, Source};
+pub use tollgate_common::{HumanDuration, ENV_PREFIX};
 
 /// Errors loading or validating configuration.
 #[derive(Debug, thiserror::Error)]
@@ -443,42 +439,6 @@ pub struct AuditConfig {
     pub redact_fields: Vec<String>,
 }
 
-/// A duration written as text (`"30m"`, `"1h 30m"`, `"250ms"`) or as whole seconds.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct HumanDuration(pub Duration);
-
-impl HumanDuration {
-    pub const fn secs(s: u64) -> Self {
-        HumanDuration(Duration::from_secs(s))
-    }
-    pub const fn mins(m: u64) -> Self {
-        HumanDuration(Duration::from_secs(m * 60))
-    }
-}
-
-impl fmt::Debug for HumanDuration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_duration(self.0))
-    }
-}
-
-impl<'de> Deserialize<'de> for HumanDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Secs(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Secs(s) => Ok(HumanDuration::secs(s)),
-            Raw::Text(t) => humantime::parse_duration(&t)
-                .map(HumanDuration)
-                .map_err(|e| serde::de::Error::custom(format!("`{t}` is not a duration: {e}"))),
-        }
-    }
-}
-
 fn default_group() -> String {
     "tollgate-router".into()
 }
@@ -499,18 +459,16 @@ impl RouterConfig {
             return Err(ConfigError::Missing(path.to_owned()));
         }
         let base = path.parent().map(Path::to_owned).unwrap_or_default();
-        Self::from_figment(Figment::from(Toml::file_exact(path)), base)
+        Self::finish(load_toml(Source::File(path))?, base)
     }
 
     /// Parses configuration text (e.g. an embedded default), applies environment overrides and
     /// validates. Relative paths resolve against `base_dir`.
     pub fn from_toml_str(text: &str, base_dir: &Path) -> Result<Self, ConfigError> {
-        Self::from_figment(Figment::from(Toml::string(text)), base_dir.to_owned())
+        Self::finish(load_toml(Source::Text(text))?, base_dir.to_owned())
     }
 
-    fn from_figment(figment: Figment, base_dir: PathBuf) -> Result<Self, ConfigError> {
-        let mut config: RouterConfig =
-            figment.merge(Env::prefixed(ENV_PREFIX).split("__")).extract().map_err(Box::new)?;
+    fn finish(mut config: RouterConfig, base_dir: PathBuf) -> Result<Self, ConfigError> {
         config.base_dir = base_dir;
         config.validate()?;
         Ok(config)

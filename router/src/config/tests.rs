@@ -1,5 +1,6 @@
 //! Configuration tests: defaults, environment overrides and start-up validation.
 use super::*;
+use std::time::Duration;
 
 const MINIMAL: &str = r#"
     [kafka]

@@ -84,22 +84,11 @@ pub fn consumer_config(config: &RouterConfig) -> ClientConfig {
 /// Producer settings: Tollgate's, then the user's `kafka.producer` overrides.
 pub fn producer_config(config: &RouterConfig) -> ClientConfig {
     let k = &config.kafka;
-    let mut c = ClientConfig::new();
+    let mut c = tollgate_common::kafka::producer_base(&k.brokers, &k.client_id);
     // Room for every in-flight event's two records, so the bound on in-flight events (not the
     // producer queue) is what applies backpressure.
     let queue = (config.processing.max_in_flight * 2 + 1_000).to_string();
-    c.set("bootstrap.servers", &k.brokers)
-        .set("client.id", &k.client_id)
-        // Durable and duplicate-free on producer retries.
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        // A few milliseconds of batching buys most of the throughput at little latency.
-        .set("linger.ms", "5")
-        .set("batch.num.messages", "10000")
-        // Java's default partitioner, so records keyed by event id (changelog entries and the
-        // decisions any Kafka client writes) land on the same partition number.
-        .set("partitioner", "murmur2_random")
-        .set("queue.buffering.max.messages", &queue);
+    c.set("batch.num.messages", "10000").set("queue.buffering.max.messages", &queue);
     for (key, value) in &k.producer {
         c.set(key, value);
     }

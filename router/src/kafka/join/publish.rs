@@ -53,6 +53,7 @@ impl Join<'_> {
                     actor: Cow::Borrowed("policy_timeout"),
                     held: true,
                     at,
+                    deadline: None,
                 };
                 self.send_record(batch, &self.config.topics.escalations.clone(), &event_id, |b, f| record.write(f, b))?;
                 self.write_audit(
@@ -217,6 +218,7 @@ impl Join<'_> {
             actor: Cow::Borrowed(if e.actor == Actor::PolicyTimeout { "policy_timeout" } else { actor }),
             held: false,
             at: e.at,
+            deadline: Some(e.pending.deadline),
         };
         let topic = self.config.topics.escalations.clone();
         self.send_record(batch, &topic, &e.event_id, |b, f| record.write(f, b))?;

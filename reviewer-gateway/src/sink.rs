@@ -1,0 +1,177 @@
+//! Where the gateway writes: decisions, audit records and its case state.
+//!
+//! An action's records (the decision, its audit record, the case state) are written in one Kafka
+//! transaction: all or none, so the audit trail never lacks an action that happened and never
+//! records one that did not. Audit records of reads go through a plain idempotent producer
+//! (`acks=all`), awaited before the response: nothing is shown without its audit record.
+//!
+//! [`Sink::Memory`] keeps records in memory for the in-process handler tests, and can be made to
+//! fail.
+
+use crate::config::GatewayConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, FutureProducer, FutureRecord, Producer, ThreadedProducer};
+use rdkafka::ClientConfig;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One record to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutRecord {
+    pub topic: String,
+    pub key: String,
+    /// `None` writes a tombstone.
+    pub value: Option<Vec<u8>>,
+}
+
+/// Writing failed; nothing of an atomic write is visible to `read_committed` consumers.
+#[derive(Debug, thiserror::Error)]
+#[error("Kafka did not take the records: {0}")]
+pub struct SinkError(pub String);
+
+/// The gateway's writer.
+#[derive(Clone)]
+pub enum Sink {
+    Kafka(Arc<KafkaSink>),
+    Memory(Arc<MemorySink>),
+}
+
+impl Sink {
+    /// Writes every record or none (one transaction).
+    pub async fn write_atomic(&self, records: Vec<OutRecord>) -> Result<(), SinkError> {
+        match self {
+            Sink::Kafka(k) => {
+                let k = k.clone();
+                tokio::task::spawn_blocking(move || k.transaction(&records))
+                    .await
+                    .map_err(|e| SinkError(format!("the writer task failed: {e}")))?
+            }
+            Sink::Memory(m) => m.write(records),
+        }
+    }
+
+    /// Writes records, each durably, and waits for every acknowledgement.
+    pub async fn write(&self, records: Vec<OutRecord>) -> Result<(), SinkError> {
+        match self {
+            Sink::Kafka(k) => k.plain(records).await,
+            Sink::Memory(m) => m.write(records),
+        }
+    }
+
+    /// False once the transactional producer hit a fatal error (the process needs a restart).
+    pub fn is_healthy(&self) -> bool {
+        match self {
+            Sink::Kafka(k) => !k.fenced.load(Ordering::Relaxed),
+            Sink::Memory(_) => true,
+        }
+    }
+}
+
+/// Kafka producers: a transactional one for actions, a plain one for read audits.
+pub struct KafkaSink {
+    transactional: Mutex<ThreadedProducer<DefaultProducerContext>>,
+    plain: FutureProducer,
+    timeout: Duration,
+    fenced: AtomicBool,
+}
+
+impl KafkaSink {
+    /// Creates both producers and initialises transactions (blocking: call off the runtime).
+    pub fn connect(config: &GatewayConfig, transactional_id: &str) -> Result<KafkaSink, KafkaError> {
+        let timeout = Duration::from_secs(10);
+        let mut base = producer_config(config);
+        let plain: FutureProducer = base.create()?;
+        base.set("transactional.id", transactional_id);
+        let transactional: ThreadedProducer<DefaultProducerContext> = base.create()?;
+        transactional.init_transactions(timeout)?;
+        Ok(KafkaSink { transactional: Mutex::new(transactional), plain, timeout, fenced: AtomicBool::new(false) })
+    }
+
+    fn transaction(&self, records: &[OutRecord]) -> Result<(), SinkError> {
+        // One transaction at a time per producer; actions are human-paced.
+        let producer = self.transactional.lock().unwrap_or_else(|p| p.into_inner());
+        producer.begin_transaction().map_err(|e| self.failed(&producer, e))?;
+        for r in records {
+            let mut record = BaseRecord::<str, [u8]>::to(&r.topic).key(&r.key);
+            if let Some(v) = &r.value {
+                record = record.payload(v);
+            }
+            if let Err((e, _)) = producer.send(record) {
+                return Err(self.failed(&producer, e));
+            }
+        }
+        // Commit flushes first: it returns once every record is acknowledged, or fails.
+        producer.commit_transaction(self.timeout).map_err(|e| self.failed(&producer, e))
+    }
+
+    fn failed(&self, producer: &ThreadedProducer<DefaultProducerContext>, e: KafkaError) -> SinkError {
+        let fatal = matches!(&e, KafkaError::Transaction(t) if t.is_fatal());
+        if fatal {
+            self.fenced.store(true, Ordering::Relaxed);
+            tracing::error!(error = %e, "The gateway's transactional producer failed fatally; restart the gateway.");
+        } else if let Err(abort) = producer.abort_transaction(self.timeout) {
+            tracing::warn!(error = %abort, "Aborting a failed transaction failed too.");
+        }
+        SinkError(e.to_string())
+    }
+
+    async fn plain(&self, records: Vec<OutRecord>) -> Result<(), SinkError> {
+        let mut pending = Vec::with_capacity(records.len());
+        for r in &records {
+            let mut record = FutureRecord::<str, [u8]>::to(&r.topic).key(&r.key);
+            if let Some(v) = &r.value {
+                record = record.payload(v);
+            }
+            pending.push(self.plain.send_result(record).map_err(|(e, _)| SinkError(e.to_string()))?);
+        }
+        for delivery in pending {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(SinkError(e.to_string())),
+                Err(_) => return Err(SinkError("the producer went away".into())),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Producer settings: Tollgate's conventions (murmur2 partitioning by event id, so decisions
+/// land on the partition of their review), then the user's `kafka.producer` overrides.
+pub fn producer_config(config: &GatewayConfig) -> ClientConfig {
+    let mut c = tollgate_common::kafka::producer_base(&config.kafka.brokers, &config.kafka.client_id);
+    // A reviewer waits for the answer: fail within the request timeout rather than retry for
+    // librdkafka's default five minutes.
+    c.set("message.timeout.ms", "10000").set("linger.ms", "1");
+    for (key, value) in &config.kafka.producer {
+        c.set(key, value);
+    }
+    c
+}
+
+/// Records kept in memory (in-process tests).
+#[derive(Default)]
+pub struct MemorySink {
+    records: Mutex<Vec<OutRecord>>,
+    fail: AtomicBool,
+}
+
+impl MemorySink {
+    fn write(&self, records: Vec<OutRecord>) -> Result<(), SinkError> {
+        if self.fail.load(Ordering::Relaxed) {
+            return Err(SinkError("injected failure".into()));
+        }
+        self.records.lock().unwrap_or_else(|p| p.into_inner()).extend(records);
+        Ok(())
+    }
+
+    /// Every record written so far.
+    pub fn records(&self) -> Vec<OutRecord> {
+        self.records.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Makes every later write fail (or succeed again).
+    pub fn set_failing(&self, fail: bool) {
+        self.fail.store(fail, Ordering::Relaxed);
+    }
+}
