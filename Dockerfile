@@ -11,6 +11,6 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
 COPY --from=build /src/target/release/tollgate /usr/local/bin/tollgate
 COPY examples /etc/tollgate/examples
 USER 10001
-EXPOSE 9464
+EXPOSE 9464 8080
 ENTRYPOINT ["/usr/local/bin/tollgate"]
 CMD ["router", "--config", "/etc/tollgate/examples/payments/router.toml"]

@@ -47,7 +47,7 @@ impl Sink {
                     .await
                     .map_err(|e| SinkError(format!("the writer task failed: {e}")))?
             }
-            Sink::Memory(m) => m.write(records),
+            Sink::Memory(m) => m.write_slowly(records).await,
         }
     }
 
@@ -55,7 +55,7 @@ impl Sink {
     pub async fn write(&self, records: Vec<OutRecord>) -> Result<(), SinkError> {
         match self {
             Sink::Kafka(k) => k.plain(records).await,
-            Sink::Memory(m) => m.write(records),
+            Sink::Memory(m) => m.write_slowly(records).await,
         }
     }
 
@@ -154,9 +154,23 @@ pub fn producer_config(config: &GatewayConfig) -> ClientConfig {
 pub struct MemorySink {
     records: Mutex<Vec<OutRecord>>,
     fail: AtomicBool,
+    delay_ms: std::sync::atomic::AtomicU64,
 }
 
 impl MemorySink {
+    async fn write_slowly(&self, records: Vec<OutRecord>) -> Result<(), SinkError> {
+        let delay = self.delay_ms.load(Ordering::Relaxed);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        self.write(records)
+    }
+
+    /// Makes every later write take `delay` (a slow broker).
+    pub fn set_delay(&self, delay: Duration) {
+        self.delay_ms.store(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
     fn write(&self, records: Vec<OutRecord>) -> Result<(), SinkError> {
         if self.fail.load(Ordering::Relaxed) {
             return Err(SinkError("injected failure".into()));

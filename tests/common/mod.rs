@@ -207,7 +207,9 @@ impl Topics {
         std::fs::create_dir_all(&dir).unwrap();
         for entry in std::fs::read_dir(EXAMPLE_DIR).unwrap() {
             let path = entry.unwrap().path();
-            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+            if path.is_file() {
+                std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+            }
         }
         let config = dir.join("router.toml");
         let mut text = std::fs::read_to_string(&config).unwrap();
@@ -451,4 +453,176 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
 /// The value of one sample (`name{labels}`) in a Prometheus text exposition.
 pub fn metric_value(exposition: &str, sample: &str) -> Option<f64> {
     exposition.lines().find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.trim().parse().ok()))
+}
+
+/// An HTTP/1.1 request on a local endpoint; returns (status, body).
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body.as_bytes()).unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// A `tollgate gateway` process on the reference example's gateway configuration, pointed at a
+/// test's topics.
+pub struct GatewayProcess {
+    pub child: Child,
+    pub log: PathBuf,
+    pub addr: String,
+}
+
+impl GatewayProcess {
+    pub fn spawn(topics: &Topics, brokers: &str, state_topic: &str, extra_env: &[(&str, &str)]) -> GatewayProcess {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let log = std::env::temp_dir().join(format!("{}.log", unique("gateway")));
+        let file = std::fs::File::create(&log).unwrap();
+        let env = [
+            ("KAFKA__BROKERS", brokers),
+            ("KAFKA__PARTITIONS", "3"),
+            ("KAFKA__CLIENT_ID", state_topic),
+            ("HTTP__LISTEN", &addr),
+            ("TOPICS__SYNC_REVIEW", &topics.sync_review),
+            ("TOPICS__ASYNC_REVIEW", &topics.async_review),
+            ("TOPICS__RESOLVED", &topics.resolved),
+            ("TOPICS__ESCALATIONS", &topics.escalations),
+            ("TOPICS__REVIEW_DECISIONS", &topics.decisions),
+            ("TOPICS__AUDIT", &topics.audit),
+            ("TOPICS__GATEWAY_STATE", state_topic),
+        ];
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+        cmd.args(["gateway", "--config"])
+            .arg(Path::new(EXAMPLE_DIR).join("gateway.toml"))
+            .envs(env.iter().map(|(k, v)| (format!("TOLLGATE__{k}"), v.to_string())))
+            .envs(extra_env.iter().map(|(k, v)| (*k, *v)))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(file);
+        GatewayProcess { child: cmd.spawn().expect("start tollgate gateway"), log, addr }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub fn wait_ready(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("the gateway exited with {status}; log:\n{}", self.log_text());
+            }
+            if std::net::TcpStream::connect(&self.addr).is_ok() && http_get(&self.addr, "/readyz").0 == 200 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the gateway was not ready within {timeout:?}; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A request with a bearer token and a JSON body; returns (status, JSON body).
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<serde_json::Value>,
+        key: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let auth = format!("Bearer {token}");
+        let mut headers = vec![("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+        if let Some(k) = key {
+            headers.push(("Idempotency-Key", k));
+        }
+        let body = body.map(|b| b.to_string());
+        let (status, text) = http_request(&self.addr, method, path, &headers, body.as_deref());
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("the gateway did not exit within {timeout:?} of SIGTERM; log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A local HTTP endpoint that answers 200 to every POST and keeps the bodies (a webhook).
+pub struct WebhookReceiver {
+    pub url: String,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl WebhookReceiver {
+    pub fn start() -> WebhookReceiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = bodies.clone();
+        std::thread::spawn(move || {
+            use std::io::{BufRead, BufReader, Read, Write};
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_ok() {
+                    kept.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
+                }
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+            }
+        });
+        WebhookReceiver { url, bodies }
+    }
+
+    pub fn bodies(&self) -> Vec<String> {
+        self.bodies.lock().unwrap().clone()
+    }
 }

@@ -119,3 +119,18 @@ async fn wrong_states_unknown_cases_and_bad_queries_are_refused() {
         "method_not_allowed",
     );
 }
+
+#[tokio::test]
+async fn a_request_slower_than_the_timeout_is_answered_with_a_timeout_error() {
+    let mut config = crate::harness::example_config();
+    config.http.request_timeout = tollgate_common::HumanDuration(std::time::Duration::from_millis(100));
+    let h = Harness::with_config(config);
+    h.sink.set_delay(std::time::Duration::from_millis(2_000));
+    let ana = h.token("ana", "fraud_analyst");
+    assert_error(
+        &h.call("GET", "/v1/cases/sync-1", Some(&ana), None).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "timeout",
+    );
+    assert!(h.metrics().await.contains("tollgate_gateway_errors_total{code=\"timeout\"} 1"));
+}
