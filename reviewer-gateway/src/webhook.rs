@@ -169,3 +169,63 @@ async fn deliver(
         backoff = (backoff * 2).min(Duration::from_secs(60));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server answering each request with the next status of `statuses` (then the last one);
+    /// returns its URL and a counter of requests.
+    async fn server(statuses: Vec<u16>) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = count.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else { return };
+                let n = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let status = statuses[n.min(statuses.len() - 1)];
+                let mut buf = vec![0; 65536];
+                let _ = s.read(&mut buf).await;
+                let reply = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let _ = s.write_all(reply.as_bytes()).await;
+            }
+        });
+        (url, count)
+    }
+
+    fn settings(url: String, retries: u32) -> WebhookSettings {
+        WebhookSettings {
+            url,
+            escalation_tier: 3,
+            case_url: None,
+            timeout: tollgate_common::HumanDuration(Duration::from_secs(2)),
+            retries,
+            backoff: tollgate_common::HumanDuration(Duration::from_millis(10)),
+            queue: 10,
+            replay_window: tollgate_common::HumanDuration::mins(15),
+        }
+    }
+
+    #[tokio::test]
+    async fn server_errors_are_retried_and_client_errors_are_not() {
+        let client = reqwest::Client::new();
+        let message = Message { text: "case e1 needs a sync review".into() };
+        let t = Telemetry::new();
+        let (url, count) = server(vec![503, 429, 200]).await;
+        assert_eq!(deliver(&client, &settings(url, 3), &message, &t).await, Ok(()));
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 3);
+        let (url, count) = server(vec![500]).await;
+        assert_eq!(
+            deliver(&client, &settings(url, 2), &message, &t).await,
+            Err("HTTP 500 Internal Server Error".into())
+        );
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 3, "the first attempt and two retries");
+        let (url, count) = server(vec![400]).await;
+        assert!(deliver(&client, &settings(url, 5), &message, &t).await.is_err());
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1, "a client error is not retried");
+        assert!(t.render().contains("tollgate_gateway_webhook_retries_total 4"));
+    }
+}
