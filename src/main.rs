@@ -33,6 +33,11 @@ enum Command {
         #[command(subcommand)]
         tool: Option<GatewayTool>,
     },
+    /// Read the audit trail: verify its hash chains, or export records.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Run the router on an in-process Kafka with a synthetic payment stream (nothing to install).
     Demo {
         /// Stop after this many events; run until Ctrl-C when not given.
@@ -54,6 +59,51 @@ enum Command {
         #[arg(long)]
         brokers: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check every partition's hash chain; exit 1 at the first broken link.
+    Verify {
+        /// Router configuration file (brokers and topic names); TOLLGATE__* variables override it.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Verify this topic instead of the configured `topics.audit` (a copy, say).
+        #[arg(long)]
+        topic: Option<String>,
+        /// The trail's end is where no record came for this long.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        idle: std::time::Duration,
+    },
+    /// Write audit records of a time range, or one event's whole history, as JSON lines or CSV.
+    Export {
+        /// Router configuration file (brokers and topic names); TOLLGATE__* variables override it.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Records at or after this time (RFC 3339, or a date).
+        #[arg(long)]
+        from: Option<String>,
+        /// Records before this time (RFC 3339, or a date).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only this event's records: its full history, in order.
+        #[arg(long)]
+        event_id: Option<String>,
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormatArg,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// The trail's end is where no record came for this long.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        idle: std::time::Duration,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportFormatArg {
+    Jsonl,
+    Csv,
 }
 
 #[derive(Subcommand)]
@@ -155,6 +205,40 @@ async fn main() -> ExitCode {
                             ExitCode::FAILURE
                         }
                     }
+                }
+            }
+        }
+        Command::Audit { command } => {
+            init_tracing("warn");
+            let config_path = match &command {
+                AuditCommand::Verify { config, .. } | AuditCommand::Export { config, .. } => config,
+            };
+            let config = match RouterConfig::load(config_path) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("tollgate audit: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match command {
+                AuditCommand::Verify { topic, idle, .. } => {
+                    tollgate::audit_cli::verify(&config, topic.as_deref(), idle)
+                }
+                AuditCommand::Export { from, to, event_id, format, output, idle, .. } => {
+                    let time = |t: Option<String>| t.map(|t| tollgate::audit_cli::parse_time(&t)).transpose();
+                    let (from, to) = match (time(from), time(to)) {
+                        (Ok(f), Ok(t)) => (f, t),
+                        (Err(e), _) | (_, Err(e)) => {
+                            eprintln!("tollgate audit export: {e}");
+                            return ExitCode::from(2);
+                        }
+                    };
+                    let filter = tollgate_router::audit::export::Filter { from, to, event_id };
+                    let format = match format {
+                        ExportFormatArg::Jsonl => tollgate_router::audit::export::ExportFormat::Jsonl,
+                        ExportFormatArg::Csv => tollgate_router::audit::export::ExportFormat::Csv,
+                    };
+                    tollgate::audit_cli::export(&config, &filter, format, output.as_deref(), idle)
                 }
             }
         }

@@ -18,7 +18,8 @@
 //! The gateway depends on `tollgate-schemas` (the record contracts) and never on the router's
 //! internals: it reads `tollgate.sync-review`, `tollgate.async-review`, `tollgate.resolved`,
 //! `tollgate.escalations`, `tollgate.review-decisions` and its own `tollgate.gateway-state`, and
-//! writes decisions, audit records and case state.
+//! writes decisions, audit records (to `tollgate.audit-intake`, which the router's audit chainer
+//! links into `tollgate.audit`) and case state.
 
 pub mod access;
 pub mod api;
@@ -89,7 +90,7 @@ pub async fn run(config: GatewayConfig, shutdown: CancellationToken) -> Result<(
         let t = &config.topics;
         let wanted: Vec<TopicSpec<'_>> = [&t.sync_review, &t.async_review, &t.resolved, &t.escalations]
             .into_iter()
-            .chain([&t.review_decisions, &t.audit])
+            .chain([&t.review_decisions, &t.audit_intake])
             .map(|name| TopicSpec { name, compacted: false })
             .chain([TopicSpec { name: &t.gateway_state, compacted: true }])
             .collect();

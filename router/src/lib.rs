@@ -12,8 +12,11 @@
 //! - [`review`]: the review loop's state: pending reviews, decisions, SLA tiers.
 //! - [`telemetry`]: every metric and the events that update them.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`.
-//! - [`kafka`]: topic set-up, the consume-process-produce loop and at-least-once offset tracking.
+//! - [`kafka`]: topic set-up, the consume-process-produce loop and at-least-once offset tracking,
+//!   the review join and the audit chainer.
+//! - [`audit`]: the audit trail's offline tools: chain verification and export.
 
+pub mod audit;
 pub mod config;
 pub mod decode;
 pub mod drift;
@@ -87,39 +90,38 @@ pub async fn run_with(
         kafka::ensure_topics(&config).await.map_err(RouterError::Topics)?;
     }
     let config = std::sync::Arc::new(config);
-    // Either loop failing stops the other; the caller's shutdown stops both.
+    // Any loop failing stops the others; the caller's shutdown stops all.
     let stop = shutdown.child_token();
-    let mut routing = {
+    let mut loops = tokio::task::JoinSet::new();
+    {
         let (config, telemetry, stop) = (config.clone(), telemetry.clone(), stop.clone());
-        tokio::task::spawn_blocking(move || kafka::run_loop(&config, &pipeline, &telemetry, &stop))
-    };
-    let mut join = {
+        loops.spawn_blocking(move || kafka::run_loop(&config, &pipeline, &telemetry, &stop));
+    }
+    if config.review.join {
         let (config, telemetry, stop) = (config.clone(), telemetry.clone(), stop.clone());
-        let enabled = config.review.join;
-        tokio::task::spawn_blocking(move || {
-            if !enabled {
-                return Ok(());
-            }
+        loops.spawn_blocking(move || {
             let state =
                 std::sync::Arc::new(review::ReviewState::new(review::ReviewSettings::from_config(&config.review)));
             kafka::run_join(&config, &telemetry, state, &stop)
-        })
-    };
-    let joined = |r: Result<Result<(), kafka::LoopError>, tokio::task::JoinError>| match r {
-        Ok(r) => r.map_err(RouterError::from),
-        Err(e) => Err(RouterError::Panicked(e.to_string())),
-    };
-    let (first, other) = tokio::select! {
-        r = &mut routing => (joined(r), join),
-        r = &mut join => (joined(r), routing),
-    };
-    // A loop ends on its own only on an error (or when the join is disabled): stop the other
-    // then; otherwise the caller's shutdown already stopped both.
-    if first.is_err() {
-        stop.cancel();
+        });
     }
-    let second = joined(other.await);
-    let result = first.and(second);
+    {
+        let (config, telemetry, stop) = (config.clone(), telemetry.clone(), stop.clone());
+        loops.spawn_blocking(move || kafka::run_chain(&config, &telemetry, &stop));
+    }
+    let mut result = Ok(());
+    while let Some(ended) = loops.join_next().await {
+        let ended = match ended {
+            Ok(r) => r.map_err(RouterError::from),
+            Err(e) => Err(RouterError::Panicked(e.to_string())),
+        };
+        // A loop ends on its own only on an error: stop the others then; otherwise the
+        // caller's shutdown already stopped them all.
+        if ended.is_err() {
+            stop.cancel();
+        }
+        result = result.and(ended);
+    }
     stop_http.cancel();
     if let Some(handle) = http {
         let _ = handle.await;

@@ -496,6 +496,9 @@ impl Pipeline {
             source_topic: Cow::Borrowed(source.topic),
             source_partition: source.partition,
             source_offset: source.offset,
+            chain_seq: None,
+            chain_prev: None,
+            chain_hash: None,
         }
     }
 

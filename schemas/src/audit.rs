@@ -2,6 +2,7 @@
 
 use crate::routed::Contribution;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 
 /// What an audit record records. Stored as its name (a string) so later actions can be added
@@ -24,6 +25,10 @@ pub enum AuditAction {
     TimeoutFallback,
     /// A decision could not be joined to a pending review (dead-lettered).
     DecisionUnjoined,
+    /// A post-verify reject compensated an event that was pre-accepted on auto-commit.
+    Rollback,
+    /// The router started routing with a new policy version (hot reload).
+    PolicyChange,
     /// The gateway showed a case in a queue listing (the snapshot is what was shown).
     CaseListed,
     /// The gateway showed a case in full (the snapshot is what was shown).
@@ -52,6 +57,8 @@ impl AuditAction {
             AuditAction::TierTimeout => "tier_timeout",
             AuditAction::TimeoutFallback => "timeout_fallback",
             AuditAction::DecisionUnjoined => "decision_unjoined",
+            AuditAction::Rollback => "rollback",
+            AuditAction::PolicyChange => "policy_change",
             AuditAction::CaseListed => "case_listed",
             AuditAction::CaseRead => "case_read",
             AuditAction::CaseClaim => "case_claim",
@@ -94,4 +101,38 @@ pub struct AuditRecord<'a> {
     pub source_topic: Cow<'a, str>,
     pub source_partition: i32,
     pub source_offset: i64,
+    /// Position of the record in its partition's hash chain, from 0 (set by the audit chainer).
+    #[serde(default)]
+    pub chain_seq: Option<i64>,
+    /// Hash of the previous record of the partition ([`GENESIS`] for the first).
+    #[serde(default)]
+    pub chain_prev: Option<Cow<'a, str>>,
+    /// Hash of this record: see [`AuditRecord::digest`].
+    #[serde(default)]
+    pub chain_hash: Option<Cow<'a, str>>,
+}
+
+/// The `chain_prev` of a partition's first record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+impl AuditRecord<'_> {
+    /// Hex SHA-256 of the record's JSON encoding with `chain_hash` left out (null). Every other
+    /// field is covered, `chain_seq` and `chain_prev` included, so a record cannot be edited,
+    /// moved or re-linked without changing it. The JSON encoding is the canonical form whatever
+    /// the topic's encoding: the field order is fixed and numbers print the same after a round
+    /// trip.
+    pub fn digest(&self) -> String {
+        let mut unsealed = self.clone();
+        unsealed.chain_hash = None;
+        // Serialising plain data to a Vec cannot fail.
+        let bytes = serde_json::to_vec(&unsealed).unwrap_or_default();
+        hex::encode(Sha256::digest(&bytes))
+    }
+
+    /// Links the record after `prev` at position `seq` and sets its hash.
+    pub fn seal(&mut self, seq: i64, prev: &str) {
+        self.chain_seq = Some(seq);
+        self.chain_prev = Some(Cow::Owned(prev.to_owned()));
+        self.chain_hash = Some(Cow::Owned(self.digest()));
+    }
 }

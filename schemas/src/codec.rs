@@ -353,6 +353,9 @@ mod tests {
             source_topic: "payments".into(),
             source_partition: 3,
             source_offset: 42,
+            chain_seq: None,
+            chain_prev: None,
+            chain_hash: None,
         };
         for format in [RecordFormat::Json, RecordFormat::Avro] {
             let mut buf = Vec::new();

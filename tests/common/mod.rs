@@ -105,6 +105,7 @@ pub struct Topics {
     pub auto_reject: String,
     pub dead_letter: String,
     pub audit: String,
+    pub audit_intake: String,
     pub decisions: String,
     pub changelog: String,
     pub resolved: String,
@@ -124,6 +125,7 @@ impl Topics {
             auto_reject: format!("{base}.auto-reject"),
             dead_letter: format!("{base}.dead-letter"),
             audit: format!("{base}.audit"),
+            audit_intake: format!("{base}.audit-intake"),
             decisions: format!("{base}.review-decisions"),
             changelog: format!("{base}.pending-changelog"),
             resolved: format!("{base}.resolved"),
@@ -164,6 +166,7 @@ impl Topics {
             ("TOPICS__AUTO_REJECT", &self.auto_reject),
             ("TOPICS__DEAD_LETTER", &self.dead_letter),
             ("TOPICS__AUDIT", &self.audit),
+            ("TOPICS__AUDIT_INTAKE", &self.audit_intake),
             ("TOPICS__REVIEW_DECISIONS", &self.decisions),
             ("TOPICS__PENDING_CHANGELOG", &self.changelog),
             ("TOPICS__RESOLVED", &self.resolved),
@@ -189,6 +192,7 @@ impl Topics {
         c.topics.auto_reject = self.auto_reject.clone();
         c.topics.dead_letter = self.dead_letter.clone();
         c.topics.audit = self.audit.clone();
+        c.topics.audit_intake = self.audit_intake.clone();
         c.topics.review_decisions = self.decisions.clone();
         c.topics.pending_changelog = self.changelog.clone();
         c.topics.resolved = self.resolved.clone();
@@ -504,7 +508,7 @@ impl GatewayProcess {
             ("TOPICS__RESOLVED", &topics.resolved),
             ("TOPICS__ESCALATIONS", &topics.escalations),
             ("TOPICS__REVIEW_DECISIONS", &topics.decisions),
-            ("TOPICS__AUDIT", &topics.audit),
+            ("TOPICS__AUDIT_INTAKE", &topics.audit_intake),
             ("TOPICS__GATEWAY_STATE", state_topic),
         ];
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));

@@ -104,7 +104,9 @@ pub struct Topics {
     pub resolved: String,
     pub escalations: String,
     pub review_decisions: String,
-    pub audit: String,
+    /// Where the gateway's audit records go; the router's audit chainer links them into
+    /// `tollgate.audit`.
+    pub audit_intake: String,
     /// The gateway's own compacted state: claims and first sign-offs.
     pub gateway_state: String,
 }
@@ -117,7 +119,7 @@ impl Default for Topics {
             resolved: "tollgate.resolved".into(),
             escalations: "tollgate.escalations".into(),
             review_decisions: "tollgate.review-decisions".into(),
-            audit: "tollgate.audit".into(),
+            audit_intake: "tollgate.audit-intake".into(),
             gateway_state: "tollgate.gateway-state".into(),
         }
     }
@@ -385,7 +387,7 @@ impl GatewayConfig {
             &t.resolved,
             &t.escalations,
             &t.review_decisions,
-            &t.audit,
+            &t.audit_intake,
             &t.gateway_state,
         ];
         if names.iter().any(|n| n.trim().is_empty()) {

@@ -56,9 +56,12 @@ impl Gateway {
             source_topic: Cow::Borrowed(&r.source.topic),
             source_partition: r.source.partition,
             source_offset: r.source.offset,
+            chain_seq: None,
+            chain_prev: None,
+            chain_hash: None,
         };
         let mut value = Vec::new();
         record.write(self.format, &mut value).map_err(internal)?;
-        Ok(OutRecord { topic: self.topics.audit.clone(), key: case.event_id.to_string(), value: Some(value) })
+        Ok(OutRecord { topic: self.topics.audit_intake.clone(), key: case.event_id.to_string(), value: Some(value) })
     }
 }

@@ -205,7 +205,7 @@ impl Harness {
     }
 
     pub fn audits(&self) -> Vec<AuditRecord<'static>> {
-        self.written(&self.config.topics.audit)
+        self.written(&self.config.topics.audit_intake)
             .iter()
             .map(|r| AuditRecord::read(RecordFormat::Json, r.value.as_ref().unwrap()).unwrap())
             .collect()

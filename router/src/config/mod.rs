@@ -106,8 +106,11 @@ pub struct TopicsConfig {
     pub auto_reject: String,
     /// Records that cannot be decoded or fail validation, byte for byte, with the reason in headers.
     pub dead_letter: String,
-    /// One audit record per decision.
+    /// The audit trail: every record linked into its partition's hash chain by the audit chainer.
     pub audit: String,
+    /// Where every Tollgate writer (router, review join, gateway) sends audit records; the
+    /// chainer moves them to `audit`. As many partitions as `audit`.
+    pub audit_intake: String,
     /// Reviewers' decisions, keyed by event id (Java's default partitioner, murmur2).
     pub review_decisions: String,
     /// Compacted changelog of pending reviews; as many partitions as `review_decisions`.
@@ -129,6 +132,7 @@ impl Default for TopicsConfig {
             auto_reject: "tollgate.auto-reject".into(),
             dead_letter: "tollgate.dead-letter".into(),
             audit: "tollgate.audit".into(),
+            audit_intake: "tollgate.audit-intake".into(),
             review_decisions: "tollgate.review-decisions".into(),
             pending_changelog: "tollgate.pending-changelog".into(),
             resolved: "tollgate.resolved".into(),
@@ -160,6 +164,7 @@ impl TopicsConfig {
             &self.auto_reject,
             &self.dead_letter,
             &self.audit,
+            &self.audit_intake,
             &self.review_decisions,
             &self.pending_changelog,
             &self.resolved,
@@ -511,6 +516,7 @@ impl RouterConfig {
             ("sync_review", &t.sync_review),
             ("dead_letter", &t.dead_letter),
             ("audit", &t.audit),
+            ("audit_intake", &t.audit_intake),
             ("review_decisions", &t.review_decisions),
             ("pending_changelog", &t.pending_changelog),
             ("resolved", &t.resolved),

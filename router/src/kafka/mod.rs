@@ -10,12 +10,14 @@
 //! but not yet committed.
 
 mod admin;
+mod chain;
 mod context;
 mod inflight;
 mod join;
 mod runner;
 
 pub use admin::ensure_topics;
+pub use chain::{run_chain, Head};
 pub use join::{run_join, STATE_SUFFIX};
 pub use runner::{run_loop, LoopError};
 

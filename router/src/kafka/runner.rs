@@ -22,10 +22,10 @@ use tokio_util::sync::CancellationToken;
 use tollgate_schemas::{headers, Route};
 
 /// Longest wait for a transaction call (init, offsets, commit, abort).
-const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How a routing transaction failed.
-enum TxnError {
+pub(super) enum TxnError {
     /// Abort it and retry the batch.
     Abort(String),
     /// Stop the router.
@@ -105,7 +105,7 @@ pub fn run_loop(
         inflight: &inflight,
         producer: &producer,
         dead_letter_topic: &config.topics.dead_letter,
-        audit_topic: &config.topics.audit,
+        audit_topic: &config.topics.audit_intake,
         changelog_topic: &config.topics.pending_changelog,
         out: Output::default(),
         drift: crate::drift::DriftWindow::new(&config.drift),
@@ -305,7 +305,10 @@ impl Loop<'_> {
 
 /// Seeks each partition of an abandoned batch back to its first record (partitions no longer
 /// assigned are left to their new owner).
-fn rewind(consumer: &BaseConsumer<RouterConsumerContext>, messages: &[BorrowedMessage<'_>]) {
+pub(super) fn rewind<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    messages: &[BorrowedMessage<'_>],
+) {
     let mut first: Vec<(&str, i32, i64)> = Vec::new();
     for m in messages {
         if !first.iter().any(|(t, p, _)| *t == m.topic() && *p == m.partition()) {

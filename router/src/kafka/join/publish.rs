@@ -106,9 +106,12 @@ impl Join<'_> {
                     source_topic: Cow::Borrowed(&self.config.topics.review_decisions),
                     source_partition: source.map_or(-1, |m| m.partition),
                     source_offset: source.map_or(-1, |m| m.offset),
+                    chain_seq: None,
+                    chain_prev: None,
+                    chain_hash: None,
                 };
                 let _ = record.write(self.config.output.format, &mut audit);
-                let audit_topic = self.config.topics.audit.clone();
+                let audit_topic = self.config.topics.audit_intake.clone();
                 send(
                     self.producer,
                     BaseRecord::with_opaque_to(&audit_topic, Arc::clone(batch))
@@ -190,7 +193,13 @@ impl Join<'_> {
         }
         let timeout = r.action.is_none();
         self.telemetry.review_resolved(r.queue, r.outcome.as_str(), r.overridden, timeout, r.latency_ms, r.sla_met);
-        let action = if timeout { AuditAction::TimeoutFallback } else { AuditAction::ReviewDecision };
+        // A rollback is a reviewer's reject of a pre-accepted event: audited as the compensation
+        // it causes.
+        let action = match (r.rollback, timeout) {
+            (true, _) => AuditAction::Rollback,
+            (false, true) => AuditAction::TimeoutFallback,
+            (false, false) => AuditAction::ReviewDecision,
+        };
         self.write_audit(
             batch,
             &r.event_id,
@@ -299,12 +308,15 @@ impl Join<'_> {
             source_topic: Cow::Borrowed(source.map_or(self.config.topics.pending_changelog.as_str(), |m| &m.topic)),
             source_partition: source.map_or(pending.partition, |m| m.partition),
             source_offset: source.map_or(-1, |m| m.offset),
+            chain_seq: None,
+            chain_prev: None,
+            chain_hash: None,
         };
         self.audit.clear();
         if let Err(e) = record.write(self.config.output.format, &mut self.audit) {
             tracing::error!(error = %e, event_id, "Encoding a review audit record failed.");
         }
-        let topic = self.config.topics.audit.clone();
+        let topic = self.config.topics.audit_intake.clone();
         send(
             self.producer,
             BaseRecord::with_opaque_to(&topic, Arc::clone(batch)).key(event_id.as_bytes()).payload(&self.audit),

@@ -4,7 +4,10 @@
 //! come only from small fixed sets (route, reason, topic/partition of the input). Hot-path
 //! events resolve their label children once, at start-up, and update atomics per event.
 
+mod governance;
+
 use crate::reject::RejectReason;
+use governance::GovernanceMetrics;
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -14,6 +17,7 @@ use tollgate_schemas::Route;
 
 /// Metric names, in one place for the dashboards and alert rules to match.
 pub mod names {
+    pub use super::governance::names::*;
     pub const EVENTS: &str = "tollgate_events_total";
     pub const DEAD_LETTERS: &str = "tollgate_dead_letter_total";
     pub const ROUTING_LATENCY: &str = "tollgate_routing_latency_seconds";
@@ -71,6 +75,7 @@ pub struct Telemetry {
     confidence_mean: prometheus::Gauge,
     confidence_baseline: prometheus::Gauge,
     transactions: IntCounterVec,
+    governance: GovernanceMetrics,
 }
 
 /// The review loop's metrics (labels: queue, outcome, tier, action, reason: all small sets).
@@ -257,6 +262,7 @@ impl Telemetry {
         ] {
             registry.register(c).expect("metric names are unique");
         }
+        let governance = GovernanceMetrics::new(&registry);
         Telemetry {
             registry,
             events,
@@ -276,6 +282,7 @@ impl Telemetry {
             confidence_mean,
             confidence_baseline,
             transactions,
+            governance,
         }
     }
 
@@ -285,6 +292,28 @@ impl Telemetry {
         if let Some(e) = error {
             tracing::warn!(error = %e, "Aborted a routing transaction; the batch is retried.");
         }
+    }
+
+    /// A batch of audit records was chained and committed.
+    pub fn audit_chained(&self, records: usize) {
+        self.governance.chained.inc_by(records as u64);
+        self.governance.transactions.with_label_values(&["committed"]).inc();
+    }
+
+    /// An audit chain transaction was aborted (the batch is retried).
+    pub fn audit_transaction_aborted(&self, error: &dyn std::fmt::Display) {
+        self.governance.transactions.with_label_values(&["aborted"]).inc();
+        tracing::warn!(error = %error, "Aborted an audit chain transaction; the batch is retried.");
+    }
+
+    /// An intake record was not an audit record.
+    pub fn audit_intake_rejected(&self) {
+        self.governance.intake_rejected.inc();
+    }
+
+    /// A policy reload was applied or refused.
+    pub fn policy_reload(&self, applied: bool) {
+        self.governance.reloads.with_label_values(&[if applied { "applied" } else { "refused" }]).inc();
     }
 
     /// A drift window completed.

@@ -1,0 +1,358 @@
+//! The audit chainer: moves audit records from `tollgate.audit-intake` to `tollgate.audit`,
+//! linking each into its partition's hash chain.
+//!
+//! Every Tollgate writer (the routing loop, the review join, the reviewer gateway) sends its
+//! audit records to the intake topic, keyed by event id. The chainer consumes the intake in its
+//! own consumer group (`<group>.audit`) and writes each record to the same partition number of
+//! the audit topic with `chain_seq`, `chain_prev` (the hash of the partition's previous record)
+//! and `chain_hash` set. So each audit partition has exactly one writer at a time (the owner of
+//! the intake partition), which is what makes "the previous record of its partition" well
+//! defined however many routers and gateways write audit records.
+//!
+//! Exactly once: a batch's chained records and its intake offsets are one Kafka transaction. The
+//! chain head (sequence and hash of the last record) travels in the committed offset's metadata,
+//! so a new owner of a partition continues the chain from what was committed, never from a record
+//! of an aborted batch. Heads are kept in memory and dropped on every rebalance or abort, then
+//! re-read from the committed offsets. A broker that does not keep offset metadata (nisshi
+//! 0.6) gets the head from the audit partition's last committed record instead.
+
+use super::runner::{rewind, TxnError, TXN_TIMEOUT};
+use super::{consumer_config, poll_batch, producer_config, LoopError};
+use crate::config::RouterConfig;
+use crate::telemetry::Telemetry;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tollgate_schemas::audit::GENESIS;
+use tollgate_schemas::{headers, AuditRecord, RecordFormat};
+
+/// How long an audit partition must be quiet before its last record read is taken as the head.
+const TAIL_QUIET: Duration = Duration::from_millis(500);
+
+/// Prefix of the chain head kept in the committed offset's metadata.
+const HEAD_PREFIX: &str = "tollgate-chain-v1";
+
+/// The last link of a partition's chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// The sequence number the next record gets.
+    pub next_seq: i64,
+    /// The hash the next record links to.
+    pub hash: String,
+}
+
+impl Head {
+    pub fn genesis() -> Head {
+        Head { next_seq: 0, hash: GENESIS.to_owned() }
+    }
+
+    /// The offset metadata that carries this head.
+    pub fn to_metadata(&self) -> String {
+        format!("{HEAD_PREFIX} {} {}", self.next_seq, self.hash)
+    }
+
+    /// The head in committed offset metadata; `None` when there is none (a new chain).
+    pub fn from_metadata(metadata: &str) -> Option<Head> {
+        let mut parts = metadata.split(' ');
+        if parts.next() != Some(HEAD_PREFIX) {
+            return None;
+        }
+        let next_seq = parts.next()?.parse().ok()?;
+        let hash = parts.next()?;
+        (hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) && parts.next().is_none())
+            .then(|| Head { next_seq, hash: hash.to_owned() })
+    }
+}
+
+/// Counts rebalances, so a batch polled across one is abandoned.
+struct ChainConsumerContext {
+    generation: AtomicU64,
+    telemetry: Telemetry,
+}
+
+impl ClientContext for ChainConsumerContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.telemetry.kafka_error(&format_args!("audit chainer consumer: {error}: {reason}"));
+    }
+}
+
+impl ConsumerContext for ChainConsumerContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, _: &Rebalance<'_>) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// Counts failed deliveries of the open transaction.
+struct ChainProducerContext {
+    failures: AtomicUsize,
+    telemetry: Telemetry,
+}
+
+impl ClientContext for ChainProducerContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.telemetry.kafka_error(&format_args!("audit chainer producer: {error}: {reason}"));
+    }
+}
+
+impl ProducerContext for ChainProducerContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, message)) = result {
+            self.telemetry.delivery_failed(message.topic(), &error.to_string());
+            self.failures.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Runs the chainer on the current thread until `shutdown` is cancelled.
+pub fn run_chain(config: &RouterConfig, telemetry: &Telemetry, shutdown: &CancellationToken) -> Result<(), LoopError> {
+    let topics = &config.topics;
+    let mut producer_settings = producer_config(config);
+    producer_settings.set("transactional.id", format!("{}.audit", config.transactional_id()));
+    let producer: ThreadedProducer<ChainProducerContext> = producer_settings
+        .create_with_context(ChainProducerContext { failures: AtomicUsize::new(0), telemetry: telemetry.clone() })?;
+    producer.init_transactions(TXN_TIMEOUT)?;
+    let mut consumer_settings = consumer_config(config);
+    // Set after the user's overrides: offsets are committed only by the transactions.
+    consumer_settings
+        .set("group.id", format!("{}.audit", config.kafka.group_id))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed");
+    let consumer: BaseConsumer<ChainConsumerContext> = consumer_settings
+        .create_with_context(ChainConsumerContext { generation: AtomicU64::new(0), telemetry: telemetry.clone() })?;
+    consumer.subscribe(&[&topics.audit_intake])?;
+    tracing::info!(intake = %topics.audit_intake, audit = %topics.audit, "Chaining audit records.");
+    let mut chainer = Chainer { config, telemetry, heads: HashMap::new(), buf: Vec::new(), tail: None };
+    let batch_size = config.processing.batch_size;
+    while !shutdown.is_cancelled() {
+        let generation = consumer.context().generation.load(Ordering::Acquire);
+        let mut messages = Vec::with_capacity(batch_size);
+        poll_batch(&consumer, batch_size, telemetry, |m| {
+            messages.push(m);
+            Ok::<_, LoopError>(())
+        })?;
+        if consumer.context().generation.load(Ordering::Acquire) != generation {
+            // Partitions moved: heads are re-read from what the new assignment committed.
+            chainer.heads.clear();
+            rewind(&consumer, &messages);
+            continue;
+        }
+        if messages.is_empty() {
+            continue;
+        }
+        match chainer.chain_batch(&consumer, &producer, &messages) {
+            Ok(()) => telemetry.audit_chained(messages.len()),
+            Err(TxnError::Abort(e)) => {
+                telemetry.audit_transaction_aborted(&e);
+                producer.abort_transaction(TXN_TIMEOUT)?;
+                chainer.heads.clear();
+                rewind(&consumer, &messages);
+            }
+            Err(TxnError::Fatal(e)) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+struct Chainer<'a> {
+    config: &'a RouterConfig,
+    telemetry: &'a Telemetry,
+    heads: HashMap<i32, Head>,
+    buf: Vec<u8>,
+    /// Reads an audit partition's last record when no head was committed with the offsets.
+    tail: Option<BaseConsumer>,
+}
+
+impl Chainer<'_> {
+    /// The head of `partition`: in memory, else from the committed offset's metadata, else (for
+    /// brokers that do not keep offset metadata) from the audit partition's last record.
+    fn head(&mut self, consumer: &BaseConsumer<ChainConsumerContext>, partition: i32) -> Result<Head, TxnError> {
+        if let Some(h) = self.heads.get(&partition) {
+            return Ok(h.clone());
+        }
+        let intake = &self.config.topics.audit_intake;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(intake, partition);
+        let committed =
+            consumer.committed_offsets(tpl, Duration::from_secs(10)).map_err(|e| TxnError::Abort(e.to_string()))?;
+        let from_metadata = committed.find_partition(intake, partition).and_then(|e| Head::from_metadata(e.metadata()));
+        let head = match from_metadata {
+            Some(h) => h,
+            None => {
+                self.tail_head(partition).map_err(|e| TxnError::Abort(e.to_string()))?.unwrap_or_else(Head::genesis)
+            }
+        };
+        tracing::debug!(partition, next_seq = head.next_seq, "Audit chain head loaded.");
+        self.heads.insert(partition, head.clone());
+        Ok(head)
+    }
+
+    /// The head after the last committed record of audit partition `partition`, if it has one.
+    /// Reads from just before the high watermark, or from the start when the broker's watermark
+    /// leads nowhere, until the partition is quiet.
+    fn tail_head(&mut self, partition: i32) -> Result<Option<Head>, KafkaError> {
+        let audit = &self.config.topics.audit;
+        if self.tail.is_none() {
+            let mut settings = consumer_config(self.config);
+            settings
+                .set("group.id", format!("{}.audit-tail", self.config.kafka.group_id))
+                .set("enable.auto.commit", "false")
+                .set("isolation.level", "read_committed");
+            self.tail = Some(settings.create()?);
+        }
+        let Some(reader) = self.tail.as_ref() else { return Ok(None) };
+        let (low, high) = reader.fetch_watermarks(audit, partition, Duration::from_secs(10))?;
+        let mut last = None;
+        for start in [Offset::Offset((high - 1).max(low)), Offset::Beginning] {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(audit, partition, start)?;
+            reader.assign(&tpl)?;
+            let mut quiet_since = std::time::Instant::now();
+            while quiet_since.elapsed() < TAIL_QUIET {
+                match reader.poll(Duration::from_millis(50)) {
+                    Some(Ok(m)) => {
+                        last = parse(m.payload()).ok();
+                        quiet_since = std::time::Instant::now();
+                    }
+                    Some(Err(e)) => return Err(e),
+                    None => {}
+                }
+            }
+            if last.is_some() || high <= 0 {
+                break;
+            }
+        }
+        reader.unassign()?;
+        Ok(last.and_then(|r| match (r.chain_seq, r.chain_hash) {
+            (Some(seq), Some(hash)) => Some(Head { next_seq: seq + 1, hash: hash.into_owned() }),
+            _ => None,
+        }))
+    }
+
+    /// Decodes an intake record, links it after `head` and encodes it into `buf`; returns its
+    /// hash.
+    fn seal(&mut self, payload: Option<&[u8]>, head: &Head) -> Result<String, String> {
+        let mut record = parse(payload)?;
+        record.seal(head.next_seq, &head.hash);
+        self.buf.clear();
+        record.write(self.config.output.format, &mut self.buf).map_err(|e| format!("cannot encode it: {e}"))?;
+        Ok(record.chain_hash.unwrap_or_default().into_owned())
+    }
+
+    fn chain_batch(
+        &mut self,
+        consumer: &BaseConsumer<ChainConsumerContext>,
+        producer: &ThreadedProducer<ChainProducerContext>,
+        messages: &[BorrowedMessage<'_>],
+    ) -> Result<(), TxnError> {
+        producer.context().failures.store(0, Ordering::Release);
+        producer.begin_transaction()?;
+        let topics = &self.config.topics;
+        let mut last: HashMap<i32, i64> = HashMap::new();
+        for m in messages {
+            let partition = m.partition();
+            let mut head = self.head(consumer, partition)?;
+            match self.seal(m.payload(), &head) {
+                Ok(hash) => {
+                    let mut out = BaseRecord::to(&topics.audit).partition(partition).payload(self.buf.as_slice());
+                    if let Some(k) = m.key() {
+                        out = out.key(k);
+                    }
+                    send(producer, out)?;
+                    head = Head { next_seq: head.next_seq + 1, hash };
+                    self.heads.insert(partition, head);
+                }
+                Err(why) => {
+                    // Not an audit record: kept with its cause, never chained.
+                    self.telemetry.audit_intake_rejected();
+                    tracing::warn!(partition, offset = m.offset(), error = %why, "An audit intake record is not an audit record; dead-lettered.");
+                    let mut out = BaseRecord::to(&topics.dead_letter)
+                        .payload(m.payload().unwrap_or_default())
+                        .headers(dead_letter_headers(&topics.audit_intake, m, &why));
+                    if let Some(k) = m.key() {
+                        out = out.key(k);
+                    }
+                    send(producer, out)?;
+                }
+            }
+            last.insert(partition, m.offset());
+        }
+        let mut offsets = TopicPartitionList::new();
+        for (partition, offset) in &last {
+            offsets.add_partition_offset(&topics.audit_intake, *partition, Offset::Offset(offset + 1))?;
+            if let (Some(mut elem), Some(head)) =
+                (offsets.find_partition(&topics.audit_intake, *partition), self.heads.get(partition))
+            {
+                elem.set_metadata(head.to_metadata());
+            }
+        }
+        let group = consumer.group_metadata().ok_or_else(|| TxnError::Abort("no consumer group metadata".into()))?;
+        producer.flush(TXN_TIMEOUT).map_err(TxnError::from)?;
+        if producer.context().failures.load(Ordering::Acquire) > 0 {
+            return Err(TxnError::Abort("an audit record was not delivered".into()));
+        }
+        producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT)?;
+        producer.commit_transaction(TXN_TIMEOUT)?;
+        Ok(())
+    }
+}
+
+fn parse(payload: Option<&[u8]>) -> Result<AuditRecord<'static>, String> {
+    let bytes = payload.filter(|p| !p.is_empty()).ok_or("the record has no value")?;
+    let format = if bytes.first() == Some(&b'{') { RecordFormat::Json } else { RecordFormat::Avro };
+    AuditRecord::read(format, bytes).map_err(|e| format!("not an audit record: {e}"))
+}
+
+fn dead_letter_headers(topic: &str, m: &BorrowedMessage<'_>, why: &str) -> OwnedHeaders {
+    OwnedHeaders::new()
+        .insert(Header { key: headers::ERROR_REASON, value: Some("malformed_audit") })
+        .insert(Header { key: headers::ERROR_MESSAGE, value: Some(why) })
+        .insert(Header { key: headers::SOURCE_TOPIC, value: Some(topic) })
+        .insert(Header { key: headers::SOURCE_PARTITION, value: Some(&m.partition().to_string()) })
+        .insert(Header { key: headers::SOURCE_OFFSET, value: Some(&m.offset().to_string()) })
+}
+
+/// Enqueues a record, waiting while the producer queue is full.
+fn send(
+    producer: &ThreadedProducer<ChainProducerContext>,
+    mut record: BaseRecord<'_, [u8], [u8]>,
+) -> Result<(), TxnError> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((e, _)) => return Err(TxnError::Abort(e.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_round_trip_through_offset_metadata_and_junk_starts_a_new_chain() {
+        let head = Head { next_seq: 42, hash: "ab".repeat(32) };
+        assert_eq!(Head::from_metadata(&head.to_metadata()), Some(head));
+        for junk in [
+            "",
+            "x",
+            "tollgate-chain-v1 1",
+            "tollgate-chain-v1 x abc",
+            &format!("tollgate-chain-v1 1 {}", "g".repeat(64)),
+        ] {
+            assert_eq!(Head::from_metadata(junk), None, "{junk}");
+        }
+        assert_eq!(Head::genesis().hash, GENESIS);
+    }
+}

@@ -1,0 +1,56 @@
+//! Metrics of the audit chain and of policy reloads.
+
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+
+pub mod names {
+    pub const AUDIT_CHAINED: &str = "tollgate_audit_chained_total";
+    pub const AUDIT_INTAKE_REJECTED: &str = "tollgate_audit_intake_rejected_total";
+    pub const AUDIT_TRANSACTIONS: &str = "tollgate_audit_transactions_total";
+    pub const POLICY_RELOADS: &str = "tollgate_policy_reloads_total";
+}
+
+#[derive(Clone)]
+pub(super) struct GovernanceMetrics {
+    pub chained: IntCounter,
+    pub intake_rejected: IntCounter,
+    pub transactions: IntCounterVec,
+    pub reloads: IntCounterVec,
+}
+
+impl GovernanceMetrics {
+    pub fn new(registry: &Registry) -> Self {
+        let m = GovernanceMetrics {
+            chained: IntCounter::new(names::AUDIT_CHAINED, "Audit records linked into the hash chain.").unwrap(),
+            intake_rejected: IntCounter::new(
+                names::AUDIT_INTAKE_REJECTED,
+                "Audit intake records that were not audit records (dead-lettered).",
+            )
+            .unwrap(),
+            transactions: IntCounterVec::new(
+                Opts::new(names::AUDIT_TRANSACTIONS, "Audit chain transactions, by result: committed or aborted."),
+                &["result"],
+            )
+            .unwrap(),
+            reloads: IntCounterVec::new(
+                Opts::new(names::POLICY_RELOADS, "Policy reloads, by result: applied, refused (invalid) or unchanged."),
+                &["result"],
+            )
+            .unwrap(),
+        };
+        for result in ["committed", "aborted"] {
+            m.transactions.with_label_values(&[result]);
+        }
+        for result in ["applied", "refused"] {
+            m.reloads.with_label_values(&[result]);
+        }
+        for c in [
+            Box::new(m.chained.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(m.intake_rejected.clone()),
+            Box::new(m.transactions.clone()),
+            Box::new(m.reloads.clone()),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        m
+    }
+}
