@@ -160,3 +160,89 @@ fn the_trail_is_chained_verified_and_exported() {
     });
     assert!(inserted.contains(&format!("first broken link: partition {partition} offset 3: inserted")), "{inserted}");
 }
+
+/// The sample events with their ids suffixed, so a second pass is new events.
+fn sample_records_as(suffix: &str) -> Vec<TestRecord> {
+    common::sample_events()
+        .into_iter()
+        .map(|mut e| {
+            e["event_id"] = format!("{}{suffix}", e["event_id"].as_str().unwrap()).into();
+            (Some(e["account_id"].as_str().unwrap().as_bytes().to_vec()), Some(e.to_string().into_bytes()))
+        })
+        .collect()
+}
+
+#[test]
+fn a_policy_change_applies_without_a_restart_is_audited_and_an_invalid_one_is_refused() {
+    let broker = Broker::get();
+    let topics = Topics::new("reload");
+    create_topics(&broker.addr, &[&topics.input], 3);
+    let config = topics.config_file(&[]);
+    let policy = config.with_file_name("policy.toml");
+    let router = RouterProcess::spawn_at(&config, &topics, &broker.addr, &[("TOLLGATE__POLICY__WATCH", "200ms")]);
+    let routes = topics.routes().map(str::to_owned);
+    let mut out = Collector::new(&broker.addr, &[&routes[0], &routes[1], &routes[2], &routes[3], &topics.audit]);
+    let routed = |c: &[Collected], suffix: &str| {
+        c.iter()
+            .filter(|r| routes.contains(&r.topic))
+            .filter(|r| {
+                let v: serde_json::Value = serde_json::from_slice(r.value.as_deref().unwrap()).unwrap();
+                v["event_id"].as_str().unwrap().ends_with(suffix)
+            })
+            .count()
+    };
+    produce(&broker.addr, &topics.input, &sample_records_as("-a"));
+    out.until("the first pass", Duration::from_secs(90), |c| routed(c, "-a") >= 20);
+
+    // A new version that sends risk ≥ 0.8 to sync review (0.9 before).
+    let text = std::fs::read_to_string(&policy).unwrap();
+    let tighter = text
+        .replace("version = \"payments-2026.11.1\"", "version = \"payments-2026.11.2\"")
+        .replace("{ risk = { gte = 0.9 } }", "{ risk = { gte = 0.8 } }");
+    std::fs::write(&policy, &tighter).unwrap();
+    out.until("the policy change's audit record", Duration::from_secs(30), |c| {
+        c.iter().filter(|r| r.topic == topics.audit).any(|r| audit_of(r).action == "policy_change")
+    });
+    // An invalid one: refused, the new version keeps routing.
+    std::fs::write(
+        &policy,
+        tighter.replace("payments-2026.11.2", "payments-2026.11.3").replace("gte = 0.8", "gte = 8"),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    produce(&broker.addr, &topics.input, &sample_records_as("-b"));
+    out.until("the second pass", Duration::from_secs(60), |c| routed(c, "-b") >= 20);
+
+    let version_of = |suffix: &str| -> Vec<String> {
+        out.records
+            .iter()
+            .filter(|r| routes.contains(&r.topic))
+            .filter(|r| {
+                serde_json::from_slice::<serde_json::Value>(r.value.as_deref().unwrap()).unwrap()["event_id"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(suffix)
+            })
+            .map(|r| r.header(tollgate_schemas::headers::POLICY_VERSION).to_owned())
+            .collect()
+    };
+    assert!(version_of("-a").iter().all(|v| v == "payments-2026.11.1"));
+    assert!(version_of("-b").iter().all(|v| v == "payments-2026.11.2"), "{:?}", version_of("-b"));
+    // pay-0013 (risk 0.89) went to async review under 2026.11.1 and to sync review under .2.
+    let route_of = |id: &str| {
+        out.records
+            .iter()
+            .find(|r| {
+                routes.contains(&r.topic)
+                    && serde_json::from_slice::<serde_json::Value>(r.value.as_deref().unwrap()).unwrap()["event_id"]
+                        == id
+            })
+            .map(|r| topics.route_of(&r.topic).unwrap())
+    };
+    assert_eq!((route_of("pay-0013-a"), route_of("pay-0013-b")), (Some("async_review"), Some("sync_review")));
+    let change = out.on(&topics.audit).into_iter().map(audit_of).find(|a| a.action == "policy_change").unwrap();
+    assert_eq!((change.decision.as_ref(), change.actor.as_ref()), ("payments-2026.11.2", "router"));
+    assert!(change.chain_hash.is_some(), "policy changes are chained like every audit record");
+    let log = router.log_text();
+    assert!(log.contains("Policy reload refused"), "{log}");
+}

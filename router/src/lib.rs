@@ -8,6 +8,7 @@
 //! - [`decode`] → [`score`] → [`policy`]: the stages.
 //! - [`pipeline`]: the stages chained, plus encoding of the routed and audit records.
 //! - [`reject`]: the fixed set of reasons an event goes to the dead-letter topic.
+//! - [`reload`]: policy hot reload (SIGHUP or file change), validated before it applies.
 //! - [`drift`]: PSI of the risk score and mean confidence against a baseline.
 //! - [`review`]: the review loop's state: pending reviews, decisions, SLA tiers.
 //! - [`telemetry`]: every metric and the events that update them.
@@ -26,6 +27,7 @@ pub mod kafka;
 pub mod pipeline;
 pub mod policy;
 pub mod reject;
+pub mod reload;
 pub mod review;
 pub mod score;
 pub mod telemetry;
@@ -93,9 +95,12 @@ pub async fn run_with(
     // Any loop failing stops the others; the caller's shutdown stops all.
     let stop = shutdown.child_token();
     let mut loops = tokio::task::JoinSet::new();
+    let slot = std::sync::Arc::new(reload::PipelineSlot::new(pipeline));
+    let reloader = reload::Reloader::new(config.clone(), slot.clone(), telemetry.clone());
+    let watcher = tokio::spawn(reload::watch(reloader, stop.clone()));
     {
         let (config, telemetry, stop) = (config.clone(), telemetry.clone(), stop.clone());
-        loops.spawn_blocking(move || kafka::run_loop(&config, &pipeline, &telemetry, &stop));
+        loops.spawn_blocking(move || kafka::run_loop(&config, &slot, &telemetry, &stop));
     }
     if config.review.join {
         let (config, telemetry, stop) = (config.clone(), telemetry.clone(), stop.clone());
@@ -122,6 +127,8 @@ pub async fn run_with(
         }
         result = result.and(ended);
     }
+    stop.cancel();
+    let _ = watcher.await;
     stop_http.cancel();
     if let Some(handle) = http {
         let _ = handle.await;

@@ -399,11 +399,16 @@ impl RouterProcess {
         extra_env: &[(&str, &str)],
         producer: &[(&str, &str)],
     ) -> RouterProcess {
+        Self::spawn_at(&topics.config_file(producer), topics, brokers, extra_env)
+    }
+
+    /// A router on the configuration file `config` (a copy made by [`Topics::config_file`]).
+    pub fn spawn_at(config: &Path, topics: &Topics, brokers: &str, extra_env: &[(&str, &str)]) -> RouterProcess {
         let log = std::env::temp_dir().join(format!("{}.log", unique("router")));
         let file = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
         cmd.args(["router", "--config"])
-            .arg(topics.config_file(producer))
+            .arg(config)
             .envs(topics.env(brokers, free_port()))
             .envs(extra_env.iter().map(|(k, v)| (*k, *v)))
             .env("RUST_LOG", "info")

@@ -266,6 +266,14 @@ pub struct ScorerConfig {
 pub struct PolicyConfig {
     /// Policy file (TOML): version, guardrails, ordered rules and the default route.
     pub file: PathBuf,
+    /// How often the file is checked for changes (a change is validated, then applied without a
+    /// restart; SIGHUP checks at once). `0s` turns the check off (SIGHUP still works).
+    #[serde(default = "default_policy_watch")]
+    pub watch: HumanDuration,
+}
+
+fn default_policy_watch() -> HumanDuration {
+    HumanDuration::secs(2)
 }
 
 /// Output encoding.

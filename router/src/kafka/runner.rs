@@ -7,6 +7,7 @@ use super::inflight::{Batch, DeliveryFailed, InFlight};
 use super::{consumer_config, poll_batch, routing_producer_config, BACKPRESSURE_WAIT};
 use crate::config::{Guarantee, RouterConfig};
 use crate::pipeline::{Output, Pipeline, Source, Verdict};
+use crate::reload::PipelineSlot;
 use crate::telemetry::Telemetry;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -53,7 +54,10 @@ pub enum LoopError {
 }
 
 struct Loop<'a> {
-    pipeline: &'a Pipeline,
+    slot: &'a PipelineSlot,
+    /// The slot's pipeline as of the current batch, and the slot generation it came from.
+    pipeline: Arc<Pipeline>,
+    generation: u64,
     telemetry: &'a Telemetry,
     inflight: &'a InFlight,
     producer: &'a ThreadedProducer<DeliveryContext>,
@@ -69,7 +73,7 @@ struct Loop<'a> {
 /// leaves the consumer group.
 pub fn run_loop(
     config: &RouterConfig,
-    pipeline: &Pipeline,
+    slot: &PipelineSlot,
     telemetry: &Telemetry,
     shutdown: &CancellationToken,
 ) -> Result<(), LoopError> {
@@ -100,7 +104,9 @@ pub fn run_loop(
     tracing::info!(topic = input_topic, group = %config.kafka.group_id, "Consuming.");
     telemetry.set_ready(true);
     let mut state = Loop {
-        pipeline,
+        slot,
+        pipeline: slot.get(),
+        generation: slot.generation(),
         telemetry,
         inflight: &inflight,
         producer: &producer,
@@ -127,6 +133,16 @@ pub fn run_loop(
 }
 
 impl Loop<'_> {
+    /// Switches to a reloaded pipeline, between two batches.
+    fn refresh(&mut self) {
+        let generation = self.slot.generation();
+        if generation != self.generation {
+            self.pipeline = self.slot.get();
+            self.generation = generation;
+            tracing::info!(policy_version = self.pipeline.policy_version(), "Routing with the reloaded policy.");
+        }
+    }
+
     fn run(
         &mut self,
         consumer: &BaseConsumer<RouterConsumerContext>,
@@ -142,6 +158,7 @@ impl Loop<'_> {
                 thread::park_timeout(BACKPRESSURE_WAIT);
                 continue;
             }
+            self.refresh();
             let now = SystemTime::now();
             let telemetry = self.telemetry;
             poll_batch(consumer, batch_size, telemetry, |message| self.route(&message, now))?;
@@ -163,6 +180,7 @@ impl Loop<'_> {
         while !shutdown.is_cancelled() {
             // Transactions are committed per batch: nothing stays in flight across batches.
             self.inflight.settle(consumer)?;
+            self.refresh();
             let generation = consumer.context().generation.load(Ordering::Acquire);
             let mut messages = Vec::with_capacity(batch_size);
             poll_batch(consumer, batch_size, self.telemetry, |m| {
