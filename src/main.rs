@@ -38,6 +38,30 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Backtest a candidate policy: re-route recorded events with the running and the candidate
+    /// policy, side by side, without producing anything.
+    Replay {
+        /// Router configuration file (brokers, topics, scorer, current policy).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The candidate policy file.
+        #[arg(long)]
+        policy: PathBuf,
+        /// Topic of the recorded events (default: the configured input topic).
+        #[arg(long)]
+        from_topic: Option<String>,
+        /// Topic of recorded human outcomes used as labels, e.g. tollgate.resolved.
+        #[arg(long)]
+        decisions: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: tollgate::replay_cli::ReportFormat,
+        /// Write the report here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// A topic's end is where no record came for this long.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        idle: std::time::Duration,
+    },
     /// Run the router on an in-process Kafka with a synthetic payment stream (nothing to install).
     Demo {
         /// Stop after this many events; run until Ctrl-C when not given.
@@ -241,6 +265,25 @@ async fn main() -> ExitCode {
                     tollgate::audit_cli::export(&config, &filter, format, output.as_deref(), idle)
                 }
             }
+        }
+        Command::Replay { config, policy, from_topic, decisions, format, output, idle } => {
+            init_tracing("warn");
+            let config = match RouterConfig::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("tollgate replay: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let args = tollgate::replay_cli::ReplayArgs {
+                candidate: &policy,
+                from_topic: from_topic.as_deref(),
+                decisions: decisions.as_deref(),
+                format,
+                output: output.as_deref(),
+                idle,
+            };
+            tollgate::replay_cli::run(&config, &args)
         }
         Command::Demo { events, rate, metrics_listen, logistic, seed, brokers } => {
             init_tracing("warn");

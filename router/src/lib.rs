@@ -16,6 +16,7 @@
 //! - [`kafka`]: topic set-up, the consume-process-produce loop and at-least-once offset tracking,
 //!   the review join and the audit chainer.
 //! - [`audit`]: the audit trail's offline tools: chain verification and export.
+//! - [`replay`]: backtesting a candidate policy on recorded events and decisions.
 
 pub mod audit;
 pub mod config;
@@ -28,9 +29,12 @@ pub mod pipeline;
 pub mod policy;
 pub mod reject;
 pub mod reload;
+pub mod replay;
 pub mod review;
 pub mod score;
 pub mod telemetry;
+#[cfg(test)]
+mod testing;
 
 use config::{ConfigError, RouterConfig};
 use pipeline::{Pipeline, PipelineError};

@@ -4,14 +4,13 @@
 //! group, up to the point where the topic has been quiet for the idle time.
 
 pub mod export;
-pub mod read;
 pub mod verify;
 
 use crate::config::RouterConfig;
+use crate::kafka::reader::{committed_offsets, Start, TopicReader};
 use crate::kafka::Head;
 use export::{Exported, Filter};
 use rdkafka::error::KafkaError;
-use read::{committed_offsets, Start, TopicReader};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use verify::{ChainVerifier, Report};

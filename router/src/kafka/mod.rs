@@ -14,6 +14,7 @@ mod chain;
 mod context;
 mod inflight;
 mod join;
+pub mod reader;
 mod runner;
 
 pub use admin::ensure_topics;

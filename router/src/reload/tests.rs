@@ -1,23 +1,6 @@
 use super::*;
+use crate::testing::example_copy;
 use std::path::{Path, PathBuf};
-
-/// A copy of the reference example in a fresh directory.
-fn example_copy() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "tollgate-reload-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/payments");
-    for entry in std::fs::read_dir(example).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
-        }
-    }
-    dir
-}
 
 fn setup() -> (PathBuf, Arc<PipelineSlot>, Reloader, Telemetry) {
     let dir = example_copy();
