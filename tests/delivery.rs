@@ -126,7 +126,9 @@ fn nothing_is_lost_when_a_second_router_joins_mid_stream() {
     });
     // The second instance joins the group: partitions are revoked from the first (which drains
     // and commits) and split between both.
-    let mut second = RouterProcess::spawn(&topics, &broker.addr, &env);
+    // Two instances on one host need their own transactional ids (the default is per host).
+    let second_env = [env[0], ("TOLLGATE__PROCESSING__TRANSACTIONAL_ID", "second-router")];
+    let mut second = RouterProcess::spawn(&topics, &broker.addr, &second_env);
     out.until("every event routed and audited", Duration::from_secs(180), |r| {
         all_present(&ids, &id_counts(r, is_route)) && all_present(&ids, &id_counts(r, |t| t == topics.audit))
     });

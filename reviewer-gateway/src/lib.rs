@@ -70,7 +70,9 @@ pub fn authenticator(config: &GatewayConfig) -> Result<auth::Authenticator, Gate
         .map_err(|e| GatewayError::Config(e.to_string()))
 }
 
-/// The transactional id of this gateway instance.
+/// The transactional id of this gateway instance: stable across its restarts, so a restarted
+/// gateway aborts a transaction a crashed one left open. Two gateways on one host need distinct
+/// `kafka.client_id`s.
 fn transactional_id(config: &GatewayConfig) -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
     format!("{}.{host}", config.kafka.client_id)

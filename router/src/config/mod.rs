@@ -397,8 +397,9 @@ pub struct ProcessingConfig {
     /// `at_least_once` (default) or `exactly_once` (Kafka transactions; consumers of the
     /// outputs must read with `isolation.level=read_committed`).
     pub guarantee: Guarantee,
-    /// Transactional id for `exactly_once`: unique per router instance and stable across its
-    /// restarts (default: `<group_id>.<HOSTNAME>`).
+    /// Transactional id: unique per router instance and stable across its restarts (default:
+    /// `<group_id>.<HOSTNAME>`). The `exactly_once` routing loop uses it; the audit chainer
+    /// always uses it with `.audit` appended.
     pub transactional_id: Option<String>,
     /// Most events consumed but not yet acknowledged by the broker; at the bound the router
     /// stops polling until acknowledgements arrive (backpressure, not buffering).

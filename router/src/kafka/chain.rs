@@ -115,6 +115,9 @@ impl ProducerContext for ChainProducerContext {
 pub fn run_chain(config: &RouterConfig, telemetry: &Telemetry, shutdown: &CancellationToken) -> Result<(), LoopError> {
     let topics = &config.topics;
     let mut producer_settings = producer_config(config);
+    // Stable across restarts of this instance, so a restarted chainer aborts what a crashed one
+    // left open (else the group's offsets stay unstable until the broker times it out, which
+    // some brokers never do). Distinct per instance (see `processing.transactional_id`).
     producer_settings.set("transactional.id", format!("{}.audit", config.transactional_id()));
     let producer: ThreadedProducer<ChainProducerContext> = producer_settings
         .create_with_context(ChainProducerContext { failures: AtomicUsize::new(0), telemetry: telemetry.clone() })?;
