@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The project's test command: installs the test broker if missing, starts it, runs every test
-# (unit tests and the real-broker integration tests), and stops the broker.
+# The project's test command: installs the test broker and the observability tools if missing,
+# starts the broker, runs every test (unit tests, the real-broker integration tests, and the
+# Prometheus / Alertmanager / promtool / docker-compose tests), and stops the broker.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+
+scripts/install-observability.sh
 
 export TOLLGATE_BROKER_PORT="${TOLLGATE_BROKER_PORT:-19092}"
 scripts/broker.sh start

@@ -4,11 +4,9 @@
 //! synthetic payment stream, and the router with the reference example's configuration, serves
 //! `/metrics`, and prints a live summary until Ctrl-C or `--events N` events are routed.
 
-use crate::synth::{Mix, PaymentGenerator};
+use crate::synth::{Load, Mix};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::ClientConfig;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -200,37 +198,14 @@ fn print_final(t: &Telemetry, elapsed: Duration) {
 
 /// Produces synthetic payments until `stop` or `options.events` are produced.
 fn generate(brokers: &str, options: &DemoOptions, stop: &CancellationToken) -> anyhow::Result<()> {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("linger.ms", "5")
-        .set("queue.buffering.max.messages", "200000")
-        .create()?;
-    let mut generator = PaymentGenerator::new(options.seed, Mix::default(), "demo");
-    let mut buf = Vec::with_capacity(256);
-    let started = Instant::now();
-    let mut sent: u64 = 0;
-    while !stop.is_cancelled() && options.events.is_none_or(|n| sent < n) {
-        if options.rate > 0 {
-            let due = (started.elapsed().as_secs_f64() * options.rate as f64) as u64;
-            if sent >= due {
-                std::thread::sleep(Duration::from_millis(2));
-                continue;
-            }
-        }
-        let key = generator.next_into(&mut buf);
-        let mut record = BaseRecord::to("payments").key(key.as_str()).payload(buf.as_slice());
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) if !stop.is_cancelled() => {
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err((e, _)) => return Err(e.into()),
-            }
-        }
-        sent += 1;
-    }
-    producer.flush(Duration::from_secs(5))?;
+    let load = Load {
+        topic: "payments".into(),
+        rate: options.rate,
+        events: options.events,
+        seed: options.seed,
+        mix: Mix::default(),
+        prefix: "demo".into(),
+    };
+    crate::synth::produce(brokers, &load, stop, |_| {})?;
     Ok(())
 }

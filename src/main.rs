@@ -62,6 +62,29 @@ enum Command {
         #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
         idle: std::time::Duration,
     },
+    /// Produce the reference example's synthetic payment events to a topic, at a fixed rate or
+    /// flat out (a load generator).
+    Load {
+        /// Kafka bootstrap servers.
+        #[arg(long, env = "TOLLGATE__KAFKA__BROKERS")]
+        brokers: String,
+        #[arg(long, default_value = "payments")]
+        topic: String,
+        /// Events per second (0: as fast as possible).
+        #[arg(long, default_value_t = 100)]
+        rate: u64,
+        /// Stop after this many events (default: until Ctrl-C).
+        #[arg(long)]
+        events: Option<u64>,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Shares of each kind of event, e.g. `routine=0.8,uncertain=0.12,risky=0.055,blocked=0.02,malformed=0.005`.
+        #[arg(long, default_value = "")]
+        mix: String,
+        /// Event ids are `<prefix>-<n>`.
+        #[arg(long, default_value = "load")]
+        prefix: String,
+    },
     /// Run the router on an in-process Kafka with a synthetic payment stream (nothing to install).
     Demo {
         /// Stop after this many events; run until Ctrl-C when not given.
@@ -284,6 +307,36 @@ async fn main() -> ExitCode {
                 idle,
             };
             tollgate::replay_cli::run(&config, &args)
+        }
+        Command::Load { brokers, topic, rate, events, seed, mix, prefix } => {
+            init_tracing("warn");
+            let mix = match mix.parse::<tollgate::synth::Mix>() {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("tollgate load: --mix: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            cancel_on_signal(shutdown.clone());
+            let load = tollgate::synth::Load { topic, rate, events, seed, mix, prefix };
+            let produced = tokio::task::spawn_blocking(move || {
+                tollgate::synth::produce(&brokers, &load, &shutdown, |n| eprintln!("{n} events produced"))
+            })
+            .await;
+            match produced {
+                Ok(Ok(n)) => {
+                    eprintln!("done: {n} events produced");
+                    ExitCode::SUCCESS
+                }
+                Ok(Err(e)) => {
+                    eprintln!("tollgate load: {e:#}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("tollgate load: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Demo { events, rate, metrics_listen, logistic, seed, brokers } => {
             init_tracing("warn");

@@ -4,7 +4,11 @@
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::ClientConfig;
 use std::io::Write;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 const CATEGORIES: [&str; 8] =
     ["grocery", "electronics", "travel", "gambling", "utilities", "crypto", "gift_cards", "restaurants"];
@@ -39,6 +43,101 @@ impl Default for Mix {
     fn default() -> Self {
         Mix { routine: 0.80, uncertain: 0.12, risky: 0.055, blocked: 0.02, malformed: 0.005 }
     }
+}
+
+impl std::str::FromStr for Mix {
+    type Err = String;
+
+    /// `routine=0.8,uncertain=0.12,risky=0.055,blocked=0.02,malformed=0.005`; kinds left out
+    /// keep their default share.
+    fn from_str(text: &str) -> Result<Mix, String> {
+        let mut mix = Mix::default();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (kind, share) = part.split_once('=').ok_or_else(|| format!("`{part}` is not kind=share"))?;
+            let share: f64 = share.trim().parse().map_err(|_| format!("`{share}` is not a number"))?;
+            if !share.is_finite() || share < 0.0 {
+                return Err(format!("the share of {kind} must be a number of at least 0"));
+            }
+            match kind.trim() {
+                "routine" => mix.routine = share,
+                "uncertain" => mix.uncertain = share,
+                "risky" => mix.risky = share,
+                "blocked" => mix.blocked = share,
+                "malformed" => mix.malformed = share,
+                other => return Err(format!("unknown kind `{other}` (routine, uncertain, risky, blocked, malformed)")),
+            }
+        }
+        if mix.routine + mix.uncertain + mix.risky + mix.blocked + mix.malformed <= 0.0 {
+            return Err("the shares add up to 0".into());
+        }
+        Ok(mix)
+    }
+}
+
+/// What to produce: a synthetic payment stream at a fixed rate or flat out.
+#[derive(Debug, Clone)]
+pub struct Load {
+    pub topic: String,
+    /// Events per second; 0: as fast as the producer takes them.
+    pub rate: u64,
+    /// Stop after this many; `None`: until cancelled.
+    pub events: Option<u64>,
+    pub seed: u64,
+    pub mix: Mix,
+    /// Event ids are `{prefix}-{n}`.
+    pub prefix: String,
+}
+
+/// Produces `load` to `brokers` until it is done or `stop` is cancelled; calls `progress` with
+/// the count produced about every second. Returns the number produced.
+pub fn produce(
+    brokers: &str,
+    load: &Load,
+    stop: &CancellationToken,
+    mut progress: impl FnMut(u64),
+) -> anyhow::Result<u64> {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "200000")
+        // Java's partitioner, like every Tollgate producer.
+        .set("partitioner", "murmur2_random")
+        .create()?;
+    let mut generator = PaymentGenerator::new(load.seed, load.mix, &load.prefix);
+    let mut buf = Vec::with_capacity(256);
+    let started = Instant::now();
+    let mut last_report = Instant::now();
+    let mut sent: u64 = 0;
+    while !stop.is_cancelled() && load.events.is_none_or(|n| sent < n) {
+        if load.rate > 0 {
+            let due = (started.elapsed().as_secs_f64() * load.rate as f64) as u64;
+            if sent >= due {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+        }
+        let key = generator.next_into(&mut buf);
+        let mut record = BaseRecord::to(&load.topic).key(key.as_str()).payload(buf.as_slice());
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) if !stop.is_cancelled() => {
+                    // Queue full: the producer's thread is sending; give it a moment.
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+        sent += 1;
+        if last_report.elapsed() >= Duration::from_secs(1) {
+            progress(sent);
+            last_report = Instant::now();
+        }
+    }
+    producer.flush(Duration::from_secs(30))?;
+    progress(sent);
+    Ok(sent)
 }
 
 /// Generates payment events.
@@ -125,6 +224,16 @@ mod tests {
             }
         }
         assert!(valid > 1_900 && valid < 2_000, "{valid}");
+    }
+
+    #[test]
+    fn mixes_parse_from_text() {
+        let m: Mix = "routine=0.5, risky=0.5, malformed=0".parse().unwrap();
+        assert_eq!((m.routine, m.risky, m.malformed, m.uncertain), (0.5, 0.5, 0.0, Mix::default().uncertain));
+        assert!("routine".parse::<Mix>().is_err());
+        assert!("happy=1".parse::<Mix>().is_err());
+        assert!("routine=-1".parse::<Mix>().is_err());
+        assert!("routine=0,uncertain=0,risky=0,blocked=0,malformed=0".parse::<Mix>().is_err());
     }
 
     #[test]

@@ -43,5 +43,5 @@ fn main() {
         live as f64 / (1024.0 * 1024.0),
         live as f64 / N as f64
     );
-    assert_eq!(state.queue_stats(Route::SyncReview, 0).0 + state.queue_stats(Route::AsyncReview, 0).0, N);
+    assert_eq!(state.queue_stats(Route::SyncReview, 0).pending + state.queue_stats(Route::AsyncReview, 0).pending, N);
 }

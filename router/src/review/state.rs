@@ -88,6 +88,16 @@ pub struct PendingInput<'a> {
     pub rule: &'a str,
 }
 
+/// Figures of one review queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    pub pending: usize,
+    /// Every tier ran out and the fallback is hold.
+    pub held: usize,
+    /// Age of the oldest waiting review (ms).
+    pub oldest_ms: i64,
+}
+
 /// An event waiting for a human. Small on purpose (no payload): see the README for the
 /// measured size per entry.
 #[derive(Debug, Clone, PartialEq)]
@@ -465,12 +475,13 @@ impl ReviewState {
         self.pending.get(event_id).map(|e| e.clone())
     }
 
-    /// Pending reviews in `queue`, and the age of the oldest (ms) at `now`.
-    pub fn queue_stats(&self, queue: Route, now: i64) -> (usize, i64) {
-        self.pending
-            .iter()
-            .filter(|e| e.queue == queue)
-            .fold((0, 0), |(n, oldest), e| (n + 1, oldest.max(now - e.routed_at)))
+    /// Pending reviews in `queue`, how many are held, and the age of the oldest at `now`.
+    pub fn queue_stats(&self, queue: Route, now: i64) -> QueueStats {
+        self.pending.iter().filter(|e| e.queue == queue).fold(QueueStats::default(), |s, e| QueueStats {
+            pending: s.pending + 1,
+            held: s.held + usize::from(e.held),
+            oldest_ms: s.oldest_ms.max(now - e.routed_at),
+        })
     }
 
     /// Decisions waiting for their event.

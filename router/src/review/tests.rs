@@ -74,7 +74,7 @@ fn a_decision_resolves_its_pending_event() {
     assert_eq!(r.actor, Actor::Reviewer { id: Arc::from("ana"), role: Arc::from("fraud_analyst") });
     assert_eq!(&*r.pending.policy_version, "p1");
     assert!(s.get("e1").is_none());
-    assert_eq!(s.queue_stats(Route::SyncReview, T0).0, 0);
+    assert_eq!(s.queue_stats(Route::SyncReview, T0).pending, 0);
 }
 
 #[test]
@@ -155,6 +155,7 @@ fn sync_review_escalates_through_its_tiers_then_holds() {
     }
     assert!(s.tick(T0 + 500 * MIN).is_empty(), "held once, not again");
     assert!(s.get("e5").unwrap().held);
+    assert_eq!(s.queue_stats(Route::SyncReview, T0 + 500 * MIN).held, 1, "the held gauge counts it");
     // A human can still decide a held case.
     let r = s.decide(decision("e5", ReviewAction::Reject, T0 + 501 * MIN), 1, T0 + 501 * MIN);
     assert_eq!((resolution(&r).tier, resolution(&r).sla_met), (3, false));
@@ -226,7 +227,10 @@ fn revoking_a_partition_drops_only_its_state_and_restore_brings_it_back() {
     stale.event_offset = -1;
     assert!(s.restore("b", stale));
     assert_eq!((s.get("b").unwrap().tier, s.get("b").unwrap().event_offset), (9, 7), "the event's offset is kept");
-    assert_eq!(s.queue_stats(Route::AsyncReview, T0 + 10 * MIN), (1, 10 * MIN));
+    assert_eq!(
+        s.queue_stats(Route::AsyncReview, T0 + 10 * MIN),
+        QueueStats { pending: 1, held: 0, oldest_ms: 10 * MIN }
+    );
 }
 
 #[test]

@@ -39,6 +39,8 @@ pub mod names {
     pub const REVIEW_DUPLICATES: &str = "tollgate_review_duplicate_decisions_total";
     pub const REVIEW_PENDING: &str = "tollgate_review_pending";
     pub const REVIEW_OLDEST: &str = "tollgate_review_oldest_pending_seconds";
+    pub const REVIEW_HELD: &str = "tollgate_review_held";
+    pub const REVIEW_SLA_SECONDS: &str = "tollgate_review_sla_seconds";
     pub const DRIFT_PSI: &str = "tollgate_drift_psi";
     pub const TRANSACTIONS: &str = "tollgate_transactions_total";
     pub const CONFIDENCE_MEAN: &str = "tollgate_model_confidence_mean";
@@ -90,6 +92,8 @@ struct ReviewMetrics {
     duplicates: IntCounter,
     pending: IntGaugeVec,
     oldest: GaugeVec,
+    held: IntGaugeVec,
+    sla_seconds: GaugeVec,
 }
 
 impl ReviewMetrics {
@@ -138,6 +142,16 @@ impl ReviewMetrics {
                 &["queue"],
             )
             .unwrap(),
+            held: IntGaugeVec::new(
+                Opts::new(names::REVIEW_HELD, "Waiting reviews past their last tier (held), by queue."),
+                &["queue"],
+            )
+            .unwrap(),
+            sla_seconds: GaugeVec::new(
+                Opts::new(names::REVIEW_SLA_SECONDS, "The queue's review SLA (its first tier), in seconds."),
+                &["queue"],
+            )
+            .unwrap(),
         };
         for c in [
             Box::new(m.decisions.clone()) as Box<dyn prometheus::core::Collector>,
@@ -149,12 +163,15 @@ impl ReviewMetrics {
             Box::new(m.duplicates.clone()),
             Box::new(m.pending.clone()),
             Box::new(m.oldest.clone()),
+            Box::new(m.held.clone()),
+            Box::new(m.sla_seconds.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
         for q in [Route::SyncReview, Route::AsyncReview] {
             m.pending.with_label_values(&[q.as_str()]);
             m.oldest.with_label_values(&[q.as_str()]);
+            m.held.with_label_values(&[q.as_str()]);
         }
         m
     }
@@ -446,10 +463,17 @@ impl Telemetry {
         self.review.duplicates.inc();
     }
 
-    /// Waiting reviews of a queue and the age of the oldest.
-    pub fn review_queue(&self, queue: Route, pending: usize, oldest_ms: i64) {
-        self.review.pending.with_label_values(&[queue.as_str()]).set(i64::try_from(pending).unwrap_or(i64::MAX));
-        self.review.oldest.with_label_values(&[queue.as_str()]).set(oldest_ms.max(0) as f64 / 1000.0);
+    /// Waiting reviews of a queue, how many are held, and the age of the oldest.
+    pub fn review_queue(&self, queue: Route, stats: crate::review::QueueStats) {
+        let q = queue.as_str();
+        self.review.pending.with_label_values(&[q]).set(i64::try_from(stats.pending).unwrap_or(i64::MAX));
+        self.review.held.with_label_values(&[q]).set(i64::try_from(stats.held).unwrap_or(i64::MAX));
+        self.review.oldest.with_label_values(&[q]).set(stats.oldest_ms.max(0) as f64 / 1000.0);
+    }
+
+    /// The configured SLA of a review queue.
+    pub fn review_sla(&self, queue: Route, sla_ms: i64) {
+        self.review.sla_seconds.with_label_values(&[queue.as_str()]).set(sla_ms.max(0) as f64 / 1000.0);
     }
 
     /// Events routed so far on `route`.

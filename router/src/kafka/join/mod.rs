@@ -86,6 +86,10 @@ pub fn run_join(
         })?;
     consumer.subscribe(&[&topics.review_decisions, &topics.pending_changelog])?;
     tracing::info!(decisions = %topics.review_decisions, changelog = %topics.pending_changelog, "Joining review decisions.");
+    let settings = ReviewSettings::from_config(&config.review);
+    for queue in [tollgate_schemas::Route::SyncReview, tollgate_schemas::Route::AsyncReview] {
+        telemetry.review_sla(queue, settings.sla_ms(queue));
+    }
     let mut join = Join {
         config,
         telemetry,
@@ -94,7 +98,7 @@ pub fn run_join(
         producer: &producer,
         lookup: EventLookup::new(config)?,
         avro_input: avro_input_schema(config),
-        settings: ReviewSettings::from_config(&config.review),
+        settings,
         buf: Vec::new(),
         audit: Vec::new(),
         replay: None,
@@ -227,8 +231,7 @@ impl Join<'_> {
                     self.publish(effect, &batch, None)?;
                 }
                 for queue in [tollgate_schemas::Route::SyncReview, tollgate_schemas::Route::AsyncReview] {
-                    let (n, oldest) = self.state.queue_stats(queue, now);
-                    self.telemetry.review_queue(queue, n, oldest);
+                    self.telemetry.review_queue(queue, self.state.queue_stats(queue, now));
                 }
             }
             self.inflight.seal();
