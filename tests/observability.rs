@@ -105,8 +105,14 @@ fn docker_compose_accepts_the_stack() {
     }
 }
 
-/// A child process killed on drop.
+/// A child process killed on drop, and its log.
 struct Daemon(Child, PathBuf);
+
+impl Daemon {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.1).unwrap_or_default()
+    }
+}
 
 impl Drop for Daemon {
     fn drop(&mut self) {
@@ -127,10 +133,10 @@ fn daemon(tool: &str, args: &[String], log_name: &str) -> Daemon {
     Daemon(child, log)
 }
 
-fn wait_http_ok(addr: &str, path: &str, what: &str) {
+fn wait_http_ok(daemon: &Daemon, addr: &str, path: &str, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !(std::net::TcpStream::connect(addr).is_ok() && http_get(addr, path).0 == 200) {
-        assert!(Instant::now() < deadline, "{what} never answered {path}");
+        assert!(Instant::now() < deadline, "{what} never answered {path}; log:\n{}", daemon.log());
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -281,7 +287,7 @@ fn a_real_prometheus_sees_drift_and_overrides_and_alertmanager_delivers_them() {
         ),
     )
     .unwrap();
-    let _alertmanager = daemon(
+    let alertmanager = daemon(
         "prometheus-alertmanager",
         &[
             format!("--config.file={}", dir.join("alertmanager.yml").display()),
@@ -302,7 +308,7 @@ fn a_real_prometheus_sees_drift_and_overrides_and_alertmanager_delivers_them() {
         ),
     )
     .unwrap();
-    let _prometheus = daemon(
+    let prometheus = daemon(
         "prometheus",
         &[
             format!("--config.file={}", dir.join("prometheus.yml").display()),
@@ -311,8 +317,8 @@ fn a_real_prometheus_sees_drift_and_overrides_and_alertmanager_delivers_them() {
         ],
         "prometheus",
     );
-    wait_http_ok(&am, "/-/ready", "Alertmanager");
-    wait_http_ok(&prom, "/-/ready", "Prometheus");
+    wait_http_ok(&alertmanager, &am, "/-/ready", "Alertmanager");
+    wait_http_ok(&prometheus, &prom, "/-/ready", "Prometheus");
 
     // Drift: 120 risky, unconfidently scored payments. Overrides: reviewers approve 30 of them.
     let mut out = Collector::new(&broker.addr, &[&topics.sync_review]);
@@ -348,13 +354,23 @@ fn a_real_prometheus_sees_drift_and_overrides_and_alertmanager_delivers_them() {
     let deadline = Instant::now() + Duration::from_secs(90);
     for name in ["TollgateRiskScoreDriftCritical", "TollgateOverrideRateHigh", "TollgateModelConfidenceDrop"] {
         while !firing(name) {
-            assert!(Instant::now() < deadline, "{name} never fired; alerts: {}", http_get(&prom, "/api/v1/alerts").1);
+            assert!(
+                Instant::now() < deadline,
+                "{name} never fired; alerts: {}\nPrometheus log:\n{}",
+                http_get(&prom, "/api/v1/alerts").1,
+                prometheus.log()
+            );
             std::thread::sleep(Duration::from_millis(500));
         }
     }
     let delivered = |name: &str| receiver.bodies().iter().any(|b| b.contains(&format!("\"alertname\":\"{name}\"")));
     while !(delivered("TollgateRiskScoreDriftCritical") && delivered("TollgateOverrideRateHigh")) {
-        assert!(Instant::now() < deadline, "alerts not delivered to the webhook: {:?}", receiver.bodies());
+        assert!(
+            Instant::now() < deadline,
+            "alerts not delivered to the webhook: {:?}\nAlertmanager log:\n{}",
+            receiver.bodies(),
+            alertmanager.log()
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     let body: Value =
