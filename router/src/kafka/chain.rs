@@ -34,6 +34,8 @@ use tollgate_schemas::{headers, AuditRecord, RecordFormat};
 
 /// How long an audit partition must be quiet before its last record read is taken as the head.
 const TAIL_QUIET: Duration = Duration::from_millis(500);
+/// How long to wait for the first record when reading an audit partition's tail.
+const TAIL_FIRST_RECORD: Duration = Duration::from_secs(10);
 
 /// Prefix of the chain head kept in the committed offset's metadata.
 const HEAD_PREFIX: &str = "tollgate-chain-v1";
@@ -185,12 +187,20 @@ impl Chainer<'_> {
         tpl.add_partition(intake, partition);
         let committed =
             consumer.committed_offsets(tpl, Duration::from_secs(10)).map_err(|e| TxnError::Abort(e.to_string()))?;
-        let from_metadata = committed.find_partition(intake, partition).and_then(|e| Head::from_metadata(e.metadata()));
+        let elem = committed.find_partition(intake, partition);
+        let started = elem.as_ref().is_some_and(|e| matches!(e.offset(), Offset::Offset(o) if o > 0));
+        let from_metadata = elem.and_then(|e| Head::from_metadata(e.metadata()));
         let head = match from_metadata {
             Some(h) => h,
-            None => {
-                self.tail_head(partition).map_err(|e| TxnError::Abort(e.to_string()))?.unwrap_or_else(Head::genesis)
-            }
+            // Nothing ever committed for this partition: a new chain.
+            None if !started => Head::genesis(),
+            None => self.tail_head(partition).map_err(|e| TxnError::Abort(e.to_string()))?.unwrap_or_else(|| {
+                tracing::warn!(
+                    partition,
+                    "Intake offsets are committed but the audit partition has no chained record; starting a new chain."
+                );
+                Head::genesis()
+            }),
         };
         tracing::debug!(partition, next_seq = head.next_seq, "Audit chain head loaded.");
         self.heads.insert(partition, head.clone());
@@ -217,18 +227,28 @@ impl Chainer<'_> {
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset(audit, partition, start)?;
             reader.assign(&tpl)?;
-            let mut quiet_since = std::time::Instant::now();
-            while quiet_since.elapsed() < TAIL_QUIET {
+            // The first fetch of a fresh assignment takes a while; after a record, a short
+            // quiet spell means the end.
+            let first_by = std::time::Instant::now() + TAIL_FIRST_RECORD;
+            let mut quiet_since: Option<std::time::Instant> = None;
+            loop {
                 match reader.poll(Duration::from_millis(50)) {
                     Some(Ok(m)) => {
                         last = parse(m.payload()).ok();
-                        quiet_since = std::time::Instant::now();
+                        quiet_since = Some(std::time::Instant::now());
                     }
                     Some(Err(e)) => return Err(e),
                     None => {}
                 }
+                let done = match quiet_since {
+                    Some(t) => t.elapsed() >= TAIL_QUIET,
+                    None => std::time::Instant::now() >= first_by,
+                };
+                if done {
+                    break;
+                }
             }
-            if last.is_some() || high <= 0 {
+            if last.is_some() {
                 break;
             }
         }
