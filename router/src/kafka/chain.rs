@@ -34,6 +34,8 @@ use tollgate_schemas::{headers, AuditRecord, RecordFormat};
 
 /// How long an audit partition must be quiet before its last record read is taken as the head.
 const TAIL_QUIET: Duration = Duration::from_millis(500);
+/// How far before the high watermark the tail read starts.
+const TAIL_WINDOW: i64 = 100;
 /// How long to wait for the first record when reading an audit partition's tail.
 const TAIL_FIRST_RECORD: Duration = Duration::from_secs(10);
 
@@ -208,8 +210,8 @@ impl Chainer<'_> {
     }
 
     /// The head after the last committed record of audit partition `partition`, if it has one.
-    /// Reads from just before the high watermark, or from the start when the broker's watermark
-    /// leads nowhere, until the partition is quiet.
+    /// Reads from a little before the high watermark, or from the start when the broker's
+    /// watermark leads nowhere, until the partition is quiet.
     fn tail_head(&mut self, partition: i32) -> Result<Option<Head>, KafkaError> {
         let audit = &self.config.topics.audit;
         if self.tail.is_none() {
@@ -223,7 +225,8 @@ impl Chainer<'_> {
         let Some(reader) = self.tail.as_ref() else { return Ok(None) };
         let (low, high) = reader.fetch_watermarks(audit, partition, Duration::from_secs(10))?;
         let mut last = None;
-        for start in [Offset::Offset((high - 1).max(low)), Offset::Beginning] {
+        // The last offsets are transaction markers, not records: start a little before the end.
+        for start in [Offset::Offset((high - TAIL_WINDOW).max(low)), Offset::Beginning] {
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset(audit, partition, start)?;
             reader.assign(&tpl)?;
