@@ -40,12 +40,17 @@ pub struct DemoOptions {
 }
 
 /// Writes the embedded example into a private directory and loads it as configuration.
-fn embedded_config(dir: &Path, brokers: &str, in_process: bool, options: &DemoOptions) -> anyhow::Result<RouterConfig> {
+/// Writes the embedded reference example into `dir` and loads its router configuration.
+pub fn reference_example(dir: &Path) -> anyhow::Result<RouterConfig> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("router.toml"), ROUTER_TOML)?;
     std::fs::write(dir.join("policy.toml"), POLICY_TOML)?;
     std::fs::write(dir.join("model.toml"), MODEL_TOML)?;
-    let mut config = RouterConfig::load(&dir.join("router.toml"))?;
+    Ok(RouterConfig::load(&dir.join("router.toml"))?)
+}
+
+fn embedded_config(dir: &Path, brokers: &str, in_process: bool, options: &DemoOptions) -> anyhow::Result<RouterConfig> {
+    let mut config = reference_example(dir)?;
     config.kafka.brokers = brokers.to_owned();
     config.kafka.input_topic = "payments".into();
     config.kafka.group_id = "tollgate-demo".into();

@@ -85,6 +85,37 @@ enum Command {
         #[arg(long, default_value = "load")]
         prefix: String,
     },
+    /// Benchmark on a real broker: a bare consume→produce pass-through and the router on the same
+    /// preloaded input, then the router's latency at a share of its rate. Prints a table.
+    Bench {
+        /// Kafka bootstrap servers.
+        #[arg(long, env = "TOLLGATE__KAFKA__BROKERS")]
+        brokers: String,
+        /// Events preloaded for the throughput phases.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// A quick run that proves the harness works (20,000 events, at most 5 s of latency).
+        #[arg(long)]
+        short: bool,
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Share of the router's measured rate offered in the latency phase.
+        #[arg(long, default_value_t = 0.5)]
+        latency_load: f64,
+        #[arg(long, default_value_t = 30)]
+        latency_seconds: u64,
+        /// librdkafka producer setting for the router and the pass-through, key=value (repeatable).
+        #[arg(long = "producer", value_name = "KEY=VALUE")]
+        producer: Vec<String>,
+        /// librdkafka consumer setting for the router and the pass-through, key=value (repeatable).
+        #[arg(long = "consumer", value_name = "KEY=VALUE")]
+        consumer: Vec<String>,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Run the router on an in-process Kafka with a synthetic payment stream (nothing to install).
     Demo {
         /// Stop after this many events; run until Ctrl-C when not given.
@@ -334,6 +365,61 @@ async fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("tollgate load: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Bench {
+            brokers,
+            events,
+            short,
+            partitions,
+            seed,
+            latency_load,
+            latency_seconds,
+            producer,
+            consumer,
+            json,
+        } => {
+            init_tracing("warn");
+            cancel_on_signal(shutdown.clone());
+            let pairs = |list: Vec<String>| -> Result<Vec<(String, String)>, String> {
+                list.into_iter()
+                    .map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).ok_or(kv))
+                    .collect()
+            };
+            let (settings, consumer) = match (pairs(producer), pairs(consumer)) {
+                (Ok(p), Ok(c)) => (p, c),
+                (Err(kv), _) | (_, Err(kv)) => {
+                    eprintln!("tollgate bench: `{kv}`: expected key=value");
+                    return ExitCode::from(2);
+                }
+            };
+            let options = tollgate::bench::BenchOptions {
+                brokers,
+                events: if short { 20_000 } else { events },
+                partitions,
+                seed,
+                latency_load,
+                latency_seconds: if short { latency_seconds.min(5) } else { latency_seconds },
+                producer: settings,
+                consumer,
+            };
+            let dir = std::env::temp_dir().join(format!("tollgate-bench-{}", std::process::id()));
+            match tollgate::bench::run(options, &dir, shutdown).await {
+                Ok(report) => {
+                    print!("{}", report.table());
+                    if let Some(path) = json {
+                        if let Err(e) = std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap_or_default())
+                        {
+                            eprintln!("tollgate bench: writing {}: {e}", path.display());
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("tollgate bench: {e:#}");
                     ExitCode::FAILURE
                 }
             }

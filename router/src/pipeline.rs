@@ -513,19 +513,16 @@ impl Pipeline {
             for (i, path) in self.registry.paths().iter().enumerate() {
                 let id = FieldId(i);
                 let value = fields.get(id);
-                let shown: serde_json::Value = if matches!(value, FieldValue::Missing) {
-                    continue;
-                } else if self.redacted.contains(&id) {
-                    "[redacted]".into()
-                } else {
-                    match value {
-                        FieldValue::Number(n) => (*n).into(),
-                        FieldValue::Text(s) => s.as_str().into(),
-                        FieldValue::Bool(b) => (*b).into(),
-                        _ => "[non-scalar]".into(),
-                    }
+                let key = path.as_str();
+                // Straight into the serializer: no intermediate JSON values.
+                let _ = match value {
+                    FieldValue::Missing => continue,
+                    _ if self.redacted.contains(&id) => map.serialize_entry(key, "[redacted]"),
+                    FieldValue::Number(n) => map.serialize_entry(key, n),
+                    FieldValue::Text(s) => map.serialize_entry(key, s.as_str()),
+                    FieldValue::Bool(b) => map.serialize_entry(key, b),
+                    FieldValue::Other => map.serialize_entry(key, "[non-scalar]"),
                 };
-                let _ = map.serialize_entry(path.as_str(), &shown);
             }
         }
         let _ = map.end();

@@ -135,4 +135,38 @@ impl AuditRecord<'_> {
         self.chain_prev = Some(Cow::Owned(prev.to_owned()));
         self.chain_hash = Some(Cow::Owned(self.digest()));
     }
+
+    /// [`AuditRecord::seal`] and [`AuditRecord::write`] in one: the canonical JSON is encoded
+    /// once, hashed, and (for JSON output) completed with the hash in place. Returns the hash.
+    pub fn seal_and_write(
+        &mut self,
+        seq: i64,
+        prev: &str,
+        format: crate::RecordFormat,
+        out: &mut Vec<u8>,
+    ) -> Result<String, crate::CodecError> {
+        self.chain_seq = Some(seq);
+        self.chain_prev = Some(Cow::Owned(prev.to_owned()));
+        self.chain_hash = None;
+        let start = out.len();
+        serde_json::to_writer(&mut *out, self)?;
+        let hash = hex::encode(Sha256::digest(&out[start..]));
+        // `chain_hash` is the last field: the canonical form ends with `"chain_hash":null}`.
+        const UNSEALED_END: &[u8] = b"null}";
+        match format {
+            crate::RecordFormat::Json if out.ends_with(UNSEALED_END) => {
+                out.truncate(out.len() - UNSEALED_END.len());
+                out.push(b'"');
+                out.extend_from_slice(hash.as_bytes());
+                out.extend_from_slice(b"\"}");
+                self.chain_hash = Some(Cow::Owned(hash.clone()));
+            }
+            _ => {
+                out.truncate(start);
+                self.chain_hash = Some(Cow::Owned(hash.clone()));
+                self.write(format, out)?;
+            }
+        }
+        Ok(hash)
+    }
 }

@@ -473,6 +473,48 @@ mod tests {
     }
 
     #[test]
+    fn sealing_while_writing_gives_what_sealing_then_writing_gives() {
+        let base = AuditRecord {
+            event_id: "evt-\"9\"".into(),
+            timestamp: "2026-11-21T06:00:00.000Z".into(),
+            actor: "policy".into(),
+            actor_role: None,
+            action: crate::AuditAction::Route.as_str().into(),
+            decision: "auto_commit".into(),
+            rule: Some("default".into()),
+            guardrail: false,
+            policy_version: Some("v1".into()),
+            model_version: Some("m1".into()),
+            risk_score: Some(0.1),
+            confidence: Some(0.95),
+            explanation: vec![crate::Contribution { feature: "amount".into(), contribution: 1.25 }],
+            input_snapshot: r#"{"amount":1}"#.into(),
+            rationale: None,
+            sla_expected_ms: None,
+            sla_actual_ms: None,
+            source_topic: "payments".into(),
+            source_partition: 3,
+            source_offset: 42,
+            chain_seq: None,
+            chain_prev: None,
+            chain_hash: None,
+        };
+        for format in [RecordFormat::Json, RecordFormat::Avro] {
+            let mut expected = base.clone();
+            expected.seal(7, crate::audit::GENESIS);
+            let mut want = Vec::new();
+            expected.write(format, &mut want).unwrap();
+            let mut got = Vec::new();
+            let mut record = base.clone();
+            let hash = record.seal_and_write(7, crate::audit::GENESIS, format, &mut got).unwrap();
+            assert_eq!(got, want, "{format:?}");
+            assert_eq!(Some(hash.as_str()), expected.chain_hash.as_deref());
+            assert_eq!(record, expected);
+            assert_eq!(AuditRecord::read(format, &got).unwrap().digest(), hash);
+        }
+    }
+
+    #[test]
     fn case_gates_round_trip() {
         use crate::gateway::{Claim, PendingSignoff, SignoffAction};
         let empty = CaseGate { event_id: "e".into(), revision: 1, claim: None, signoff: None };

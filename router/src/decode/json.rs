@@ -3,43 +3,144 @@
 use super::{Body, Decoded};
 use crate::fields::{EventFields, FieldRegistry, FieldValue};
 use crate::reject::{RejectReason, Rejection};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::Value;
+use std::borrow::Cow;
+use std::fmt;
 
 pub(super) fn decode<'a>(registry: &FieldRegistry, payload: &'a [u8]) -> Result<Decoded<'a>, Rejection> {
-    let value: Value = serde_json::from_slice(payload)
-        .map_err(|e| Rejection::new(RejectReason::MalformedJson, format!("invalid JSON: {e}")))?;
-    if !value.is_object() {
+    let malformed = |e: serde_json::Error| Rejection::new(RejectReason::MalformedJson, format!("invalid JSON: {e}"));
+    // Validates the whole record and borrows it: the routed record embeds the event unchanged.
+    let raw: &RawValue = serde_json::from_slice(payload).map_err(malformed)?;
+    if !raw.get().starts_with('{') {
         return Err(Rejection::new(RejectReason::MalformedJson, "the event must be a JSON object"));
     }
-    // Parsing succeeded above, so borrowing the same bytes as a raw value cannot fail; the raw
-    // value lets the routed record embed the event without re-serializing it.
-    let raw: &RawValue = serde_json::from_slice(payload)
-        .map_err(|e| Rejection::new(RejectReason::MalformedJson, format!("invalid JSON: {e}")))?;
-    let values = registry
-        .paths()
-        .iter()
-        .map(|path| {
-            let mut cur = &value;
-            for seg in path.segments() {
-                match cur.get(seg) {
-                    Some(next) => cur = next,
-                    None => return FieldValue::Missing,
-                }
-            }
-            scalar(cur)
-        })
-        .collect();
+    // A second pass reads only the registered fields; everything else is skipped without
+    // building a tree.
+    let mut values = vec![FieldValue::Missing; registry.paths().len()];
+    let all: Vec<usize> = (0..values.len()).collect();
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    Extract { registry, depth: 0, candidates: &all, values: &mut values }.deserialize(&mut de).map_err(malformed)?;
     Ok(Decoded { fields: EventFields::from_values(values), body: Body::Json(raw) })
 }
 
-fn scalar(v: &Value) -> FieldValue {
-    match v {
-        Value::Null => FieldValue::Missing,
-        Value::Bool(b) => FieldValue::Bool(*b),
-        Value::Number(n) => n.as_f64().map_or(FieldValue::Other, FieldValue::Number),
-        Value::String(s) => FieldValue::Text(s.clone()),
-        Value::Array(_) | Value::Object(_) => FieldValue::Other,
+/// Reads the registered paths below one JSON value: `candidates` are the paths whose first
+/// `depth` segments lead here.
+struct Extract<'r, 'v> {
+    registry: &'r FieldRegistry,
+    depth: usize,
+    candidates: &'r [usize],
+    values: &'v mut Vec<FieldValue>,
+}
+
+impl Extract<'_, '_> {
+    /// Sets every path that ends here.
+    fn set(&mut self, value: FieldValue) {
+        for &i in self.candidates {
+            if self.registry.paths()[i].segments().len() == self.depth {
+                self.values[i] = value.clone();
+            }
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Extract<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+/// A map key, borrowed from the input when it has no escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(V)
+    }
+}
+
+impl<'de> Visitor<'de> for Extract<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        // Paths ending at this object see it as a non-scalar.
+        self.set(FieldValue::Other);
+        let mut below = Vec::new();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            below.clear();
+            below.extend(
+                self.candidates.iter().copied().filter(|&i| {
+                    self.registry.paths()[i].segments().get(self.depth).is_some_and(|s| s.as_str() == key)
+                }),
+            );
+            if below.is_empty() {
+                map.next_value::<IgnoredAny>()?;
+            } else {
+                map.next_value_seed(Extract {
+                    registry: self.registry,
+                    depth: self.depth + 1,
+                    candidates: &below,
+                    values: self.values,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        self.set(FieldValue::Other);
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(mut self, v: &str) -> Result<(), E> {
+        self.set(FieldValue::Text(v.to_owned()));
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(mut self, v: f64) -> Result<(), E> {
+        self.set(FieldValue::Number(v));
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(mut self, v: i64) -> Result<(), E> {
+        self.set(FieldValue::Number(v as f64));
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(mut self, v: u64) -> Result<(), E> {
+        self.set(FieldValue::Number(v as f64));
+        Ok(())
+    }
+
+    fn visit_bool<E: de::Error>(mut self, v: bool) -> Result<(), E> {
+        self.set(FieldValue::Bool(v));
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(mut self) -> Result<(), E> {
+        self.set(FieldValue::Missing);
+        Ok(())
     }
 }
 

@@ -266,10 +266,10 @@ impl Chainer<'_> {
     /// hash.
     fn seal(&mut self, payload: Option<&[u8]>, head: &Head) -> Result<String, String> {
         let mut record = parse(payload)?;
-        record.seal(head.next_seq, &head.hash);
         self.buf.clear();
-        record.write(self.config.output.format, &mut self.buf).map_err(|e| format!("cannot encode it: {e}"))?;
-        Ok(record.chain_hash.unwrap_or_default().into_owned())
+        record
+            .seal_and_write(head.next_seq, &head.hash, self.config.output.format, &mut self.buf)
+            .map_err(|e| format!("cannot encode it: {e}"))
     }
 
     fn chain_batch(

@@ -1,0 +1,204 @@
+//! The routing hot path without I/O: decode → score → policy → encode (the routed record, the
+//! audit record, and for review routes the changelog entry), per event, on one core.
+//!
+//!     cargo bench -p tollgate-router --bench hot_path
+//!
+//! Three cases, on the reference example's events (about 200 bytes each, all four routes):
+//! JSON input with the `field` scorer, the same events as Avro input, and JSON input scored by a
+//! 20-feature `logistic` model. Before criterion's timings, it prints heap allocations and bytes
+//! per event (instrumented allocator).
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+use std::alloc::System;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+use tollgate_router::config::RouterConfig;
+use tollgate_router::pipeline::{Output, Pipeline, Source, Verdict};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/payments");
+
+fn sample() -> Vec<serde_json::Value> {
+    std::fs::read_to_string(Path::new(EXAMPLE).join("sample.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A copy of the example in a fresh directory, with `extra` appended to router.toml and extra
+/// files written.
+fn example(name: &str, edit: impl Fn(String) -> String, files: &[(&str, String)]) -> RouterConfig {
+    let dir: PathBuf = std::env::temp_dir().join(format!("tollgate-bench-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(EXAMPLE).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let text = std::fs::read_to_string(dir.join("router.toml")).unwrap();
+    std::fs::write(dir.join("router.toml"), edit(text)).unwrap();
+    for (file, content) in files {
+        std::fs::write(dir.join(file), content).unwrap();
+    }
+    RouterConfig::load(&dir.join("router.toml")).unwrap()
+}
+
+/// The 20-feature model: the amount, 16 numeric features and 3 categorical ones.
+fn model20() -> String {
+    let mut m = String::from("version = \"bench-logistic-20\"\nintercept = -2.0\n\n[[numeric]]\nname = \"amount\"\ntransform = \"log1p\"\ncenter = 4.0\nscale = 1.5\nweight = 0.8\n");
+    for i in 1..=16 {
+        m.push_str(&format!(
+            "\n[[numeric]]\nname = \"f{i:02}\"\ncenter = 0.5\nscale = 0.25\nweight = {}\n",
+            if i % 2 == 0 { 0.3 } else { -0.2 }
+        ));
+    }
+    m.push_str("\n[[categorical]]\nname = \"merchant_category\"\nweights = { gambling = 2.4, crypto = 2.9, grocery = -1.2 }\nother = 0.0\n");
+    m.push_str("\n[[categorical]]\nname = \"country\"\nweights = { NG = 1.6, US = -0.4 }\nother = 0.1\n");
+    m.push_str("\n[[categorical]]\nname = \"currency\"\nweights = { USD = 0.0, EUR = 0.0 }\nother = 0.5\n");
+    m
+}
+
+struct Case {
+    name: &'static str,
+    pipeline: Pipeline,
+    events: Vec<Vec<u8>>,
+}
+
+fn cases() -> Vec<Case> {
+    let events = sample();
+    let json: Vec<Vec<u8>> = events.iter().map(|e| serde_json::to_vec(e).unwrap()).collect();
+    let json_case = Case {
+        name: "json_field",
+        pipeline: Pipeline::from_config(&example("json", |t| t, &[])).unwrap(),
+        events: json.clone(),
+    };
+
+    let avro_config = example(
+        "avro",
+        |t| {
+            t.replace(
+                "format = \"json\"\n\n[input.fields]",
+                "format = \"avro\"\navro_schema = \"payment.avsc\"\n\n[input.fields]",
+            )
+        },
+        &[],
+    );
+    let schema =
+        apache_avro::Schema::parse_str(&std::fs::read_to_string(Path::new(EXAMPLE).join("payment.avsc")).unwrap())
+            .unwrap();
+    let avro: Vec<Vec<u8>> = events
+        .iter()
+        .map(|e| {
+            let value = apache_avro::to_value(e).unwrap().resolve(&schema).unwrap();
+            apache_avro::to_avro_datum(&schema, value).unwrap()
+        })
+        .collect();
+    let avro_case = Case { name: "avro_field", pipeline: Pipeline::from_config(&avro_config).unwrap(), events: avro };
+
+    let logistic_config = example(
+        "logistic",
+        |t| t.replace("[scorer]\nkind = \"field\"", "[scorer]\nkind = \"logistic\"\nmodel = \"model20.toml\""),
+        &[("model20.toml", model20())],
+    );
+    let with_features: Vec<Vec<u8>> = events
+        .iter()
+        .enumerate()
+        .map(|(n, e)| {
+            let mut e = e.clone();
+            for i in 1..=16 {
+                e[format!("f{i:02}")] = serde_json::json!(((n * 7 + i * 13) % 100) as f64 / 100.0);
+            }
+            serde_json::to_vec(&e).unwrap()
+        })
+        .collect();
+    let logistic_case = Case {
+        name: "json_logistic20",
+        pipeline: Pipeline::from_config(&logistic_config).unwrap(),
+        events: with_features,
+    };
+    vec![json_case, avro_case, logistic_case]
+}
+
+fn run(case: &Case, out: &mut Output, now: SystemTime) -> usize {
+    let mut routed = 0;
+    for (i, e) in case.events.iter().enumerate() {
+        let source = Source { topic: "payments", partition: 0, offset: i as i64 };
+        if let Verdict::Routed { .. } = case.pipeline.process(Some(e), source, now, out) {
+            routed += 1;
+        }
+    }
+    routed
+}
+
+fn bench(c: &mut Criterion) {
+    let now = SystemTime::now();
+    let cases = cases();
+    for case in &cases {
+        let mut out = Output::default();
+        assert_eq!(run(case, &mut out, now), case.events.len(), "{}: every sample event routes", case.name);
+        let bytes: usize = case.events.iter().map(Vec::len).sum();
+        // Warm the buffers, then count what a steady state allocates.
+        for _ in 0..10 {
+            run(case, &mut out, now);
+        }
+        let rounds = 500;
+        let region = Region::new(GLOBAL);
+        for _ in 0..rounds {
+            run(case, &mut out, now);
+        }
+        let stats = region.change();
+        let n = (rounds * case.events.len()) as f64;
+        println!(
+            "{:<16} input {:>4} B/event   allocations {:>5.2}/event   allocated {:>6.0} B/event",
+            case.name,
+            bytes / case.events.len(),
+            stats.allocations as f64 / n,
+            stats.bytes_allocated as f64 / n
+        );
+    }
+    let mut group = c.benchmark_group("hot_path");
+    for case in &cases {
+        let mut out = Output::default();
+        group.throughput(Throughput::Elements(case.events.len() as u64));
+        group.bench_function(case.name, |b| b.iter(|| run(case, &mut out, now)));
+    }
+    // The audit chainer's work per record: decode the intake record, link it (SHA-256 of its
+    // canonical JSON), encode it for the audit topic.
+    let audits: Vec<Vec<u8>> = {
+        let mut out = Output::default();
+        cases[0]
+            .events
+            .iter()
+            .map(|e| {
+                cases[0].pipeline.process(
+                    Some(e),
+                    Source { topic: "payments", partition: 0, offset: 0 },
+                    now,
+                    &mut out,
+                );
+                out.audit.clone()
+            })
+            .collect()
+    };
+    group.throughput(Throughput::Elements(audits.len() as u64));
+    let mut buf = Vec::new();
+    group.bench_function("audit_chain_link", |b| {
+        b.iter(|| {
+            let mut prev = tollgate_schemas::audit::GENESIS.to_owned();
+            for (i, a) in audits.iter().enumerate() {
+                let mut record = tollgate_schemas::AuditRecord::read(tollgate_schemas::RecordFormat::Json, a).unwrap();
+                buf.clear();
+                prev = record.seal_and_write(i as i64, &prev, tollgate_schemas::RecordFormat::Json, &mut buf).unwrap();
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,382 @@
+//! `tollgate bench`: the end-to-end benchmark harness. On one broker, in one run:
+//!
+//! 1. preloads the input topic with the reference example's synthetic payments (fixed seed);
+//! 2. **pass-through**: a bare consume → produce loop with the router's own client settings
+//!    copies the input to one output topic (the practical limit of the broker and client);
+//! 3. **router**: the full router (routing loop, review join, audit chainer) routes the same
+//!    input, with a fresh consumer group;
+//! 4. **latency**: the router (still running) gets live input at a fixed share of the rate it
+//!    just sustained; the latency of each event is its routed record's broker timestamp minus
+//!    its input record's (append times where the broker sets them, else create times).
+//!
+//! It prints a table (events/s, ratio to the pass-through, CPU seconds per million events, RSS,
+//! latency percentiles) and can write it as JSON. Figures are measured, never asserted.
+
+use crate::synth::{produce, Load, Mix};
+use cpu_time::ProcessTime;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Message, Timestamp};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::ClientConfig;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use tollgate_router::config::RouterConfig;
+use tollgate_router::pipeline::Pipeline;
+use tollgate_router::telemetry::Telemetry;
+
+/// Harness options.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub brokers: String,
+    /// Events preloaded for the throughput phases.
+    pub events: u64,
+    pub partitions: i32,
+    pub seed: u64,
+    /// Share of the router's measured rate used for the latency phase.
+    pub latency_load: f64,
+    pub latency_seconds: u64,
+    /// librdkafka producer settings for the router and the pass-through (e.g. linger.ms).
+    pub producer: Vec<(String, String)>,
+    /// librdkafka consumer settings for the router and the pass-through (e.g. fetch.wait.max.ms).
+    pub consumer: Vec<(String, String)>,
+}
+
+/// One phase's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Phase {
+    pub name: String,
+    pub events: u64,
+    pub seconds: f64,
+    pub events_per_second: f64,
+    pub cpu_seconds_per_million: f64,
+    pub rss_mib: f64,
+}
+
+/// The run's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub events: u64,
+    pub partitions: i32,
+    pub pass_through: Phase,
+    pub router: Phase,
+    /// Router events/s over pass-through events/s.
+    pub ratio: f64,
+    pub latency_rate: f64,
+    pub latency_samples: usize,
+    /// `append` when the broker stamped the records, else `create`.
+    pub latency_timestamps: String,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+    pub latency_max_ms: Option<f64>,
+}
+
+impl Report {
+    pub fn table(&self) -> String {
+        let row = |p: &Phase, ratio: f64| {
+            format!(
+                "{:<14} {:>10} {:>12.0} {:>8.2} {:>14.1} {:>9.0}\n",
+                p.name, p.events, p.events_per_second, ratio, p.cpu_seconds_per_million, p.rss_mib
+            )
+        };
+        let ms = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), |x| format!("{x:.2} ms"));
+        format!(
+            "{:<14} {:>10} {:>12} {:>8} {:>14} {:>9}\n{}{}\nlatency at {:.0} events/s ({:.0}% of the router's rate), {} samples, {} timestamps: p50 {}  p99 {}  max {}\n",
+            "phase",
+            "events",
+            "events/s",
+            "ratio",
+            "CPU s / M ev",
+            "RSS MiB",
+            row(&self.pass_through, 1.0),
+            row(&self.router, self.ratio),
+            self.latency_rate,
+            100.0 * self.latency_rate / self.router.events_per_second.max(1.0),
+            self.latency_samples,
+            self.latency_timestamps,
+            ms(self.latency_p50_ms),
+            ms(self.latency_p99_ms),
+            ms(self.latency_max_ms),
+        )
+    }
+}
+
+/// Resident set size of this process (MiB), from /proc.
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").trim().to_owned()))
+        })
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn phase(name: &str, events: u64, wall: Duration, cpu: Duration) -> Phase {
+    let seconds = wall.as_secs_f64().max(1e-9);
+    Phase {
+        name: name.to_owned(),
+        events,
+        seconds,
+        events_per_second: events as f64 / seconds,
+        cpu_seconds_per_million: cpu.as_secs_f64() * 1e6 / events.max(1) as f64,
+        rss_mib: rss_mib(),
+    }
+}
+
+/// Runs the harness. `dir` receives the router's configuration files.
+pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken) -> anyhow::Result<Report> {
+    let run_id =
+        format!("bench-{}-{}", std::process::id(), tollgate_router::pipeline::millis(std::time::SystemTime::now()));
+    let mut config = crate::demo::reference_example(dir)?;
+    config.kafka.brokers = options.brokers.clone();
+    config.kafka.input_topic = format!("{run_id}.payments");
+    config.kafka.group_id = format!("{run_id}.router");
+    config.kafka.partitions = options.partitions;
+    config.kafka.create_topics = true;
+    config.metrics.enabled = false;
+    config.processing.shutdown_timeout = tollgate_router::config::HumanDuration::secs(10);
+    for (name, topic) in [
+        ("auto-commit", &mut config.topics.auto_commit),
+        ("async-review", &mut config.topics.async_review),
+        ("sync-review", &mut config.topics.sync_review),
+        ("auto-reject", &mut config.topics.auto_reject),
+        ("dead-letter", &mut config.topics.dead_letter),
+        ("audit", &mut config.topics.audit),
+        ("audit-intake", &mut config.topics.audit_intake),
+        ("review-decisions", &mut config.topics.review_decisions),
+        ("pending-changelog", &mut config.topics.pending_changelog),
+        ("resolved", &mut config.topics.resolved),
+        ("escalations", &mut config.topics.escalations),
+        ("rollbacks", &mut config.topics.rollbacks),
+    ] {
+        *topic = format!("{run_id}.{name}");
+    }
+    for (k, v) in &options.producer {
+        config.kafka.producer.insert(k.clone(), v.clone());
+    }
+    for (k, v) in &options.consumer {
+        config.kafka.consumer.insert(k.clone(), v.clone());
+    }
+    config.validate()?;
+    tollgate_router::kafka::ensure_topics(&config).await?;
+    let copy_topic = format!("{run_id}.pass-through");
+    tollgate_common::kafka::ensure_topics(
+        &tollgate_router::kafka::producer_config(&config),
+        &[tollgate_common::kafka::TopicSpec { name: &copy_topic, compacted: false }],
+        options.partitions,
+        1,
+    )
+    .await?;
+
+    eprintln!(
+        "preloading {} events into {} ({} partitions)…",
+        options.events, config.kafka.input_topic, options.partitions
+    );
+    let load = Load {
+        topic: config.kafka.input_topic.clone(),
+        rate: 0,
+        events: Some(options.events),
+        seed: options.seed,
+        mix: Mix::default(),
+        prefix: "bench".into(),
+    };
+    let brokers = options.brokers.clone();
+    let stop = shutdown.clone();
+    tokio::task::spawn_blocking(move || produce(&brokers, &load, &stop, |_| {})).await??;
+
+    eprintln!("pass-through…");
+    let pass = {
+        let (config, copy_topic, n) = (config.clone(), copy_topic.clone(), options.events);
+        tokio::task::spawn_blocking(move || pass_through(&config, &copy_topic, n)).await??
+    };
+    eprintln!("router…");
+    let (router, telemetry, stop_router, handle) = route(&config, options.events, &shutdown).await?;
+
+    // Latency: live input at a share of the router's sustained rate.
+    let rate = (router.events_per_second * options.latency_load).max(1.0);
+    eprintln!("latency at {rate:.0} events/s for {} s…", options.latency_seconds);
+    let latency_events = (rate * options.latency_seconds as f64) as u64;
+    let load = Load {
+        topic: config.kafka.input_topic.clone(),
+        rate: rate as u64,
+        events: Some(latency_events),
+        seed: options.seed + 1,
+        mix: Mix::default(),
+        prefix: "live".into(),
+    };
+    let brokers = options.brokers.clone();
+    let stop = shutdown.clone();
+    let producing = tokio::task::spawn_blocking(move || produce(&brokers, &load, &stop, |_| {}));
+    let target = options.events + latency_events;
+    wait_routed(&telemetry, target, Duration::from_secs(options.latency_seconds + 120), &shutdown).await;
+    producing.await??;
+    stop_router.cancel();
+    let _ = handle.await;
+    let (samples, kind) = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || latencies(&config, "live-")).await??
+    };
+    let pct = |q: f64| -> Option<f64> {
+        if samples.is_empty() {
+            return None;
+        }
+        let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
+        Some(samples[i])
+    };
+    Ok(Report {
+        events: options.events,
+        partitions: options.partitions,
+        ratio: router.events_per_second / pass.events_per_second.max(1e-9),
+        pass_through: pass,
+        router,
+        latency_rate: rate,
+        latency_samples: samples.len(),
+        latency_timestamps: kind,
+        latency_p50_ms: pct(0.5),
+        latency_p99_ms: pct(0.99),
+        latency_max_ms: samples.last().copied(),
+    })
+}
+
+/// Consumes the input and produces each record to `topic`, with the router's client settings;
+/// measured from the first record read to the last acknowledged.
+fn pass_through(config: &RouterConfig, topic: &str, events: u64) -> anyhow::Result<Phase> {
+    let mut consumer_settings = tollgate_router::kafka::consumer_config(config);
+    consumer_settings
+        .set("group.id", format!("{}.pass-through", config.kafka.group_id))
+        .set("enable.auto.offset.store", "true");
+    let consumer: BaseConsumer = consumer_settings.create()?;
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        tollgate_router::kafka::producer_config(config).create()?;
+    consumer.subscribe(&[&config.kafka.input_topic])?;
+    let mut copied = 0u64;
+    let mut started: Option<(Instant, ProcessTime)> = None;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while copied < events && Instant::now() < deadline {
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else { continue };
+        let m = m?;
+        started.get_or_insert_with(|| (Instant::now(), ProcessTime::now()));
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(m.payload().unwrap_or_default());
+        if let Some(k) = m.key() {
+            record = record.key(k);
+        }
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        copied += 1;
+    }
+    producer.flush(Duration::from_secs(60))?;
+    let (wall, cpu) = started.map_or((Duration::ZERO, Duration::ZERO), |(w, c)| (w.elapsed(), c.elapsed()));
+    Ok(phase("pass-through", copied, wall, cpu))
+}
+
+/// Starts the router on the preloaded input and measures it until every event is routed; the
+/// router keeps running for the latency phase.
+async fn route(
+    config: &RouterConfig,
+    events: u64,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(Phase, Telemetry, CancellationToken, tokio::task::JoinHandle<()>)> {
+    let telemetry = Telemetry::new();
+    let pipeline = Pipeline::from_config(config)?;
+    let stop = shutdown.child_token();
+    let handle = {
+        let (config, telemetry, stop) = (config.clone(), telemetry.clone(), stop.clone());
+        tokio::spawn(async move {
+            if let Err(e) = tollgate_router::run_with(config, pipeline, telemetry, stop).await {
+                eprintln!("the router stopped: {e}");
+            }
+        })
+    };
+    let done = |t: &Telemetry| {
+        tollgate_schemas::Route::ALL.iter().map(|r| t.routed_count(*r)).sum::<u64>() + t.dead_letter_count()
+    };
+    // Measured from the first event routed (the consumer group's join is not routing).
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while done(&telemetry) == 0 && Instant::now() < deadline && !shutdown.is_cancelled() {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let (first, t0, c0) = (done(&telemetry), Instant::now(), ProcessTime::now());
+    wait_routed(&telemetry, events, Duration::from_secs(600), shutdown).await;
+    let routed = done(&telemetry);
+    Ok((phase("router", routed - first, t0.elapsed(), c0.elapsed()), telemetry, stop, handle))
+}
+
+async fn wait_routed(telemetry: &Telemetry, target: u64, timeout: Duration, shutdown: &CancellationToken) {
+    let deadline = Instant::now() + timeout;
+    let done = || {
+        tollgate_schemas::Route::ALL.iter().map(|r| telemetry.routed_count(*r)).sum::<u64>()
+            + telemetry.dead_letter_count()
+    };
+    while done() < target && Instant::now() < deadline && !shutdown.is_cancelled() {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Latencies (ms, sorted) of the events whose id starts with `prefix`: routed record timestamp
+/// minus input record timestamp.
+fn latencies(config: &RouterConfig, prefix: &str) -> anyhow::Result<(Vec<f64>, String)> {
+    let read = |topics: &[&str]| -> anyhow::Result<Vec<(String, i64, bool)>> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &config.kafka.brokers)
+            .set("group.id", format!("{}.latency.{}", config.kafka.group_id, topics.len()))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .set("session.timeout.ms", "6000")
+            .create()?;
+        consumer.subscribe(topics)?;
+        let mut out = Vec::new();
+        let mut last = Instant::now();
+        let start = Instant::now();
+        // Until quiet: the first assignment takes a few seconds on some brokers.
+        while last.elapsed() < Duration::from_secs(3) || (out.is_empty() && start.elapsed() < Duration::from_secs(30)) {
+            let Some(m) = consumer.poll(Duration::from_millis(100)) else { continue };
+            let m = m?;
+            last = Instant::now();
+            let Some(id) = m.payload().and_then(event_id) else { continue };
+            if !id.starts_with(prefix) {
+                continue;
+            }
+            let (ts, append) = match m.timestamp() {
+                Timestamp::LogAppendTime(t) => (t, true),
+                Timestamp::CreateTime(t) => (t, false),
+                Timestamp::NotAvailable => continue,
+            };
+            out.push((id, ts, append));
+        }
+        Ok(out)
+    };
+    let inputs: HashMap<String, (i64, bool)> =
+        read(&[&config.kafka.input_topic])?.into_iter().map(|(id, ts, a)| (id, (ts, a))).collect();
+    let t = &config.topics;
+    let routed = read(&[&t.auto_commit, &t.async_review, &t.sync_review, &t.auto_reject])?;
+    let mut append = true;
+    let mut samples: Vec<f64> = routed
+        .into_iter()
+        .filter_map(|(id, ts, a)| {
+            let (input_ts, input_append) = inputs.get(&id)?;
+            append &= a && *input_append;
+            Some((ts - input_ts) as f64)
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    Ok((samples, if append { "append" } else { "create" }.to_owned()))
+}
+
+/// The event id of an input event or a routed record (both carry `event_id` at the top).
+fn event_id(payload: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        event_id: String,
+    }
+    serde_json::from_slice::<Id>(payload).ok().map(|i| i.event_id)
+}

@@ -1,0 +1,33 @@
+//! The benchmark harness's short mode on the real broker: it runs every phase and reports every
+//! figure. No figure is asserted (the machine is shared and noisy); BENCHMARKS.md has the
+//! measured ones.
+
+mod common;
+
+use common::Broker;
+use std::process::Command;
+
+#[test]
+fn the_benchmark_harness_runs_its_short_mode_and_reports_every_figure() {
+    let broker = Broker::get();
+    let json = std::env::temp_dir().join(common::unique("bench")).with_extension("json");
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["bench", "--brokers", &broker.addr, "--short", "--latency-seconds", "2", "--partitions", "3"])
+        .args(["--consumer", "fetch.wait.max.ms=5", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for line in ["pass-through", "router", "latency at"] {
+        assert!(stdout.contains(line), "the table lacks {line}:\n{stdout}");
+    }
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for phase in ["pass_through", "router"] {
+        assert!(report[phase]["events"].as_u64() > Some(19_000), "{phase}: {report}");
+        assert!(report[phase]["events_per_second"].as_f64() > Some(0.0), "{phase}: {report}");
+        assert!(report[phase]["cpu_seconds_per_million"].as_f64() > Some(0.0), "{phase}: {report}");
+    }
+    assert!(report["latency_samples"].as_u64() > Some(0), "{report}");
+    assert!(report["latency_p99_ms"].as_f64() >= report["latency_p50_ms"].as_f64(), "{report}");
+}
