@@ -3,6 +3,9 @@
 //!
 //! - [`HumanDuration`]: durations in configuration files (`"30m"`, `"1h 30m"`, or seconds);
 //! - [`load_toml`]: one TOML file plus `TOLLGATE__SECTION__KEY` environment overrides;
+//! - [`ServiceConfig`], [`load_file`], [`load_text`]: a service's configuration, loaded, located
+//!   (relative paths resolve against its file's directory) and validated, with one
+//!   [`ConfigError`];
 //! - [`kafka`]: the client settings every Tollgate producer starts from.
 //!
 //! It holds no record types (those are in `tollgate-schemas`) and no service logic.
@@ -14,8 +17,57 @@ use figment::Figment;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// Errors loading or validating a service's configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    Missing(PathBuf),
+    #[error("configuration is not valid: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration is not valid: {0}")]
+    Invalid(String),
+}
+
+/// A service's configuration: where its file is, and the checks serde cannot express.
+pub trait ServiceConfig: DeserializeOwned {
+    /// Records the directory relative paths resolve against.
+    fn set_base_dir(&mut self, dir: PathBuf);
+    /// Cross-field checks, run once loaded.
+    fn validate(&self) -> Result<(), ConfigError>;
+}
+
+/// Loads a configuration file, applies `TOLLGATE__*` environment overrides and validates.
+pub fn load_file<T: ServiceConfig>(path: &Path) -> Result<T, ConfigError> {
+    if !path.is_file() {
+        return Err(ConfigError::Missing(path.to_owned()));
+    }
+    let base = path.parent().map(Path::to_owned).unwrap_or_default();
+    finish(load_toml(Source::File(path))?, base)
+}
+
+/// Parses configuration text (e.g. an embedded default), applies environment overrides and
+/// validates. Relative paths resolve against `base_dir`.
+pub fn load_text<T: ServiceConfig>(text: &str, base_dir: &Path) -> Result<T, ConfigError> {
+    finish(load_toml(Source::Text(text))?, base_dir.to_owned())
+}
+
+fn finish<T: ServiceConfig>(mut config: T, base_dir: PathBuf) -> Result<T, ConfigError> {
+    config.set_base_dir(base_dir);
+    config.validate()?;
+    Ok(config)
+}
+
+/// `path` as given when absolute, else relative to `base_dir` (a configuration file's directory).
+pub fn resolve(base_dir: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        base_dir.join(path)
+    }
+}
 
 /// Prefix of environment variables that override configuration; `__` separates levels, so
 /// `TOLLGATE__KAFKA__BROKERS=host:9092` sets `kafka.brokers`.

@@ -8,19 +8,9 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use tollgate_common::{load_toml, HumanDuration, Source};
+pub use tollgate_common::ConfigError;
+use tollgate_common::HumanDuration;
 use tollgate_schemas::{RecordFormat, ReviewAction, Route};
-
-/// Errors loading or validating configuration.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("configuration file {0} does not exist")]
-    Missing(PathBuf),
-    #[error("configuration is not valid: {0}")]
-    Load(#[from] Box<figment::Error>),
-    #[error("configuration is not valid: {0}")]
-    Invalid(String),
-}
 
 /// The whole gateway configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -343,32 +333,18 @@ fn default_replay_window() -> HumanDuration {
 impl GatewayConfig {
     /// Loads a configuration file, applies `TOLLGATE__*` environment overrides and validates.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        if !path.is_file() {
-            return Err(ConfigError::Missing(path.to_owned()));
-        }
-        let base = path.parent().map(Path::to_owned).unwrap_or_default();
-        Self::finish(load_toml(Source::File(path))?, base)
+        tollgate_common::load_file(path)
     }
 
-    /// Parses configuration text, applies environment overrides and validates. Relative paths
-    /// resolve against `base_dir`.
+    /// Parses configuration text (e.g. an embedded default), applies environment overrides and
+    /// validates. Relative paths resolve against `base_dir`.
     pub fn from_toml_str(text: &str, base_dir: &Path) -> Result<Self, ConfigError> {
-        Self::finish(load_toml(Source::Text(text))?, base_dir.to_owned())
-    }
-
-    fn finish(mut config: GatewayConfig, base_dir: PathBuf) -> Result<Self, ConfigError> {
-        config.base_dir = base_dir;
-        config.validate()?;
-        Ok(config)
+        tollgate_common::load_text(text, base_dir)
     }
 
     /// Resolves a configured path against the configuration file's directory.
     pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() {
-            path.to_owned()
-        } else {
-            self.base_dir.join(path)
-        }
+        tollgate_common::resolve(&self.base_dir, path)
     }
 
     /// Cross-field checks that serde cannot express.
@@ -457,3 +433,13 @@ impl GatewayConfig {
 
 #[cfg(test)]
 mod tests;
+
+impl tollgate_common::ServiceConfig for GatewayConfig {
+    fn set_base_dir(&mut self, dir: PathBuf) {
+        self.base_dir = dir;
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        GatewayConfig::validate(self)
+    }
+}

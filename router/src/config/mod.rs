@@ -11,19 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use tollgate_schemas::RecordFormat;
 
-use tollgate_common::{load_toml, Source};
-pub use tollgate_common::{HumanDuration, ENV_PREFIX};
-
-/// Errors loading or validating configuration.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("configuration file {0} does not exist")]
-    Missing(PathBuf),
-    #[error("configuration is not valid: {0}")]
-    Load(#[from] Box<figment::Error>),
-    #[error("configuration is not valid: {0}")]
-    Invalid(String),
-}
+pub use tollgate_common::{ConfigError, HumanDuration, ENV_PREFIX};
 
 /// The router's whole configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -469,26 +457,17 @@ fn one_i32() -> i32 {
 impl RouterConfig {
     /// Loads a configuration file, applies `TOLLGATE__*` environment overrides and validates.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        if !path.is_file() {
-            return Err(ConfigError::Missing(path.to_owned()));
-        }
-        let base = path.parent().map(Path::to_owned).unwrap_or_default();
-        Self::finish(load_toml(Source::File(path))?, base)
+        tollgate_common::load_file(path)
     }
 
     /// Parses configuration text (e.g. an embedded default), applies environment overrides and
     /// validates. Relative paths resolve against `base_dir`.
     pub fn from_toml_str(text: &str, base_dir: &Path) -> Result<Self, ConfigError> {
-        Self::finish(load_toml(Source::Text(text))?, base_dir.to_owned())
+        tollgate_common::load_text(text, base_dir)
     }
 
-    fn finish(mut config: RouterConfig, base_dir: PathBuf) -> Result<Self, ConfigError> {
-        config.base_dir = base_dir;
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// The transactional id of this instance (for `exactly_once`).
+    /// The transactional id of this instance (the `exactly_once` routing loop's; the audit
+    /// chainer appends `.audit`).
     pub fn transactional_id(&self) -> String {
         self.processing.transactional_id.clone().unwrap_or_else(|| {
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
@@ -498,11 +477,7 @@ impl RouterConfig {
 
     /// Resolves a configured path against the configuration file's directory.
     pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() {
-            path.to_owned()
-        } else {
-            self.base_dir.join(path)
-        }
+        tollgate_common::resolve(&self.base_dir, path)
     }
 
     /// Cross-field checks that serde cannot express.
@@ -599,3 +574,13 @@ impl RouterConfig {
 
 #[cfg(test)]
 mod tests;
+
+impl tollgate_common::ServiceConfig for RouterConfig {
+    fn set_base_dir(&mut self, dir: PathBuf) {
+        self.base_dir = dir;
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        RouterConfig::validate(self)
+    }
+}
