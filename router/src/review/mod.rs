@@ -10,7 +10,7 @@ mod effects;
 mod state;
 
 pub use effects::{Actor, Effect, Escalation, Resolution, UnjoinedReason};
-pub use state::{Pending, PendingInput, QueueStats, ReviewSettings, ReviewState};
+pub use state::{Pending, PendingInput, Provenance, QueueStats, ReviewSettings, ReviewState};
 
 /// The outcome of a review.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -120,11 +120,19 @@ pub struct Pending {
     pub routed_at: i64,
     /// When the current tier's time runs out (ms since the epoch).
     pub deadline: i64,
-    pub policy_version: Arc<str>,
-    pub model_version: Arc<str>,
-    pub rule: Arc<str>,
+    /// Policy version, model version and rule, shared by every review they produced.
+    pub provenance: Arc<Provenance>,
     /// Fingerprints of the non-final decisions applied, to recognise their redelivery.
     pub applied: Vec<Arc<str>>,
+}
+
+/// What routed a review: few distinct values, interned, so each pending entry holds one thin
+/// pointer instead of three strings.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Provenance {
+    pub policy_version: Box<str>,
+    pub model_version: Box<str>,
+    pub rule: Box<str>,
 }
 
 /// Remembered after a review ended, so a repeated decision is recognised.
@@ -150,7 +158,7 @@ pub struct ReviewState {
     resolved: DashMap<Arc<str>, ResolvedMark>,
     parked: DashMap<Arc<str>, (i32, Vec<Parked>)>,
     /// Policy and model versions and rule names are few; entries share one copy of each.
-    strings: Mutex<HashSet<Arc<str>>>,
+    provenances: Mutex<HashSet<Arc<Provenance>>>,
 }
 
 impl ReviewState {
@@ -160,16 +168,25 @@ impl ReviewState {
             pending: DashMap::new(),
             resolved: DashMap::new(),
             parked: DashMap::new(),
-            strings: Mutex::new(HashSet::new()),
+            provenances: Mutex::new(HashSet::new()),
         }
     }
 
-    fn intern(&self, s: &str) -> Arc<str> {
-        let mut set = self.strings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(found) = set.get(s) {
+    /// The shared provenance with these values.
+    pub fn provenance(&self, policy_version: &str, model_version: &str, rule: &str) -> Arc<Provenance> {
+        let mut set = self.provenances.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let wanted = |p: &&Arc<Provenance>| {
+            &*p.policy_version == policy_version && &*p.model_version == model_version && &*p.rule == rule
+        };
+        // Few distinct values (one per policy version × model version × rule): a scan is cheap.
+        if let Some(found) = set.iter().find(wanted) {
             return Arc::clone(found);
         }
-        let new: Arc<str> = Arc::from(s);
+        let new = Arc::new(Provenance {
+            policy_version: policy_version.into(),
+            model_version: model_version.into(),
+            rule: rule.into(),
+        });
         set.insert(Arc::clone(&new));
         new
     }
@@ -193,9 +210,7 @@ impl ReviewState {
             confidence: input.confidence as f32,
             routed_at: input.routed_at,
             deadline: input.routed_at + self.settings.sla_ms(input.queue),
-            policy_version: self.intern(input.policy_version),
-            model_version: self.intern(input.model_version),
-            rule: self.intern(input.rule),
+            provenance: self.provenance(input.policy_version, input.model_version, input.rule),
             applied: Vec::new(),
         };
         let id: Arc<str> = Arc::from(input.event_id);
@@ -223,9 +238,8 @@ impl ReviewState {
                 pending.event_offset = current.event_offset;
             }
         }
-        pending.policy_version = self.intern(&pending.policy_version);
-        pending.model_version = self.intern(&pending.model_version);
-        pending.rule = self.intern(&pending.rule);
+        let p = &pending.provenance;
+        pending.provenance = self.provenance(&p.policy_version, &p.model_version, &p.rule);
         self.pending.insert(Arc::from(event_id), pending);
         true
     }

@@ -72,7 +72,7 @@ fn a_decision_resolves_its_pending_event() {
     assert_eq!(r.tier, 1);
     assert!(!r.rollback);
     assert_eq!(r.actor, Actor::Reviewer { id: Arc::from("ana"), role: Arc::from("fraud_analyst") });
-    assert_eq!(&*r.pending.policy_version, "p1");
+    assert_eq!(&*r.pending.provenance.policy_version, "p1");
     assert!(s.get("e1").is_none());
     assert_eq!(s.queue_stats(Route::SyncReview, T0).pending, 0);
 }
@@ -273,5 +273,5 @@ fn a_pending_entry_stays_small() {
     let s = state();
     s.admit(input("x", Route::SyncReview, 0.9), T0);
     s.admit(input("y", Route::SyncReview, 0.9), T0);
-    assert!(Arc::ptr_eq(&s.get("x").unwrap().policy_version, &s.get("y").unwrap().policy_version));
+    assert!(Arc::ptr_eq(&s.get("x").unwrap().provenance, &s.get("y").unwrap().provenance));
 }

@@ -363,9 +363,11 @@ fn pending_from(change: &PendingChange<'_>, partition: i32) -> Pending {
         confidence: change.confidence as f32,
         routed_at: change.routed_at,
         deadline: change.deadline,
-        policy_version: Arc::from(change.policy_version.as_ref()),
-        model_version: Arc::from(change.model_version.as_ref()),
-        rule: Arc::from(change.rule.as_ref()),
+        provenance: Arc::new(crate::review::Provenance {
+            policy_version: change.policy_version.as_ref().into(),
+            model_version: change.model_version.as_ref().into(),
+            rule: change.rule.as_ref().into(),
+        }),
         applied: change.applied.iter().map(|f| Arc::from(f.as_ref())).collect(),
     }
 }
