@@ -7,9 +7,30 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 
-pub(super) fn decode<'a>(registry: &FieldRegistry, payload: &'a [u8]) -> Result<Decoded<'a>, Rejection> {
+/// The registered paths by their first segment, so a top-level key finds its paths at once.
+#[derive(Debug, Default)]
+pub struct TopLevel(HashMap<String, Vec<usize>>);
+
+impl TopLevel {
+    pub fn new(registry: &FieldRegistry) -> Self {
+        let mut map: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, path) in registry.paths().iter().enumerate() {
+            if let Some(first) = path.segments().first() {
+                map.entry(first.clone()).or_default().push(i);
+            }
+        }
+        TopLevel(map)
+    }
+}
+
+pub(super) fn decode<'a>(
+    registry: &FieldRegistry,
+    top: &TopLevel,
+    payload: &'a [u8],
+) -> Result<Decoded<'a>, Rejection> {
     let malformed = |e: serde_json::Error| Rejection::new(RejectReason::MalformedJson, format!("invalid JSON: {e}"));
     // Validates the whole record and borrows it: the routed record embeds the event unchanged.
     let raw: &RawValue = serde_json::from_slice(payload).map_err(malformed)?;
@@ -19,18 +40,20 @@ pub(super) fn decode<'a>(registry: &FieldRegistry, payload: &'a [u8]) -> Result<
     // A second pass reads only the registered fields; everything else is skipped without
     // building a tree.
     let mut values = vec![FieldValue::Missing; registry.paths().len()];
-    let all: Vec<usize> = (0..values.len()).collect();
     let mut de = serde_json::Deserializer::from_str(raw.get());
-    Extract { registry, depth: 0, candidates: &all, values: &mut values }.deserialize(&mut de).map_err(malformed)?;
+    Extract { registry, depth: 0, candidates: &[], top: Some(top), values: &mut values }
+        .deserialize(&mut de)
+        .map_err(malformed)?;
     Ok(Decoded { fields: EventFields::from_values(values), body: Body::Json(raw) })
 }
 
 /// Reads the registered paths below one JSON value: `candidates` are the paths whose first
-/// `depth` segments lead here.
+/// `depth` segments lead here; at the top, `top` finds them by key.
 struct Extract<'r, 'v> {
     registry: &'r FieldRegistry,
     depth: usize,
     candidates: &'r [usize],
+    top: Option<&'r TopLevel>,
     values: &'v mut Vec<FieldValue>,
 }
 
@@ -87,19 +110,24 @@ impl<'de> Visitor<'de> for Extract<'_, '_> {
         self.set(FieldValue::Other);
         let mut below = Vec::new();
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            below.clear();
-            below.extend(
-                self.candidates.iter().copied().filter(|&i| {
-                    self.registry.paths()[i].segments().get(self.depth).is_some_and(|s| s.as_str() == key)
-                }),
-            );
-            if below.is_empty() {
+            let next: &[usize] = match self.top {
+                Some(top) => top.0.get(key.as_ref()).map_or(&[], Vec::as_slice),
+                None => {
+                    below.clear();
+                    below.extend(self.candidates.iter().copied().filter(|&i| {
+                        self.registry.paths()[i].segments().get(self.depth).is_some_and(|s| s.as_str() == key)
+                    }));
+                    &below
+                }
+            };
+            if next.is_empty() {
                 map.next_value::<IgnoredAny>()?;
             } else {
                 map.next_value_seed(Extract {
                     registry: self.registry,
                     depth: self.depth + 1,
-                    candidates: &below,
+                    candidates: next,
+                    top: None,
                     values: self.values,
                 })?;
             }
@@ -160,7 +188,7 @@ mod tests {
     fn extracts_nested_and_scalar_fields() {
         let r = registry();
         let payload = br#"{"event_id":"e1","amount":12.5,"card":{"country":"DE"},"flag":true,"nested":{"a":1}}"#;
-        let d = decode(&r, payload).unwrap();
+        let d = decode(&r, &TopLevel::new(&r), payload).unwrap();
         let get = |p: &str| {
             d.fields.get(r.paths().iter().position(|x| x.as_str() == p).map(crate::fields::FieldId).unwrap()).clone()
         };
@@ -178,7 +206,7 @@ mod tests {
     #[test]
     fn absent_and_null_are_missing() {
         let r = registry();
-        let d = decode(&r, br#"{"event_id":null}"#).unwrap();
+        let d = decode(&r, &TopLevel::new(&r), br#"{"event_id":null}"#).unwrap();
         assert_eq!(d.fields.get(crate::fields::FieldId(0)), &FieldValue::Missing);
         assert_eq!(d.fields.get(crate::fields::FieldId(2)), &FieldValue::Missing);
     }
@@ -187,7 +215,7 @@ mod tests {
     fn malformed_input_is_rejected_with_a_reason() {
         let r = registry();
         for bad in [&b"{"[..], b"[1,2]", b"\"text\"", b"{\"a\":NaN}", b"\xff\xfe"] {
-            let err = decode(&r, bad).unwrap_err();
+            let err = decode(&r, &TopLevel::new(&r), bad).unwrap_err();
             assert_eq!(err.reason, RejectReason::MalformedJson, "{:?}", String::from_utf8_lossy(bad));
         }
     }

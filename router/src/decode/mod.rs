@@ -32,7 +32,7 @@ pub enum Body<'a> {
 #[derive(Debug)]
 pub enum Decoder {
     /// One JSON object per record.
-    Json { registry: FieldRegistry },
+    Json { registry: FieldRegistry, top: json::TopLevel },
     /// One Avro datum (of the configured schema) per record, plain or Confluent-framed.
     Avro(Box<AvroInput>),
 }
@@ -40,7 +40,8 @@ pub enum Decoder {
 impl Decoder {
     /// A decoder of JSON objects.
     pub fn json(registry: FieldRegistry) -> Self {
-        Decoder::Json { registry }
+        let top = json::TopLevel::new(&registry);
+        Decoder::Json { registry, top }
     }
 
     /// A decoder of Avro datums. `confluent` expects the Confluent wire format (magic byte 0 and a
@@ -55,7 +56,7 @@ impl Decoder {
             return Err(Rejection::new(RejectReason::EmptyPayload, "the record has no value"));
         }
         match self {
-            Decoder::Json { registry } => json::decode(registry, payload),
+            Decoder::Json { registry, top } => json::decode(registry, top, payload),
             Decoder::Avro(input) => input.decode(payload),
         }
     }
