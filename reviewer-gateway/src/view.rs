@@ -212,18 +212,22 @@ impl Applier {
         }
         let payload = m.payload().unwrap_or_default();
         let result = match kind {
-            Kind::State => {
-                let event_id = m.key().map(String::from_utf8_lossy).unwrap_or_default();
-                if payload.is_empty() {
+            Kind::State if payload.is_empty() => match m.key().map(String::from_utf8_lossy) {
+                // A tombstone: the key names the case.
+                Some(event_id) if !event_id.is_empty() => {
                     self.store.apply_gate(&event_id, None);
                     Ok(Change::Nothing)
-                } else {
-                    records::case_gate(payload).map(|g| {
-                        self.store.apply_gate(&event_id, Some(g));
-                        Change::Nothing
-                    })
                 }
-            }
+                _ => Err("a case-state tombstone without a key".to_owned()),
+            },
+            Kind::State => records::case_gate(payload).and_then(|g| {
+                if g.event_id.is_empty() {
+                    return Err("a case state without an event id".to_owned());
+                }
+                let event_id = g.event_id.to_string();
+                self.store.apply_gate(&event_id, Some(g));
+                Ok(Change::Nothing)
+            }),
             _ if payload.is_empty() => Err("the record has no value".to_owned()),
             Kind::Routed => self.decoder.routed(payload).map(|r| {
                 let position = Position { topic: topic.to_owned(), partition: m.partition(), offset: m.offset() };

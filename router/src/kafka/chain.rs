@@ -154,6 +154,18 @@ pub fn run_chain(config: &RouterConfig, telemetry: &Telemetry, shutdown: &Cancel
         if messages.is_empty() {
             continue;
         }
+        // Heads first, outside any transaction: loading one may read an audit partition's tail,
+        // which must not eat into the transaction's timeout.
+        if let Some(e) = messages.iter().find_map(|m| chainer.head(&consumer, m.partition()).err()) {
+            let why = match e {
+                TxnError::Abort(why) => why,
+                TxnError::Fatal(e) => e.to_string(),
+            };
+            telemetry.kafka_error(&format_args!("audit chainer: loading a chain head failed: {why}"));
+            chainer.heads.clear();
+            rewind(&consumer, &messages);
+            continue;
+        }
         match chainer.chain_batch(&consumer, &producer, &messages) {
             Ok(()) => telemetry.audit_chained(messages.len()),
             Err(TxnError::Abort(e)) => {
