@@ -4,7 +4,8 @@
 //! 2. **pass-through**: a bare consume → produce loop with the router's own client settings
 //!    copies the input to one output topic (the practical limit of the broker and client);
 //! 3. **router**: the full router (routing loop, review join, audit chainer) routes the same
-//!    input, with a fresh consumer group;
+//!    input, with a fresh consumer group, until every event is routed and its audit record
+//!    chained;
 //! 4. **latency**: the router (still running) gets live input at a fixed share of the rate it
 //!    just sustained; the latency of each event is its routed record's broker timestamp minus
 //!    its input record's (append times where the broker sets them, else create times).
@@ -71,6 +72,9 @@ pub struct Report {
     pub latency_p50_ms: Option<f64>,
     pub latency_p99_ms: Option<f64>,
     pub latency_max_ms: Option<f64>,
+    /// The router phase's CPU seconds per million events, by thread group (librdkafka's
+    /// threads, the routing loop, the review join, the audit chainer, tokio, the rest).
+    pub router_cpu_by_thread: Vec<(String, f64)>,
 }
 
 impl Report {
@@ -82,8 +86,10 @@ impl Report {
             )
         };
         let ms = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), |x| format!("{x:.2} ms"));
+        let threads: Vec<String> =
+            self.router_cpu_by_thread.iter().map(|(name, cpu)| format!("{name} {cpu:.1}")).collect();
         format!(
-            "{:<14} {:>10} {:>12} {:>8} {:>14} {:>9}\n{}{}\nlatency at {:.0} events/s ({:.0}% of the router's rate), {} samples, {} timestamps: p50 {}  p99 {}  max {}\n",
+            "{:<14} {:>10} {:>12} {:>8} {:>14} {:>9}\n{}{}router CPU s per M events by thread: {}\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {} samples, {} timestamps: p50 {}  p99 {}  max {}\n",
             "phase",
             "events",
             "events/s",
@@ -92,6 +98,7 @@ impl Report {
             "RSS MiB",
             row(&self.pass_through, 1.0),
             row(&self.router, self.ratio),
+            threads.join(", "),
             self.latency_rate,
             100.0 * self.latency_rate / self.router.events_per_second.max(1.0),
             self.latency_samples,
@@ -112,6 +119,36 @@ fn rss_mib() -> f64 {
         })
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// CPU seconds used so far by this process's live threads, by thread group (from /proc; Linux's
+/// clock tick of 100 Hz).
+fn cpu_by_thread() -> HashMap<String, f64> {
+    let mut out: HashMap<String, f64> = HashMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return out };
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default().trim().to_owned();
+        let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else { continue };
+        // Fields after the parenthesised name: state is the first, utime the 12th, stime the 13th.
+        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+        let group = if name.starts_with("rdk:") {
+            "librdkafka"
+        } else if name.contains("poll") {
+            // rdkafka's ThreadedProducer thread: it runs the delivery callbacks.
+            "delivery callbacks"
+        } else if name.starts_with("tollgate-") {
+            name.as_str()
+        } else if name.starts_with("tokio") {
+            "tokio"
+        } else {
+            "other"
+        };
+        *out.entry(group.to_owned()).or_default() += (ticks(11) + ticks(12)) / 100.0;
+    }
+    out
 }
 
 fn phase(name: &str, events: u64, wall: Duration, cpu: Duration) -> Phase {
@@ -193,7 +230,16 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         tokio::task::spawn_blocking(move || pass_through(&config, &copy_topic, n)).await??
     };
     eprintln!("router…");
+    let threads_before = cpu_by_thread();
     let (router, telemetry, stop_router, handle) = route(&config, options.events, &shutdown).await?;
+    let mut router_cpu_by_thread: Vec<(String, f64)> = cpu_by_thread()
+        .into_iter()
+        .map(|(group, after)| {
+            let spent = (after - threads_before.get(&group).copied().unwrap_or(0.0)).max(0.0);
+            (group, spent * 1e6 / router.events.max(1) as f64)
+        })
+        .collect();
+    router_cpu_by_thread.sort_by(|a, b| b.1.total_cmp(&a.1));
 
     // Latency: live input at a share of the router's sustained rate.
     let rate = (router.events_per_second * options.latency_load).max(1.0);
@@ -238,6 +284,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         latency_p50_ms: pct(0.5),
         latency_p99_ms: pct(0.99),
         latency_max_ms: samples.last().copied(),
+        router_cpu_by_thread,
     })
 }
 
@@ -307,6 +354,10 @@ async fn route(
     }
     let (first, t0, c0) = (done(&telemetry), Instant::now(), ProcessTime::now());
     wait_routed(&telemetry, events, Duration::from_secs(600), shutdown).await;
+    // Done when the audit trail has caught up too: every event's audit record chained.
+    while telemetry.audit_chained_count() < events && Instant::now() < deadline && !shutdown.is_cancelled() {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     let routed = done(&telemetry);
     Ok((phase("router", routed - first, t0.elapsed(), c0.elapsed()), telemetry, stop, handle))
 }

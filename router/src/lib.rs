@@ -64,6 +64,31 @@ impl From<PipelineError> for RouterError {
     }
 }
 
+/// Runs a blocking loop on its own named thread (the names show in `top -H` and in per-thread
+/// CPU figures), and its result as a task of `loops`.
+fn spawn_loop(
+    loops: &mut tokio::task::JoinSet<Result<(), RouterError>>,
+    name: &str,
+    body: impl FnOnce() -> Result<(), kafka::LoopError> + Send + 'static,
+) -> Result<(), RouterError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let _ = tx.send(body());
+        })
+        .map_err(|e| RouterError::Panicked(format!("cannot start the {name} thread: {e}")))?;
+    let name = name.to_owned();
+    loops.spawn(async move {
+        match rx.await {
+            Ok(result) => result.map_err(RouterError::from),
+            // The sender went away without a result: the thread panicked.
+            Err(_) => Err(RouterError::Panicked(format!("the {name} thread panicked"))),
+        }
+    });
+    Ok(())
+}
+
 /// Builds the pipeline from `config` and runs the router until `shutdown` is cancelled.
 pub async fn run(config: RouterConfig, shutdown: CancellationToken) -> Result<(), RouterError> {
     let pipeline = Pipeline::from_config(&config)?;
@@ -104,24 +129,24 @@ pub async fn run_with(
     let watcher = tokio::spawn(reload::watch(reloader, stop.clone()));
     {
         let (config, telemetry, stop) = (config.clone(), telemetry.clone(), stop.clone());
-        loops.spawn_blocking(move || kafka::run_loop(&config, &slot, &telemetry, &stop));
+        spawn_loop(&mut loops, "tollgate-route", move || kafka::run_loop(&config, &slot, &telemetry, &stop))?;
     }
     if config.review.join {
         let (config, telemetry, stop) = (config.clone(), telemetry.clone(), stop.clone());
-        loops.spawn_blocking(move || {
+        spawn_loop(&mut loops, "tollgate-join", move || {
             let state =
                 std::sync::Arc::new(review::ReviewState::new(review::ReviewSettings::from_config(&config.review)));
             kafka::run_join(&config, &telemetry, state, &stop)
-        });
+        })?;
     }
     {
         let (config, telemetry, stop) = (config.clone(), telemetry.clone(), stop.clone());
-        loops.spawn_blocking(move || kafka::run_chain(&config, &telemetry, &stop));
+        spawn_loop(&mut loops, "tollgate-audit", move || kafka::run_chain(&config, &telemetry, &stop))?;
     }
     let mut result = Ok(());
     while let Some(ended) = loops.join_next().await {
         let ended = match ended {
-            Ok(r) => r.map_err(RouterError::from),
+            Ok(r) => r,
             Err(e) => Err(RouterError::Panicked(e.to_string())),
         };
         // A loop ends on its own only on an error: stop the others then; otherwise the

@@ -32,6 +32,9 @@ use tokio_util::sync::CancellationToken;
 use tollgate_schemas::audit::GENESIS;
 use tollgate_schemas::{headers, AuditRecord, RecordFormat};
 
+/// The smallest batch (and transaction) of the chainer.
+const CHAIN_BATCH: usize = 20_000;
+
 /// How long an audit partition must be quiet before its last record read is taken as the head.
 const TAIL_QUIET: Duration = Duration::from_millis(500);
 /// How far before the high watermark the tail read starts.
@@ -137,7 +140,9 @@ pub fn run_chain(config: &RouterConfig, telemetry: &Telemetry, shutdown: &Cancel
     consumer.subscribe(&[&topics.audit_intake])?;
     tracing::info!(intake = %topics.audit_intake, audit = %topics.audit, "Chaining audit records.");
     let mut chainer = Chainer { config, telemetry, heads: HashMap::new(), buf: Vec::new(), tail: None };
-    let batch_size = config.processing.batch_size;
+    // Each batch is one transaction, whose commit is a round trip to the transaction coordinator:
+    // larger batches than the routing loop's amortise it.
+    let batch_size = config.processing.batch_size.max(CHAIN_BATCH);
     while !shutdown.is_cancelled() {
         let generation = consumer.context().generation.load(Ordering::Acquire);
         let mut messages = Vec::with_capacity(batch_size);

@@ -323,6 +323,11 @@ impl Telemetry {
         tracing::warn!(error = %error, "Aborted an audit chain transaction; the batch is retried.");
     }
 
+    /// Audit records chained so far.
+    pub fn audit_chained_count(&self) -> u64 {
+        self.governance.chained.get()
+    }
+
     /// An intake record was not an audit record.
     pub fn audit_intake_rejected(&self) {
         self.governance.intake_rejected.inc();
