@@ -33,16 +33,16 @@ impl RecordDecoder {
 
     /// A routed record from a review topic.
     pub fn routed(&self, bytes: &[u8]) -> Result<RoutedRecord<'static, Event>, String> {
-        let record = match format_of(bytes) {
+        let record = match RecordFormat::of(bytes) {
             RecordFormat::Json => {
                 let r = RoutedRecord::from_json(bytes).map_err(|e| e.to_string())?;
                 let event = as_object(r.event.clone())?;
-                with_event(r, event)
+                r.with_event(event)
             }
             RecordFormat::Avro => {
                 let r = RoutedRecord::from_avro(bytes).map_err(|e| e.to_string())?;
                 let event = self.event(r.event_format, &r.event)?;
-                with_event(r, event)
+                r.with_event(event)
             }
         };
         if record.event_id.is_empty() {
@@ -53,7 +53,7 @@ impl RecordDecoder {
 
     /// A resolved record.
     pub fn resolved(&self, bytes: &[u8]) -> Result<ResolvedEvent<'static, Event>, String> {
-        match format_of(bytes) {
+        match RecordFormat::of(bytes) {
             RecordFormat::Json => {
                 let r = ResolvedEvent::from_json(bytes).map_err(|e| e.to_string())?;
                 let event = as_object(r.event.clone()).unwrap_or_default();
@@ -90,26 +90,17 @@ impl RecordDecoder {
 
 /// An escalation record.
 pub fn escalation(bytes: &[u8]) -> Result<EscalationRecord<'static>, String> {
-    EscalationRecord::read(format_of(bytes), bytes).map_err(|e| e.to_string())
+    EscalationRecord::read(RecordFormat::of(bytes), bytes).map_err(|e| e.to_string())
 }
 
 /// A review decision.
 pub fn decision(bytes: &[u8]) -> Result<ReviewDecision<'static>, String> {
-    ReviewDecision::read(format_of(bytes), bytes).map_err(|e| e.to_string())
+    ReviewDecision::read(RecordFormat::of(bytes), bytes).map_err(|e| e.to_string())
 }
 
 /// A case-state record (always Avro).
 pub fn case_gate(bytes: &[u8]) -> Result<CaseGate<'static>, String> {
     CaseGate::read(bytes).map_err(|e| e.to_string())
-}
-
-/// JSON records are objects; everything else Tollgate writes is Avro.
-fn format_of(bytes: &[u8]) -> RecordFormat {
-    if bytes.first() == Some(&b'{') {
-        RecordFormat::Json
-    } else {
-        RecordFormat::Avro
-    }
 }
 
 fn as_object(value: Value) -> Result<Event, String> {
@@ -127,24 +118,6 @@ fn kind(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
-    }
-}
-
-fn with_event<E>(r: RoutedRecord<'static, E>, event: Event) -> RoutedRecord<'static, Event> {
-    RoutedRecord {
-        event_id: r.event_id,
-        route: r.route,
-        rule: r.rule,
-        guardrail: r.guardrail,
-        risk_score: r.risk_score,
-        confidence: r.confidence,
-        model_version: r.model_version,
-        policy_version: r.policy_version,
-        explanation: r.explanation,
-        routed_at: r.routed_at,
-        sla_deadline: r.sla_deadline,
-        event_format: r.event_format,
-        event,
     }
 }
 

@@ -40,6 +40,18 @@ pub enum RecordFormat {
     Avro,
 }
 
+impl RecordFormat {
+    /// The encoding of a record Tollgate wrote: JSON records are objects, so they start with
+    /// `{`; everything else is an Avro datum.
+    pub fn of(bytes: &[u8]) -> RecordFormat {
+        if bytes.first() == Some(&b'{') {
+            RecordFormat::Json
+        } else {
+            RecordFormat::Avro
+        }
+    }
+}
+
 /// Errors encoding or decoding a Tollgate record.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {

@@ -53,6 +53,27 @@ pub struct RoutedRecord<'a, E> {
     pub event: E,
 }
 
+impl<'a, E> RoutedRecord<'a, E> {
+    /// The same record with another representation of the event.
+    pub fn with_event<F>(self, event: F) -> RoutedRecord<'a, F> {
+        RoutedRecord {
+            event_id: self.event_id,
+            route: self.route,
+            rule: self.rule,
+            guardrail: self.guardrail,
+            risk_score: self.risk_score,
+            confidence: self.confidence,
+            model_version: self.model_version,
+            policy_version: self.policy_version,
+            explanation: self.explanation,
+            routed_at: self.routed_at,
+            sla_deadline: self.sla_deadline,
+            event_format: self.event_format,
+            event,
+        }
+    }
+}
+
 /// Raw bytes that serialize as an Avro `bytes` value (serde's default for `[u8]` is a sequence).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AvroBytes<'a>(pub Cow<'a, [u8]>);

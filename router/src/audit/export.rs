@@ -41,8 +41,7 @@ pub struct Exported {
 
 /// Decodes an audit record (JSON or Avro) and its time.
 pub fn decode(bytes: &[u8]) -> Result<(AuditRecord<'static>, i64), String> {
-    let format = if bytes.first() == Some(&b'{') { RecordFormat::Json } else { RecordFormat::Avro };
-    let record = AuditRecord::read(format, bytes).map_err(|e| e.to_string())?;
+    let record = AuditRecord::read(RecordFormat::of(bytes), bytes).map_err(|e| e.to_string())?;
     let at = humantime::parse_rfc3339_weak(&record.timestamp)
         .map_err(|e| format!("timestamp `{}`: {e}", record.timestamp))?
         .duration_since(std::time::UNIX_EPOCH)

@@ -109,8 +109,7 @@ impl Report {
 }
 
 fn decode(bytes: &[u8]) -> Result<AuditRecord<'static>, String> {
-    let format = if bytes.first() == Some(&b'{') { RecordFormat::Json } else { RecordFormat::Avro };
-    AuditRecord::read(format, bytes).map_err(|e| e.to_string())
+    AuditRecord::read(RecordFormat::of(bytes), bytes).map_err(|e| e.to_string())
 }
 
 impl ChainVerifier {

@@ -349,8 +349,7 @@ impl Chainer<'_> {
 
 fn parse(payload: Option<&[u8]>) -> Result<AuditRecord<'static>, String> {
     let bytes = payload.filter(|p| !p.is_empty()).ok_or("the record has no value")?;
-    let format = if bytes.first() == Some(&b'{') { RecordFormat::Json } else { RecordFormat::Avro };
-    AuditRecord::read(format, bytes).map_err(|e| format!("not an audit record: {e}"))
+    AuditRecord::read(RecordFormat::of(bytes), bytes).map_err(|e| format!("not an audit record: {e}"))
 }
 
 fn dead_letter_headers(topic: &str, m: &BorrowedMessage<'_>, why: &str) -> OwnedHeaders {

@@ -21,7 +21,7 @@ use rdkafka::Message;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
-use tollgate_schemas::{AvroBytes, ResolvedEvent, ReviewOutcome, Route};
+use tollgate_schemas::{AvroBytes, RecordFormat, ResolvedEvent, ReviewOutcome, Route};
 
 /// Errors of a replay.
 #[derive(Debug, thiserror::Error)]
@@ -151,7 +151,7 @@ pub fn run(
 /// The event id and human outcome of a resolved record; `None` for a timeout fallback (the
 /// policy decided, not a person) or a record that cannot be read.
 fn human_outcome(bytes: &[u8]) -> Option<(String, ReviewOutcome)> {
-    let (id, action, outcome) = if bytes.first() == Some(&b'{') {
+    let (id, action, outcome) = if RecordFormat::of(bytes) == RecordFormat::Json {
         let r = ResolvedEvent::<serde_json::Value>::from_json(bytes).ok()?;
         (r.event_id.into_owned(), r.action, r.outcome)
     } else {

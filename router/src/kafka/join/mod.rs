@@ -375,8 +375,8 @@ fn pending_from(change: &PendingChange<'_>, partition: i32) -> Pending {
 /// Decodes a decision: JSON when it looks like JSON, else an Avro datum of the decision schema.
 fn parse_decision(payload: Option<&[u8]>) -> Result<ReviewDecision<'static>, String> {
     let bytes = payload.filter(|p| !p.is_empty()).ok_or("the decision has no value")?;
-    let format = if bytes.first() == Some(&b'{') { RecordFormat::Json } else { RecordFormat::Avro };
-    let decision = ReviewDecision::read(format, bytes).map_err(|e| format!("not a review decision: {e}"))?;
+    let decision =
+        ReviewDecision::read(RecordFormat::of(bytes), bytes).map_err(|e| format!("not a review decision: {e}"))?;
     if decision.event_id.is_empty() || decision.reviewer_id.is_empty() {
         return Err("a decision needs an event id and a reviewer id".into());
     }
