@@ -9,7 +9,9 @@ use std::time::Duration;
 use tollgate_router::audit::export::{self, ExportFormat, Filter};
 use tollgate_router::config::RouterConfig;
 
-fn spinner(what: &'static str) -> ProgressBar {
+/// A spinner on standard error with a message and the elapsed time (hidden when standard error
+/// is not a terminal).
+pub fn spinner(what: &str) -> ProgressBar {
     let bar = ProgressBar::new_spinner();
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")

@@ -257,7 +257,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     let stop = shutdown.clone();
     let producing = tokio::task::spawn_blocking(move || produce(&brokers, &load, &stop, |_| {}));
     let target = options.events + latency_events;
-    wait_routed(&telemetry, target, Duration::from_secs(options.latency_seconds + 120), &shutdown).await;
+    wait_until(|| handled(&telemetry) >= target, Duration::from_secs(options.latency_seconds + 120), &shutdown).await;
     producing.await??;
     stop_router.cancel();
     let _ = handle.await;
@@ -344,31 +344,26 @@ async fn route(
             }
         })
     };
-    let done = |t: &Telemetry| {
-        tollgate_schemas::Route::ALL.iter().map(|r| t.routed_count(*r)).sum::<u64>() + t.dead_letter_count()
-    };
+    let limit = Duration::from_secs(600);
     // Measured from the first event routed (the consumer group's join is not routing).
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while done(&telemetry) == 0 && Instant::now() < deadline && !shutdown.is_cancelled() {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    let (first, t0, c0) = (done(&telemetry), Instant::now(), ProcessTime::now());
-    wait_routed(&telemetry, events, Duration::from_secs(600), shutdown).await;
+    wait_until(|| handled(&telemetry) > 0, limit, shutdown).await;
+    let (first, t0, c0) = (handled(&telemetry), Instant::now(), ProcessTime::now());
+    wait_until(|| handled(&telemetry) >= events, limit, shutdown).await;
     // Done when the audit trail has caught up too: every event's audit record chained.
-    while telemetry.audit_chained_count() < events && Instant::now() < deadline && !shutdown.is_cancelled() {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    let routed = done(&telemetry);
+    wait_until(|| telemetry.audit_chained_count() >= events, limit, shutdown).await;
+    let routed = handled(&telemetry);
     Ok((phase("router", routed - first, t0.elapsed(), c0.elapsed()), telemetry, stop, handle))
 }
 
-async fn wait_routed(telemetry: &Telemetry, target: u64, timeout: Duration, shutdown: &CancellationToken) {
+/// Events the router has finished with: routed on any route, or dead-lettered.
+fn handled(telemetry: &Telemetry) -> u64 {
+    tollgate_schemas::Route::ALL.iter().map(|r| telemetry.routed_count(*r)).sum::<u64>() + telemetry.dead_letter_count()
+}
+
+/// Waits until `done`, `timeout` or `shutdown`, whichever comes first.
+async fn wait_until(done: impl Fn() -> bool, timeout: Duration, shutdown: &CancellationToken) {
     let deadline = Instant::now() + timeout;
-    let done = || {
-        tollgate_schemas::Route::ALL.iter().map(|r| telemetry.routed_count(*r)).sum::<u64>()
-            + telemetry.dead_letter_count()
-    };
-    while done() < target && Instant::now() < deadline && !shutdown.is_cancelled() {
+    while !done() && Instant::now() < deadline && !shutdown.is_cancelled() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }

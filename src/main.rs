@@ -202,6 +202,14 @@ enum GatewayTool {
     Openapi,
 }
 
+/// A loaded configuration, or the exit code of `tollgate <command>` after saying why not.
+fn configured<T>(loaded: Result<T, tollgate_common::ConfigError>, command: &str) -> Result<T, ExitCode> {
+    loaded.map_err(|e| {
+        eprintln!("tollgate {command}: {e}");
+        ExitCode::from(2)
+    })
+}
+
 fn init_tracing(default: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
@@ -214,12 +222,9 @@ async fn main() -> ExitCode {
     match cli.command {
         Command::Router { config } => {
             init_tracing("info");
-            let config = match RouterConfig::load(&config) {
+            let config = match configured(RouterConfig::load(&config), "router") {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("tollgate router: {e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             cancel_on_signal(shutdown.clone());
             match tollgate_router::run(config, shutdown).await {
@@ -235,12 +240,9 @@ async fn main() -> ExitCode {
             }
         }
         Command::Gateway { config, tool } => {
-            let config = match tollgate_gateway::config::GatewayConfig::load(&config) {
+            let config = match configured(tollgate_gateway::config::GatewayConfig::load(&config), "gateway") {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("tollgate gateway: {e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             match tool {
                 Some(GatewayTool::Token { reviewer, role, ttl }) => {
@@ -291,12 +293,9 @@ async fn main() -> ExitCode {
             let config_path = match &command {
                 AuditCommand::Verify { config, .. } | AuditCommand::Export { config, .. } => config,
             };
-            let config = match RouterConfig::load(config_path) {
+            let config = match configured(RouterConfig::load(config_path), "audit") {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("tollgate audit: {e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             match command {
                 AuditCommand::Verify { topic, idle, .. } => {
@@ -322,12 +321,9 @@ async fn main() -> ExitCode {
         }
         Command::Replay { config, policy, from_topic, decisions, format, output, idle } => {
             init_tracing("warn");
-            let config = match RouterConfig::load(&config) {
+            let config = match configured(RouterConfig::load(&config), "replay") {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("tollgate replay: {e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             let args = tollgate::replay_cli::ReplayArgs {
                 candidate: &policy,

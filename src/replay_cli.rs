@@ -1,7 +1,6 @@
 //! `tollgate replay`: backtest a candidate policy on recorded events and decisions; the work is
 //! in `tollgate_router::replay`.
 
-use indicatif::{ProgressBar, ProgressStyle};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -25,12 +24,7 @@ pub struct ReplayArgs<'a> {
 }
 
 pub fn run(config: &RouterConfig, args: &ReplayArgs<'_>) -> ExitCode {
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
+    let bar = crate::audit_cli::spinner("events read");
     // A relative candidate path is the user's, relative to where they are (not to the config).
     let candidate =
         std::env::current_dir().map(|d| d.join(args.candidate)).unwrap_or_else(|_| args.candidate.to_owned());

@@ -277,16 +277,7 @@ impl Gateway {
     }
 
     fn lock(&self, event_id: &str) -> Result<std::sync::Arc<tokio::sync::Mutex<()>>, ApiError> {
-        match self.store.lock(event_id) {
-            Some(l) => Ok(l),
-            None => match self.store.disposition(event_id) {
-                Some(d) => Err(ApiError::conflict(
-                    "already_resolved",
-                    format!("case {event_id} is resolved ({}, by {})", d.outcome.as_str(), d.actor),
-                )),
-                None => Err(ApiError::NotFound(format!("no case {event_id} is waiting for review"))),
-            },
-        }
+        self.store.lock(event_id).ok_or_else(|| self.not_open(event_id))
     }
 
     fn own_claim(&self, case: &CaseView, who: &Principal) -> Result<(), ApiError> {

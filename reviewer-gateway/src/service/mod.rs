@@ -97,18 +97,7 @@ impl Gateway {
 
     /// The open case `event_id`, if this role may read its queue.
     fn readable(&self, role: &Role, event_id: &str) -> Result<CaseView, ApiError> {
-        let case = match self.store.case(event_id) {
-            Some(c) => c,
-            None => {
-                return Err(match self.store.disposition(event_id) {
-                    Some(d) => ApiError::conflict(
-                        "already_resolved",
-                        format!("case {event_id} is resolved ({}, by {})", d.outcome.as_str(), d.actor),
-                    ),
-                    None => ApiError::NotFound(format!("no case {event_id} is waiting for review")),
-                })
-            }
-        };
+        let case = self.store.case(event_id).ok_or_else(|| self.not_open(event_id))?;
         if !role.can_read(case.routed.queue) {
             return Err(ApiError::forbidden(
                 "queue_forbidden",
@@ -116,6 +105,17 @@ impl Gateway {
             ));
         }
         Ok(case)
+    }
+
+    /// Why `event_id` is not an open case: resolved (409) or unknown (404).
+    fn not_open(&self, event_id: &str) -> ApiError {
+        match self.store.disposition(event_id) {
+            Some(d) => ApiError::conflict(
+                "already_resolved",
+                format!("case {event_id} is resolved ({}, by {})", d.outcome.as_str(), d.actor),
+            ),
+            None => ApiError::NotFound(format!("no case {event_id} is waiting for review")),
+        }
     }
 
     /// True when the model recommends rejecting at this risk.

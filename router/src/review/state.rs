@@ -4,7 +4,6 @@ use super::effects::{Actor, Effect, Escalation, Resolution, UnjoinedReason};
 use super::Outcome;
 use crate::config::{Fallback, QueueConfig, ReviewConfig};
 use dashmap::DashMap;
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use tollgate_schemas::{ReviewAction, ReviewDecision, Route};
 
@@ -128,7 +127,7 @@ pub struct Pending {
 
 /// What routed a review: few distinct values, interned, so each pending entry holds one thin
 /// pointer instead of three strings.
-#[derive(Debug, PartialEq, Eq, Hash)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Provenance {
     pub policy_version: Box<str>,
     pub model_version: Box<str>,
@@ -158,7 +157,7 @@ pub struct ReviewState {
     resolved: DashMap<Arc<str>, ResolvedMark>,
     parked: DashMap<Arc<str>, (i32, Vec<Parked>)>,
     /// Policy and model versions and rule names are few; entries share one copy of each.
-    provenances: Mutex<HashSet<Arc<Provenance>>>,
+    provenances: Mutex<Vec<Arc<Provenance>>>,
 }
 
 impl ReviewState {
@@ -168,18 +167,18 @@ impl ReviewState {
             pending: DashMap::new(),
             resolved: DashMap::new(),
             parked: DashMap::new(),
-            provenances: Mutex::new(HashSet::new()),
+            provenances: Mutex::new(Vec::new()),
         }
     }
 
     /// The shared provenance with these values.
     pub fn provenance(&self, policy_version: &str, model_version: &str, rule: &str) -> Arc<Provenance> {
-        let mut set = self.provenances.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut known = self.provenances.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let wanted = |p: &&Arc<Provenance>| {
             &*p.policy_version == policy_version && &*p.model_version == model_version && &*p.rule == rule
         };
         // Few distinct values (one per policy version × model version × rule): a scan is cheap.
-        if let Some(found) = set.iter().find(wanted) {
+        if let Some(found) = known.iter().find(wanted) {
             return Arc::clone(found);
         }
         let new = Arc::new(Provenance {
@@ -187,7 +186,7 @@ impl ReviewState {
             model_version: model_version.into(),
             rule: rule.into(),
         });
-        set.insert(Arc::clone(&new));
+        known.push(Arc::clone(&new));
         new
     }
 
