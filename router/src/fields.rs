@@ -4,6 +4,7 @@
 //! [`FieldId`]; the decoder then extracts exactly those fields once per event into an
 //! [`EventFields`], so the later stages index a slice instead of walking the event again.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Index of a field in [`EventFields`].
@@ -74,19 +75,20 @@ impl FieldRegistry {
     }
 }
 
-/// A scalar value read from an event.
+/// A scalar value read from an event. Text is borrowed from the input record when it has no
+/// escapes, so reading a field does not allocate.
 #[derive(Debug, Clone, PartialEq)]
-pub enum FieldValue {
+pub enum FieldValue<'a> {
     /// Absent, or explicitly null.
     Missing,
     Number(f64),
-    Text(String),
+    Text(Cow<'a, str>),
     Bool(bool),
     /// Present but not a scalar (an object, array or bytes).
     Other,
 }
 
-impl FieldValue {
+impl FieldValue<'_> {
     /// A short name of the value's kind, for error messages.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -100,9 +102,9 @@ impl FieldValue {
 
     /// The value as text, for string comparisons and identifiers (numbers print without a
     /// fractional part when they are whole).
-    pub fn as_text(&self) -> Option<std::borrow::Cow<'_, str>> {
+    pub fn as_text(&self) -> Option<Cow<'_, str>> {
         match self {
-            FieldValue::Text(s) => Some(s.as_str().into()),
+            FieldValue::Text(s) => Some(Cow::Borrowed(s)),
             FieldValue::Number(n) if n.fract() == 0.0 && n.abs() < 1e15 => Some(format!("{}", *n as i64).into()),
             FieldValue::Number(n) => Some(n.to_string().into()),
             FieldValue::Bool(b) => Some(if *b { "true" } else { "false" }.into()),
@@ -113,18 +115,18 @@ impl FieldValue {
 
 /// The registered fields of one event, indexed by [`FieldId`].
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct EventFields {
-    values: Vec<FieldValue>,
+pub struct EventFields<'a> {
+    values: Vec<FieldValue<'a>>,
 }
 
-impl EventFields {
+impl<'a> EventFields<'a> {
     /// Builds the fields from values in registry order.
-    pub fn from_values(values: Vec<FieldValue>) -> Self {
+    pub fn from_values(values: Vec<FieldValue<'a>>) -> Self {
         EventFields { values }
     }
 
     /// The value of field `id`.
-    pub fn get(&self, id: FieldId) -> &FieldValue {
+    pub fn get(&self, id: FieldId) -> &FieldValue<'a> {
         self.values.get(id.0).unwrap_or(&FieldValue::Missing)
     }
 }

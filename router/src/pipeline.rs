@@ -67,6 +67,8 @@ pub struct Output {
     pub sample: Vec<u8>,
     snapshot: Vec<u8>,
     timestamp: String,
+    /// The millisecond `timestamp` was formatted for: events of one batch share it.
+    timestamp_ms: Option<i64>,
 }
 
 /// What happened to one event.
@@ -387,7 +389,7 @@ impl Pipeline {
         let written = match self.output_format {
             RecordFormat::Avro => routed!(AvroBytes(Cow::Borrowed(payload))).write_avro(into),
             RecordFormat::Json => match &decoded.body {
-                Body::Json(raw) => routed!(*raw).write_json(into),
+                Body::Json(text) => routed!(()).write_json_with_event(text, into),
                 Body::Avro(v) => {
                     let json = serde_json::Value::try_from(v.clone()).map_err(|e| {
                         Rejection::new(RejectReason::EncodeFailed, format!("event has no JSON form: {e}"))
@@ -473,7 +475,11 @@ impl Pipeline {
         action: AuditAction,
         decision: &'a str,
     ) -> AuditRecord<'a> {
-        write_timestamp(now, &mut out.timestamp);
+        let ms = millis(now);
+        if out.timestamp_ms != Some(ms) {
+            write_timestamp(now, &mut out.timestamp);
+            out.timestamp_ms = Some(ms);
+        }
         let out = &*out;
         AuditRecord {
             event_id: Cow::Borrowed(&out.event_id),
@@ -519,7 +525,7 @@ impl Pipeline {
                     FieldValue::Missing => continue,
                     _ if self.redacted.contains(&id) => map.serialize_entry(key, "[redacted]"),
                     FieldValue::Number(n) => map.serialize_entry(key, n),
-                    FieldValue::Text(s) => map.serialize_entry(key, s.as_str()),
+                    FieldValue::Text(s) => map.serialize_entry(key, s.as_ref()),
                     FieldValue::Bool(b) => map.serialize_entry(key, b),
                     FieldValue::Other => map.serialize_entry(key, "[non-scalar]"),
                 };

@@ -153,6 +153,22 @@ impl<E: Serialize> RoutedRecord<'_, E> {
     }
 }
 
+impl RoutedRecord<'_, ()> {
+    /// Appends the JSON encoding with `event` as the event, unchanged. `event` must be valid
+    /// JSON text (the router embeds the input record it has just validated): nothing here
+    /// checks it again, which is the point.
+    pub fn write_json_with_event(&self, event: &str, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        serde_json::to_writer(&mut *out, self)?;
+        // `event` is the record's last field, and `()` encodes as `null`.
+        const TAIL: &[u8] = b"null}";
+        debug_assert!(out.ends_with(TAIL));
+        out.truncate(out.len() - TAIL.len());
+        out.extend_from_slice(event.as_bytes());
+        out.push(b'}');
+        Ok(())
+    }
+}
+
 impl RoutedRecord<'_, AvroBytes<'_>> {
     /// Appends the Avro encoding to `out`.
     pub fn write_avro(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
@@ -340,6 +356,17 @@ mod tests {
         assert_eq!(back.route, Route::SyncReview);
         let text = String::from_utf8(buf).unwrap();
         assert!(text.contains(r#""route":"sync_review""#), "{text}");
+    }
+
+    #[test]
+    fn an_embedded_event_text_encodes_as_the_event_value_would() {
+        // Keys in sorted order, as `serde_json::Value` writes them.
+        let text = r#"{"amount":12.5,"card":{"country":"DE"},"event_id":"evt-1"}"#;
+        let value: serde_json::Value = serde_json::from_str(text).unwrap();
+        let (mut spliced, mut serialized) = (Vec::new(), Vec::new());
+        routed(()).write_json_with_event(text, &mut spliced).unwrap();
+        routed(&value).write_json(&mut serialized).unwrap();
+        assert_eq!(String::from_utf8(spliced).unwrap(), String::from_utf8(serialized).unwrap());
     }
 
     #[test]

@@ -86,7 +86,7 @@ fn field<'v>(v: &'v Value, name: &str) -> Option<&'v Value> {
     }
 }
 
-fn scalar(v: &Value) -> FieldValue {
+fn scalar(v: &Value) -> FieldValue<'static> {
     match unwrap_union(v) {
         Value::Null => FieldValue::Missing,
         Value::Boolean(b) => FieldValue::Bool(*b),
@@ -101,9 +101,9 @@ fn scalar(v: &Value) -> FieldValue {
         | Value::LocalTimestampNanos(i) => FieldValue::Number(*i as f64),
         Value::Float(f) => FieldValue::Number(f64::from(*f)),
         Value::Double(f) => FieldValue::Number(*f),
-        Value::String(s) => FieldValue::Text(s.clone()),
-        Value::Enum(_, s) => FieldValue::Text(s.clone()),
-        Value::Uuid(u) => FieldValue::Text(u.to_string()),
+        Value::String(s) => FieldValue::Text(s.clone().into()),
+        Value::Enum(_, s) => FieldValue::Text(s.clone().into()),
+        Value::Uuid(u) => FieldValue::Text(u.to_string().into()),
         _ => FieldValue::Other,
     }
 }

@@ -3,20 +3,19 @@
 use super::{Body, Decoded};
 use crate::fields::{EventFields, FieldRegistry, FieldValue};
 use crate::reject::{RejectReason, Rejection};
+use fnv::FnvHashMap;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt;
 
 /// The registered paths by their first segment, so a top-level key finds its paths at once.
 #[derive(Debug, Default)]
-pub struct TopLevel(HashMap<String, Vec<usize>>);
+pub struct TopLevel(FnvHashMap<String, Vec<usize>>);
 
 impl TopLevel {
     pub fn new(registry: &FieldRegistry) -> Self {
-        let mut map: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut map: FnvHashMap<String, Vec<usize>> = FnvHashMap::default();
         for (i, path) in registry.paths().iter().enumerate() {
             if let Some(first) = path.segments().first() {
                 map.entry(first.clone()).or_default().push(i);
@@ -26,40 +25,43 @@ impl TopLevel {
     }
 }
 
+/// Decodes one JSON object in a single pass: the parser validates the whole record while it
+/// reads the registered fields and skips everything else without building a tree.
 pub(super) fn decode<'a>(
     registry: &FieldRegistry,
     top: &TopLevel,
     payload: &'a [u8],
 ) -> Result<Decoded<'a>, Rejection> {
     let malformed = |e: serde_json::Error| Rejection::new(RejectReason::MalformedJson, format!("invalid JSON: {e}"));
-    // Validates the whole record and borrows it: the routed record embeds the event unchanged.
-    let raw: &RawValue = serde_json::from_slice(payload).map_err(malformed)?;
-    if !raw.get().starts_with('{') {
+    // UTF-8 once for the whole record, so the parser (and the routed record that embeds the
+    // text) can rely on it.
+    let text = std::str::from_utf8(payload.trim_ascii())
+        .map_err(|e| Rejection::new(RejectReason::MalformedJson, format!("invalid JSON: not UTF-8: {e}")))?;
+    if !text.starts_with('{') {
         return Err(Rejection::new(RejectReason::MalformedJson, "the event must be a JSON object"));
     }
-    // A second pass reads only the registered fields; everything else is skipped without
-    // building a tree.
     let mut values = vec![FieldValue::Missing; registry.paths().len()];
-    let mut de = serde_json::Deserializer::from_str(raw.get());
+    let mut de = serde_json::Deserializer::from_str(text);
     Extract { registry, depth: 0, candidates: &[], top: Some(top), values: &mut values }
         .deserialize(&mut de)
+        .and_then(|()| de.end())
         .map_err(malformed)?;
-    Ok(Decoded { fields: EventFields::from_values(values), body: Body::Json(raw) })
+    Ok(Decoded { fields: EventFields::from_values(values), body: Body::Json(text) })
 }
 
 /// Reads the registered paths below one JSON value: `candidates` are the paths whose first
 /// `depth` segments lead here; at the top, `top` finds them by key.
-struct Extract<'r, 'v> {
+struct Extract<'r, 'v, 'de> {
     registry: &'r FieldRegistry,
     depth: usize,
     candidates: &'r [usize],
     top: Option<&'r TopLevel>,
-    values: &'v mut Vec<FieldValue>,
+    values: &'v mut Vec<FieldValue<'de>>,
 }
 
-impl Extract<'_, '_> {
+impl<'de> Extract<'_, '_, 'de> {
     /// Sets every path that ends here.
-    fn set(&mut self, value: FieldValue) {
+    fn set(&mut self, value: FieldValue<'de>) {
         for &i in self.candidates {
             if self.registry.paths()[i].segments().len() == self.depth {
                 self.values[i] = value.clone();
@@ -68,7 +70,7 @@ impl Extract<'_, '_> {
     }
 }
 
-impl<'de> DeserializeSeed<'de> for Extract<'_, '_> {
+impl<'de> DeserializeSeed<'de> for Extract<'_, '_, 'de> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -98,7 +100,7 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
-impl<'de> Visitor<'de> for Extract<'_, '_> {
+impl<'de> Visitor<'de> for Extract<'_, '_, 'de> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -141,8 +143,13 @@ impl<'de> Visitor<'de> for Extract<'_, '_> {
         Ok(())
     }
 
+    fn visit_borrowed_str<E: de::Error>(mut self, v: &'de str) -> Result<(), E> {
+        self.set(FieldValue::Text(Cow::Borrowed(v)));
+        Ok(())
+    }
+
     fn visit_str<E: de::Error>(mut self, v: &str) -> Result<(), E> {
-        self.set(FieldValue::Text(v.to_owned()));
+        self.set(FieldValue::Text(Cow::Owned(v.to_owned())));
         Ok(())
     }
 
@@ -198,9 +205,18 @@ mod tests {
         assert_eq!(get("flag"), FieldValue::Bool(true));
         assert_eq!(get("nested"), FieldValue::Other);
         match d.body {
-            Body::Json(raw) => assert_eq!(raw.get().as_bytes(), payload),
+            Body::Json(text) => assert_eq!(text.as_bytes(), payload),
             Body::Avro(_) => panic!("expected a JSON body"),
         }
+    }
+
+    #[test]
+    fn text_without_escapes_is_borrowed_and_whitespace_trimmed() {
+        let r = registry();
+        let d = decode(&r, &TopLevel::new(&r), b" {\"event_id\":\"e1\",\"amount\":\"a\\\"b\"}\n").unwrap();
+        assert!(matches!(d.fields.get(crate::fields::FieldId(0)), FieldValue::Text(Cow::Borrowed("e1"))));
+        assert!(matches!(d.fields.get(crate::fields::FieldId(1)), FieldValue::Text(Cow::Owned(s)) if s == "a\"b"));
+        assert!(matches!(d.body, Body::Json(t) if t.starts_with('{') && t.ends_with('}')));
     }
 
     #[test]
@@ -214,7 +230,18 @@ mod tests {
     #[test]
     fn malformed_input_is_rejected_with_a_reason() {
         let r = registry();
-        for bad in [&b"{"[..], b"[1,2]", b"\"text\"", b"{\"a\":NaN}", b"\xff\xfe"] {
+        let bad_utf8_in_skipped_value = b"{\"event_id\":\"e\",\"skipped\":\"\xff\"}";
+        for bad in [
+            &b"{"[..],
+            b"[1,2]",
+            b"\"text\"",
+            b"{\"a\":NaN}",
+            b"\xff\xfe",
+            b"{\"a\":1} trailing",
+            b"{\"a\":1}{\"b\":2}",
+            b"{\"a\":[1,}",
+            bad_utf8_in_skipped_value,
+        ] {
             let err = decode(&r, &TopLevel::new(&r), bad).unwrap_err();
             assert_eq!(err.reason, RejectReason::MalformedJson, "{:?}", String::from_utf8_lossy(bad));
         }

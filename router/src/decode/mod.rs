@@ -6,7 +6,6 @@ mod json;
 use crate::fields::{EventFields, FieldRegistry};
 use crate::reject::{RejectReason, Rejection};
 use apache_avro::Schema;
-use serde_json::value::RawValue;
 
 pub use avro::AvroInput;
 
@@ -14,7 +13,7 @@ pub use avro::AvroInput;
 #[derive(Debug)]
 pub struct Decoded<'a> {
     /// The registered fields.
-    pub fields: EventFields,
+    pub fields: EventFields<'a>,
     /// The event body, kept for the routed record.
     pub body: Body<'a>,
 }
@@ -22,8 +21,9 @@ pub struct Decoded<'a> {
 /// The decoded body of an event.
 #[derive(Debug)]
 pub enum Body<'a> {
-    /// A JSON input, borrowed unchanged from the record.
-    Json(&'a RawValue),
+    /// A JSON input: the record's text (validated, surrounding whitespace trimmed), embedded
+    /// unchanged in the routed record.
+    Json(&'a str),
     /// An Avro input, decoded.
     Avro(apache_avro::types::Value),
 }

@@ -65,7 +65,7 @@ fn guardrails_win_whatever_the_score() {
     let mut reg = FieldRegistry::default();
     let policy = Policy::from_toml(WITH_GUARDRAIL, &mut reg).unwrap();
     assert_eq!(reg.paths().len(), 2);
-    let fields = |country: &str, amount: f64| {
+    let fields = |country: &'static str, amount: f64| {
         EventFields::from_values(vec![FieldValue::Text(country.into()), FieldValue::Number(amount)])
     };
     let d = policy.decide(&score(0.01, 0.99), &fields("KP", 5.0));
@@ -95,7 +95,7 @@ all = [{ field = "currency", not_in = ["EUR"] }, { field = "card_present", eq = 
 "#;
     let mut reg = FieldRegistry::default();
     let p = Policy::from_toml(text, &mut reg).unwrap();
-    let f = |device: FieldValue, cur: &str, present: bool| {
+    let f = |device: FieldValue<'static>, cur: &'static str, present: bool| {
         EventFields::from_values(vec![device, FieldValue::Text(cur.into()), FieldValue::Bool(present)])
     };
     let s = score(0.1, 0.9);

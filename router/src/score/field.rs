@@ -30,7 +30,7 @@ impl FieldScorer {
         let confidence = unit_interval(fields.get(self.confidence), "model confidence")?;
         let from_event = self.model_version.map(|id| fields.get(id));
         let model_version = match (from_event, &self.default_model_version) {
-            (Some(FieldValue::Text(v)), _) if !v.is_empty() => Cow::Borrowed(v.as_str()),
+            (Some(FieldValue::Text(v)), _) if !v.is_empty() => Cow::Borrowed(v.as_ref()),
             (Some(FieldValue::Missing) | None, Some(default)) => Cow::Borrowed(default.as_str()),
             (Some(FieldValue::Missing) | None, None) => {
                 return Err(Rejection::new(RejectReason::MissingField, "model version is missing"))
@@ -50,7 +50,11 @@ impl FieldScorer {
 mod tests {
     use super::*;
 
-    fn fields(risk: FieldValue, conf: FieldValue, version: FieldValue) -> EventFields {
+    fn fields(
+        risk: FieldValue<'static>,
+        conf: FieldValue<'static>,
+        version: FieldValue<'static>,
+    ) -> EventFields<'static> {
         EventFields::from_values(vec![risk, conf, version])
     }
 

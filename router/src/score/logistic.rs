@@ -287,7 +287,11 @@ mod tests {
         (s, r)
     }
 
-    fn fields(amount: FieldValue, age: FieldValue, country: FieldValue) -> EventFields {
+    fn fields(
+        amount: FieldValue<'static>,
+        age: FieldValue<'static>,
+        country: FieldValue<'static>,
+    ) -> EventFields<'static> {
         EventFields::from_values(vec![amount, age, country])
     }
 
