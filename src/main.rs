@@ -92,7 +92,8 @@ enum Command {
         prefix: String,
     },
     /// Benchmark on a real broker: a bare consume→produce pass-through and the router on the same
-    /// preloaded input, then the router's latency at a share of its rate. Prints a table.
+    /// preloaded input, the router's latency at a share of its rate, and the review join's lag
+    /// behind reviewer decisions at a fixed rate. Prints a table.
     Bench {
         /// Kafka bootstrap servers.
         #[arg(long, env = "TOLLGATE__KAFKA__BROKERS")]
@@ -118,6 +119,12 @@ enum Command {
         /// librdkafka consumer setting for the router and the pass-through, key=value (repeatable).
         #[arg(long = "consumer", value_name = "KEY=VALUE")]
         consumer: Vec<String>,
+        /// Reviewer decisions produced in the join phase (at most one per event in review).
+        #[arg(long, default_value_t = 100_000)]
+        decisions: u64,
+        /// Their rate, decisions per second (0: as fast as the producer takes them).
+        #[arg(long, default_value_t = 100_000)]
+        decision_rate: u64,
         /// Also write the report as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -381,6 +388,8 @@ async fn main() -> ExitCode {
             latency_seconds,
             producer,
             consumer,
+            decisions,
+            decision_rate,
             json,
         } => {
             init_tracing("warn");
@@ -406,6 +415,8 @@ async fn main() -> ExitCode {
                 latency_seconds: if short { latency_seconds.min(5) } else { latency_seconds },
                 producer: settings,
                 consumer,
+                decisions,
+                decision_rate,
             };
             let dir = std::env::temp_dir().join(format!("tollgate-bench-{}", std::process::id()));
             match tollgate::bench::run(options, &dir, shutdown).await {

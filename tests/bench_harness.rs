@@ -19,7 +19,7 @@ fn the_benchmark_harness_runs_its_short_mode_and_reports_every_figure() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    for line in ["pass-through", "router", "latency at"] {
+    for line in ["pass-through", "router", "latency at", "join:"] {
         assert!(stdout.contains(line), "the table lacks {line}:\n{stdout}");
     }
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
@@ -30,4 +30,9 @@ fn the_benchmark_harness_runs_its_short_mode_and_reports_every_figure() {
     }
     assert!(report["latency_samples"].as_u64() > Some(0), "{report}");
     assert!(report["latency_p99_ms"].as_f64() >= report["latency_p50_ms"].as_f64(), "{report}");
+    // Decisions for events in review, every one joined.
+    let join = &report["join"];
+    assert!(join["decisions"].as_u64() > Some(0), "{report}");
+    assert!(join["joined_per_second"].as_f64() > Some(0.0), "{report}");
+    assert!(join["lag_max_second_half"].as_u64().is_some(), "{report}");
 }

@@ -319,6 +319,17 @@ fn a_real_prometheus_sees_drift_and_overrides_and_alertmanager_delivers_them() {
     );
     wait_http_ok(&alertmanager, &am, "/-/ready", "Alertmanager");
     wait_http_ok(&prometheus, &prom, "/-/ready", "Prometheus");
+    // Prometheus applies its targets a few seconds after start. The router's counters must be
+    // seen before the test's events: a rate needs a sample from before the increase.
+    let scraped = |job: &str| {
+        let (_, body) = http_get(&prom, &format!("/api/v1/query?query=up%7Bjob%3D%22{job}%22%7D"));
+        body.contains(r#""value":["#) && body.contains(r#","1"]"#)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(scraped("tollgate-router") && scraped("tollgate-gateway")) {
+        assert!(Instant::now() < deadline, "Prometheus never scraped the router and the gateway");
+        std::thread::sleep(Duration::from_millis(250));
+    }
 
     // Drift: 120 risky, unconfidently scored payments. Overrides: reviewers approve 30 of them.
     let mut out = Collector::new(&broker.addr, &[&topics.sync_review]);

@@ -294,6 +294,10 @@ pub struct ReviewConfig {
     pub join: bool,
     /// How often SLA deadlines are checked.
     pub tick: HumanDuration,
+    /// Memory (MiB) for the original events of pending reviews, kept as the join reads them from
+    /// the changelog so a resolution need not read them back. Beyond it, events are read back
+    /// from the changelog when their review ends; 0 always reads them back.
+    pub event_cache_mib: u64,
 }
 
 impl Default for ReviewConfig {
@@ -315,6 +319,7 @@ impl Default for ReviewConfig {
             audit_sample_rate: 0.0,
             join: true,
             tick: HumanDuration::secs(1),
+            event_cache_mib: 64,
         }
     }
 }

@@ -223,6 +223,11 @@ impl ReviewState {
         effects
     }
 
+    /// True when `event_id` is pending or was resolved (an entry for it would not be admitted).
+    pub fn is_known(&self, event_id: &str) -> bool {
+        self.pending.contains_key(event_id) || self.resolved.contains_key(event_id)
+    }
+
     /// Restores a pending entry from the changelog (no effects: they happened before) when it
     /// is newer than what is held. Returns whether it was applied.
     pub fn restore(&self, event_id: &str, mut pending: Pending) -> bool {

@@ -41,6 +41,7 @@ pub mod names {
     pub const REVIEW_OLDEST: &str = "tollgate_review_oldest_pending_seconds";
     pub const REVIEW_HELD: &str = "tollgate_review_held";
     pub const REVIEW_SLA_SECONDS: &str = "tollgate_review_sla_seconds";
+    pub const REVIEW_EVENT_CACHE: &str = "tollgate_review_event_cache_bytes";
     pub const DRIFT_PSI: &str = "tollgate_drift_psi";
     pub const TRANSACTIONS: &str = "tollgate_transactions_total";
     pub const CONFIDENCE_MEAN: &str = "tollgate_model_confidence_mean";
@@ -94,6 +95,7 @@ struct ReviewMetrics {
     oldest: GaugeVec,
     held: IntGaugeVec,
     sla_seconds: GaugeVec,
+    event_cache: IntGauge,
 }
 
 impl ReviewMetrics {
@@ -152,6 +154,11 @@ impl ReviewMetrics {
                 &["queue"],
             )
             .unwrap(),
+            event_cache: IntGauge::new(
+                names::REVIEW_EVENT_CACHE,
+                "Memory held for the original events of pending reviews (bounded by review.event_cache_mib).",
+            )
+            .unwrap(),
         };
         for c in [
             Box::new(m.decisions.clone()) as Box<dyn prometheus::core::Collector>,
@@ -164,6 +171,7 @@ impl ReviewMetrics {
             Box::new(m.pending.clone()),
             Box::new(m.oldest.clone()),
             Box::new(m.held.clone()),
+            Box::new(m.event_cache.clone()),
             Box::new(m.sla_seconds.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -172,6 +180,21 @@ impl ReviewMetrics {
             m.pending.with_label_values(&[q.as_str()]);
             m.oldest.with_label_values(&[q.as_str()]);
             m.held.with_label_values(&[q.as_str()]);
+            // Counters exist from zero, so the first resolutions show as an increase: a series
+            // born at its first value (say 30 resolutions in one scrape) has no rate().
+            for result in ["met", "breached"] {
+                m.sla.with_label_values(&[q.as_str(), result]);
+            }
+            for outcome in ["approved", "rejected"] {
+                for overridden in ["true", "false"] {
+                    for actor in ["reviewer", "policy_timeout"] {
+                        m.resolutions.with_label_values(&[q.as_str(), outcome, overridden, actor]);
+                    }
+                }
+            }
+        }
+        for action in ["approve", "reject", "escalate", "request_info"] {
+            m.decisions.with_label_values(&[action]);
         }
         m
     }
@@ -435,6 +458,15 @@ impl Telemetry {
         self.review.decisions.with_label_values(&[action]).inc();
     }
 
+    /// Reviewer decisions consumed so far, every action.
+    pub fn review_decisions_count(&self) -> u64 {
+        use tollgate_schemas::ReviewAction::*;
+        [Approve, Reject, Escalate, RequestInfo]
+            .iter()
+            .map(|a| self.review.decisions.with_label_values(&[a.as_str()]).get())
+            .sum()
+    }
+
     /// A review ended.
     pub fn review_resolved(
         &self,
@@ -474,6 +506,11 @@ impl Telemetry {
         self.review.pending.with_label_values(&[q]).set(i64::try_from(stats.pending).unwrap_or(i64::MAX));
         self.review.held.with_label_values(&[q]).set(i64::try_from(stats.held).unwrap_or(i64::MAX));
         self.review.oldest.with_label_values(&[q]).set(stats.oldest_ms.max(0) as f64 / 1000.0);
+    }
+
+    /// Bytes held for the original events of pending reviews.
+    pub fn review_event_cache(&self, bytes: usize) {
+        self.review.event_cache.set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     /// The configured SLA of a review queue.

@@ -1,42 +1,151 @@
-//! Fetches the changelog record that carries a review's original event, by its offset.
+//! Fetches the changelog records that carry reviews' original events, by their offsets: one
+//! pass per batch of resolutions, reading on from where the previous one stopped.
 
 use super::super::consumer_config;
 use super::LoopError;
 use crate::config::RouterConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::base_consumer::PartitionQueue;
+use rdkafka::consumer::{BaseConsumer, Consumer, DefaultConsumerContext};
+use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tollgate_schemas::PendingChange;
 
-/// Reads the changelog record that carries an event's original bytes.
+/// Past this many records to the next wanted one, the lookup seeks instead of reading on.
+const SEEK_GAP: i64 = 10_000;
+const SEEK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Reads the changelog records that carry events' original bytes.
+///
+/// The reader keeps its partitions assigned between lookups and reads on from where it stopped:
+/// reviews are mostly resolved in about the order they entered review, so the next batch's
+/// records are usually just ahead (or already fetched), and a lookup seeks only backwards or
+/// past a long gap. Each partition has its own queue, so reading one partition never consumes
+/// (and throws away) what was fetched for another.
 pub(super) struct EventLookup {
-    consumer: BaseConsumer,
+    consumer: Arc<BaseConsumer>,
     topic: String,
+    partitions: HashMap<i32, Cursor>,
+}
+
+/// One changelog partition of the reader.
+struct Cursor {
+    queue: PartitionQueue<DefaultConsumerContext>,
+    /// The offset the queue delivers next.
+    next: i64,
 }
 
 impl EventLookup {
     pub(super) fn new(config: &RouterConfig) -> Result<Self, LoopError> {
         let mut settings: ClientConfig = consumer_config(config);
         settings.set("group.id", format!("{}.lookup", config.kafka.group_id)).set("enable.auto.commit", "false");
-        Ok(EventLookup { consumer: settings.create()?, topic: config.topics.pending_changelog.clone() })
+        Ok(EventLookup {
+            consumer: Arc::new(settings.create()?),
+            topic: config.topics.pending_changelog.clone(),
+            partitions: HashMap::new(),
+        })
     }
 
-    pub(super) fn fetch(&self, partition: i32, offset: i64) -> Option<PendingChange<'static>> {
-        if offset < 0 {
-            return None;
+    /// Reads the changelog records at `wanted` (partition, offset) in one pass, so a batch of
+    /// resolutions costs at most one fetch round trip rather than one each. Records compacted
+    /// away (or not found within a few seconds) are absent from the answer.
+    pub(super) fn fetch_many(&mut self, wanted: &[(i32, i64)]) -> HashMap<(i32, i64), PendingChange<'static>> {
+        let mut found = HashMap::with_capacity(wanted.len());
+        let mut by_partition: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+        for &(partition, offset) in wanted.iter().filter(|(_, o)| *o >= 0) {
+            by_partition.entry(partition).or_default().push(offset);
         }
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.topic, partition, Offset::Offset(offset)).ok()?;
-        self.consumer.assign(&tpl).ok()?;
+        for offsets in by_partition.values_mut() {
+            offsets.sort_unstable();
+            offsets.dedup();
+            offsets.reverse(); // popped from the end, smallest first
+        }
+        by_partition.retain(|&partition, offsets| {
+            let first = offsets.last().copied().unwrap_or(0);
+            match self.position(partition, first) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, partition, "Cannot position the changelog reader; those events are not looked up.");
+                    false
+                }
+            }
+        });
         let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            match self.consumer.poll(Duration::from_millis(100)) {
-                Some(Ok(m)) if m.offset() == offset => return PendingChange::read(m.payload()?).ok(),
-                // Compacted away (the review was forgotten meanwhile).
-                Some(Ok(m)) if m.offset() > offset => return None,
-                _ => {}
+        while !by_partition.is_empty() && Instant::now() < deadline {
+            let mut progressed = false;
+            let mut done = Vec::new();
+            for (&partition, offsets) in &mut by_partition {
+                let Some(cursor) = self.partitions.get_mut(&partition) else { continue };
+                // What this partition has fetched, without waiting.
+                while let Some(Ok(m)) = cursor.queue.poll(Duration::ZERO) {
+                    progressed = true;
+                    cursor.next = m.offset() + 1;
+                    // Wanted offsets below this one were compacted away.
+                    while offsets.last().is_some_and(|&o| o < m.offset()) {
+                        offsets.pop();
+                    }
+                    if offsets.last() == Some(&m.offset()) {
+                        offsets.pop();
+                        if let Some(change) = m.payload().and_then(|p| PendingChange::read(p).ok()) {
+                            found.insert((partition, m.offset()), change);
+                        }
+                    }
+                    if offsets.is_empty() {
+                        break;
+                    }
+                }
+                match offsets.last().copied() {
+                    None => done.push(partition),
+                    Some(next) if next - cursor.next > SEEK_GAP => done.push(partition),
+                    Some(_) => {}
+                }
+            }
+            for partition in done {
+                // Either finished, or far behind the next wanted record: seek to it.
+                let next = by_partition.get(&partition).and_then(|o| o.last().copied());
+                match next {
+                    Some(next) if self.position(partition, next).is_ok() => {}
+                    _ => {
+                        by_partition.remove(&partition);
+                    }
+                }
+            }
+            if !progressed {
+                // Serves the reader's callbacks and waits a moment for the fetches.
+                let _ = self.consumer.poll(Duration::from_millis(1));
             }
         }
-        None
+        found
+    }
+
+    /// Makes `partition` deliver `offset` next: assigns it the first time, seeks when the
+    /// reader is past `offset` or far before it, and otherwise reads on.
+    fn position(&mut self, partition: i32, offset: i64) -> Result<(), KafkaError> {
+        let next = match self.partitions.get(&partition) {
+            Some(cursor) if cursor.next <= offset && offset - cursor.next <= SEEK_GAP => return Ok(()),
+            Some(cursor) => Some(cursor.next),
+            None => None,
+        };
+        if next.is_some() && self.consumer.seek(&self.topic, partition, Offset::Offset(offset), SEEK_TIMEOUT).is_ok() {
+            if let Some(cursor) = self.partitions.get_mut(&partition) {
+                cursor.next = offset;
+            }
+            return Ok(());
+        }
+        // First use, or a partition that cannot seek yet: (re)assign it at `offset`.
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, partition, Offset::Offset(offset))?;
+        if self.partitions.remove(&partition).is_some() {
+            self.consumer.incremental_unassign(&tpl)?;
+        }
+        let queue = self
+            .consumer
+            .split_partition_queue(&self.topic, partition)
+            .ok_or(KafkaError::Seek(format!("no queue for partition {partition}")))?;
+        self.consumer.incremental_assign(&tpl)?;
+        self.partitions.insert(partition, Cursor { queue, next: offset });
+        Ok(())
     }
 }

@@ -19,9 +19,13 @@
 //! At least once, like the router: a consumed decision's offset is stored only after every
 //! record it caused (resolution, audit, changelog) is acknowledged.
 
+mod cache;
 mod lookup;
 mod publish;
 
+use crate::kafka::inflight::Batch;
+use crate::review::Resolution;
+use cache::EventCache;
 use lookup::EventLookup;
 
 use super::context::{DeliveryContext, ReviewHandOver, RouterConsumerContext};
@@ -97,11 +101,15 @@ pub fn run_join(
         inflight: &inflight,
         producer: &producer,
         lookup: EventLookup::new(config)?,
+        events: EventCache::new(
+            usize::try_from(config.review.event_cache_mib).unwrap_or(usize::MAX).saturating_mul(1 << 20),
+        ),
         avro_input: avro_input_schema(config),
         settings,
         buf: Vec::new(),
         audit: Vec::new(),
         replay: None,
+        resolutions: Vec::new(),
     };
     let result = join.run(&consumer, shutdown);
     consumer.context().drain_and_commit(&consumer);
@@ -123,11 +131,15 @@ struct Join<'a> {
     inflight: &'a InFlight,
     producer: &'a ThreadedProducer<DeliveryContext>,
     lookup: EventLookup,
+    /// Original events of pending reviews, as read from the changelog.
+    events: EventCache,
     avro_input: Option<(Schema, bool)>,
     settings: ReviewSettings,
     buf: Vec<u8>,
     audit: Vec<u8>,
     replay: Option<Replay>,
+    /// Resolutions of the current batch, written together at its end.
+    resolutions: Vec<(Box<Resolution>, Arc<Batch>, Option<Source>)>,
 }
 
 /// A changelog replay after an assignment. Until it is over, decisions are held (a decision
@@ -152,6 +164,7 @@ impl Replay {
 }
 
 /// Where the record that caused an effect came from (for audit and dead-letter headers).
+#[derive(Clone)]
 struct Source {
     topic: String,
     partition: i32,
@@ -233,10 +246,12 @@ impl Join<'_> {
                 for queue in [tollgate_schemas::Route::SyncReview, tollgate_schemas::Route::AsyncReview] {
                     self.telemetry.review_queue(queue, self.state.queue_stats(queue, now));
                 }
+                self.telemetry.review_event_cache(self.events.bytes());
             }
+            self.flush_resolutions()?;
             self.inflight.seal();
         }
-        Ok(())
+        self.flush_resolutions()
     }
 
     /// A changelog record: an event entering review (written by the router), or a state
@@ -247,36 +262,35 @@ impl Join<'_> {
         let key = m.key().and_then(|k| std::str::from_utf8(k).ok());
         let change = m.payload().map(PendingChange::read);
         match (key, change) {
+            // An event entering review: keep its bytes for when the review ends.
+            (Some(key), Some(Ok(mut change)))
+                if !key.ends_with(STATE_SUFFIX) && !self.state.is_known(key) && !change.event.0.is_empty() =>
+            {
+                let event = std::mem::take(change.event.0.to_mut());
+                self.events.insert(key, change.event_format, event);
+                self.on_entry(m, key, &change, &batch, now)?;
+            }
             // A tombstone: the review was forgotten.
             (_, None) => {}
             (Some(key), Some(Ok(change))) => {
                 let effects = match key.strip_suffix(STATE_SUFFIX) {
-                    Some(id) if change.state == ChangeState::Resolved => self.state.restore_resolved(
-                        id,
-                        change.applied.iter().map(|f| Arc::from(f.as_ref())).collect(),
-                        change.resolved_at.unwrap_or(now),
-                        m.partition(),
-                    ),
+                    Some(id) if change.state == ChangeState::Resolved => {
+                        self.events.take(id);
+                        self.state.restore_resolved(
+                            id,
+                            change.applied.iter().map(|f| Arc::from(f.as_ref())).collect(),
+                            change.resolved_at.unwrap_or(now),
+                            m.partition(),
+                        )
+                    }
                     Some(id) => {
                         self.state.restore(id, pending_from(&change, m.partition()));
                         Vec::new()
                     }
-                    None => self.state.admit(
-                        PendingInput {
-                            event_id: key,
-                            queue: change.queue,
-                            risk: change.risk_score,
-                            confidence: change.confidence,
-                            routed_at: change.routed_at,
-                            partition: m.partition(),
-                            event_offset: m.offset(),
-                            post_verify: change.post_verify,
-                            policy_version: &change.policy_version,
-                            model_version: &change.model_version,
-                            rule: &change.rule,
-                        },
-                        now,
-                    ),
+                    None => {
+                        self.on_entry(m, key, &change, &batch, now)?;
+                        Vec::new()
+                    }
                 };
                 let source = Source::of(m);
                 for effect in effects {
@@ -289,6 +303,38 @@ impl Join<'_> {
             (None, Some(Ok(_))) => self.telemetry.kafka_error(&"changelog entry without a key"),
         }
         self.inflight.record_event(topic, m.partition(), m.offset());
+        Ok(())
+    }
+
+    /// The router's entry for an event entering review.
+    fn on_entry(
+        &mut self,
+        m: &BorrowedMessage<'_>,
+        key: &str,
+        change: &PendingChange<'_>,
+        batch: &Arc<Batch>,
+        now: i64,
+    ) -> Result<(), LoopError> {
+        let effects = self.state.admit(
+            PendingInput {
+                event_id: key,
+                queue: change.queue,
+                risk: change.risk_score,
+                confidence: change.confidence,
+                routed_at: change.routed_at,
+                partition: m.partition(),
+                event_offset: m.offset(),
+                post_verify: change.post_verify,
+                policy_version: &change.policy_version,
+                model_version: &change.model_version,
+                rule: &change.rule,
+            },
+            now,
+        );
+        let source = Source::of(m);
+        for effect in effects {
+            self.publish(effect, batch, Some(&source))?;
+        }
         Ok(())
     }
 

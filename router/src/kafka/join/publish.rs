@@ -8,6 +8,7 @@ use crate::review::{Actor, Effect, Escalation, Pending, Resolution};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tollgate_schemas::routed::AvroBytes;
@@ -24,7 +25,11 @@ impl Join<'_> {
         source: Option<&Source>,
     ) -> Result<(), LoopError> {
         match effect {
-            Effect::Resolved(r) => self.resolved(&r, batch, source),
+            // Written once the loop's batch is done, with one changelog lookup for all of them.
+            Effect::Resolved(r) => {
+                self.resolutions.push((r, Arc::clone(batch), source.cloned()));
+                Ok(())
+            }
             Effect::Escalated(e) => self.escalated(&e, batch, source),
             Effect::InfoRequested { event_id, actor, rationale, at, pending } => {
                 self.write_audit(
@@ -124,6 +129,7 @@ impl Join<'_> {
                 Ok(())
             }
             Effect::Forget { event_id, partition } => {
+                self.events.take(&event_id);
                 let topic = self.config.topics.pending_changelog.clone();
                 for key in [event_id.to_string(), format!("{event_id}{STATE_SUFFIX}")] {
                     let record: BaseRecord<'_, [u8], [u8], _> =
@@ -135,13 +141,45 @@ impl Join<'_> {
         }
     }
 
-    fn resolved(&mut self, r: &Resolution, batch: &Arc<Batch>, source: Option<&Source>) -> Result<(), LoopError> {
-        let original = self.lookup.fetch(r.pending.partition, r.pending.event_offset);
+    /// Writes the resolutions of the batch with their original events: kept in memory, else
+    /// read back from the changelog, all in one pass.
+    pub(super) fn flush_resolutions(&mut self) -> Result<(), LoopError> {
+        if self.resolutions.is_empty() {
+            return Ok(());
+        }
+        let resolutions = std::mem::take(&mut self.resolutions);
+        let kept: Vec<Option<(EventFormat, Vec<u8>)>> =
+            resolutions.iter().map(|(r, _, _)| self.events.take(&r.event_id)).collect();
+        let wanted: Vec<(i32, i64)> = resolutions
+            .iter()
+            .zip(&kept)
+            .filter(|(_, kept)| kept.is_none())
+            .map(|((r, _, _), _)| (r.pending.partition, r.pending.event_offset))
+            .collect();
+        let read_back = if wanted.is_empty() { HashMap::new() } else { self.lookup.fetch_many(&wanted) };
+        for ((r, batch, source), kept) in resolutions.iter().zip(&kept) {
+            let original = match kept {
+                Some((format, bytes)) => Some((*format, bytes.as_slice())),
+                None => read_back
+                    .get(&(r.pending.partition, r.pending.event_offset))
+                    .map(|c| (c.event_format, c.event.0.as_ref())),
+            };
+            self.resolved(r, batch, source.as_ref(), original)?;
+        }
+        Ok(())
+    }
+
+    fn resolved(
+        &mut self,
+        r: &Resolution,
+        batch: &Arc<Batch>,
+        source: Option<&Source>,
+        original: Option<(EventFormat, &[u8])>,
+    ) -> Result<(), LoopError> {
         if original.is_none() {
             tracing::warn!(event_id = %r.event_id, "The original event is not in the changelog; the resolved record carries none.");
         }
-        let (format, bytes) =
-            original.as_ref().map_or((EventFormat::Json, &[][..]), |c| (c.event_format, c.event.0.as_ref()));
+        let (format, bytes) = original.unwrap_or((EventFormat::Json, &[][..]));
         let (actor, role) = actor_name(&r.actor);
         let outcome = |o: crate::review::Outcome| match o {
             crate::review::Outcome::Approved => ReviewOutcome::Approved,

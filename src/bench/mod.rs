@@ -8,10 +8,14 @@
 //!    chained;
 //! 4. **latency**: the router (still running) gets live input at a fixed share of the rate it
 //!    just sustained; the latency of each event is its routed record's broker timestamp minus
-//!    its input record's (append times where the broker sets them, else create times).
+//!    its input record's (append times where the broker sets them, else create times);
+//! 5. **join**: reviewer decisions for events waiting in review, at a fixed rate, and the
+//!    review join's lag behind them ([`join`]).
 //!
 //! It prints a table (events/s, ratio to the pass-through, CPU seconds per million events, RSS,
 //! latency percentiles) and can write it as JSON. Figures are measured, never asserted.
+
+pub mod join;
 
 use crate::synth::{produce, Load, Mix};
 use cpu_time::ProcessTime;
@@ -43,6 +47,10 @@ pub struct BenchOptions {
     pub producer: Vec<(String, String)>,
     /// librdkafka consumer settings for the router and the pass-through (e.g. fetch.wait.max.ms).
     pub consumer: Vec<(String, String)>,
+    /// Reviewer decisions produced in the join phase (at most one per event in review).
+    pub decisions: u64,
+    /// Their rate (decisions/s; 0: flat out).
+    pub decision_rate: u64,
 }
 
 /// One phase's figures.
@@ -75,6 +83,7 @@ pub struct Report {
     /// The router phase's CPU seconds per million events, by thread group (librdkafka's
     /// threads, the routing loop, the review join, the audit chainer, tokio, the rest).
     pub router_cpu_by_thread: Vec<(String, f64)>,
+    pub join: join::JoinPhase,
 }
 
 impl Report {
@@ -88,8 +97,9 @@ impl Report {
         let ms = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), |x| format!("{x:.2} ms"));
         let threads: Vec<String> =
             self.router_cpu_by_thread.iter().map(|(name, cpu)| format!("{name} {cpu:.1}")).collect();
+        let j = &self.join;
         format!(
-            "{:<14} {:>10} {:>12} {:>8} {:>14} {:>9}\n{}{}router CPU s per M events by thread: {}\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {} samples, {} timestamps: p50 {}  p99 {}  max {}\n",
+            "{:<14} {:>10} {:>12} {:>8} {:>14} {:>9}\n{}{}router CPU s per M events by thread: {}\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {} samples, {} timestamps: p50 {}  p99 {}  max {}\n\njoin: {} decisions offered at {:.0}/s (asked {}/s), joined at {:.0}/s, {:.1} CPU s per M; lag max {} (first half) / {} (second half), {} at the end of production, drained {:.0} ms later (warm-up {:.0} ms)\n",
             "phase",
             "events",
             "events/s",
@@ -106,6 +116,16 @@ impl Report {
             ms(self.latency_p50_ms),
             ms(self.latency_p99_ms),
             ms(self.latency_max_ms),
+            j.decisions,
+            j.offered_per_second,
+            j.target_rate,
+            j.joined_per_second,
+            j.cpu_seconds_per_million,
+            j.lag_max_first_half,
+            j.lag_max_second_half,
+            j.lag_at_end,
+            j.drain_ms,
+            j.warm_up_ms,
         )
     }
 }
@@ -259,6 +279,13 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     let target = options.events + latency_events;
     wait_until(|| handled(&telemetry) >= target, Duration::from_secs(options.latency_seconds + 120), &shutdown).await;
     producing.await??;
+
+    let ids = {
+        let (config, events, seed, limit) = (config.clone(), options.events, options.seed, options.decisions);
+        tokio::task::spawn_blocking(move || join::reviewed_ids(&config, events, seed, limit)).await??
+    };
+    eprintln!("join: {} decisions at {} decisions/s…", ids.len(), options.decision_rate);
+    let join = join::run(&config, ids, options.decision_rate, &telemetry, Duration::from_secs(120), &shutdown).await?;
     stop_router.cancel();
     let _ = handle.await;
     let (samples, kind) = {
@@ -285,6 +312,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         latency_p99_ms: pct(0.99),
         latency_max_ms: samples.last().copied(),
         router_cpu_by_thread,
+        join,
     })
 }
 

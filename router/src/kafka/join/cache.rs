@@ -1,0 +1,79 @@
+//! The original events of pending reviews, kept in memory up to a byte budget.
+//!
+//! The join reads every event entering review from the changelog anyway; keeping its bytes
+//! spares reading them back when the review ends, which at high decision rates is what bounds
+//! the join (see `lookup`). Reviews end in roughly the order they began, so when the budget is
+//! spent, newer events are left out (and read back later) rather than older ones evicted: the
+//! older ones are the next to be needed.
+
+use std::collections::HashMap;
+use tollgate_schemas::EventFormat;
+
+/// Event bytes by event id, within a budget.
+#[derive(Debug, Default)]
+pub(super) struct EventCache {
+    events: HashMap<Box<str>, (EventFormat, Vec<u8>)>,
+    bytes: usize,
+    budget: usize,
+}
+
+/// What one entry costs beyond its bytes: key, map slot and vector header, roughly.
+const ENTRY_OVERHEAD: usize = 64;
+
+impl EventCache {
+    pub(super) fn new(budget: usize) -> Self {
+        EventCache { budget, ..EventCache::default() }
+    }
+
+    fn cost(id: &str, event: &[u8]) -> usize {
+        id.len() + event.len() + ENTRY_OVERHEAD
+    }
+
+    /// Keeps `event` for `id` when it fits in the budget; says whether it was kept.
+    pub(super) fn insert(&mut self, id: &str, format: EventFormat, event: Vec<u8>) -> bool {
+        let cost = Self::cost(id, &event);
+        if self.bytes + cost > self.budget || self.events.contains_key(id) {
+            return false;
+        }
+        self.bytes += cost;
+        self.events.insert(id.into(), (format, event));
+        true
+    }
+
+    /// Takes the event of `id` out (its review has ended).
+    pub(super) fn take(&mut self, id: &str) -> Option<(EventFormat, Vec<u8>)> {
+        let (format, event) = self.events.remove(id)?;
+        self.bytes -= Self::cost(id, &event);
+        Some((format, event))
+    }
+
+    /// Bytes in use (within the budget).
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_what_fits_and_frees_what_is_taken() {
+        let event = vec![7u8; 100];
+        let one = EventCache::cost("e1", &event);
+        let mut cache = EventCache::new(2 * one);
+        assert!(cache.insert("e1", EventFormat::Json, event.clone()));
+        assert!(cache.insert("e2", EventFormat::Avro, event.clone()));
+        // Full: a newer event is left out rather than an older one evicted.
+        assert!(!cache.insert("e3", EventFormat::Json, event.clone()));
+        assert_eq!(cache.bytes(), 2 * one);
+        assert_eq!(cache.take("e2"), Some((EventFormat::Avro, event.clone())));
+        assert_eq!(cache.take("e2"), None);
+        assert!(cache.insert("e3", EventFormat::Json, event.clone()));
+        assert_eq!(cache.take("e1").map(|(f, _)| f), Some(EventFormat::Json));
+        assert_eq!(cache.bytes(), one);
+        // A repeated entry is not counted twice.
+        assert!(!cache.insert("e3", EventFormat::Json, event));
+        assert_eq!(cache.bytes(), one);
+    }
+}

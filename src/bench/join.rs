@@ -1,0 +1,193 @@
+//! The review-join phase of `tollgate bench`: reviewer decisions for events waiting in review,
+//! produced at a fixed rate while the router runs, and how far the join's consumption of them
+//! falls behind (its input lag).
+//!
+//! The events in review are found by routing the preloaded stream again in process (same seed,
+//! same policy), so no topic has to be read back. A first tenth of the decisions (at most
+//! 1,000) warms up: the phase waits until the join consumes them, which also waits out a
+//! changelog replay after the join's partitions were assigned (decisions are held meanwhile).
+//! The rest are timed. Lag is sampled every 10 ms as decisions handed to the producer minus
+//! decisions the join has consumed; a join that keeps up shows a lag bounded by the rate times
+//! one produce-and-fetch round trip, as large at the end of the phase as at its start.
+
+use crate::synth::{Mix, PaymentGenerator};
+use cpu_time::ProcessTime;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use serde::Serialize;
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio_util::sync::CancellationToken;
+use tollgate_router::config::RouterConfig;
+use tollgate_router::pipeline::{millis, Output, Pipeline, Source, Verdict};
+use tollgate_router::telemetry::Telemetry;
+use tollgate_schemas::{RecordFormat, ReviewAction, ReviewDecision};
+
+/// The join phase's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct JoinPhase {
+    /// Decisions timed (one per event in review, up to the requested count, less the warm-up).
+    pub decisions: u64,
+    /// Until the join consumed the warm-up decisions (ms).
+    pub warm_up_ms: f64,
+    /// The rate asked for (decisions/s).
+    pub target_rate: u64,
+    /// The rate achieved by the producer.
+    pub offered_per_second: f64,
+    /// Decisions consumed by the join, over the time from the first produced to the last joined.
+    pub joined_per_second: f64,
+    /// Decisions produced but not yet consumed: the largest sample in the first and in the
+    /// second half of the production, and at its end.
+    pub lag_max_first_half: u64,
+    pub lag_max_second_half: u64,
+    pub lag_at_end: u64,
+    /// From the last decision produced to the last one joined.
+    pub drain_ms: f64,
+    /// The whole process's CPU over the phase, per million decisions.
+    pub cpu_seconds_per_million: f64,
+}
+
+/// Ids of the first `limit` preloaded events the policy sends to review (the bench's stream:
+/// `seed`, default mix, ids `bench-<n>`).
+pub fn reviewed_ids(config: &RouterConfig, events: u64, seed: u64, limit: u64) -> anyhow::Result<Vec<String>> {
+    let pipeline = Pipeline::from_config(config)?;
+    let mut generator = PaymentGenerator::new(seed, Mix::default(), "bench");
+    let (mut buf, mut out, now) = (Vec::new(), Output::default(), SystemTime::now());
+    let mut ids = Vec::new();
+    for offset in 0..events as i64 {
+        if ids.len() as u64 >= limit {
+            break;
+        }
+        generator.next_into(&mut buf);
+        let source = Source { topic: &config.kafka.input_topic, partition: 0, offset };
+        if let Verdict::Routed { route, .. } = pipeline.process(Some(&buf), source, now, &mut out) {
+            if route.is_review() {
+                ids.push(out.event_id.clone());
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// Produces an approval or a rejection for each of `ids` at `rate` per second (0: flat out) to
+/// the decisions topic, sampling the join's lag, until every decision is consumed (or
+/// `timeout`).
+pub async fn run(
+    config: &RouterConfig,
+    ids: Vec<String>,
+    rate: u64,
+    telemetry: &Telemetry,
+    timeout: Duration,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<JoinPhase> {
+    let producer: Arc<ThreadedProducer<DefaultProducerContext>> =
+        Arc::new(tollgate_router::kafka::producer_config(config).create()?);
+    let ids = Arc::new(ids);
+    let warm_up = (ids.len() / 10).min(1_000);
+    let before = telemetry.review_decisions_count();
+    let joined = || telemetry.review_decisions_count().saturating_sub(before);
+    let wait_joined = |n: u64| async move {
+        let deadline = Instant::now() + timeout;
+        while joined() < n && Instant::now() < deadline && !shutdown.is_cancelled() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    };
+    let sent = Arc::new(AtomicU64::new(0));
+    let produce_range = |range: std::ops::Range<usize>, rate: u64| {
+        let (config, producer, ids, sent, stop) =
+            (config.clone(), Arc::clone(&producer), Arc::clone(&ids), Arc::clone(&sent), shutdown.clone());
+        tokio::task::spawn_blocking(move || produce(&config, &producer, &ids, range, rate, &sent, &stop))
+    };
+
+    let started = Instant::now();
+    produce_range(0..warm_up, 0).await??;
+    wait_joined(warm_up as u64).await;
+    let warm_up_ms = started.elapsed().as_secs_f64() * 1e3;
+
+    let total = ids.len() as u64;
+    let timed = total - warm_up as u64;
+    let (t0, c0) = (Instant::now(), ProcessTime::now());
+    let producing = produce_range(warm_up..ids.len(), rate);
+    let mut samples: Vec<(f64, u64)> = Vec::new();
+    while !producing.is_finished() && !shutdown.is_cancelled() {
+        let lag = sent.load(Ordering::Relaxed).saturating_sub(joined());
+        samples.push((t0.elapsed().as_secs_f64(), lag));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let production = producing.await??;
+    let produced_at = Instant::now();
+    let lag_at_end = total.saturating_sub(joined());
+    wait_joined(total).await;
+    let (wall, cpu) = (t0.elapsed(), c0.elapsed());
+    let drain_ms = produced_at.elapsed().as_secs_f64() * 1e3;
+    let half = production.as_secs_f64() / 2.0;
+    let max_lag =
+        |first: bool| samples.iter().filter(|(t, _)| (*t < half) == first).map(|(_, lag)| *lag).max().unwrap_or(0);
+    let timed_joined = joined().min(total).saturating_sub(warm_up as u64);
+    Ok(JoinPhase {
+        decisions: timed,
+        warm_up_ms,
+        target_rate: rate,
+        offered_per_second: timed as f64 / production.as_secs_f64().max(1e-9),
+        joined_per_second: timed_joined as f64 / wall.as_secs_f64().max(1e-9),
+        lag_max_first_half: max_lag(true),
+        lag_max_second_half: max_lag(false),
+        lag_at_end,
+        drain_ms,
+        cpu_seconds_per_million: cpu.as_secs_f64() * 1e6 / timed.max(1) as f64,
+    })
+}
+
+/// The producing side: decisions for `ids[range]`, paced to `rate` (0: flat out); counts them
+/// in `sent` (from the start of `ids`) and returns how long producing took, until flushed.
+fn produce(
+    config: &RouterConfig,
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    ids: &[String],
+    range: std::ops::Range<usize>,
+    rate: u64,
+    sent: &AtomicU64,
+    stop: &CancellationToken,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let first = range.start;
+    let mut buf = Vec::with_capacity(256);
+    for (n, id) in ids[range].iter().enumerate() {
+        if stop.is_cancelled() {
+            break;
+        }
+        while rate > 0 && n as u64 >= (started.elapsed().as_secs_f64() * rate as f64) as u64 {
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        let n = first + n;
+        buf.clear();
+        let decision_id = format!("bench-decision-{n}");
+        ReviewDecision {
+            decision_id: Some(Cow::Borrowed(&decision_id)),
+            event_id: Cow::Borrowed(id),
+            reviewer_id: Cow::Borrowed("bench-reviewer"),
+            reviewer_role: Cow::Borrowed("analyst"),
+            // Mostly approvals, some rejections: both end the review.
+            action: if n.is_multiple_of(5) { ReviewAction::Reject } else { ReviewAction::Approve },
+            rationale: Cow::Borrowed("bench decision"),
+            decided_at: millis(SystemTime::now()),
+            second_signoff: None,
+        }
+        .write(RecordFormat::Json, &mut buf)?;
+        let mut record = BaseRecord::<str, [u8]>::to(&config.topics.review_decisions).key(id).payload(&buf);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) if !stop.is_cancelled() => {
+                    record = back;
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+        sent.store(n as u64 + 1, Ordering::Relaxed);
+    }
+    producer.flush(Duration::from_secs(30))?;
+    Ok(started.elapsed())
+}
