@@ -4,6 +4,8 @@
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use rdkafka::error::KafkaError;
+use rdkafka::message::ToBytes;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
 use std::io::Write;
@@ -117,18 +119,7 @@ pub fn produce(
             }
         }
         let key = generator.next_into(&mut buf);
-        let mut record = BaseRecord::to(&load.topic).key(key.as_str()).payload(buf.as_slice());
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) if !stop.is_cancelled() => {
-                    // Queue full: the producer's thread is sending; give it a moment.
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err((e, _)) => return Err(e.into()),
-            }
-        }
+        send_waiting(&producer, BaseRecord::to(&load.topic).key(key.as_str()).payload(buf.as_slice()), stop)?;
         sent += 1;
         if last_report.elapsed() >= Duration::from_secs(1) {
             progress(sent);
@@ -138,6 +129,25 @@ pub fn produce(
     producer.flush(Duration::from_secs(30))?;
     progress(sent);
     Ok(sent)
+}
+
+/// Sends `record`, waiting while the producer's queue is full (its thread is sending), until the
+/// producer takes it or `stop` is cancelled.
+pub fn send_waiting<K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    mut record: BaseRecord<'_, K, P>,
+    stop: &CancellationToken,
+) -> Result<(), KafkaError> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((_, back)) if !stop.is_cancelled() => {
+                record = back;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
 }
 
 /// Generates payment events.

@@ -10,7 +10,7 @@
 //! decisions the join has consumed; a join that keeps up shows a lag bounded by the rate times
 //! one produce-and-fetch round trip, as large at the end of the phase as at its start.
 
-use crate::synth::{Mix, PaymentGenerator};
+use crate::synth::{send_waiting, Mix, PaymentGenerator};
 use cpu_time::ProcessTime;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use serde::Serialize;
@@ -175,17 +175,11 @@ fn produce(
             second_signoff: None,
         }
         .write(RecordFormat::Json, &mut buf)?;
-        let mut record = BaseRecord::<str, [u8]>::to(&config.topics.review_decisions).key(id).payload(&buf);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) if !stop.is_cancelled() => {
-                    record = back;
-                    std::thread::sleep(Duration::from_micros(200));
-                }
-                Err((e, _)) => return Err(e.into()),
-            }
-        }
+        send_waiting(
+            producer,
+            BaseRecord::<str, [u8]>::to(&config.topics.review_decisions).key(id).payload(&buf),
+            stop,
+        )?;
         sent.store(n as u64 + 1, Ordering::Relaxed);
     }
     producer.flush(Duration::from_secs(30))?;

@@ -17,7 +17,7 @@
 
 pub mod join;
 
-use crate::synth::{produce, Load, Mix};
+use crate::synth::{produce, send_waiting, Load, Mix};
 use cpu_time::ProcessTime;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Message, Timestamp};
@@ -246,8 +246,8 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
 
     eprintln!("pass-through…");
     let pass = {
-        let (config, copy_topic, n) = (config.clone(), copy_topic.clone(), options.events);
-        tokio::task::spawn_blocking(move || pass_through(&config, &copy_topic, n)).await??
+        let (config, copy_topic, n, stop) = (config.clone(), copy_topic.clone(), options.events, shutdown.clone());
+        tokio::task::spawn_blocking(move || pass_through(&config, &copy_topic, n, &stop)).await??
     };
     eprintln!("router…");
     let threads_before = cpu_by_thread();
@@ -318,7 +318,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
 
 /// Consumes the input and produces each record to `topic`, with the router's client settings;
 /// measured from the first record read to the last acknowledged.
-fn pass_through(config: &RouterConfig, topic: &str, events: u64) -> anyhow::Result<Phase> {
+fn pass_through(config: &RouterConfig, topic: &str, events: u64, stop: &CancellationToken) -> anyhow::Result<Phase> {
     let mut consumer_settings = tollgate_router::kafka::consumer_config(config);
     consumer_settings
         .set("group.id", format!("{}.pass-through", config.kafka.group_id))
@@ -330,7 +330,7 @@ fn pass_through(config: &RouterConfig, topic: &str, events: u64) -> anyhow::Resu
     let mut copied = 0u64;
     let mut started: Option<(Instant, ProcessTime)> = None;
     let deadline = Instant::now() + Duration::from_secs(600);
-    while copied < events && Instant::now() < deadline {
+    while copied < events && Instant::now() < deadline && !stop.is_cancelled() {
         let Some(m) = consumer.poll(Duration::from_millis(100)) else { continue };
         let m = m?;
         started.get_or_insert_with(|| (Instant::now(), ProcessTime::now()));
@@ -338,15 +338,7 @@ fn pass_through(config: &RouterConfig, topic: &str, events: u64) -> anyhow::Resu
         if let Some(k) = m.key() {
             record = record.key(k);
         }
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-        }
+        send_waiting(&producer, record, stop)?;
         copied += 1;
     }
     producer.flush(Duration::from_secs(60))?;

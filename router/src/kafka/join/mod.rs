@@ -267,7 +267,7 @@ impl Join<'_> {
                 if !key.ends_with(STATE_SUFFIX) && !self.state.is_known(key) && !change.event.0.is_empty() =>
             {
                 let event = std::mem::take(change.event.0.to_mut());
-                self.events.insert(key, change.event_format, event);
+                self.events.insert(key, m.partition(), change.event_format, event);
                 self.on_entry(m, key, &change, &batch, now)?;
             }
             // A tombstone: the review was forgotten.
@@ -368,6 +368,8 @@ impl Join<'_> {
     fn start_replay(&mut self, consumer: &BaseConsumer<RouterConsumerContext>) {
         let changelog = &self.config.topics.pending_changelog;
         let assigned = consumer.assignment().unwrap_or_default();
+        let held: Vec<i32> = assigned.elements_for_topic(changelog).iter().map(|e| e.partition()).collect();
+        self.events.retain_partitions(&held);
         let targets = assigned
             .elements_for_topic(changelog)
             .iter()
