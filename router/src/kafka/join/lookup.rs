@@ -17,13 +17,15 @@ use tollgate_schemas::PendingChange;
 const SEEK_GAP: i64 = 10_000;
 const SEEK_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Reads the changelog records that carry events' original bytes.
+/// Reads the changelog records that carry events' original bytes, for the resolutions whose
+/// events the join did not keep in memory (see `cache`).
 ///
-/// The reader keeps its partitions assigned between lookups and reads on from where it stopped:
-/// reviews are mostly resolved in about the order they entered review, so the next batch's
-/// records are usually just ahead (or already fetched), and a lookup seeks only backwards or
-/// past a long gap. Each partition has its own queue, so reading one partition never consumes
-/// (and throws away) what was fetched for another.
+/// The reader keeps its partitions assigned between lookups and reads on from where it stopped,
+/// seeking only backwards or past a long gap: when resolutions follow the changelog's order,
+/// the next batch's records are just ahead or already fetched. (They often do not: a changelog
+/// partition interleaves the batches of every input partition, which is why the join keeps
+/// events in memory first.) Each partition has its own queue, so reading one partition never
+/// consumes, and throws away, what was fetched for another.
 pub(super) struct EventLookup {
     consumer: Arc<BaseConsumer>,
     topic: String,
