@@ -369,9 +369,9 @@ mod tests {
         assert_eq!(String::from_utf8(spliced).unwrap(), String::from_utf8(serialized).unwrap());
     }
 
-    #[test]
-    fn audit_round_trips_in_both_formats() {
-        let rec = AuditRecord {
+    /// A routing audit record with every kind of field set.
+    fn audit_record() -> AuditRecord<'static> {
+        AuditRecord {
             event_id: "evt-9".into(),
             timestamp: "2026-11-21T06:00:00.000Z".into(),
             actor: "policy".into(),
@@ -395,7 +395,12 @@ mod tests {
             chain_seq: None,
             chain_prev: None,
             chain_hash: None,
-        };
+        }
+    }
+
+    #[test]
+    fn audit_round_trips_in_both_formats() {
+        let rec = audit_record();
         for format in [RecordFormat::Json, RecordFormat::Avro] {
             let mut buf = Vec::new();
             rec.write(format, &mut buf).unwrap();
@@ -514,29 +519,10 @@ mod tests {
     #[test]
     fn sealing_while_writing_gives_what_sealing_then_writing_gives() {
         let base = AuditRecord {
+            // A quote to escape and a contribution, beside the fixture's fields.
             event_id: "evt-\"9\"".into(),
-            timestamp: "2026-11-21T06:00:00.000Z".into(),
-            actor: "policy".into(),
-            actor_role: None,
-            action: crate::AuditAction::Route.as_str().into(),
-            decision: "auto_commit".into(),
-            rule: Some("default".into()),
-            guardrail: false,
-            policy_version: Some("v1".into()),
-            model_version: Some("m1".into()),
-            risk_score: Some(0.1),
-            confidence: Some(0.95),
             explanation: vec![crate::Contribution { feature: "amount".into(), contribution: 1.25 }],
-            input_snapshot: r#"{"amount":1}"#.into(),
-            rationale: None,
-            sla_expected_ms: None,
-            sla_actual_ms: None,
-            source_topic: "payments".into(),
-            source_partition: 3,
-            source_offset: 42,
-            chain_seq: None,
-            chain_prev: None,
-            chain_hash: None,
+            ..audit_record()
         };
         for format in [RecordFormat::Json, RecordFormat::Avro] {
             let mut expected = base.clone();
