@@ -262,17 +262,9 @@ impl Join<'_> {
         let key = m.key().and_then(|k| std::str::from_utf8(k).ok());
         let change = m.payload().map(PendingChange::read);
         match (key, change) {
-            // An event entering review: keep its bytes for when the review ends.
-            (Some(key), Some(Ok(mut change)))
-                if !key.ends_with(STATE_SUFFIX) && !self.state.is_known(key) && !change.event.0.is_empty() =>
-            {
-                let event = std::mem::take(change.event.0.to_mut());
-                self.events.insert(key, m.partition(), change.event_format, event);
-                self.on_entry(m, key, &change, &batch, now)?;
-            }
             // A tombstone: the review was forgotten.
             (_, None) => {}
-            (Some(key), Some(Ok(change))) => {
+            (Some(key), Some(Ok(mut change))) => {
                 let effects = match key.strip_suffix(STATE_SUFFIX) {
                     Some(id) if change.state == ChangeState::Resolved => {
                         self.events.take(id);
@@ -288,8 +280,27 @@ impl Join<'_> {
                         Vec::new()
                     }
                     None => {
-                        self.on_entry(m, key, &change, &batch, now)?;
-                        Vec::new()
+                        // An event entering review: keep its bytes for when the review ends.
+                        if !self.state.is_known(key) && !change.event.0.is_empty() {
+                            let event = std::mem::take(change.event.0.to_mut());
+                            self.events.insert(key, m.partition(), change.event_format, event);
+                        }
+                        self.state.admit(
+                            PendingInput {
+                                event_id: key,
+                                queue: change.queue,
+                                risk: change.risk_score,
+                                confidence: change.confidence,
+                                routed_at: change.routed_at,
+                                partition: m.partition(),
+                                event_offset: m.offset(),
+                                post_verify: change.post_verify,
+                                policy_version: &change.policy_version,
+                                model_version: &change.model_version,
+                                rule: &change.rule,
+                            },
+                            now,
+                        )
                     }
                 };
                 let source = Source::of(m);
@@ -303,38 +314,6 @@ impl Join<'_> {
             (None, Some(Ok(_))) => self.telemetry.kafka_error(&"changelog entry without a key"),
         }
         self.inflight.record_event(topic, m.partition(), m.offset());
-        Ok(())
-    }
-
-    /// The router's entry for an event entering review.
-    fn on_entry(
-        &mut self,
-        m: &BorrowedMessage<'_>,
-        key: &str,
-        change: &PendingChange<'_>,
-        batch: &Arc<Batch>,
-        now: i64,
-    ) -> Result<(), LoopError> {
-        let effects = self.state.admit(
-            PendingInput {
-                event_id: key,
-                queue: change.queue,
-                risk: change.risk_score,
-                confidence: change.confidence,
-                routed_at: change.routed_at,
-                partition: m.partition(),
-                event_offset: m.offset(),
-                post_verify: change.post_verify,
-                policy_version: &change.policy_version,
-                model_version: &change.model_version,
-                rule: &change.rule,
-            },
-            now,
-        );
-        let source = Source::of(m);
-        for effect in effects {
-            self.publish(effect, batch, Some(&source))?;
-        }
         Ok(())
     }
 
