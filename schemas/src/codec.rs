@@ -2,6 +2,11 @@
 //!
 //! Every record type has two encodings, chosen per deployment: JSON (one object per Kafka
 //! record) and Avro (a plain Avro datum of the embedded schema, no container header).
+//!
+//! Avro datums are written and read with `serde_avro_fast`, which walks a record's fields in
+//! schema order without a per-field map lookup or an intermediate value tree (these records are
+//! on the router's hot path). The schemas are also parsed by `apache_avro`, whose [`Schema`] is
+//! what this crate hands out and what the tests use as the reference decoder.
 
 use crate::audit::AuditRecord;
 use crate::decision::ReviewDecision;
@@ -59,6 +64,10 @@ pub enum CodecError {
     Json(#[from] serde_json::Error),
     #[error("Avro encoding or decoding failed: {0}")]
     Avro(#[from] Box<apache_avro::Error>),
+    #[error("Avro encoding failed: {0}")]
+    AvroWrite(#[from] serde_avro_fast::ser::SerError),
+    #[error("Avro decoding failed: {0}")]
+    AvroRead(#[from] serde_avro_fast::de::DeError),
 }
 
 impl From<apache_avro::Error> for CodecError {
@@ -67,81 +76,99 @@ impl From<apache_avro::Error> for CodecError {
     }
 }
 
-fn parsed(cell: &'static OnceLock<Schema>, text: &str) -> &'static Schema {
-    // The schema texts are compiled in and covered by tests, so parsing cannot fail at run time.
-    cell.get_or_init(|| Schema::parse_str(text).expect("embedded Avro schema is valid"))
+/// One embedded contract, parsed for both Avro libraries.
+struct Contract {
+    text: &'static str,
+    reference: OnceLock<Schema>,
+    fast: OnceLock<serde_avro_fast::Schema>,
 }
+
+impl Contract {
+    const fn new(text: &'static str) -> Contract {
+        Contract { text, reference: OnceLock::new(), fast: OnceLock::new() }
+    }
+
+    // The schema texts are compiled in and covered by tests, so parsing cannot fail at run time.
+    fn schema(&self) -> &Schema {
+        self.reference.get_or_init(|| Schema::parse_str(self.text).expect("embedded Avro schema is valid"))
+    }
+
+    fn fast(&self) -> &serde_avro_fast::Schema {
+        self.fast.get_or_init(|| self.text.parse().expect("embedded Avro schema is valid"))
+    }
+}
+
+static ROUTED: Contract = Contract::new(ROUTED_EVENT_AVSC);
+static AUDIT: Contract = Contract::new(AUDIT_RECORD_AVSC);
+static DECISION: Contract = Contract::new(REVIEW_DECISION_AVSC);
+static PENDING_CHANGE: Contract = Contract::new(PENDING_CHANGE_AVSC);
+static RESOLVED: Contract = Contract::new(RESOLVED_EVENT_AVSC);
+static ESCALATION: Contract = Contract::new(ESCALATION_AVSC);
+static CASE_GATE: Contract = Contract::new(CASE_GATE_AVSC);
 
 /// The parsed routed-record schema.
 pub fn routed_schema() -> &'static Schema {
-    static CELL: OnceLock<Schema> = OnceLock::new();
-    parsed(&CELL, ROUTED_EVENT_AVSC)
+    ROUTED.schema()
 }
 
 /// The parsed audit-record schema.
 pub fn audit_schema() -> &'static Schema {
-    static CELL: OnceLock<Schema> = OnceLock::new();
-    parsed(&CELL, AUDIT_RECORD_AVSC)
+    AUDIT.schema()
 }
 
 /// The parsed review-decision schema.
 pub fn decision_schema() -> &'static Schema {
-    static CELL: OnceLock<Schema> = OnceLock::new();
-    parsed(&CELL, REVIEW_DECISION_AVSC)
+    DECISION.schema()
 }
 
 /// The parsed changelog-entry schema.
 pub fn pending_change_schema() -> &'static Schema {
-    static CELL: OnceLock<Schema> = OnceLock::new();
-    parsed(&CELL, PENDING_CHANGE_AVSC)
+    PENDING_CHANGE.schema()
 }
 
 /// The parsed resolved-record schema.
 pub fn resolved_schema() -> &'static Schema {
-    static CELL: OnceLock<Schema> = OnceLock::new();
-    parsed(&CELL, RESOLVED_EVENT_AVSC)
+    RESOLVED.schema()
 }
 
 /// The parsed escalation-record schema.
 pub fn escalation_schema() -> &'static Schema {
-    static CELL: OnceLock<Schema> = OnceLock::new();
-    parsed(&CELL, ESCALATION_AVSC)
+    ESCALATION.schema()
 }
 
 /// The parsed gateway case-state schema.
 pub fn case_gate_schema() -> &'static Schema {
-    static CELL: OnceLock<Schema> = OnceLock::new();
-    parsed(&CELL, CASE_GATE_AVSC)
+    CASE_GATE.schema()
 }
 
-fn encode_avro<T: Serialize>(schema: &Schema, value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
-    apache_avro::write_avro_datum_ref(schema, value, out)?;
+fn encode_avro<T: Serialize>(contract: &Contract, value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    let mut config = serde_avro_fast::ser::SerializerConfig::new(contract.fast());
+    serde_avro_fast::to_datum(value, out, &mut config)?;
     Ok(())
 }
 
-fn decode_avro<T: DeserializeOwned>(schema: &Schema, mut bytes: &[u8]) -> Result<T, CodecError> {
-    let value = apache_avro::from_avro_datum(schema, &mut bytes, None)?;
-    Ok(apache_avro::from_value(&value)?)
+fn decode_avro<T: DeserializeOwned>(contract: &Contract, bytes: &[u8]) -> Result<T, CodecError> {
+    Ok(serde_avro_fast::from_datum_slice(bytes, contract.fast())?)
 }
 
 /// Appends `value` in `format` (Avro: a datum of `schema`).
 fn write_in<T: Serialize>(
     format: RecordFormat,
-    schema: &Schema,
+    contract: &Contract,
     value: &T,
     out: &mut Vec<u8>,
 ) -> Result<(), CodecError> {
     match format {
         RecordFormat::Json => Ok(serde_json::to_writer(out, value)?),
-        RecordFormat::Avro => encode_avro(schema, value, out),
+        RecordFormat::Avro => encode_avro(contract, value, out),
     }
 }
 
 /// Decodes a value written in `format` (Avro: a datum of `schema`).
-fn read_in<T: DeserializeOwned>(format: RecordFormat, schema: &Schema, bytes: &[u8]) -> Result<T, CodecError> {
+fn read_in<T: DeserializeOwned>(format: RecordFormat, contract: &Contract, bytes: &[u8]) -> Result<T, CodecError> {
     match format {
         RecordFormat::Json => Ok(serde_json::from_slice(bytes)?),
-        RecordFormat::Avro => decode_avro(schema, bytes),
+        RecordFormat::Avro => decode_avro(contract, bytes),
     }
 }
 
@@ -172,7 +199,7 @@ impl RoutedRecord<'_, ()> {
 impl RoutedRecord<'_, AvroBytes<'_>> {
     /// Appends the Avro encoding to `out`.
     pub fn write_avro(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
-        encode_avro(routed_schema(), self, out)
+        encode_avro(&ROUTED, self, out)
     }
 }
 
@@ -186,49 +213,49 @@ impl RoutedRecord<'static, serde_json::Value> {
 impl RoutedRecord<'static, AvroBytes<'static>> {
     /// Decodes an Avro-encoded routed record.
     pub fn from_avro(bytes: &[u8]) -> Result<Self, CodecError> {
-        decode_avro(routed_schema(), bytes)
+        decode_avro(&ROUTED, bytes)
     }
 }
 
 impl AuditRecord<'_> {
     /// Appends the record in `format` to `out`.
     pub fn write(&self, format: RecordFormat, out: &mut Vec<u8>) -> Result<(), CodecError> {
-        write_in(format, audit_schema(), self, out)
+        write_in(format, &AUDIT, self, out)
     }
 }
 
 impl AuditRecord<'static> {
     /// Decodes an audit record written in `format`.
     pub fn read(format: RecordFormat, bytes: &[u8]) -> Result<Self, CodecError> {
-        read_in(format, audit_schema(), bytes)
+        read_in(format, &AUDIT, bytes)
     }
 }
 
 impl ReviewDecision<'_> {
     /// Appends the decision in `format` to `out`.
     pub fn write(&self, format: RecordFormat, out: &mut Vec<u8>) -> Result<(), CodecError> {
-        write_in(format, decision_schema(), self, out)
+        write_in(format, &DECISION, self, out)
     }
 }
 
 impl ReviewDecision<'static> {
     /// Decodes a decision written in `format`.
     pub fn read(format: RecordFormat, bytes: &[u8]) -> Result<Self, CodecError> {
-        read_in(format, decision_schema(), bytes)
+        read_in(format, &DECISION, bytes)
     }
 }
 
 impl PendingChange<'_> {
     /// Appends the Avro encoding (the changelog is always Avro).
     pub fn write(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
-        encode_avro(pending_change_schema(), self, out)
+        encode_avro(&PENDING_CHANGE, self, out)
     }
 }
 
 impl PendingChange<'static> {
     /// Decodes a changelog entry.
     pub fn read(bytes: &[u8]) -> Result<Self, CodecError> {
-        decode_avro(pending_change_schema(), bytes)
+        decode_avro(&PENDING_CHANGE, bytes)
     }
 }
 
@@ -242,7 +269,7 @@ impl<E: Serialize> ResolvedEvent<'_, E> {
 impl ResolvedEvent<'_, AvroBytes<'_>> {
     /// Appends the Avro encoding to `out`.
     pub fn write_avro(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
-        encode_avro(resolved_schema(), self, out)
+        encode_avro(&RESOLVED, self, out)
     }
 }
 
@@ -256,35 +283,35 @@ impl ResolvedEvent<'static, serde_json::Value> {
 impl ResolvedEvent<'static, AvroBytes<'static>> {
     /// Decodes an Avro-encoded resolved record.
     pub fn from_avro(bytes: &[u8]) -> Result<Self, CodecError> {
-        decode_avro(resolved_schema(), bytes)
+        decode_avro(&RESOLVED, bytes)
     }
 }
 
 impl EscalationRecord<'_> {
     /// Appends the record in `format` to `out`.
     pub fn write(&self, format: RecordFormat, out: &mut Vec<u8>) -> Result<(), CodecError> {
-        write_in(format, escalation_schema(), self, out)
+        write_in(format, &ESCALATION, self, out)
     }
 }
 
 impl EscalationRecord<'static> {
     /// Decodes an escalation record written in `format`.
     pub fn read(format: RecordFormat, bytes: &[u8]) -> Result<Self, CodecError> {
-        read_in(format, escalation_schema(), bytes)
+        read_in(format, &ESCALATION, bytes)
     }
 }
 
 impl CaseGate<'_> {
     /// Appends the Avro encoding (the gateway's state topic is always Avro).
     pub fn write(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
-        encode_avro(case_gate_schema(), self, out)
+        encode_avro(&CASE_GATE, self, out)
     }
 }
 
 impl CaseGate<'static> {
     /// Decodes a gateway case state.
     pub fn read(bytes: &[u8]) -> Result<Self, CodecError> {
-        decode_avro(case_gate_schema(), bytes)
+        decode_avro(&CASE_GATE, bytes)
     }
 }
 
@@ -294,6 +321,21 @@ mod tests {
     use crate::routed::{Contribution, EventFormat};
     use crate::Route;
     use std::borrow::Cow;
+
+    /// The fast encoding of `value` is byte for byte what the reference library writes, and the
+    /// reference library reads it back as `value`.
+    fn same_as_reference<T>(contract: &Contract, value: &T)
+    where
+        T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        let mut fast = Vec::new();
+        encode_avro(contract, value, &mut fast).unwrap();
+        let mut reference = Vec::new();
+        apache_avro::write_avro_datum_ref(contract.schema(), value, &mut reference).unwrap();
+        assert_eq!(fast, reference, "{value:?}");
+        let read = apache_avro::from_avro_datum(contract.schema(), &mut fast.as_slice(), None).unwrap();
+        assert_eq!(&apache_avro::from_value::<T>(&read).unwrap(), value);
+    }
 
     fn routed<E>(event: E) -> RoutedRecord<'static, E> {
         RoutedRecord {
@@ -325,6 +367,7 @@ mod tests {
         let rec = routed(AvroBytes(Cow::Borrowed(&original[..])));
         let mut buf = Vec::new();
         rec.write_avro(&mut buf).unwrap();
+        same_as_reference(&ROUTED, &rec.clone().with_event(AvroBytes(Cow::Owned(original.to_vec()))));
         let back = RoutedRecord::from_avro(&buf).unwrap();
         assert_eq!(back.event.0.as_ref(), &original[..]);
         assert_eq!(back.route, Route::SyncReview);
@@ -340,6 +383,7 @@ mod tests {
         rec.route = Route::AutoCommit;
         let mut buf = Vec::new();
         rec.write_avro(&mut buf).unwrap();
+        same_as_reference(&ROUTED, &rec);
         let back = RoutedRecord::from_avro(&buf).unwrap();
         assert_eq!(back.sla_deadline, None);
         assert_eq!(back.route, Route::AutoCommit);
@@ -401,6 +445,10 @@ mod tests {
     #[test]
     fn audit_round_trips_in_both_formats() {
         let rec = audit_record();
+        same_as_reference(&AUDIT, &rec);
+        let mut sealed = AuditRecord { actor_role: Some("fraud_analyst".into()), ..rec.clone() };
+        sealed.seal(3, crate::audit::GENESIS);
+        same_as_reference(&AUDIT, &sealed);
         for format in [RecordFormat::Json, RecordFormat::Avro] {
             let mut buf = Vec::new();
             rec.write(format, &mut buf).unwrap();
@@ -421,6 +469,8 @@ mod tests {
             decided_at: 1_790_000_100_000,
             second_signoff: Some("ben".into()),
         };
+        same_as_reference(&DECISION, &d);
+        same_as_reference(&DECISION, &ReviewDecision { decision_id: None, second_signoff: None, ..d.clone() });
         for format in [RecordFormat::Json, RecordFormat::Avro] {
             let mut buf = Vec::new();
             d.write(format, &mut buf).unwrap();
@@ -461,6 +511,8 @@ mod tests {
         let mut buf = Vec::new();
         change.write(&mut buf).unwrap();
         assert_eq!(PendingChange::read(&buf).unwrap(), change);
+        same_as_reference(&PENDING_CHANGE, &change);
+        same_as_reference(&PENDING_CHANGE, &PendingChange { state: ChangeState::Resolved, resolved_at: Some(9), ..change.clone() });
 
         let resolved = ResolvedEvent {
             event_id: "e".into(),
@@ -489,10 +541,12 @@ mod tests {
         let mut buf = Vec::new();
         resolved.write_avro(&mut buf).unwrap();
         assert_eq!(ResolvedEvent::from_avro(&buf).unwrap(), resolved);
+        same_as_reference(&RESOLVED, &resolved);
         let timeout = ResolvedEvent { action: None, actor_role: None, ..resolved.clone() };
         let mut buf = Vec::new();
         timeout.write_avro(&mut buf).unwrap();
         assert_eq!(ResolvedEvent::from_avro(&buf).unwrap().action, None);
+        same_as_reference(&RESOLVED, &timeout);
         let json = timeout.clone().with_event(serde_json::json!({"amount": 5}));
         let mut buf = Vec::new();
         json.write_json(&mut buf).unwrap();
@@ -509,6 +563,8 @@ mod tests {
             at: 4,
             deadline: Some(5),
         };
+        same_as_reference(&ESCALATION, &esc);
+        same_as_reference(&ESCALATION, &EscalationRecord { deadline: None, ..esc.clone() });
         for format in [RecordFormat::Json, RecordFormat::Avro] {
             let mut buf = Vec::new();
             esc.write(format, &mut buf).unwrap();
@@ -557,6 +613,7 @@ mod tests {
             }),
         };
         for gate in [empty, full] {
+            same_as_reference(&CASE_GATE, &gate);
             let mut buf = Vec::new();
             gate.write(&mut buf).unwrap();
             assert_eq!(CaseGate::read(&buf).unwrap(), gate);
