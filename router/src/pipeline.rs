@@ -10,7 +10,7 @@ use crate::fields::{EventFields, FieldId, FieldRegistry, FieldValue};
 use crate::policy::{Policy, PolicyError};
 use crate::reject::{RejectReason, Rejection};
 use crate::score::{FieldScorer, LogisticModel, LogisticScorer, ModelError, Score, Scorer};
-use serde::ser::{SerializeMap, Serializer};
+use snapshot::{Form, SnapshotWriter};
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::hash::Hasher;
@@ -96,11 +96,10 @@ pub struct Pipeline {
     decoder: Decoder,
     scorer: Scorer,
     policy: Policy,
-    registry: FieldRegistry,
     event_id: FieldId,
     key: Option<FieldId>,
-    /// Paths redacted in the audit snapshot.
-    redacted: Vec<FieldId>,
+    /// Writes the audit snapshot (redacting configured paths).
+    snapshot: SnapshotWriter,
     output_format: RecordFormat,
     event_format: EventFormat,
     /// Output topic per route (index = `Route as usize`); `None` when disabled.
@@ -154,12 +153,13 @@ impl Pipeline {
         for extra in &config.audit.snapshot_fields {
             registry.register(extra).map_err(PipelineError::Field)?;
         }
-        let redacted = config
+        let redacted: Vec<FieldId> = config
             .audit
             .redact_fields
             .iter()
             .map(|p| registry.register(p).map_err(PipelineError::Field))
             .collect::<Result<_, _>>()?;
+        let snapshot = SnapshotWriter::new(&registry, &redacted);
         let topics = Route::ALL.map(|r| config.topics.for_route(r).map(str::to_owned));
         for route in policy.routes() {
             if topics[route as usize].is_none() {
@@ -189,10 +189,9 @@ impl Pipeline {
             decoder,
             scorer,
             policy,
-            registry,
             event_id,
             key,
-            redacted,
+            snapshot,
             output_format: config.output.format,
             event_format,
             topics,
@@ -318,7 +317,7 @@ impl Pipeline {
             (out.sample, out.changelog) = (value, change);
             written?;
         }
-        self.write_snapshot(Some(&decoded.fields), out);
+        self.audit_prelude(Some(&decoded.fields), now, out);
         let mut buf = std::mem::take(&mut out.audit);
         let audit = AuditRecord {
             rule: Some(Cow::Borrowed(decision.rule)),
@@ -329,9 +328,9 @@ impl Pipeline {
             explanation: score.explanation.clone(),
             sla_expected_ms: sla.map(|d| d.as_millis() as i64),
             rationale: sampled.then_some(Cow::Borrowed("sampled for a post-verify review")),
-            ..self.audit_base(out, source, now, "policy", AuditAction::Route, decision.route.as_str())
+            ..self.audit_base(out, source, "policy", AuditAction::Route, decision.route.as_str())
         };
-        let written = audit.write(self.output_format, &mut buf);
+        let written = self.write_audit(audit, &out.snapshot, &mut buf);
         out.audit = buf;
         written.map_err(encode_err)?;
         let pre_accept = if post_verify { self.topics[Route::AutoCommit as usize].as_deref() } else { None };
@@ -389,7 +388,10 @@ impl Pipeline {
         let written = match self.output_format {
             RecordFormat::Avro => routed!(AvroBytes(Cow::Borrowed(payload))).write_avro(into),
             RecordFormat::Json => match &decoded.body {
-                Body::Json(text) => routed!(()).write_json_with_event(text, into),
+                Body::Json(text) => {
+                    routed!(()).write_json_with_event(text, into);
+                    Ok(())
+                }
                 Body::Avro(v) => {
                     let json = serde_json::Value::try_from(v.clone()).map_err(|e| {
                         Rejection::new(RejectReason::EncodeFailed, format!("event has no JSON form: {e}"))
@@ -449,13 +451,13 @@ impl Pipeline {
             // Without a readable event id, the record's position identifies it.
             let _ = write!(out.event_id, "{}/{}/{}", source.topic, source.partition, source.offset);
         }
-        self.write_snapshot(fields, out);
+        self.audit_prelude(fields, now, out);
         let mut buf = std::mem::take(&mut out.audit);
         let audit = AuditRecord {
             rationale: Some(Cow::Borrowed(&rejection.message)),
-            ..self.audit_base(out, source, now, "router", AuditAction::DeadLetter, rejection.reason.as_str())
+            ..self.audit_base(out, source, "router", AuditAction::DeadLetter, rejection.reason.as_str())
         };
-        if let Err(e) = audit.write(self.output_format, &mut buf) {
+        if let Err(e) = self.write_audit(audit, &out.snapshot, &mut buf) {
             // Our own record with plain strings always encodes; if it ever did not, say so loudly
             // rather than publish an empty audit record.
             tracing::error!(error = %e, "Encoding a dead-letter audit record failed.");
@@ -464,23 +466,38 @@ impl Pipeline {
         Verdict::Rejected(rejection)
     }
 
-    /// The audit record's common part: who decided what about which input, when, on what
-    /// snapshot. Writes the timestamp into `out` first.
+    /// Encodes `audit` (built by [`Pipeline::audit_base`]) with `snapshot` (written by
+    /// [`Pipeline::write_snapshot`]) into `into`.
+    fn write_audit(
+        &self,
+        audit: AuditRecord<'_>,
+        snapshot: &[u8],
+        into: &mut Vec<u8>,
+    ) -> Result<(), tollgate_schemas::CodecError> {
+        into.clear();
+        match self.output_format {
+            RecordFormat::Json => {
+                audit.write_json_with_escaped_snapshot(snapshot, into);
+                Ok(())
+            }
+            RecordFormat::Avro => {
+                AuditRecord { input_snapshot: Cow::Borrowed(std::str::from_utf8(snapshot).unwrap_or("{}")), ..audit }
+                    .write(RecordFormat::Avro, into)
+            }
+        }
+    }
+
+    /// The audit record's common part: who decided what about which input, when. Its
+    /// `input_snapshot` is left empty for [`Pipeline::write_audit`]; the timestamp is the one
+    /// [`Pipeline::audit_prelude`] wrote.
     fn audit_base<'a>(
         &'a self,
-        out: &'a mut Output,
+        out: &'a Output,
         source: Source<'a>,
-        now: SystemTime,
         actor: &'static str,
         action: AuditAction,
         decision: &'a str,
     ) -> AuditRecord<'a> {
-        let ms = millis(now);
-        if out.timestamp_ms != Some(ms) {
-            write_timestamp(now, &mut out.timestamp);
-            out.timestamp_ms = Some(ms);
-        }
-        let out = &*out;
         AuditRecord {
             event_id: Cow::Borrowed(&out.event_id),
             timestamp: Cow::Borrowed(&out.timestamp),
@@ -495,7 +512,7 @@ impl Pipeline {
             risk_score: None,
             confidence: None,
             explanation: Vec::new(),
-            input_snapshot: Cow::Borrowed(std::str::from_utf8(&out.snapshot).unwrap_or("{}")),
+            input_snapshot: Cow::Borrowed(""),
             rationale: None,
             sla_expected_ms: None,
             sla_actual_ms: None,
@@ -508,30 +525,20 @@ impl Pipeline {
         }
     }
 
-    /// Writes the JSON object of the event fields the decision read into `out.snapshot`.
-    fn write_snapshot(&self, fields: Option<&EventFields>, out: &mut Output) {
-        out.snapshot.clear();
-        let mut ser = serde_json::Serializer::new(&mut out.snapshot);
-        let Ok(mut map) = ser.serialize_map(None) else {
-            return;
+    /// Prepares what every audit record carries: the snapshot of the event fields the decision
+    /// read in `out.snapshot` (in the form the audit record's encoding embeds), and the
+    /// timestamp in `out.timestamp` (formatted once per millisecond).
+    fn audit_prelude(&self, fields: Option<&EventFields>, now: SystemTime, out: &mut Output) {
+        let form = match self.output_format {
+            RecordFormat::Json => Form::Escaped,
+            RecordFormat::Avro => Form::Plain,
         };
-        if let Some(fields) = fields {
-            for (i, path) in self.registry.paths().iter().enumerate() {
-                let id = FieldId(i);
-                let value = fields.get(id);
-                let key = path.as_str();
-                // Straight into the serializer: no intermediate JSON values.
-                let _ = match value {
-                    FieldValue::Missing => continue,
-                    _ if self.redacted.contains(&id) => map.serialize_entry(key, "[redacted]"),
-                    FieldValue::Number(n) => map.serialize_entry(key, n),
-                    FieldValue::Text(s) => map.serialize_entry(key, s.as_ref()),
-                    FieldValue::Bool(b) => map.serialize_entry(key, b),
-                    FieldValue::Other => map.serialize_entry(key, "[non-scalar]"),
-                };
-            }
+        self.snapshot.write(fields, form, &mut out.snapshot);
+        let ms = millis(now);
+        if out.timestamp_ms != Some(ms) {
+            write_timestamp(now, &mut out.timestamp);
+            out.timestamp_ms = Some(ms);
         }
-        let _ = map.end();
     }
 }
 
@@ -557,5 +564,6 @@ fn write_timestamp(now: SystemTime, into: &mut String) {
     let _ = write!(into, "{}", humantime::format_rfc3339_millis(now));
 }
 
+mod snapshot;
 #[cfg(test)]
 mod tests;

@@ -149,7 +149,7 @@ impl AuditRecord<'_> {
         self.chain_prev = Some(Cow::Owned(prev.to_owned()));
         self.chain_hash = None;
         let start = out.len();
-        serde_json::to_writer(&mut *out, self)?;
+        self.lay_json(None, out);
         let hash = hex::encode(Sha256::digest(&out[start..]));
         // `chain_hash` is the last field: the canonical form ends with `"chain_hash":null}`.
         const UNSEALED_END: &[u8] = b"null}";

@@ -184,15 +184,8 @@ impl RoutedRecord<'_, ()> {
     /// Appends the JSON encoding with `event` as the event, unchanged. `event` must be valid
     /// JSON text (the router embeds the input record it has just validated): nothing here
     /// checks it again, which is the point.
-    pub fn write_json_with_event(&self, event: &str, out: &mut Vec<u8>) -> Result<(), CodecError> {
-        serde_json::to_writer(&mut *out, self)?;
-        // `event` is the record's last field, and `()` encodes as `null`.
-        const TAIL: &[u8] = b"null}";
-        debug_assert!(out.ends_with(TAIL));
-        out.truncate(out.len() - TAIL.len());
-        out.extend_from_slice(event.as_bytes());
-        out.push(b'}');
-        Ok(())
+    pub fn write_json_with_event(&self, event: &str, out: &mut Vec<u8>) {
+        self.lay_json(event.as_bytes(), out);
     }
 }
 
@@ -220,7 +213,21 @@ impl RoutedRecord<'static, AvroBytes<'static>> {
 impl AuditRecord<'_> {
     /// Appends the record in `format` to `out`.
     pub fn write(&self, format: RecordFormat, out: &mut Vec<u8>) -> Result<(), CodecError> {
-        write_in(format, &AUDIT, self, out)
+        match format {
+            RecordFormat::Json => {
+                self.lay_json(None, out);
+                Ok(())
+            }
+            RecordFormat::Avro => encode_avro(&AUDIT, self, out),
+        }
+    }
+
+    /// Appends the JSON encoding with `escaped` as the contents of `input_snapshot`: the
+    /// snapshot's JSON text already escaped as a JSON string body, without its quotes (what the
+    /// encoder would write for it); the record's own `input_snapshot` is not used. The router
+    /// writes its snapshots in this form directly, so they are not escaped a second time.
+    pub fn write_json_with_escaped_snapshot(&self, escaped: &[u8], out: &mut Vec<u8>) {
+        self.lay_json(Some(escaped), out);
     }
 }
 
@@ -408,7 +415,7 @@ mod tests {
         let text = r#"{"amount":12.5,"card":{"country":"DE"},"event_id":"evt-1"}"#;
         let value: serde_json::Value = serde_json::from_str(text).unwrap();
         let (mut spliced, mut serialized) = (Vec::new(), Vec::new());
-        routed(()).write_json_with_event(text, &mut spliced).unwrap();
+        routed(()).write_json_with_event(text, &mut spliced);
         routed(&value).write_json(&mut serialized).unwrap();
         assert_eq!(String::from_utf8(spliced).unwrap(), String::from_utf8(serialized).unwrap());
     }
@@ -512,7 +519,10 @@ mod tests {
         change.write(&mut buf).unwrap();
         assert_eq!(PendingChange::read(&buf).unwrap(), change);
         same_as_reference(&PENDING_CHANGE, &change);
-        same_as_reference(&PENDING_CHANGE, &PendingChange { state: ChangeState::Resolved, resolved_at: Some(9), ..change.clone() });
+        same_as_reference(
+            &PENDING_CHANGE,
+            &PendingChange { state: ChangeState::Resolved, resolved_at: Some(9), ..change.clone() },
+        );
 
         let resolved = ResolvedEvent {
             event_id: "e".into(),

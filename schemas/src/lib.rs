@@ -18,6 +18,7 @@ pub mod codec;
 pub mod decision;
 pub mod gateway;
 pub mod headers;
+mod json;
 pub mod review;
 pub mod route;
 pub mod routed;

@@ -25,6 +25,16 @@ pub enum EventFormat {
     Avro,
 }
 
+impl EventFormat {
+    /// The format's name in records.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventFormat::Json => "json",
+            EventFormat::Avro => "avro",
+        }
+    }
+}
+
 /// The record published on `tollgate.auto-commit`, `tollgate.async-review`, `tollgate.sync-review`
 /// and `tollgate.auto-reject`.
 ///

@@ -66,8 +66,38 @@ fn reference_sample_routes_as_specified_with_complete_records() {
         assert_eq!(snapshot["account_id"], "[redacted]", "redacted per config");
         assert_eq!(snapshot["amount"], event["amount"]);
         assert_eq!(snapshot["risk_score"], event["risk_score"]);
+        let mut again = Vec::new();
+        audit.write(RecordFormat::Json, &mut again).unwrap();
+        assert_eq!(again, out.audit, "the audit record is in the canonical JSON the chain hashes");
     }
     assert_eq!(seen.len(), 4, "the sample covers all four routes");
+}
+
+#[test]
+fn snapshot_text_that_needs_escaping_is_recorded_exactly_in_both_formats() {
+    let merchant = "Café \"Zur Post\" \\ line\nbreak \u{1}";
+    let line = format!(
+        r#"{{"event_id":"pay-x","account_id":"a","amount":5,"currency":"EUR","merchant_category":{},"country":"DE","risk_score":0.5,"model_confidence":0.5,"model_version":"m"}}"#,
+        serde_json::to_string(merchant).unwrap()
+    );
+    let mut snapshots = Vec::new();
+    for format in [RecordFormat::Json, RecordFormat::Avro] {
+        let mut config = example_config();
+        config.output.format = format;
+        let p = Pipeline::from_config(&config).unwrap();
+        let mut out = Output::default();
+        let verdict = p.process(Some(line.as_bytes()), source(), now(), &mut out);
+        assert!(matches!(verdict, Verdict::Routed { .. }), "{verdict:?}");
+        let audit = AuditRecord::read(format, &out.audit).unwrap();
+        let mut again = Vec::new();
+        audit.write(format, &mut again).unwrap();
+        assert_eq!(again, out.audit, "{format:?}: canonical encoding");
+        let snapshot: serde_json::Value = serde_json::from_str(&audit.input_snapshot).unwrap();
+        assert_eq!(snapshot["merchant_category"], merchant, "{format:?}");
+        assert_eq!(snapshot["account_id"], "[redacted]", "{format:?}");
+        snapshots.push(audit.input_snapshot.into_owned());
+    }
+    assert_eq!(snapshots[0], snapshots[1], "the same snapshot whatever the encoding");
 }
 
 fn reason_of(p: &Pipeline, payload: Option<&[u8]>) -> RejectReason {

@@ -1,0 +1,284 @@
+//! Laid-out JSON encodings of the two records written for every event: the routed record and
+//! the audit record.
+//!
+//! serde_json's derived encoding escapes every field name of every record, since it cannot know
+//! they are constants; on the router's hot path that was most of the encoding time. These
+//! writers put the same bytes with the field names as constants and escape only the values.
+//! The tests check them byte for byte against serde_json's encoding, which matters beyond speed:
+//! the audit chain hashes the canonical encoding, and verification recomputes it with
+//! serde_json ([`AuditRecord::digest`]), so a difference would show as a broken chain.
+
+use crate::audit::AuditRecord;
+use crate::routed::{Contribution, RoutedRecord};
+
+/// One JSON object being written.
+struct Object<'o> {
+    out: &'o mut Vec<u8>,
+    first: bool,
+}
+
+impl<'o> Object<'o> {
+    fn begin(out: &'o mut Vec<u8>) -> Self {
+        out.push(b'{');
+        Object { out, first: true }
+    }
+
+    /// `"name":` (names are plain ASCII identifiers: nothing to escape).
+    fn key(&mut self, name: &'static str) -> &mut Vec<u8> {
+        debug_assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        self.out.push(b'"');
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b"\":");
+        self.out
+    }
+
+    fn str(&mut self, name: &'static str, value: &str) {
+        put_str(self.key(name), value);
+    }
+
+    fn opt_str(&mut self, name: &'static str, value: Option<&str>) {
+        match value {
+            Some(v) => self.str(name, v),
+            None => self.key(name).extend_from_slice(b"null"),
+        }
+    }
+
+    /// A string whose JSON-escaped contents are given (written between quotes as they are).
+    fn escaped_str(&mut self, name: &'static str, escaped: &[u8]) {
+        let out = self.key(name);
+        out.push(b'"');
+        out.extend_from_slice(escaped);
+        out.push(b'"');
+    }
+
+    fn bool(&mut self, name: &'static str, value: bool) {
+        self.key(name).extend_from_slice(if value { b"true" } else { b"false" });
+    }
+
+    fn f64(&mut self, name: &'static str, value: f64) {
+        put_number(self.key(name), &value);
+    }
+
+    fn opt_f64(&mut self, name: &'static str, value: Option<f64>) {
+        put_number(self.key(name), &value);
+    }
+
+    fn i64(&mut self, name: &'static str, value: i64) {
+        put_number(self.key(name), &value);
+    }
+
+    fn opt_i64(&mut self, name: &'static str, value: Option<i64>) {
+        put_number(self.key(name), &value);
+    }
+
+    fn explanation(&mut self, name: &'static str, items: &[Contribution<'_>]) {
+        let out = self.key(name);
+        out.push(b'[');
+        for (i, c) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let mut item = Object::begin(out);
+            item.str("feature", &c.feature);
+            item.f64("contribution", c.contribution);
+            item.end();
+        }
+        out.push(b']');
+    }
+
+    /// Already-encoded JSON text as the value.
+    fn raw(&mut self, name: &'static str, json: &[u8]) {
+        self.key(name).extend_from_slice(json);
+    }
+
+    fn end(self) {
+        self.out.push(b'}');
+    }
+}
+
+/// A JSON string; most values need no escaping and are copied as they are.
+fn put_str(out: &mut Vec<u8>, value: &str) {
+    if value.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        // Writing to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, value);
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'"');
+    }
+}
+
+/// A number (or `null`) exactly as serde_json writes it (non-finite floats are `null`).
+fn put_number<T: serde::Serialize>(out: &mut Vec<u8>, value: &T) {
+    let _ = serde_json::to_writer(&mut *out, value);
+}
+
+impl AuditRecord<'_> {
+    /// Appends the JSON encoding (what serde_json writes for the record). With `escaped_snapshot`,
+    /// that is written as the contents of `input_snapshot` instead of the field's own value.
+    pub(crate) fn lay_json(&self, escaped_snapshot: Option<&[u8]>, out: &mut Vec<u8>) {
+        let mut o = Object::begin(out);
+        o.str("event_id", &self.event_id);
+        o.str("timestamp", &self.timestamp);
+        o.str("actor", &self.actor);
+        o.opt_str("actor_role", self.actor_role.as_deref());
+        o.str("action", &self.action);
+        o.str("decision", &self.decision);
+        o.opt_str("rule", self.rule.as_deref());
+        o.bool("guardrail", self.guardrail);
+        o.opt_str("policy_version", self.policy_version.as_deref());
+        o.opt_str("model_version", self.model_version.as_deref());
+        o.opt_f64("risk_score", self.risk_score);
+        o.opt_f64("confidence", self.confidence);
+        o.explanation("explanation", &self.explanation);
+        match escaped_snapshot {
+            Some(escaped) => o.escaped_str("input_snapshot", escaped),
+            None => o.str("input_snapshot", &self.input_snapshot),
+        }
+        o.opt_str("rationale", self.rationale.as_deref());
+        o.opt_i64("sla_expected_ms", self.sla_expected_ms);
+        o.opt_i64("sla_actual_ms", self.sla_actual_ms);
+        o.str("source_topic", &self.source_topic);
+        o.i64("source_partition", i64::from(self.source_partition));
+        o.i64("source_offset", self.source_offset);
+        o.opt_i64("chain_seq", self.chain_seq);
+        o.opt_str("chain_prev", self.chain_prev.as_deref());
+        o.opt_str("chain_hash", self.chain_hash.as_deref());
+        o.end();
+    }
+}
+
+impl RoutedRecord<'_, ()> {
+    /// Appends the JSON encoding with `event` (JSON text) as the event.
+    pub(crate) fn lay_json(&self, event: &[u8], out: &mut Vec<u8>) {
+        let mut o = Object::begin(out);
+        o.str("event_id", &self.event_id);
+        o.str("route", self.route.as_str());
+        o.str("rule", &self.rule);
+        o.bool("guardrail", self.guardrail);
+        o.f64("risk_score", self.risk_score);
+        o.f64("confidence", self.confidence);
+        o.str("model_version", &self.model_version);
+        o.str("policy_version", &self.policy_version);
+        o.explanation("explanation", &self.explanation);
+        o.i64("routed_at", self.routed_at);
+        o.opt_i64("sla_deadline", self.sla_deadline);
+        o.str("event_format", self.event_format.as_str());
+        o.raw("event", event);
+        o.end();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::audit::AuditRecord;
+    use crate::routed::{Contribution, EventFormat, RoutedRecord};
+    use crate::Route;
+
+    /// Values that exercise every escape serde_json makes, and none.
+    const TEXTS: [&str; 4] = ["plain", "quote \" and backslash \\", "line\nfeed\ttab\u{1}\u{1f}", "Zürich ✓"];
+
+    fn audits() -> Vec<AuditRecord<'static>> {
+        let mut records = Vec::new();
+        for (i, text) in TEXTS.iter().enumerate() {
+            let full = AuditRecord {
+                event_id: (*text).into(),
+                timestamp: "2026-11-21T06:00:00.000Z".into(),
+                actor: (*text).into(),
+                actor_role: Some((*text).into()),
+                action: "route".into(),
+                decision: (*text).into(),
+                rule: Some((*text).into()),
+                guardrail: i % 2 == 0,
+                policy_version: Some("p".into()),
+                model_version: Some((*text).into()),
+                risk_score: Some([0.1, 1.0, f64::NAN, -2.5e-9][i]),
+                confidence: Some(0.25),
+                explanation: vec![
+                    Contribution { feature: (*text).into(), contribution: 1.5 },
+                    Contribution { feature: "b".into(), contribution: f64::INFINITY },
+                ],
+                input_snapshot: format!("{{\"x\":{}}}", serde_json::to_string(text).unwrap()).into(),
+                rationale: Some((*text).into()),
+                sla_expected_ms: Some(i64::MAX),
+                sla_actual_ms: Some(-1),
+                source_topic: (*text).into(),
+                source_partition: i32::MIN,
+                source_offset: 42,
+                chain_seq: Some(7),
+                chain_prev: Some("00".into()),
+                chain_hash: Some("ff".into()),
+            };
+            let empty = AuditRecord {
+                actor_role: None,
+                rule: None,
+                policy_version: None,
+                model_version: None,
+                risk_score: None,
+                confidence: None,
+                explanation: vec![],
+                rationale: None,
+                sla_expected_ms: None,
+                sla_actual_ms: None,
+                chain_seq: None,
+                chain_prev: None,
+                chain_hash: None,
+                ..full.clone()
+            };
+            records.extend([full, empty]);
+        }
+        records
+    }
+
+    #[test]
+    fn audit_records_lay_out_as_serde_json_encodes_them() {
+        for record in audits() {
+            let mut laid = Vec::new();
+            record.lay_json(None, &mut laid);
+            assert_eq!(String::from_utf8(laid).unwrap(), serde_json::to_string(&record).unwrap());
+        }
+    }
+
+    #[test]
+    fn an_escaped_snapshot_lays_out_as_the_snapshot_would() {
+        for record in audits() {
+            let encoded = serde_json::to_string(&record.input_snapshot).unwrap();
+            let mut laid = Vec::new();
+            record.lay_json(Some(&encoded.as_bytes()[1..encoded.len() - 1]), &mut laid);
+            assert_eq!(String::from_utf8(laid).unwrap(), serde_json::to_string(&record).unwrap());
+        }
+    }
+
+    #[test]
+    fn routed_records_lay_out_as_serde_json_encodes_them() {
+        let event = serde_json::json!({"amount": 12.5, "note": "a \"b\""});
+        for (i, text) in TEXTS.iter().enumerate() {
+            let record = RoutedRecord {
+                event_id: (*text).into(),
+                route: Route::ALL[i],
+                rule: (*text).into(),
+                guardrail: i % 2 == 1,
+                risk_score: [0.93, f64::NAN, 0.0, 1e300][i],
+                confidence: 0.5,
+                model_version: (*text).into(),
+                policy_version: "p".into(),
+                explanation: if i == 0 {
+                    vec![]
+                } else {
+                    vec![Contribution { feature: (*text).into(), contribution: -0.5 }]
+                },
+                routed_at: 1_790_000_000_000,
+                sla_deadline: [None, Some(5)][i % 2],
+                event_format: [EventFormat::Json, EventFormat::Avro][i % 2],
+                event: (),
+            };
+            let mut laid = Vec::new();
+            record.lay_json(event.to_string().as_bytes(), &mut laid);
+            assert_eq!(String::from_utf8(laid).unwrap(), serde_json::to_string(&record.with_event(&event)).unwrap());
+        }
+    }
+}
