@@ -19,15 +19,21 @@ fn the_benchmark_harness_runs_its_short_mode_and_reports_every_figure() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    for line in ["pass-through", "router", "latency at", "join:"] {
+    for line in ["pass-through", "same records", "router over same records", "latency at", "join:"] {
         assert!(stdout.contains(line), "the table lacks {line}:\n{stdout}");
     }
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    for phase in ["pass_through", "router"] {
+    for phase in ["pass_through", "same_records", "router"] {
         assert!(report[phase]["events"].as_u64() > Some(19_000), "{phase}: {report}");
         assert!(report[phase]["events_per_second"].as_f64() > Some(0.0), "{phase}: {report}");
         assert!(report[phase]["cpu_seconds_per_million"].as_f64() > Some(0.0), "{phase}: {report}");
     }
+    // The same-records baseline writes what the router writes: an audit record per event, larger
+    // than the routed record, and a changelog entry for the events in review.
+    let shape = &report["shape"];
+    assert!(shape["audit_bytes"].as_u64() > shape["routed_bytes"].as_u64(), "{report}");
+    assert!(shape["changelog_share"].as_f64().is_some_and(|s| s > 0.05 && s < 0.5), "{report}");
+    assert!(report["ratio_to_same_records"].as_f64() > Some(0.0), "{report}");
     assert!(report["latency_samples"].as_u64() > Some(0), "{report}");
     assert!(report["latency_p99_ms"].as_f64() >= report["latency_p50_ms"].as_f64(), "{report}");
     // Decisions for events in review, every one joined.

@@ -3,6 +3,8 @@
 //! 1. preloads the input topic with the reference example's synthetic payments (fixed seed);
 //! 2. **pass-through**: a bare consume → produce loop with the router's own client settings
 //!    copies the input to one output topic (the practical limit of the broker and client);
+//!    **same records**: the Kafka work the router does per event (its records, of their mean
+//!    sizes, and the audit chainer's transactional copy) without Tollgate's work ([`records`]);
 //! 3. **router**: the full router (routing loop, review join, audit chainer) routes the same
 //!    input, with a fresh consumer group, until every event is routed and its audit record
 //!    chained;
@@ -16,6 +18,7 @@
 //! latency percentiles) and can write it as JSON. Figures are measured, never asserted.
 
 pub mod join;
+pub mod records;
 
 use crate::synth::{produce, send_waiting, Load, Mix};
 use cpu_time::ProcessTime;
@@ -70,9 +73,15 @@ pub struct Report {
     pub events: u64,
     pub partitions: i32,
     pub pass_through: Phase,
+    /// The router's records without the router's work ([`records`]).
+    pub same_records: Phase,
+    /// The router's mean output per event, which `same_records` reproduces.
+    pub shape: records::Shape,
     pub router: Phase,
     /// Router events/s over pass-through events/s.
     pub ratio: f64,
+    /// Router events/s over same-records events/s.
+    pub ratio_to_same_records: f64,
     pub latency_rate: f64,
     pub latency_samples: usize,
     /// `append` when the broker stamped the records, else `create`.
@@ -99,7 +108,7 @@ impl Report {
             self.router_cpu_by_thread.iter().map(|(name, cpu)| format!("{name} {cpu:.1}")).collect();
         let j = &self.join;
         format!(
-            "{:<14} {:>10} {:>12} {:>8} {:>14} {:>9}\n{}{}router CPU s per M events by thread: {}\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {} samples, {} timestamps: p50 {}  p99 {}  max {}\n\njoin: {} decisions offered at {:.0}/s (asked {}/s), joined at {:.0}/s, {:.1} CPU s per M; lag max {} (first half) / {} (second half), {} at the end of production, drained {:.0} ms later (warm-up {:.0} ms)\n",
+            "{:<14} {:>10} {:>12} {:>8} {:>14} {:>9}\n{}{}{}router over same records: {:.2} (same records per event: routed {} B, audit {} B, changelog {} B for {:.1}% of events)\nrouter CPU s per M events by thread: {}\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {} samples, {} timestamps: p50 {}  p99 {}  max {}\n\njoin: {} decisions offered at {:.0}/s (asked {}/s), joined at {:.0}/s, {:.1} CPU s per M; lag max {} (first half) / {} (second half), {} at the end of production, drained {:.0} ms later (warm-up {:.0} ms)\n",
             "phase",
             "events",
             "events/s",
@@ -107,7 +116,13 @@ impl Report {
             "CPU s / M ev",
             "RSS MiB",
             row(&self.pass_through, 1.0),
+            row(&self.same_records, self.same_records.events_per_second / self.pass_through.events_per_second.max(1e-9)),
             row(&self.router, self.ratio),
+            self.ratio_to_same_records,
+            self.shape.routed_bytes,
+            self.shape.audit_bytes,
+            self.shape.changelog_bytes,
+            100.0 * self.shape.changelog_share,
             threads.join(", "),
             self.latency_rate,
             100.0 * self.latency_rate / self.router.events_per_second.max(1.0),
@@ -220,9 +235,20 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     config.validate()?;
     tollgate_router::kafka::ensure_topics(&config).await?;
     let copy_topic = format!("{run_id}.pass-through");
+    let same = records::Topics {
+        routed: format!("{run_id}.same-routed"),
+        intake: format!("{run_id}.same-intake"),
+        audit: format!("{run_id}.same-audit"),
+        changelog: format!("{run_id}.same-changelog"),
+    };
+    let specs: Vec<tollgate_common::kafka::TopicSpec> =
+        [&copy_topic, &same.routed, &same.intake, &same.audit, &same.changelog]
+            .into_iter()
+            .map(|name| tollgate_common::kafka::TopicSpec { name, compacted: false })
+            .collect();
     tollgate_common::kafka::ensure_topics(
         &tollgate_router::kafka::producer_config(&config),
-        &[tollgate_common::kafka::TopicSpec { name: &copy_topic, compacted: false }],
+        &specs,
         options.partitions,
         1,
     )
@@ -248,6 +274,15 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     let pass = {
         let (config, copy_topic, n, stop) = (config.clone(), copy_topic.clone(), options.events, shutdown.clone());
         tokio::task::spawn_blocking(move || pass_through(&config, &copy_topic, n, &stop)).await??
+    };
+    let shape = {
+        let (config, seed, sample) = (config.clone(), options.seed, options.events.min(20_000));
+        tokio::task::spawn_blocking(move || records::Shape::measure(&config, seed, sample)).await??
+    };
+    eprintln!("same records…");
+    let same_records = {
+        let (config, n, stop) = (config.clone(), options.events, shutdown.clone());
+        tokio::task::spawn_blocking(move || records::run(&config, &same, shape, n, &stop)).await??
     };
     eprintln!("router…");
     let threads_before = cpu_by_thread();
@@ -303,7 +338,10 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         events: options.events,
         partitions: options.partitions,
         ratio: router.events_per_second / pass.events_per_second.max(1e-9),
+        ratio_to_same_records: router.events_per_second / same_records.events_per_second.max(1e-9),
         pass_through: pass,
+        same_records,
+        shape,
         router,
         latency_rate: rate,
         latency_samples: samples.len(),

@@ -1,0 +1,221 @@
+//! The second baseline, "same records": the Kafka work the router does, without Tollgate's work
+//! in between.
+//!
+//! For each input record the router publishes a routed record and an audit intake record, and
+//! for an event entering review a changelog entry, which its review join reads back. Its audit
+//! chainer copies every intake record to the audit topic in transactions. This baseline moves the
+//! same records, of the router's mean sizes, with the same client settings, on three threads:
+//!
+//! 1. consume the input; produce a routed-sized and an audit-sized record per input record (keyed
+//!    like the input), and a changelog-sized one for the same share of records the policy sends
+//!    to review;
+//! 2. consume the audit copies and produce each to a second topic, committing the offsets in
+//!    transactions of the chainer's size;
+//! 3. read the changelog copies.
+//!
+//! Measured from the first input record read until stage 2 has committed every record. So the
+//! router's ratio to this baseline is the share of the client library's and broker's limit that
+//! Tollgate's own work leaves: what the pass-through ratio cannot separate, since the router
+//! must write three to four records per event where the pass-through writes one.
+
+use super::{phase, Phase};
+use crate::synth::{send_waiting, Mix, PaymentGenerator};
+use cpu_time::ProcessTime;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio_util::sync::CancellationToken;
+use tollgate_router::config::RouterConfig;
+use tollgate_router::pipeline::{Output, Pipeline, Source, Verdict};
+
+/// Records a transaction of stage 2 holds at most (the audit chainer's smallest batch).
+const CHAIN_BATCH: usize = 20_000;
+/// How long the phase may take.
+const LIMIT: Duration = Duration::from_secs(600);
+
+/// The router's mean output per input record, from routing a sample of the input in process.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Shape {
+    pub routed_bytes: usize,
+    pub audit_bytes: usize,
+    pub changelog_bytes: usize,
+    /// Share of input records that write a changelog entry.
+    pub changelog_share: f64,
+}
+
+impl Shape {
+    /// Routes the first `sample` events of the generator stream (the same seed as the preload).
+    pub fn measure(config: &RouterConfig, seed: u64, sample: u64) -> anyhow::Result<Shape> {
+        let pipeline = Pipeline::from_config(config)?;
+        let mut generator = PaymentGenerator::new(seed, Mix::default(), "bench");
+        let (mut buf, mut out, now) = (Vec::new(), Output::default(), SystemTime::now());
+        let (mut routed, mut audit, mut changelog, mut changes) = (0usize, 0usize, 0usize, 0u64);
+        for offset in 0..sample as i64 {
+            generator.next_into(&mut buf);
+            let source = Source { topic: &config.kafka.input_topic, partition: 0, offset };
+            // A rejected record's routed "record" is its dead letter, the original bytes.
+            let verdict = pipeline.process(Some(&buf), source, now, &mut out);
+            routed += if let Verdict::Routed { .. } = verdict { out.value.len() } else { buf.len() };
+            audit += out.audit.len();
+            if !out.changelog.is_empty() {
+                changelog += out.changelog.len();
+                changes += 1;
+            }
+        }
+        let n = sample.max(1) as usize;
+        Ok(Shape {
+            routed_bytes: routed / n,
+            audit_bytes: audit / n,
+            changelog_bytes: changelog / changes.max(1) as usize,
+            changelog_share: changes as f64 / n as f64,
+        })
+    }
+}
+
+/// The topics of the baseline (created by the caller).
+pub struct Topics {
+    pub routed: String,
+    pub intake: String,
+    pub audit: String,
+    pub changelog: String,
+}
+
+/// Runs the baseline on the preloaded input until `events` records went through every stage.
+pub fn run(
+    config: &RouterConfig,
+    topics: &Topics,
+    shape: Shape,
+    events: u64,
+    stop: &CancellationToken,
+) -> anyhow::Result<Phase> {
+    let chained = Arc::new(AtomicU64::new(0));
+    let started: Arc<std::sync::OnceLock<(Instant, ProcessTime)>> = Arc::default();
+    let deadline = Instant::now() + LIMIT;
+    let done = stop.child_token();
+    std::thread::scope(|s| -> anyhow::Result<Phase> {
+        let copy = s.spawn(|| copy_input(config, topics, shape, events, &started, deadline, &done));
+        let chain = s.spawn(|| chain_copies(config, topics, events, &chained, deadline, &done));
+        let read = s.spawn(|| read_copies(config, &topics.changelog, &done));
+        let chain_result = chain.join().map_err(|_| anyhow::anyhow!("the chain stage panicked"))?;
+        // Stage 2 is last: once it is done (or failed), the others stop too.
+        let wall_cpu = started.get().map(|(w, c)| (w.elapsed(), c.elapsed()));
+        done.cancel();
+        copy.join().map_err(|_| anyhow::anyhow!("the copy stage panicked"))??;
+        read.join().map_err(|_| anyhow::anyhow!("the read stage panicked"))??;
+        chain_result?;
+        let (wall, cpu) = wall_cpu.unwrap_or_default();
+        Ok(phase("same records", chained.load(Ordering::Acquire), wall, cpu))
+    })
+}
+
+/// Stage 1: the routing loop's records.
+fn copy_input(
+    config: &RouterConfig,
+    topics: &Topics,
+    shape: Shape,
+    events: u64,
+    started: &std::sync::OnceLock<(Instant, ProcessTime)>,
+    deadline: Instant,
+    done: &CancellationToken,
+) -> anyhow::Result<()> {
+    let mut settings = tollgate_router::kafka::consumer_config(config);
+    settings.set("group.id", format!("{}.same-records", config.kafka.group_id)).set("enable.auto.offset.store", "true");
+    let consumer: BaseConsumer = settings.create()?;
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        tollgate_router::kafka::producer_config(config).create()?;
+    consumer.subscribe(&[&config.kafka.input_topic])?;
+    let (routed, audit, changelog) =
+        (vec![b'r'; shape.routed_bytes], vec![b'a'; shape.audit_bytes], vec![b'c'; shape.changelog_bytes]);
+    let mut copied = 0u64;
+    while copied < events && Instant::now() < deadline && !done.is_cancelled() {
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else { continue };
+        let m = m?;
+        started.get_or_init(|| (Instant::now(), ProcessTime::now()));
+        let key = m.key().unwrap_or_default();
+        send_waiting(&producer, BaseRecord::to(&topics.routed).key(key).payload(routed.as_slice()), done)?;
+        send_waiting(&producer, BaseRecord::to(&topics.intake).key(key).payload(audit.as_slice()), done)?;
+        // The same share as the router, spread evenly.
+        let before = (copied as f64 * shape.changelog_share) as u64;
+        if ((copied + 1) as f64 * shape.changelog_share) as u64 > before {
+            send_waiting(&producer, BaseRecord::to(&topics.changelog).key(key).payload(changelog.as_slice()), done)?;
+        }
+        copied += 1;
+    }
+    producer.flush(Duration::from_secs(60))?;
+    Ok(())
+}
+
+/// Stage 2: the audit chainer's copy, in transactions.
+fn chain_copies(
+    config: &RouterConfig,
+    topics: &Topics,
+    events: u64,
+    chained: &AtomicU64,
+    deadline: Instant,
+    done: &CancellationToken,
+) -> anyhow::Result<()> {
+    let timeout = Duration::from_secs(30);
+    let mut producer_settings = tollgate_router::kafka::producer_config(config);
+    producer_settings.set("transactional.id", format!("{}.same-records", config.kafka.group_id));
+    let producer: ThreadedProducer<DefaultProducerContext> = producer_settings.create()?;
+    producer.init_transactions(timeout)?;
+    let mut settings = tollgate_router::kafka::consumer_config(config);
+    settings
+        .set("group.id", format!("{}.same-records-chain", config.kafka.group_id))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed");
+    let consumer: BaseConsumer = settings.create()?;
+    consumer.subscribe(&[&topics.intake])?;
+    while chained.load(Ordering::Acquire) < events && Instant::now() < deadline && !done.is_cancelled() {
+        let mut batch = Vec::with_capacity(CHAIN_BATCH);
+        let mut wait = Duration::from_millis(100);
+        while batch.len() < CHAIN_BATCH {
+            match consumer.poll(wait) {
+                Some(m) => batch.push(m?),
+                None => break,
+            }
+            wait = Duration::ZERO;
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        producer.begin_transaction()?;
+        let mut next = std::collections::BTreeMap::new();
+        for m in &batch {
+            let record = BaseRecord::to(&topics.audit)
+                .partition(m.partition())
+                .key(m.key().unwrap_or_default())
+                .payload(m.payload().unwrap_or_default());
+            send_waiting(&producer, record, done)?;
+            next.insert(m.partition(), m.offset() + 1);
+        }
+        let mut offsets = TopicPartitionList::new();
+        for (partition, offset) in next {
+            offsets.add_partition_offset(&topics.intake, partition, Offset::Offset(offset))?;
+        }
+        let group = consumer.group_metadata().ok_or_else(|| anyhow::anyhow!("no consumer group metadata"))?;
+        producer.flush(timeout)?;
+        producer.send_offsets_to_transaction(&offsets, &group, timeout)?;
+        producer.commit_transaction(timeout)?;
+        chained.fetch_add(batch.len() as u64, Ordering::AcqRel);
+    }
+    Ok(())
+}
+
+/// Stage 3: the review join reading the changelog back.
+fn read_copies(config: &RouterConfig, topic: &str, done: &CancellationToken) -> anyhow::Result<()> {
+    let mut settings = tollgate_router::kafka::consumer_config(config);
+    settings.set("group.id", format!("{}.same-records-read", config.kafka.group_id));
+    let consumer: BaseConsumer = settings.create()?;
+    consumer.subscribe(&[topic])?;
+    while !done.is_cancelled() {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            m?;
+        }
+    }
+    Ok(())
+}
