@@ -191,7 +191,8 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let mut prev = tollgate_schemas::audit::GENESIS.to_owned();
             for (i, a) in audits.iter().enumerate() {
-                let mut record = tollgate_schemas::AuditRecord::read(tollgate_schemas::RecordFormat::Json, a).unwrap();
+                let mut record =
+                    tollgate_schemas::AuditRecord::read_borrowed(tollgate_schemas::RecordFormat::Json, a).unwrap();
                 buf.clear();
                 prev = record.seal_and_write(i as i64, &prev, tollgate_schemas::RecordFormat::Json, &mut buf).unwrap();
             }

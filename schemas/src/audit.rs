@@ -1,9 +1,11 @@
 //! The audit record: one entry of the trail auditors read to reconstruct every decision.
 
 use crate::routed::Contribution;
+use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
+use std::fmt;
 
 /// What an audit record records. Stored as its name (a string) so later actions can be added
 /// without breaking readers of older records.
@@ -73,31 +75,43 @@ impl AuditAction {
 /// The record published on `tollgate.audit`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditRecord<'a> {
+    #[serde(borrow)]
     pub event_id: Cow<'a, str>,
     /// RFC 3339 (ISO 8601) in UTC with millisecond precision.
+    #[serde(borrow)]
     pub timestamp: Cow<'a, str>,
     /// `policy` for routing decisions, `router` for refused input, otherwise a reviewer id.
+    #[serde(borrow)]
     pub actor: Cow<'a, str>,
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     pub actor_role: Option<Cow<'a, str>>,
     /// An [`AuditAction`] name.
+    #[serde(borrow)]
     pub action: Cow<'a, str>,
     /// The route taken, or for dead letters the reason.
+    #[serde(borrow)]
     pub decision: Cow<'a, str>,
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     pub rule: Option<Cow<'a, str>>,
     pub guardrail: bool,
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     pub policy_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     pub model_version: Option<Cow<'a, str>>,
     pub risk_score: Option<f64>,
     pub confidence: Option<f64>,
     pub explanation: Vec<Contribution<'a>>,
     /// JSON object of the event fields the decision used, with configured fields redacted; for
     /// the gateway's records, exactly the fields the reviewer was shown.
+    #[serde(borrow)]
     pub input_snapshot: Cow<'a, str>,
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     pub rationale: Option<Cow<'a, str>>,
     /// The SLA the decision set (ms), for review routes.
     pub sla_expected_ms: Option<i64>,
     /// How long the decision actually took (ms), once known.
     pub sla_actual_ms: Option<i64>,
+    #[serde(borrow)]
     pub source_topic: Cow<'a, str>,
     pub source_partition: i32,
     pub source_offset: i64,
@@ -105,17 +119,84 @@ pub struct AuditRecord<'a> {
     #[serde(default)]
     pub chain_seq: Option<i64>,
     /// Hash of the previous record of the partition ([`GENESIS`] for the first).
-    #[serde(default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     pub chain_prev: Option<Cow<'a, str>>,
     /// Hash of this record: see [`AuditRecord::digest`].
-    #[serde(default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     pub chain_hash: Option<Cow<'a, str>>,
+}
+
+/// An optional string, borrowed from the input when it has no escapes (serde borrows a plain
+/// `Cow<str>` field with `#[serde(borrow)]`, but not one inside an `Option`).
+fn borrowed_opt<'de: 'a, 'a, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Cow<'a, str>>, D::Error> {
+    struct Text;
+    impl<'de> Visitor<'de> for Text {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string or null")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+            deserializer.deserialize_str(self)
+        }
+        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(v)))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_owned())))
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v)))
+        }
+    }
+    deserializer.deserialize_option(Text)
 }
 
 /// The `chain_prev` of a partition's first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 impl AuditRecord<'_> {
+    /// The record with every field owned (no longer borrowing what it was read from).
+    pub fn into_owned(self) -> AuditRecord<'static> {
+        fn own(text: Cow<'_, str>) -> Cow<'static, str> {
+            Cow::Owned(text.into_owned())
+        }
+        AuditRecord {
+            event_id: own(self.event_id),
+            timestamp: own(self.timestamp),
+            actor: own(self.actor),
+            actor_role: self.actor_role.map(own),
+            action: own(self.action),
+            decision: own(self.decision),
+            rule: self.rule.map(own),
+            guardrail: self.guardrail,
+            policy_version: self.policy_version.map(own),
+            model_version: self.model_version.map(own),
+            risk_score: self.risk_score,
+            confidence: self.confidence,
+            explanation: self
+                .explanation
+                .into_iter()
+                .map(|c| Contribution { feature: own(c.feature), contribution: c.contribution })
+                .collect(),
+            input_snapshot: own(self.input_snapshot),
+            rationale: self.rationale.map(own),
+            sla_expected_ms: self.sla_expected_ms,
+            sla_actual_ms: self.sla_actual_ms,
+            source_topic: own(self.source_topic),
+            source_partition: self.source_partition,
+            source_offset: self.source_offset,
+            chain_seq: self.chain_seq,
+            chain_prev: self.chain_prev.map(own),
+            chain_hash: self.chain_hash.map(own),
+        }
+    }
+
     /// Hex SHA-256 of the record's JSON encoding with `chain_hash` left out (null). Every other
     /// field is covered, `chain_seq` and `chain_prev` included, so a record cannot be edited,
     /// moved or re-linked without changing it. The JSON encoding is the canonical form whatever
@@ -126,7 +207,7 @@ impl AuditRecord<'_> {
         unsealed.chain_hash = None;
         // Serialising plain data to a Vec cannot fail.
         let bytes = serde_json::to_vec(&unsealed).unwrap_or_default();
-        hex::encode(Sha256::digest(&bytes))
+        sha256_hex(&bytes)
     }
 
     /// Links the record after `prev` at position `seq` and sets its hash.
@@ -150,7 +231,7 @@ impl AuditRecord<'_> {
         self.chain_hash = None;
         let start = out.len();
         self.lay_json(None, out);
-        let hash = hex::encode(Sha256::digest(&out[start..]));
+        let hash = sha256_hex(&out[start..]);
         // `chain_hash` is the last field: the canonical form ends with `"chain_hash":null}`.
         const UNSEALED_END: &[u8] = b"null}";
         match format {
@@ -169,4 +250,12 @@ impl AuditRecord<'_> {
         }
         Ok(hash)
     }
+}
+
+/// Hex SHA-256 of `bytes` (lower case).
+fn sha256_hex(bytes: &[u8]) -> String {
+    let mut hex = [0u8; 64];
+    // 32 bytes always fit in 64 hex digits, which are ASCII.
+    let _ = hex::encode_to_slice(Sha256::digest(bytes), &mut hex);
+    String::from_utf8_lossy(&hex).into_owned()
 }

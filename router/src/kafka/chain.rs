@@ -254,7 +254,7 @@ impl Chainer<'_> {
             loop {
                 match reader.poll(Duration::from_millis(50)) {
                     Some(Ok(m)) => {
-                        last = parse(m.payload()).ok();
+                        last = parse(m.payload()).ok().map(AuditRecord::into_owned);
                         quiet_since = Some(std::time::Instant::now());
                     }
                     Some(Err(e)) => return Err(e),
@@ -347,9 +347,10 @@ impl Chainer<'_> {
     }
 }
 
-fn parse(payload: Option<&[u8]>) -> Result<AuditRecord<'static>, String> {
+/// Decodes an audit record, borrowing from `payload` where it can.
+fn parse(payload: Option<&[u8]>) -> Result<AuditRecord<'_>, String> {
     let bytes = payload.filter(|p| !p.is_empty()).ok_or("the record has no value")?;
-    AuditRecord::read(RecordFormat::of(bytes), bytes).map_err(|e| format!("not an audit record: {e}"))
+    AuditRecord::read_borrowed(RecordFormat::of(bytes), bytes).map_err(|e| format!("not an audit record: {e}"))
 }
 
 fn dead_letter_headers(topic: &str, m: &BorrowedMessage<'_>, why: &str) -> OwnedHeaders {
