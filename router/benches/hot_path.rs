@@ -167,8 +167,8 @@ fn bench(c: &mut Criterion) {
         group.throughput(Throughput::Elements(case.events.len() as u64));
         group.bench_function(case.name, |b| b.iter(|| run(case, &mut out, now)));
     }
-    // The audit chainer's work per record: decode the intake record, link it (SHA-256 of its
-    // canonical JSON), encode it for the audit topic.
+    // The audit chainer's work per record: decode the intake record (Avro), link it (SHA-256 of
+    // its canonical JSON), encode it for the audit topic (JSON).
     let audits: Vec<Vec<u8>> = {
         let mut out = Output::default();
         cases[0]
@@ -192,7 +192,7 @@ fn bench(c: &mut Criterion) {
             let mut prev = tollgate_schemas::audit::GENESIS.to_owned();
             for (i, a) in audits.iter().enumerate() {
                 let mut record =
-                    tollgate_schemas::AuditRecord::read_borrowed(tollgate_schemas::RecordFormat::Json, a).unwrap();
+                    tollgate_schemas::AuditRecord::read_borrowed(tollgate_schemas::RecordFormat::of(a), a).unwrap();
                 buf.clear();
                 prev = record.seal_and_write(i as i64, &prev, tollgate_schemas::RecordFormat::Json, &mut buf).unwrap();
             }

@@ -10,7 +10,7 @@ use crate::fields::{EventFields, FieldId, FieldRegistry, FieldValue};
 use crate::policy::{Policy, PolicyError};
 use crate::reject::{RejectReason, Rejection};
 use crate::score::{FieldScorer, LogisticModel, LogisticScorer, ModelError, Score, Scorer};
-use snapshot::{Form, SnapshotWriter};
+use snapshot::SnapshotWriter;
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::hash::Hasher;
@@ -279,7 +279,6 @@ impl Pipeline {
         let routed_at = millis(now);
         let sla = self.sla[decision.route as usize];
         let deadline = sla.map(|d| routed_at + d.as_millis() as i64);
-        let encode_err = |e: tollgate_schemas::CodecError| Rejection::new(RejectReason::EncodeFailed, e.to_string());
         let record = RecordParts {
             route: decision.route,
             rule: decision.rule,
@@ -297,9 +296,8 @@ impl Pipeline {
         let sampled = decision.route == Route::AutoCommit && self.sampled(&out.event_id);
         if decision.route.is_review() {
             let mut buf = std::mem::take(&mut out.changelog);
-            let written = self.write_change(&record, score, payload, post_verify, &out.event_id, &mut buf);
+            self.write_change(&record, score, payload, post_verify, &out.event_id, &mut buf);
             out.changelog = buf;
-            written.map_err(encode_err)?;
         } else if sampled {
             let async_sla = self.sla[Route::AsyncReview as usize];
             let sample = RecordParts {
@@ -310,10 +308,8 @@ impl Pipeline {
                 deadline: async_sla.map(|d| routed_at + d.as_millis() as i64),
             };
             let (mut value, mut change) = (std::mem::take(&mut out.sample), std::mem::take(&mut out.changelog));
-            let written =
-                self.write_routed(&sample, decoded, score, payload, &out.event_id, &mut value).and_then(|()| {
-                    self.write_change(&sample, score, payload, true, &out.event_id, &mut change).map_err(encode_err)
-                });
+            let written = self.write_routed(&sample, decoded, score, payload, &out.event_id, &mut value);
+            self.write_change(&sample, score, payload, true, &out.event_id, &mut change);
             (out.sample, out.changelog) = (value, change);
             written?;
         }
@@ -330,9 +326,8 @@ impl Pipeline {
             rationale: sampled.then_some(Cow::Borrowed("sampled for a post-verify review")),
             ..self.audit_base(out, source, "policy", AuditAction::Route, decision.route.as_str())
         };
-        let written = self.write_audit(audit, &out.snapshot, &mut buf);
+        self.write_audit(audit, &out.snapshot, &mut buf);
         out.audit = buf;
-        written.map_err(encode_err)?;
         let pre_accept = if post_verify { self.topics[Route::AutoCommit as usize].as_deref() } else { None };
         let sample = if sampled { self.topics[Route::AsyncReview as usize].as_deref() } else { None };
         Ok(Verdict::Routed {
@@ -412,7 +407,7 @@ impl Pipeline {
         post_verify: bool,
         event_id: &str,
         into: &mut Vec<u8>,
-    ) -> Result<(), tollgate_schemas::CodecError> {
+    ) {
         PendingChange {
             event_id: Cow::Borrowed(event_id),
             state: ChangeState::Pending,
@@ -434,7 +429,7 @@ impl Pipeline {
             event_format: self.event_format,
             event: AvroBytes(Cow::Borrowed(payload)),
         }
-        .write(into)
+        .write(into);
     }
 
     fn reject<'p>(
@@ -457,34 +452,18 @@ impl Pipeline {
             rationale: Some(Cow::Borrowed(&rejection.message)),
             ..self.audit_base(out, source, "router", AuditAction::DeadLetter, rejection.reason.as_str())
         };
-        if let Err(e) = self.write_audit(audit, &out.snapshot, &mut buf) {
-            // Our own record with plain strings always encodes; if it ever did not, say so loudly
-            // rather than publish an empty audit record.
-            tracing::error!(error = %e, "Encoding a dead-letter audit record failed.");
-        }
+        self.write_audit(audit, &out.snapshot, &mut buf);
         out.audit = buf;
         Verdict::Rejected(rejection)
     }
 
     /// Encodes `audit` (built by [`Pipeline::audit_base`]) with `snapshot` (written by
-    /// [`Pipeline::write_snapshot`]) into `into`.
-    fn write_audit(
-        &self,
-        audit: AuditRecord<'_>,
-        snapshot: &[u8],
-        into: &mut Vec<u8>,
-    ) -> Result<(), tollgate_schemas::CodecError> {
+    /// [`Pipeline::audit_prelude`]) into `into`, as the audit intake takes it.
+    fn write_audit(&self, audit: AuditRecord<'_>, snapshot: &[u8], into: &mut Vec<u8>) {
         into.clear();
-        match self.output_format {
-            RecordFormat::Json => {
-                audit.write_json_with_escaped_snapshot(snapshot, into);
-                Ok(())
-            }
-            RecordFormat::Avro => {
-                AuditRecord { input_snapshot: Cow::Borrowed(std::str::from_utf8(snapshot).unwrap_or("{}")), ..audit }
-                    .write(RecordFormat::Avro, into)
-            }
-        }
+        // The snapshot is JSON text written from `str` values.
+        let snapshot = std::str::from_utf8(snapshot).unwrap_or("{}");
+        AuditRecord { input_snapshot: Cow::Borrowed(snapshot), ..audit }.write_intake(into);
     }
 
     /// The audit record's common part: who decided what about which input, when. Its
@@ -526,14 +505,10 @@ impl Pipeline {
     }
 
     /// Prepares what every audit record carries: the snapshot of the event fields the decision
-    /// read in `out.snapshot` (in the form the audit record's encoding embeds), and the
-    /// timestamp in `out.timestamp` (formatted once per millisecond).
+    /// read in `out.snapshot`, and the timestamp in `out.timestamp` (formatted once per
+    /// millisecond).
     fn audit_prelude(&self, fields: Option<&EventFields>, now: SystemTime, out: &mut Output) {
-        let form = match self.output_format {
-            RecordFormat::Json => Form::Escaped,
-            RecordFormat::Avro => Form::Plain,
-        };
-        self.snapshot.write(fields, form, &mut out.snapshot);
+        self.snapshot.write(fields, &mut out.snapshot);
         let ms = millis(now);
         if out.timestamp_ms != Some(ms) {
             write_timestamp(now, &mut out.timestamp);

@@ -204,10 +204,7 @@ pub async fn watch(mut reloader: Reloader, shutdown: CancellationToken) {
         let Ok(Some(reloaded)) = reloader.check(trigger == "SIGHUP") else { continue };
         let record = reloader.audit_record(&reloaded, trigger);
         let mut value = Vec::new();
-        if let Err(e) = record.write(config.output.format, &mut value) {
-            tracing::error!(error = %e, "Encoding the policy-change audit record failed.");
-            continue;
-        }
+        record.write_intake(&mut value);
         if let Some(p) = &producer {
             let out = FutureRecord::to(&config.topics.audit_intake).key(record.event_id.as_ref()).payload(&value);
             if let Err((e, _)) = p.send(out, std::time::Duration::from_secs(30)).await {

@@ -230,7 +230,7 @@ impl AuditRecord<'_> {
         self.chain_prev = Some(Cow::Owned(prev.to_owned()));
         self.chain_hash = None;
         let start = out.len();
-        self.lay_json(None, out);
+        self.lay_json(out);
         let hash = sha256_hex(&out[start..]);
         // `chain_hash` is the last field: the canonical form ends with `"chain_hash":null}`.
         const UNSEALED_END: &[u8] = b"null}";

@@ -1,6 +1,8 @@
 //! Laid-out JSON encodings of the two records written for every event: the routed record and
 //! the audit record.
 //!
+//! Also [`write_str`], the JSON string writer they use, for other hand-written JSON.
+//!
 //! serde_json's derived encoding escapes every field name of every record, since it cannot know
 //! they are constants; on the router's hot path that was most of the encoding time. These
 //! writers put the same bytes with the field names as constants and escape only the values.
@@ -37,7 +39,7 @@ impl<'o> Object<'o> {
     }
 
     fn str(&mut self, name: &'static str, value: &str) {
-        put_str(self.key(name), value);
+        write_str(self.key(name), value);
     }
 
     fn opt_str(&mut self, name: &'static str, value: Option<&str>) {
@@ -45,14 +47,6 @@ impl<'o> Object<'o> {
             Some(v) => self.str(name, v),
             None => self.key(name).extend_from_slice(b"null"),
         }
-    }
-
-    /// A string whose JSON-escaped contents are given (written between quotes as they are).
-    fn escaped_str(&mut self, name: &'static str, escaped: &[u8]) {
-        let out = self.key(name);
-        out.push(b'"');
-        out.extend_from_slice(escaped);
-        out.push(b'"');
     }
 
     fn bool(&mut self, name: &'static str, value: bool) {
@@ -100,8 +94,9 @@ impl<'o> Object<'o> {
     }
 }
 
-/// A JSON string; most values need no escaping and are copied as they are.
-fn put_str(out: &mut Vec<u8>, value: &str) {
+/// Appends `value` as a JSON string, exactly as serde_json writes it; most values need no
+/// escaping and are copied as they are.
+pub fn write_str(out: &mut Vec<u8>, value: &str) {
     if value.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
         // Writing to a Vec cannot fail.
         let _ = serde_json::to_writer(&mut *out, value);
@@ -118,9 +113,8 @@ fn put_number<T: serde::Serialize>(out: &mut Vec<u8>, value: &T) {
 }
 
 impl AuditRecord<'_> {
-    /// Appends the JSON encoding (what serde_json writes for the record). With `escaped_snapshot`,
-    /// that is written as the contents of `input_snapshot` instead of the field's own value.
-    pub(crate) fn lay_json(&self, escaped_snapshot: Option<&[u8]>, out: &mut Vec<u8>) {
+    /// Appends the JSON encoding (what serde_json writes for the record).
+    pub(crate) fn lay_json(&self, out: &mut Vec<u8>) {
         let mut o = Object::begin(out);
         o.str("event_id", &self.event_id);
         o.str("timestamp", &self.timestamp);
@@ -135,10 +129,7 @@ impl AuditRecord<'_> {
         o.opt_f64("risk_score", self.risk_score);
         o.opt_f64("confidence", self.confidence);
         o.explanation("explanation", &self.explanation);
-        match escaped_snapshot {
-            Some(escaped) => o.escaped_str("input_snapshot", escaped),
-            None => o.str("input_snapshot", &self.input_snapshot),
-        }
+        o.str("input_snapshot", &self.input_snapshot);
         o.opt_str("rationale", self.rationale.as_deref());
         o.opt_i64("sla_expected_ms", self.sla_expected_ms);
         o.opt_i64("sla_actual_ms", self.sla_actual_ms);
@@ -238,17 +229,7 @@ mod tests {
     fn audit_records_lay_out_as_serde_json_encodes_them() {
         for record in audits() {
             let mut laid = Vec::new();
-            record.lay_json(None, &mut laid);
-            assert_eq!(String::from_utf8(laid).unwrap(), serde_json::to_string(&record).unwrap());
-        }
-    }
-
-    #[test]
-    fn an_escaped_snapshot_lays_out_as_the_snapshot_would() {
-        for record in audits() {
-            let encoded = serde_json::to_string(&record.input_snapshot).unwrap();
-            let mut laid = Vec::new();
-            record.lay_json(Some(&encoded.as_bytes()[1..encoded.len() - 1]), &mut laid);
+            record.lay_json(&mut laid);
             assert_eq!(String::from_utf8(laid).unwrap(), serde_json::to_string(&record).unwrap());
         }
     }

@@ -115,7 +115,7 @@ impl Join<'_> {
                     chain_prev: None,
                     chain_hash: None,
                 };
-                let _ = record.write(self.config.output.format, &mut audit);
+                record.write_intake(&mut audit);
                 let audit_topic = self.config.topics.audit_intake.clone();
                 send(
                     self.producer,
@@ -351,9 +351,7 @@ impl Join<'_> {
             chain_hash: None,
         };
         self.audit.clear();
-        if let Err(e) = record.write(self.config.output.format, &mut self.audit) {
-            tracing::error!(error = %e, event_id, "Encoding a review audit record failed.");
-        }
+        record.write_intake(&mut self.audit);
         let topic = self.config.topics.audit_intake.clone();
         send(
             self.producer,
@@ -398,9 +396,7 @@ impl Join<'_> {
             event: AvroBytes(Cow::Borrowed(&[])),
         };
         self.buf.clear();
-        if let Err(e) = change.write(&mut self.buf) {
-            tracing::error!(error = %e, event_id, "Encoding a changelog entry failed.");
-        }
+        change.write(&mut self.buf);
         let key = format!("{event_id}{STATE_SUFFIX}");
         let topic = self.config.topics.pending_changelog.clone();
         let record = BaseRecord::with_opaque_to(&topic, Arc::clone(batch))
