@@ -13,7 +13,8 @@ fn the_benchmark_harness_runs_its_short_mode_and_reports_every_figure() {
     let json = std::env::temp_dir().join(common::unique("bench")).with_extension("json");
     let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
         .args(["bench", "--brokers", &broker.addr, "--short", "--latency-seconds", "2", "--partitions", "3"])
-        .args(["--consumer", "fetch.wait.max.ms=5", "--json"])
+        // nisshi completes a group join after about half the session timeout (23 s by default).
+        .args(["--consumer", "fetch.wait.max.ms=5", "--consumer", "session.timeout.ms=6000", "--json"])
         .arg(&json)
         .output()
         .unwrap();
