@@ -257,5 +257,5 @@ fn sha256_hex(bytes: &[u8]) -> String {
     let mut hex = [0u8; 64];
     // 32 bytes always fit in 64 hex digits, which are ASCII.
     let _ = hex::encode_to_slice(Sha256::digest(bytes), &mut hex);
-    String::from_utf8_lossy(&hex).into_owned()
+    String::from_utf8(hex.to_vec()).unwrap_or_default()
 }

@@ -20,12 +20,12 @@ use super::runner::{rewind, TxnError, TXN_TIMEOUT};
 use super::{consumer_config, poll_batch, producer_config, LoopError};
 use crate::config::RouterConfig;
 use crate::telemetry::Telemetry;
+use fnv::FnvHashMap;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -139,7 +139,7 @@ pub fn run_chain(config: &RouterConfig, telemetry: &Telemetry, shutdown: &Cancel
         .create_with_context(ChainConsumerContext { generation: AtomicU64::new(0), telemetry: telemetry.clone() })?;
     consumer.subscribe(&[&topics.audit_intake])?;
     tracing::info!(intake = %topics.audit_intake, audit = %topics.audit, "Chaining audit records.");
-    let mut chainer = Chainer { config, telemetry, heads: HashMap::new(), buf: Vec::new(), tail: None };
+    let mut chainer = Chainer { config, telemetry, heads: FnvHashMap::default(), buf: Vec::new(), tail: None };
     // Each batch is one transaction, whose commit is a round trip to the transaction coordinator:
     // larger batches than the routing loop's amortise it.
     let batch_size = config.processing.batch_size.max(CHAIN_BATCH);
@@ -188,7 +188,8 @@ pub fn run_chain(config: &RouterConfig, telemetry: &Telemetry, shutdown: &Cancel
 struct Chainer<'a> {
     config: &'a RouterConfig,
     telemetry: &'a Telemetry,
-    heads: HashMap<i32, Head>,
+    /// Per intake partition (looked up for every record: a fast hash).
+    heads: FnvHashMap<i32, Head>,
     buf: Vec<u8>,
     /// Reads an audit partition's last record when no head was committed with the offsets.
     tail: Option<BaseConsumer>,
@@ -298,7 +299,7 @@ impl Chainer<'_> {
         producer.context().failures.store(0, Ordering::Release);
         producer.begin_transaction()?;
         let topics = &self.config.topics;
-        let mut last: HashMap<i32, i64> = HashMap::new();
+        let mut last: FnvHashMap<i32, i64> = FnvHashMap::default();
         for m in messages {
             let partition = m.partition();
             let mut head = self.head(consumer, partition)?;
