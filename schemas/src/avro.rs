@@ -124,9 +124,8 @@ impl PendingChange<'_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::audit::AuditRecord;
     use crate::review::{ChangeState, PendingChange};
-    use crate::routed::{AvroBytes, Contribution, EventFormat};
+    use crate::routed::{AvroBytes, EventFormat};
     use crate::Route;
     use std::borrow::Cow;
 
@@ -164,59 +163,12 @@ mod tests {
 
     #[test]
     fn audit_records_lay_out_as_the_reference_library_encodes_them() {
-        let long_text = "x".repeat(300);
-        let texts = ["", "plain", "Zürich ✓ \"quoted\"", long_text.as_str()];
-        for (i, text) in texts.iter().enumerate() {
-            let full = AuditRecord {
-                event_id: (*text).into(),
-                timestamp: "2026-11-21T06:00:00.000Z".into(),
-                actor: (*text).into(),
-                actor_role: Some((*text).into()),
-                action: "route".into(),
-                decision: (*text).into(),
-                rule: Some((*text).into()),
-                guardrail: i % 2 == 0,
-                policy_version: Some("p".into()),
-                model_version: Some((*text).into()),
-                risk_score: Some([0.1, -0.0, 1e300, -2.5e-9][i]),
-                confidence: Some(0.25),
-                explanation: (0..i * 40)
-                    .map(|n| Contribution { feature: format!("f{n}").into(), contribution: n as f64 })
-                    .collect(),
-                input_snapshot: (*text).into(),
-                rationale: Some((*text).into()),
-                sla_expected_ms: Some([i64::MAX, i64::MIN, 0, 63][i]),
-                sla_actual_ms: Some([-1, 64, -65, 1 << 40][i]),
-                source_topic: (*text).into(),
-                source_partition: [i32::MIN, i32::MAX, 0, -1][i],
-                source_offset: 42,
-                chain_seq: Some(7),
-                chain_prev: Some("00".into()),
-                chain_hash: Some("ff".into()),
-            };
-            let empty = AuditRecord {
-                actor_role: None,
-                rule: None,
-                policy_version: None,
-                model_version: None,
-                risk_score: None,
-                confidence: None,
-                explanation: vec![],
-                rationale: None,
-                sla_expected_ms: None,
-                sla_actual_ms: None,
-                chain_seq: None,
-                chain_prev: None,
-                chain_hash: None,
-                ..full.clone()
-            };
-            for record in [full, empty] {
-                let mut laid = Vec::new();
-                record.lay_avro(&mut laid);
-                let mut reference = Vec::new();
-                apache_avro::write_avro_datum_ref(crate::codec::audit_schema(), &record, &mut reference).unwrap();
-                assert_eq!(laid, reference, "{record:?}");
-            }
+        for record in crate::fixtures::audit_records() {
+            let mut laid = Vec::new();
+            record.lay_avro(&mut laid);
+            let mut reference = Vec::new();
+            apache_avro::write_avro_datum_ref(crate::codec::audit_schema(), &record, &mut reference).unwrap();
+            assert_eq!(laid, reference, "{record:?}");
         }
     }
 }

@@ -166,68 +166,12 @@ impl RoutedRecord<'_, ()> {
 
 #[cfg(test)]
 mod tests {
-    use crate::audit::AuditRecord;
     use crate::routed::{Contribution, EventFormat, RoutedRecord};
     use crate::Route;
 
-    /// Values that exercise every escape serde_json makes, and none.
-    const TEXTS: [&str; 4] = ["plain", "quote \" and backslash \\", "line\nfeed\ttab\u{1}\u{1f}", "Zürich ✓"];
-
-    fn audits() -> Vec<AuditRecord<'static>> {
-        let mut records = Vec::new();
-        for (i, text) in TEXTS.iter().enumerate() {
-            let full = AuditRecord {
-                event_id: (*text).into(),
-                timestamp: "2026-11-21T06:00:00.000Z".into(),
-                actor: (*text).into(),
-                actor_role: Some((*text).into()),
-                action: "route".into(),
-                decision: (*text).into(),
-                rule: Some((*text).into()),
-                guardrail: i % 2 == 0,
-                policy_version: Some("p".into()),
-                model_version: Some((*text).into()),
-                risk_score: Some([0.1, 1.0, f64::NAN, -2.5e-9][i]),
-                confidence: Some(0.25),
-                explanation: vec![
-                    Contribution { feature: (*text).into(), contribution: 1.5 },
-                    Contribution { feature: "b".into(), contribution: f64::INFINITY },
-                ],
-                input_snapshot: format!("{{\"x\":{}}}", serde_json::to_string(text).unwrap()).into(),
-                rationale: Some((*text).into()),
-                sla_expected_ms: Some(i64::MAX),
-                sla_actual_ms: Some(-1),
-                source_topic: (*text).into(),
-                source_partition: i32::MIN,
-                source_offset: 42,
-                chain_seq: Some(7),
-                chain_prev: Some("00".into()),
-                chain_hash: Some("ff".into()),
-            };
-            let empty = AuditRecord {
-                actor_role: None,
-                rule: None,
-                policy_version: None,
-                model_version: None,
-                risk_score: None,
-                confidence: None,
-                explanation: vec![],
-                rationale: None,
-                sla_expected_ms: None,
-                sla_actual_ms: None,
-                chain_seq: None,
-                chain_prev: None,
-                chain_hash: None,
-                ..full.clone()
-            };
-            records.extend([full, empty]);
-        }
-        records
-    }
-
     #[test]
     fn audit_records_lay_out_as_serde_json_encodes_them() {
-        for record in audits() {
+        for record in crate::fixtures::audit_records() {
             let mut laid = Vec::new();
             record.lay_json(&mut laid);
             assert_eq!(String::from_utf8(laid).unwrap(), serde_json::to_string(&record).unwrap());
@@ -237,20 +181,20 @@ mod tests {
     #[test]
     fn routed_records_lay_out_as_serde_json_encodes_them() {
         let event = serde_json::json!({"amount": 12.5, "note": "a \"b\""});
-        for (i, text) in TEXTS.iter().enumerate() {
+        for (i, text) in crate::fixtures::texts().iter().take(4).enumerate() {
             let record = RoutedRecord {
-                event_id: (*text).into(),
+                event_id: text.clone().into(),
                 route: Route::ALL[i],
-                rule: (*text).into(),
+                rule: text.clone().into(),
                 guardrail: i % 2 == 1,
                 risk_score: [0.93, f64::NAN, 0.0, 1e300][i],
                 confidence: 0.5,
-                model_version: (*text).into(),
+                model_version: text.clone().into(),
                 policy_version: "p".into(),
                 explanation: if i == 0 {
                     vec![]
                 } else {
-                    vec![Contribution { feature: (*text).into(), contribution: -0.5 }]
+                    vec![Contribution { feature: text.clone().into(), contribution: -0.5 }]
                 },
                 routed_at: 1_790_000_000_000,
                 sla_deadline: [None, Some(5)][i % 2],

@@ -18,6 +18,8 @@ pub mod audit;
 mod avro;
 pub mod codec;
 pub mod decision;
+#[cfg(test)]
+mod fixtures;
 pub mod gateway;
 pub mod headers;
 pub mod json;
