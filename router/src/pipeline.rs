@@ -51,7 +51,7 @@ pub struct Source<'a> {
 pub struct Output {
     /// The encoded routed record (empty for rejected input).
     pub value: Vec<u8>,
-    /// The encoded audit record.
+    /// The audit record, encoded for the audit intake (an Avro datum whatever the output format).
     pub audit: Vec<u8>,
     /// The event id (also the audit record's key).
     pub event_id: String,
