@@ -62,18 +62,10 @@ impl RecordFormat {
 pub enum CodecError {
     #[error("JSON encoding or decoding failed: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("Avro encoding or decoding failed: {0}")]
-    Avro(#[from] Box<apache_avro::Error>),
     #[error("Avro encoding failed: {0}")]
     AvroWrite(#[from] serde_avro_fast::ser::SerError),
     #[error("Avro decoding failed: {0}")]
     AvroRead(#[from] serde_avro_fast::de::DeError),
-}
-
-impl From<apache_avro::Error> for CodecError {
-    fn from(e: apache_avro::Error) -> Self {
-        CodecError::Avro(Box::new(e))
-    }
 }
 
 /// One embedded contract, parsed for both Avro libraries.
