@@ -3,10 +3,12 @@
 //! Every record type has two encodings, chosen per deployment: JSON (one object per Kafka
 //! record) and Avro (a plain Avro datum of the embedded schema, no container header).
 //!
-//! Avro datums are written and read with `serde_avro_fast`, which walks a record's fields in
-//! schema order without a per-field map lookup or an intermediate value tree (these records are
-//! on the router's hot path). The schemas are also parsed by `apache_avro`, whose [`Schema`] is
-//! what this crate hands out and what the tests use as the reference decoder.
+//! The records written for every event are laid out by hand: the routed record's and the audit
+//! record's JSON ([`crate::json`]), the audit record's and the changelog entry's Avro
+//! (`avro.rs`). The other Avro datums are written and read with `serde_avro_fast`, which walks
+//! a record's fields in schema order without an intermediate value tree. The schemas are also
+//! parsed by `apache_avro`, whose [`Schema`] is what this crate hands out and what the tests use
+//! as the reference encoder.
 
 use crate::audit::AuditRecord;
 use crate::decision::ReviewDecision;
@@ -14,7 +16,6 @@ use crate::gateway::CaseGate;
 use crate::review::{EscalationRecord, PendingChange, ResolvedEvent};
 use crate::routed::{AvroBytes, RoutedRecord};
 use apache_avro::Schema;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
 
@@ -139,7 +140,7 @@ fn encode_avro<T: Serialize>(contract: &Contract, value: &T, out: &mut Vec<u8>) 
     Ok(())
 }
 
-fn decode_avro<T: DeserializeOwned>(contract: &Contract, bytes: &[u8]) -> Result<T, CodecError> {
+fn decode_avro<'a, T: Deserialize<'a>>(contract: &Contract, bytes: &'a [u8]) -> Result<T, CodecError> {
     Ok(serde_avro_fast::from_datum_slice(bytes, contract.fast())?)
 }
 
@@ -162,8 +163,13 @@ fn json_text(bytes: &[u8]) -> Result<&str, CodecError> {
     std::str::from_utf8(bytes).map_err(|e| CodecError::Json(serde::de::Error::custom(format!("not UTF-8: {e}"))))
 }
 
-/// Decodes a value written in `format` (Avro: a datum of `schema`).
-fn read_in<T: DeserializeOwned>(format: RecordFormat, contract: &Contract, bytes: &[u8]) -> Result<T, CodecError> {
+/// Decodes a value written in `format` (Avro: a datum of `schema`), borrowing from `bytes` what
+/// the type borrows.
+fn read_in<'a, T: Deserialize<'a>>(
+    format: RecordFormat,
+    contract: &Contract,
+    bytes: &'a [u8],
+) -> Result<T, CodecError> {
     match format {
         RecordFormat::Json => Ok(serde_json::from_str(json_text(bytes)?)?),
         RecordFormat::Avro => decode_avro(contract, bytes),
@@ -212,15 +218,10 @@ impl AuditRecord<'_> {
     /// Appends the record in `format` to `out`.
     pub fn write(&self, format: RecordFormat, out: &mut Vec<u8>) -> Result<(), CodecError> {
         match format {
-            RecordFormat::Json => {
-                self.lay_json(out);
-                Ok(())
-            }
-            RecordFormat::Avro => {
-                self.lay_avro(out);
-                Ok(())
-            }
+            RecordFormat::Json => self.lay_json(out),
+            RecordFormat::Avro => self.lay_avro(out),
         }
+        Ok(())
     }
 
     /// Appends the record as the router writes it to the audit intake topic: an Avro datum,
@@ -243,10 +244,7 @@ impl<'a> AuditRecord<'a> {
     /// Decodes an audit record written in `format`, borrowing its text from `bytes` where it
     /// has no escapes (the audit chainer reads every record once and writes it on at once).
     pub fn read_borrowed(format: RecordFormat, bytes: &'a [u8]) -> Result<Self, CodecError> {
-        match format {
-            RecordFormat::Json => Ok(serde_json::from_str(json_text(bytes)?)?),
-            RecordFormat::Avro => Ok(serde_avro_fast::from_datum_slice(bytes, AUDIT.fast())?),
-        }
+        read_in(format, &AUDIT, bytes)
     }
 }
 

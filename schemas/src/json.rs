@@ -1,7 +1,8 @@
 //! Laid-out JSON encodings of the two records written for every event: the routed record and
 //! the audit record.
 //!
-//! Also [`write_str`], the JSON string writer they use, for other hand-written JSON.
+//! Also [`write_str`] and [`write_number`], the value writers they use, for other hand-written
+//! JSON.
 //!
 //! serde_json's derived encoding escapes every field name of every record, since it cannot know
 //! they are constants; on the router's hot path that was most of the encoding time. These
@@ -54,19 +55,19 @@ impl<'o> Object<'o> {
     }
 
     fn f64(&mut self, name: &'static str, value: f64) {
-        put_number(self.key(name), &value);
+        write_number(self.key(name), &value);
     }
 
     fn opt_f64(&mut self, name: &'static str, value: Option<f64>) {
-        put_number(self.key(name), &value);
+        write_number(self.key(name), &value);
     }
 
     fn i64(&mut self, name: &'static str, value: i64) {
-        put_number(self.key(name), &value);
+        write_number(self.key(name), &value);
     }
 
     fn opt_i64(&mut self, name: &'static str, value: Option<i64>) {
-        put_number(self.key(name), &value);
+        write_number(self.key(name), &value);
     }
 
     fn explanation(&mut self, name: &'static str, items: &[Contribution<'_>]) {
@@ -107,8 +108,9 @@ pub fn write_str(out: &mut Vec<u8>, value: &str) {
     }
 }
 
-/// A number (or `null`) exactly as serde_json writes it (non-finite floats are `null`).
-fn put_number<T: serde::Serialize>(out: &mut Vec<u8>, value: &T) {
+/// Appends a number (or `null`) exactly as serde_json writes it (non-finite floats are `null`).
+pub fn write_number<T: serde::Serialize>(out: &mut Vec<u8>, value: &T) {
+    // Writing a number to a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, value);
 }
 

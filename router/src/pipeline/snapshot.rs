@@ -5,7 +5,7 @@
 //! text values are copied as they are unless they hold something to escape.
 
 use crate::fields::{EventFields, FieldId, FieldRegistry, FieldValue};
-use tollgate_schemas::json::write_str;
+use tollgate_schemas::json::{write_number, write_str};
 
 /// The snapshot's field names, ready to write, and which fields are redacted.
 #[derive(Debug, Clone)]
@@ -38,7 +38,7 @@ impl SnapshotWriter {
         out.push(b'{');
         if let Some(fields) = fields {
             let mut first = true;
-            for (i, names) in self.names.iter().enumerate() {
+            for (i, name) in self.names.iter().enumerate() {
                 let value = fields.get(FieldId(i));
                 if matches!(value, FieldValue::Missing) {
                     continue;
@@ -47,10 +47,10 @@ impl SnapshotWriter {
                     out.push(b',');
                 }
                 first = false;
-                out.extend_from_slice(names);
+                out.extend_from_slice(name);
                 match value {
                     _ if self.redacted[i] => write_str(out, "[redacted]"),
-                    FieldValue::Number(n) => put_number(out, *n),
+                    FieldValue::Number(n) => write_number(out, n),
                     FieldValue::Text(s) => write_str(out, s),
                     FieldValue::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
                     FieldValue::Other => write_str(out, "[non-scalar]"),
@@ -60,12 +60,6 @@ impl SnapshotWriter {
         }
         out.push(b'}');
     }
-}
-
-/// A number as serde_json writes an `f64` (`null` when it is not finite).
-fn put_number(out: &mut Vec<u8>, n: f64) {
-    // Writing an f64 to a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, &n);
 }
 
 #[cfg(test)]
