@@ -3,18 +3,18 @@
 //! 1. preloads the input topic with the reference example's synthetic payments (fixed seed);
 //! 2. **pass-through**: a bare consume → produce loop with the router's own client settings
 //!    copies the input to one output topic (the practical limit of the broker and client);
-//!    **same records**: the Kafka work the router does per event (its records, of their mean
+//! 3. **same records**: the Kafka work the router does per event (its records, of their mean
 //!    sizes, and the audit chainer's transactional copy) without Tollgate's work ([`records`]);
-//! 3. **router**: the full router (routing loop, review join, audit chainer) routes the same
+//! 4. **router**: the full router (routing loop, review join, audit chainer) routes the same
 //!    input, with a fresh consumer group, until every event is routed and its audit record
 //!    chained;
-//! 4. **latency**: the router (still running) gets live input at a fixed share of the rate it
+//! 5. **latency**: the router (still running) gets live input at a fixed share of the rate it
 //!    just sustained; the latency of each event is its routed record's broker timestamp minus
 //!    its input record's (append times where the broker sets them, else create times);
-//! 5. **join**: reviewer decisions for events waiting in review, at a fixed rate, and the
+//! 6. **join**: reviewer decisions for events waiting in review, at a fixed rate, and the
 //!    review join's lag behind them ([`join`]).
 //!
-//! It prints a table (events/s, ratio to the pass-through, CPU seconds per million events, RSS,
+//! It prints a table (events/s, ratios to both baselines, CPU seconds per million events, RSS,
 //! latency percentiles) and can write it as JSON. Figures are measured, never asserted.
 
 pub mod join;
