@@ -177,11 +177,14 @@ impl Pipeline {
             Json => (Decoder::json(registry.clone()), EventFormat::Json),
             Avro | AvroConfluent => {
                 let path = config.resolve(config.input.avro_schema.as_deref().unwrap_or_else(|| "".as_ref()));
-                let schema = apache_avro::Schema::parse_str(&read(path.clone())?)
+                let text = read(path.clone())?;
+                let schema = text
+                    .parse::<serde_avro_fast::Schema>()
                     .map_err(|e| PipelineError::AvroSchema { path, message: e.to_string() })?;
                 let confluent = config.input.format == AvroConfluent;
-                let decoder =
-                    Decoder::avro(registry.clone(), schema, confluent, config.input.confluent_schema_ids.clone());
+                let json_body = config.output.format == RecordFormat::Json;
+                let ids = config.input.confluent_schema_ids.clone();
+                let decoder = Decoder::avro(registry.clone(), schema, confluent, ids, json_body);
                 (decoder, EventFormat::Avro)
             }
         };
@@ -387,11 +390,25 @@ impl Pipeline {
                     routed!(()).write_json_with_event(text, into);
                     Ok(())
                 }
-                Body::Avro(v) => {
-                    let json = serde_json::Value::try_from(v.clone()).map_err(|e| {
-                        Rejection::new(RejectReason::EncodeFailed, format!("event has no JSON form: {e}"))
-                    })?;
-                    routed!(json).write_json(into)
+                Body::Avro(Some(json)) if !json.non_finite => {
+                    // Written from a record's strings and keys, which the decoder checked as
+                    // UTF-8, so this check does not fail.
+                    let text = std::str::from_utf8(&json.text)
+                        .map_err(|e| Rejection::new(RejectReason::EncodeFailed, e.to_string()))?;
+                    routed!(()).write_json_with_event(text, into);
+                    Ok(())
+                }
+                Body::Avro(Some(_)) => {
+                    return Err(Rejection::new(
+                        RejectReason::EncodeFailed,
+                        "event has no JSON form: it holds a NaN or an infinite number",
+                    ))
+                }
+                Body::Avro(None) => {
+                    return Err(Rejection::new(
+                        RejectReason::EncodeFailed,
+                        "the Avro event was decoded without its JSON form",
+                    ))
                 }
             },
         };

@@ -1,56 +1,86 @@
 //! Avro input: one datum of the configured schema per record, plain or in the Confluent wire
 //! format (magic byte 0, a big-endian 4-byte schema id, then the datum).
 
+use super::extract::{Extract, JsonOut, TopLevel};
 use super::{Body, Decoded};
 use crate::fields::{EventFields, FieldRegistry, FieldValue};
 use crate::reject::{RejectReason, Rejection};
-use apache_avro::types::Value;
-use apache_avro::Schema;
+use serde::de::DeserializeSeed;
+use serde_avro_fast::de::DeserializerState;
+use serde_avro_fast::Schema;
+use std::io::BufRead;
 
 /// Avro decoder state: the writer schema and the framing rules.
 #[derive(Debug)]
 pub struct AvroInput {
     registry: FieldRegistry,
+    top: TopLevel,
     schema: Schema,
     confluent: bool,
     accepted_ids: Vec<u32>,
+    json_body: bool,
 }
 
 impl AvroInput {
-    pub(super) fn new(registry: FieldRegistry, schema: Schema, confluent: bool, accepted_ids: Vec<u32>) -> Self {
-        AvroInput { registry, schema, confluent, accepted_ids }
+    pub(super) fn new(
+        registry: FieldRegistry,
+        schema: Schema,
+        confluent: bool,
+        accepted_ids: Vec<u32>,
+        json_body: bool,
+    ) -> Self {
+        let top = TopLevel::new(&registry);
+        AvroInput { registry, top, schema, confluent, accepted_ids, json_body }
     }
 
+    /// A decoder that only writes events' JSON forms (for records that show an Avro event as
+    /// JSON after routing, such as resolved records). Any Confluent schema id is accepted.
+    pub fn json_form_only(schema: Schema, confluent: bool) -> Self {
+        AvroInput::new(FieldRegistry::default(), schema, confluent, Vec::new(), true)
+    }
+
+    /// The JSON form of one datum; `None` when it does not decode, or holds a number JSON
+    /// cannot carry.
+    pub fn json_form(&self, payload: &[u8]) -> Option<Vec<u8>> {
+        match self.decode(payload).ok()?.body {
+            Body::Avro(Some(json)) if !json.non_finite => Some(json.text),
+            _ => None,
+        }
+    }
+
+    /// Decodes one datum in a single walk against the schema: the registered fields are read
+    /// (text borrowed from the record) and, for a JSON routed record, the JSON form is written.
     pub(super) fn decode<'a>(&self, payload: &'a [u8]) -> Result<Decoded<'a>, Rejection> {
         let mut datum = payload;
         if self.confluent {
             datum = self.strip_confluent_header(payload)?;
         }
-        let value = apache_avro::from_avro_datum(&self.schema, &mut datum, None).map_err(|e| {
+        let mut values = vec![FieldValue::Missing; self.registry.paths().len()];
+        // About what the JSON form of a small record takes, so it rarely grows.
+        let mut json =
+            self.json_body.then(|| JsonOut { text: Vec::with_capacity(64 + 2 * datum.len()), non_finite: false });
+        let mut state = DeserializerState::from_slice(datum, &self.schema);
+        Extract {
+            registry: &self.registry,
+            depth: 0,
+            candidates: &[],
+            top: Some(&self.top),
+            values: &mut values,
+            out: json.as_mut(),
+        }
+        .deserialize(state.deserializer())
+        .map_err(|e| {
             Rejection::new(RejectReason::AvroDecode, format!("does not decode with the configured schema: {e}"))
         })?;
-        if !datum.is_empty() {
+        // Reading from a slice cannot fail.
+        let left = state.into_reader().fill_buf().map_or(0, <[u8]>::len);
+        if left > 0 {
             return Err(Rejection::new(
                 RejectReason::AvroDecode,
-                format!("{} bytes left over after the datum: not written with the configured schema", datum.len()),
+                format!("{left} bytes left over after the datum: not written with the configured schema"),
             ));
         }
-        let values = self
-            .registry
-            .paths()
-            .iter()
-            .map(|path| {
-                let mut cur = &value;
-                for seg in path.segments() {
-                    match field(cur, seg) {
-                        Some(next) => cur = next,
-                        None => return FieldValue::Missing,
-                    }
-                }
-                scalar(cur)
-            })
-            .collect();
-        Ok(Decoded { fields: EventFields::from_values(values), body: Body::Avro(value) })
+        Ok(Decoded { fields: EventFields::from_values(values), body: Body::Avro(json) })
     }
 
     fn strip_confluent_header<'a>(&self, payload: &'a [u8]) -> Result<&'a [u8], Rejection> {
@@ -71,47 +101,11 @@ impl AvroInput {
     }
 }
 
-fn unwrap_union(v: &Value) -> &Value {
-    match v {
-        Value::Union(_, inner) => inner,
-        other => other,
-    }
-}
-
-fn field<'v>(v: &'v Value, name: &str) -> Option<&'v Value> {
-    match unwrap_union(v) {
-        Value::Record(fields) => fields.iter().find(|(n, _)| n == name).map(|(_, v)| v),
-        Value::Map(map) => map.get(name),
-        _ => None,
-    }
-}
-
-fn scalar(v: &Value) -> FieldValue<'static> {
-    match unwrap_union(v) {
-        Value::Null => FieldValue::Missing,
-        Value::Boolean(b) => FieldValue::Bool(*b),
-        Value::Int(i) | Value::Date(i) | Value::TimeMillis(i) => FieldValue::Number(f64::from(*i)),
-        Value::Long(i)
-        | Value::TimeMicros(i)
-        | Value::TimestampMillis(i)
-        | Value::TimestampMicros(i)
-        | Value::TimestampNanos(i)
-        | Value::LocalTimestampMillis(i)
-        | Value::LocalTimestampMicros(i)
-        | Value::LocalTimestampNanos(i) => FieldValue::Number(*i as f64),
-        Value::Float(f) => FieldValue::Number(f64::from(*f)),
-        Value::Double(f) => FieldValue::Number(*f),
-        Value::String(s) => FieldValue::Text(s.clone().into()),
-        Value::Enum(_, s) => FieldValue::Text(s.clone().into()),
-        Value::Uuid(u) => FieldValue::Text(u.to_string().into()),
-        _ => FieldValue::Other,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fields::FieldId;
+    use apache_avro::types::Value;
 
     const SCHEMA: &str = r#"{"type":"record","name":"P","fields":[
         {"name":"event_id","type":"string"},
@@ -124,11 +118,11 @@ mod tests {
         for p in ["event_id", "amount", "country", "risk"] {
             r.register(p).unwrap();
         }
-        AvroInput::new(r, Schema::parse_str(SCHEMA).unwrap(), confluent, ids)
+        AvroInput::new(r, SCHEMA.parse().unwrap(), confluent, ids, true)
     }
 
     fn datum(country: Option<&str>) -> Vec<u8> {
-        let schema = Schema::parse_str(SCHEMA).unwrap();
+        let schema = apache_avro::Schema::parse_str(SCHEMA).unwrap();
         let country = match country {
             Some(c) => Value::Union(1, Box::new(Value::String(c.into()))),
             None => Value::Union(0, Box::new(Value::Null)),
@@ -176,5 +170,115 @@ mod tests {
         let mut long = datum(None);
         long.extend_from_slice(&[1, 2, 3]);
         assert_eq!(input(false, vec![]).decode(&long).unwrap_err().reason, RejectReason::AvroDecode);
+    }
+
+    const RICH: &str = r#"{"type":"record","name":"Rich","fields":[
+        {"name":"id","type":"string"},
+        {"name":"n","type":"int"},
+        {"name":"big","type":["null","long"]},
+        {"name":"ok","type":"boolean"},
+        {"name":"ratio","type":"float"},
+        {"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}},
+        {"name":"kind","type":{"type":"enum","name":"Kind","symbols":["CARD","WIRE"]}},
+        {"name":"raw","type":"bytes"},
+        {"name":"tag","type":{"type":"fixed","name":"Tag","size":2}},
+        {"name":"card","type":{"type":"record","name":"Card","fields":[
+            {"name":"country","type":"string"},{"name":"bin","type":["null","string"]}]}},
+        {"name":"attrs","type":{"type":"map","values":"double"}},
+        {"name":"lines","type":{"type":"array","items":"Card"}}]}"#;
+
+    fn rich(note: &str) -> Vec<u8> {
+        let card = |country: &str, bin: Option<&str>| {
+            Value::Record(vec![
+                ("country".into(), Value::String(country.into())),
+                (
+                    "bin".into(),
+                    match bin {
+                        Some(b) => Value::Union(1, Box::new(Value::String(b.into()))),
+                        None => Value::Union(0, Box::new(Value::Null)),
+                    },
+                ),
+            ])
+        };
+        let v = Value::Record(vec![
+            ("id".into(), Value::String(note.into())),
+            ("n".into(), Value::Int(-7)),
+            ("big".into(), Value::Union(1, Box::new(Value::Long(1 << 40)))),
+            ("ok".into(), Value::Boolean(true)),
+            ("ratio".into(), Value::Float(0.5)),
+            ("at".into(), Value::TimestampMillis(1_700_000_000_000)),
+            ("kind".into(), Value::Enum(1, "WIRE".into())),
+            ("raw".into(), Value::Bytes(vec![0, 255, 34])),
+            ("tag".into(), Value::Fixed(2, vec![9, 10])),
+            ("card".into(), card("DE", Some("4111"))),
+            (
+                "attrs".into(),
+                Value::Map(
+                    [("velocity".to_owned(), Value::Double(2.25)), ("a\"b".to_owned(), Value::Double(-1.0))].into(),
+                ),
+            ),
+            ("lines".into(), Value::Array(vec![card("FR", None), card("US", Some("5500"))])),
+        ]);
+        apache_avro::to_avro_datum(&apache_avro::Schema::parse_str(RICH).unwrap(), v).unwrap()
+    }
+
+    /// The JSON form is apache_avro's JSON form of the same datum (as a value: key order aside).
+    #[test]
+    fn json_form_matches_apache_avro() {
+        let schema = apache_avro::Schema::parse_str(RICH).unwrap();
+        let input = AvroInput::json_form_only(RICH.parse().unwrap(), false);
+        for note in ["plain", "quote \" backslash \\ newline \n tab \t", "unicode é 😀 \u{1}"] {
+            let bytes = rich(note);
+            let ours: serde_json::Value = serde_json::from_slice(&input.json_form(&bytes).unwrap()).unwrap();
+            let reference =
+                serde_json::Value::try_from(apache_avro::from_avro_datum(&schema, &mut &bytes[..], None).unwrap())
+                    .unwrap();
+            assert_eq!(ours, reference, "{note:?}");
+        }
+    }
+
+    #[test]
+    fn fields_are_read_at_any_depth_while_the_json_form_is_written() {
+        let mut r = FieldRegistry::default();
+        let paths = ["card.country", "card.bin", "kind", "attrs.velocity", "lines", "big", "raw", "id", "absent.x"];
+        for p in paths {
+            r.register(p).unwrap();
+        }
+        let input = AvroInput::new(r, RICH.parse().unwrap(), false, Vec::new(), true);
+        let bytes = rich("e1");
+        let d = input.decode(&bytes).unwrap();
+        let get = |p: &str| d.fields.get(FieldId(paths.iter().position(|x| *x == p).unwrap())).clone();
+        assert_eq!(get("card.country"), FieldValue::Text("DE".into()));
+        assert_eq!(get("card.bin"), FieldValue::Text("4111".into()));
+        assert_eq!(get("kind"), FieldValue::Text("WIRE".into()));
+        assert_eq!(get("attrs.velocity"), FieldValue::Number(2.25));
+        assert_eq!(get("lines"), FieldValue::Other);
+        assert_eq!(get("big"), FieldValue::Number((1u64 << 40) as f64));
+        assert_eq!(get("raw"), FieldValue::Other);
+        assert_eq!(get("absent.x"), FieldValue::Missing);
+        // Strings are borrowed from the record, not copied.
+        assert!(matches!(get("id"), FieldValue::Text(std::borrow::Cow::Borrowed("e1"))));
+        assert!(matches!(d.body, Body::Avro(Some(ref j)) if !j.non_finite && j.text.starts_with(b"{\"id\":\"e1\"")));
+    }
+
+    #[test]
+    fn the_json_form_is_written_only_when_asked_and_non_finite_numbers_are_flagged() {
+        let mut r = FieldRegistry::default();
+        r.register("amount").unwrap();
+        let without = AvroInput::new(r, SCHEMA.parse().unwrap(), false, Vec::new(), false);
+        assert!(matches!(without.decode(&datum(None)).unwrap().body, Body::Avro(None)));
+
+        let schema = apache_avro::Schema::parse_str(SCHEMA).unwrap();
+        let nan = Value::Record(vec![
+            ("event_id".into(), Value::String("e8".into())),
+            ("amount".into(), Value::Double(f64::INFINITY)),
+            ("country".into(), Value::Union(0, Box::new(Value::Null))),
+            ("risk".into(), Value::Float(f32::NAN)),
+        ]);
+        let bytes = apache_avro::to_avro_datum(&schema, nan).unwrap();
+        let d = input(false, vec![]).decode(&bytes).unwrap();
+        assert_eq!(d.fields.get(FieldId(1)), &FieldValue::Number(f64::INFINITY));
+        assert!(matches!(d.body, Body::Avro(Some(ref j)) if j.non_finite));
+        assert_eq!(AvroInput::json_form_only(SCHEMA.parse().unwrap(), false).json_form(&bytes), None);
     }
 }

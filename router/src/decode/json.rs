@@ -1,29 +1,10 @@
 //! JSON input: one object per record.
 
+use super::extract::{Extract, TopLevel};
 use super::{Body, Decoded};
 use crate::fields::{EventFields, FieldRegistry, FieldValue};
 use crate::reject::{RejectReason, Rejection};
-use fnv::FnvHashMap;
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
-use std::borrow::Cow;
-use std::fmt;
-
-/// The registered paths by their first segment, so a top-level key finds its paths at once.
-#[derive(Debug, Default)]
-pub struct TopLevel(FnvHashMap<String, Vec<usize>>);
-
-impl TopLevel {
-    pub fn new(registry: &FieldRegistry) -> Self {
-        let mut map: FnvHashMap<String, Vec<usize>> = FnvHashMap::default();
-        for (i, path) in registry.paths().iter().enumerate() {
-            if let Some(first) = path.segments().first() {
-                map.entry(first.clone()).or_default().push(i);
-            }
-        }
-        TopLevel(map)
-    }
-}
+use serde::de::DeserializeSeed;
 
 /// Decodes one JSON object in a single pass: the parser validates the whole record while it
 /// reads the registered fields and skips everything else without building a tree.
@@ -42,146 +23,17 @@ pub(super) fn decode<'a>(
     }
     let mut values = vec![FieldValue::Missing; registry.paths().len()];
     let mut de = serde_json::Deserializer::from_str(text);
-    Extract { registry, depth: 0, candidates: &[], top: Some(top), values: &mut values }
+    Extract { registry, depth: 0, candidates: &[], top: Some(top), values: &mut values, out: None }
         .deserialize(&mut de)
         .and_then(|()| de.end())
         .map_err(malformed)?;
     Ok(Decoded { fields: EventFields::from_values(values), body: Body::Json(text) })
 }
 
-/// Reads the registered paths below one JSON value: `candidates` are the paths whose first
-/// `depth` segments lead here; at the top, `top` finds them by key.
-struct Extract<'r, 'v, 'de> {
-    registry: &'r FieldRegistry,
-    depth: usize,
-    candidates: &'r [usize],
-    top: Option<&'r TopLevel>,
-    values: &'v mut Vec<FieldValue<'de>>,
-}
-
-impl<'de> Extract<'_, '_, 'de> {
-    /// Sets every path that ends here.
-    fn set(&mut self, value: FieldValue<'de>) {
-        for &i in self.candidates {
-            if self.registry.paths()[i].segments().len() == self.depth {
-                self.values[i] = value.clone();
-            }
-        }
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for Extract<'_, '_, 'de> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-/// A map key, borrowed from the input when it has no escapes.
-struct Key<'de>(Cow<'de, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
-            }
-        }
-        deserializer.deserialize_str(V)
-    }
-}
-
-impl<'de> Visitor<'de> for Extract<'_, '_, 'de> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
-        // Paths ending at this object see it as a non-scalar.
-        self.set(FieldValue::Other);
-        let mut below = Vec::new();
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            let next: &[usize] = match self.top {
-                Some(top) => top.0.get(key.as_ref()).map_or(&[], Vec::as_slice),
-                None => {
-                    below.clear();
-                    below.extend(self.candidates.iter().copied().filter(|&i| {
-                        self.registry.paths()[i].segments().get(self.depth).is_some_and(|s| s.as_str() == key)
-                    }));
-                    &below
-                }
-            };
-            if next.is_empty() {
-                map.next_value::<IgnoredAny>()?;
-            } else {
-                map.next_value_seed(Extract {
-                    registry: self.registry,
-                    depth: self.depth + 1,
-                    candidates: next,
-                    top: None,
-                    values: self.values,
-                })?;
-            }
-        }
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
-        self.set(FieldValue::Other);
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(())
-    }
-
-    fn visit_borrowed_str<E: de::Error>(mut self, v: &'de str) -> Result<(), E> {
-        self.set(FieldValue::Text(Cow::Borrowed(v)));
-        Ok(())
-    }
-
-    fn visit_str<E: de::Error>(mut self, v: &str) -> Result<(), E> {
-        self.set(FieldValue::Text(Cow::Owned(v.to_owned())));
-        Ok(())
-    }
-
-    fn visit_f64<E: de::Error>(mut self, v: f64) -> Result<(), E> {
-        self.set(FieldValue::Number(v));
-        Ok(())
-    }
-
-    fn visit_i64<E: de::Error>(mut self, v: i64) -> Result<(), E> {
-        self.set(FieldValue::Number(v as f64));
-        Ok(())
-    }
-
-    fn visit_u64<E: de::Error>(mut self, v: u64) -> Result<(), E> {
-        self.set(FieldValue::Number(v as f64));
-        Ok(())
-    }
-
-    fn visit_bool<E: de::Error>(mut self, v: bool) -> Result<(), E> {
-        self.set(FieldValue::Bool(v));
-        Ok(())
-    }
-
-    fn visit_unit<E: de::Error>(mut self) -> Result<(), E> {
-        self.set(FieldValue::Missing);
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::borrow::Cow;
 
     fn registry() -> FieldRegistry {
         let mut r = FieldRegistry::default();

@@ -1,13 +1,14 @@
 //! The decode stage: input bytes to [`Decoded`] (the registered fields plus the event body).
 
 mod avro;
+mod extract;
 mod json;
 
 use crate::fields::{EventFields, FieldRegistry};
 use crate::reject::{RejectReason, Rejection};
-use apache_avro::Schema;
 
 pub use avro::AvroInput;
+pub use extract::JsonOut;
 
 /// One decoded input event.
 #[derive(Debug)]
@@ -24,15 +25,16 @@ pub enum Body<'a> {
     /// A JSON input: the record's text (validated, surrounding whitespace trimmed), embedded
     /// unchanged in the routed record.
     Json(&'a str),
-    /// An Avro input, decoded.
-    Avro(apache_avro::types::Value),
+    /// An Avro input: its JSON form when the routed record is JSON (`None` when it is Avro and
+    /// embeds the datum as it is).
+    Avro(Option<JsonOut>),
 }
 
 /// Decodes input records of one configured format.
 #[derive(Debug)]
 pub enum Decoder {
     /// One JSON object per record.
-    Json { registry: FieldRegistry, top: json::TopLevel },
+    Json { registry: FieldRegistry, top: extract::TopLevel },
     /// One Avro datum (of the configured schema) per record, plain or Confluent-framed.
     Avro(Box<AvroInput>),
 }
@@ -40,14 +42,21 @@ pub enum Decoder {
 impl Decoder {
     /// A decoder of JSON objects.
     pub fn json(registry: FieldRegistry) -> Self {
-        let top = json::TopLevel::new(&registry);
+        let top = extract::TopLevel::new(&registry);
         Decoder::Json { registry, top }
     }
 
     /// A decoder of Avro datums. `confluent` expects the Confluent wire format (magic byte 0 and a
-    /// 4-byte schema id); `accepted_ids` (when not empty) lists the schema ids accepted.
-    pub fn avro(registry: FieldRegistry, schema: Schema, confluent: bool, accepted_ids: Vec<u32>) -> Self {
-        Decoder::Avro(Box::new(AvroInput::new(registry, schema, confluent, accepted_ids)))
+    /// 4-byte schema id); `accepted_ids` (when not empty) lists the schema ids accepted;
+    /// `json_body` writes each event's JSON form (for a JSON routed record).
+    pub fn avro(
+        registry: FieldRegistry,
+        schema: serde_avro_fast::Schema,
+        confluent: bool,
+        accepted_ids: Vec<u32>,
+        json_body: bool,
+    ) -> Self {
+        Decoder::Avro(Box::new(AvroInput::new(registry, schema, confluent, accepted_ids, json_body)))
     }
 
     /// Decodes one record value.

@@ -33,10 +33,10 @@ use super::inflight::InFlight;
 use super::runner::LoopError;
 use super::{consumer_config, poll_batch, producer_config, BACKPRESSURE_WAIT};
 use crate::config::{InputFormat, RouterConfig};
+use crate::decode::AvroInput;
 use crate::pipeline::millis;
 use crate::review::{Actor, Pending, PendingInput, ReviewSettings, ReviewState};
 use crate::telemetry::Telemetry;
-use apache_avro::Schema;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::ThreadedProducer;
@@ -104,7 +104,7 @@ pub fn run_join(
         events: EventCache::new(
             usize::try_from(config.review.event_cache_mib).unwrap_or(usize::MAX).saturating_mul(1 << 20),
         ),
-        avro_input: avro_input_schema(config),
+        avro_input: avro_input(config),
         settings,
         buf: Vec::new(),
         audit: Vec::new(),
@@ -117,11 +117,11 @@ pub fn run_join(
     result
 }
 
-/// The input's Avro schema, to show Avro events as JSON in JSON resolved records.
-fn avro_input_schema(config: &RouterConfig) -> Option<(Schema, bool)> {
+/// The input's Avro decoder, to show Avro events as JSON in JSON resolved records.
+fn avro_input(config: &RouterConfig) -> Option<AvroInput> {
     let path = config.resolve(config.input.avro_schema.as_deref()?);
     let text = std::fs::read_to_string(path).ok()?;
-    Some((Schema::parse_str(&text).ok()?, config.input.format == InputFormat::AvroConfluent))
+    Some(AvroInput::json_form_only(text.parse().ok()?, config.input.format == InputFormat::AvroConfluent))
 }
 
 struct Join<'a> {
@@ -133,7 +133,7 @@ struct Join<'a> {
     lookup: EventLookup,
     /// Original events of pending reviews, as read from the changelog.
     events: EventCache,
-    avro_input: Option<(Schema, bool)>,
+    avro_input: Option<AvroInput>,
     settings: ReviewSettings,
     buf: Vec<u8>,
     audit: Vec<u8>,

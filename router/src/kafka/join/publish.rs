@@ -438,14 +438,12 @@ impl Join<'_> {
     fn event_as_json(&self, format: EventFormat, bytes: &[u8]) -> serde_json::Value {
         match format {
             EventFormat::Json => serde_json::from_slice(bytes).unwrap_or(serde_json::Value::Null),
-            EventFormat::Avro => {
-                let Some((schema, confluent)) = &self.avro_input else { return serde_json::Value::Null };
-                let mut datum = if *confluent && bytes.len() >= 5 { &bytes[5..] } else { bytes };
-                apache_avro::from_avro_datum(schema, &mut datum, None)
-                    .ok()
-                    .and_then(|v| serde_json::Value::try_from(v).ok())
-                    .unwrap_or(serde_json::Value::Null)
-            }
+            EventFormat::Avro => self
+                .avro_input
+                .as_ref()
+                .and_then(|input| input.json_form(bytes))
+                .and_then(|json| serde_json::from_slice(&json).ok())
+                .unwrap_or(serde_json::Value::Null),
         }
     }
 }
