@@ -10,7 +10,8 @@
 //!    chained;
 //! 5. **latency**: the router (still running) gets live input at a fixed share of the rate it
 //!    just sustained; the latency of each event is its routed record's broker timestamp minus
-//!    its input record's (append times where the broker sets them, else create times);
+//!    its input record's (append times where the broker sets them, else create times). Then
+//!    the pass-through gets live input at the same rate, measured the same way ([`latency`]);
 //! 6. **join**: reviewer decisions for events waiting in review, at a fixed rate, and the
 //!    review join's lag behind them ([`join`]).
 //!
@@ -18,22 +19,30 @@
 //! latency percentiles) and can write it as JSON. Figures are measured, never asserted.
 
 pub mod join;
+pub mod latency;
 pub mod records;
 
 use crate::synth::{produce, send_waiting, Load, Mix};
 use cpu_time::ProcessTime;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Message, Timestamp};
+use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::ClientConfig;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tollgate_router::config::RouterConfig;
 use tollgate_router::pipeline::Pipeline;
 use tollgate_router::telemetry::Telemetry;
+
+/// The topics of the pass-through's latency phase.
+struct LiveCopy {
+    input: String,
+    output: String,
+}
 
 /// Harness options.
 #[derive(Debug, Clone)]
@@ -82,13 +91,10 @@ pub struct Report {
     pub ratio: f64,
     /// Router events/s over same-records events/s.
     pub ratio_to_same_records: f64,
-    pub latency_rate: f64,
-    pub latency_samples: usize,
-    /// `append` when the broker stamped the records, else `create`.
-    pub latency_timestamps: String,
-    pub latency_p50_ms: Option<f64>,
-    pub latency_p99_ms: Option<f64>,
-    pub latency_max_ms: Option<f64>,
+    /// The router's latency at a share of its rate.
+    pub latency: latency::Latency,
+    /// The pass-through's latency at the same rate.
+    pub pass_through_latency: latency::Latency,
     /// The router phase's CPU seconds per million events, by thread group (librdkafka's
     /// threads, the routing loop, the review join, the audit chainer, tokio, the rest).
     pub router_cpu_by_thread: Vec<(String, f64)>,
@@ -103,12 +109,11 @@ impl Report {
                 p.name, p.events, p.events_per_second, ratio, p.cpu_seconds_per_million, p.rss_mib
             )
         };
-        let ms = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), |x| format!("{x:.2} ms"));
         let threads: Vec<String> =
             self.router_cpu_by_thread.iter().map(|(name, cpu)| format!("{name} {cpu:.1}")).collect();
         let j = &self.join;
         format!(
-            "{:<14} {:>10} {:>12} {:>8} {:>14} {:>9}\n{}{}{}router over same records: {:.2} (same records per event: routed {} B, audit {} B, changelog {} B for {:.1}% of events)\nrouter CPU s per M events by thread: {}\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {} samples, {} timestamps: p50 {}  p99 {}  max {}\n\njoin: {} decisions offered at {:.0}/s (asked {}/s), joined at {:.0}/s, {:.1} CPU s per M; lag max {} (first half) / {} (second half), {} at the end of production, drained {:.0} ms later (warm-up {:.0} ms)\n",
+            "{:<14} {:>10} {:>12} {:>8} {:>14} {:>9}\n{}{}{}router over same records: {:.2} (same records per event: routed {} B, audit {} B, changelog {} B for {:.1}% of events)\nrouter CPU s per M events by thread: {}\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {}\npass-through latency at the same rate, {}\n\njoin: {} decisions offered at {:.0}/s (asked {}/s), joined at {:.0}/s, {:.1} CPU s per M; lag max {} (first half) / {} (second half), {} at the end of production, drained {:.0} ms later (warm-up {:.0} ms)\n",
             "phase",
             "events",
             "events/s",
@@ -124,13 +129,10 @@ impl Report {
             self.shape.changelog_bytes,
             100.0 * self.shape.changelog_share,
             threads.join(", "),
-            self.latency_rate,
-            100.0 * self.latency_rate / self.router.events_per_second.max(1.0),
-            self.latency_samples,
-            self.latency_timestamps,
-            ms(self.latency_p50_ms),
-            ms(self.latency_p99_ms),
-            ms(self.latency_max_ms),
+            self.latency.rate,
+            100.0 * self.latency.rate / self.router.events_per_second.max(1.0),
+            self.latency.figures(),
+            self.pass_through_latency.figures(),
             j.decisions,
             j.offered_per_second,
             j.target_rate,
@@ -235,6 +237,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     config.validate()?;
     tollgate_router::kafka::ensure_topics(&config).await?;
     let copy_topic = format!("{run_id}.pass-through");
+    let live = LiveCopy { input: format!("{run_id}.live-pass-in"), output: format!("{run_id}.live-pass-out") };
     let same = records::Topics {
         routed: format!("{run_id}.same-routed"),
         intake: format!("{run_id}.same-intake"),
@@ -242,7 +245,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         changelog: format!("{run_id}.same-changelog"),
     };
     let specs: Vec<tollgate_common::kafka::TopicSpec> =
-        [&copy_topic, &same.routed, &same.intake, &same.audit, &same.changelog]
+        [&copy_topic, &live.input, &live.output, &same.routed, &same.intake, &same.audit, &same.changelog]
             .into_iter()
             .map(|name| tollgate_common::kafka::TopicSpec { name, compacted: false })
             .collect();
@@ -273,7 +276,8 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     eprintln!("pass-through…");
     let pass = {
         let (config, copy_topic, n, stop) = (config.clone(), copy_topic.clone(), options.events, shutdown.clone());
-        tokio::task::spawn_blocking(move || pass_through(&config, &copy_topic, n, &stop)).await??
+        let (from, ready) = (config.kafka.input_topic.clone(), AtomicBool::new(false));
+        tokio::task::spawn_blocking(move || pass_through(&config, &from, &copy_topic, n, &ready, &stop)).await??
     };
     let shape = {
         let (config, seed, sample) = (config.clone(), options.seed, options.events.min(20_000));
@@ -310,10 +314,33 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     };
     let brokers = options.brokers.clone();
     let stop = shutdown.clone();
-    let producing = tokio::task::spawn_blocking(move || produce(&brokers, &load, &stop, |_| {}));
+    let producing = {
+        let load = load.clone();
+        tokio::task::spawn_blocking(move || produce(&brokers, &load, &stop, |_| {}))
+    };
     let target = options.events + latency_events;
     wait_until(|| handled(&telemetry) >= target, Duration::from_secs(options.latency_seconds + 120), &shutdown).await;
     producing.await??;
+
+    // The pass-through at the same rate, while the router idles.
+    eprintln!("pass-through latency at {rate:.0} events/s for {} s…", options.latency_seconds);
+    let pass_through_latency = {
+        let ready = Arc::new(AtomicBool::new(false));
+        let copying = {
+            let (config, ready, stop) = (config.clone(), Arc::clone(&ready), shutdown.clone());
+            let (from, to) = (live.input.clone(), live.output.clone());
+            tokio::task::spawn_blocking(move || pass_through(&config, &from, &to, latency_events, &ready, &stop))
+        };
+        // Offered once the copy is assigned its partitions, so the group's join is not counted.
+        wait_until(|| ready.load(Ordering::Relaxed), Duration::from_secs(60), &shutdown).await;
+        let load = Load { topic: live.input.clone(), prefix: "pass".into(), ..load.clone() };
+        let (brokers, stop) = (options.brokers.clone(), shutdown.clone());
+        tokio::task::spawn_blocking(move || produce(&brokers, &load, &stop, |_| {})).await??;
+        copying.await??;
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || latency::measure(&config, &live.input, &[&live.output], "pass-", rate))
+            .await??
+    };
 
     let ids = {
         let (config, events, seed, limit) = (config.clone(), options.events, options.seed, options.decisions);
@@ -323,16 +350,14 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     let join = join::run(&config, ids, options.decision_rate, &telemetry, Duration::from_secs(120), &shutdown).await?;
     stop_router.cancel();
     let _ = handle.await;
-    let (samples, kind) = {
+    let latency = {
         let config = config.clone();
-        tokio::task::spawn_blocking(move || latencies(&config, "live-")).await??
-    };
-    let pct = |q: f64| -> Option<f64> {
-        if samples.is_empty() {
-            return None;
-        }
-        let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
-        Some(samples[i])
+        tokio::task::spawn_blocking(move || {
+            let t = &config.topics;
+            let routed = [&*t.auto_commit, &*t.async_review, &*t.sync_review, &*t.auto_reject];
+            latency::measure(&config, &config.kafka.input_topic, &routed, "live-", rate)
+        })
+        .await??
     };
     Ok(Report {
         events: options.events,
@@ -343,36 +368,44 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         same_records,
         shape,
         router,
-        latency_rate: rate,
-        latency_samples: samples.len(),
-        latency_timestamps: kind,
-        latency_p50_ms: pct(0.5),
-        latency_p99_ms: pct(0.99),
-        latency_max_ms: samples.last().copied(),
+        latency,
+        pass_through_latency,
         router_cpu_by_thread,
         join,
     })
 }
 
-/// Consumes the input and produces each record to `topic`, with the router's client settings;
-/// measured from the first record read to the last acknowledged.
-fn pass_through(config: &RouterConfig, topic: &str, events: u64, stop: &CancellationToken) -> anyhow::Result<Phase> {
+/// Consumes `from` and produces each record to `to`, with the router's client settings, until
+/// `events` are copied; measured from the first record read to the last acknowledged. `ready`
+/// is set once the consumer has its partitions.
+fn pass_through(
+    config: &RouterConfig,
+    from: &str,
+    to: &str,
+    events: u64,
+    ready: &AtomicBool,
+    stop: &CancellationToken,
+) -> anyhow::Result<Phase> {
     let mut consumer_settings = tollgate_router::kafka::consumer_config(config);
     consumer_settings
-        .set("group.id", format!("{}.pass-through", config.kafka.group_id))
+        .set("group.id", format!("{}.pass-through.{from}", config.kafka.group_id))
         .set("enable.auto.offset.store", "true");
     let consumer: BaseConsumer = consumer_settings.create()?;
     let producer: ThreadedProducer<DefaultProducerContext> =
         tollgate_router::kafka::producer_config(config).create()?;
-    consumer.subscribe(&[&config.kafka.input_topic])?;
+    consumer.subscribe(&[from])?;
     let mut copied = 0u64;
     let mut started: Option<(Instant, ProcessTime)> = None;
     let deadline = Instant::now() + Duration::from_secs(600);
     while copied < events && Instant::now() < deadline && !stop.is_cancelled() {
-        let Some(m) = consumer.poll(Duration::from_millis(100)) else { continue };
+        let polled = consumer.poll(Duration::from_millis(100));
+        if !ready.load(Ordering::Relaxed) && consumer.assignment().is_ok_and(|a| a.count() > 0) {
+            ready.store(true, Ordering::Relaxed);
+        }
+        let Some(m) = polled else { continue };
         let m = m?;
         started.get_or_insert_with(|| (Instant::now(), ProcessTime::now()));
-        let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(m.payload().unwrap_or_default());
+        let mut record = BaseRecord::<[u8], [u8]>::to(to).payload(m.payload().unwrap_or_default());
         if let Some(k) = m.key() {
             record = record.key(k);
         }
@@ -424,63 +457,4 @@ async fn wait_until(done: impl Fn() -> bool, timeout: Duration, shutdown: &Cance
     while !done() && Instant::now() < deadline && !shutdown.is_cancelled() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-}
-
-/// Latencies (ms, sorted) of the events whose id starts with `prefix`: routed record timestamp
-/// minus input record timestamp.
-fn latencies(config: &RouterConfig, prefix: &str) -> anyhow::Result<(Vec<f64>, String)> {
-    let read = |topics: &[&str]| -> anyhow::Result<Vec<(String, i64, bool)>> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &config.kafka.brokers)
-            .set("group.id", format!("{}.latency.{}", config.kafka.group_id, topics.len()))
-            .set("auto.offset.reset", "earliest")
-            .set("enable.auto.commit", "false")
-            .set("session.timeout.ms", "6000")
-            .create()?;
-        consumer.subscribe(topics)?;
-        let mut out = Vec::new();
-        let mut last = Instant::now();
-        let start = Instant::now();
-        // Until quiet: the first assignment takes a few seconds on some brokers.
-        while last.elapsed() < Duration::from_secs(3) || (out.is_empty() && start.elapsed() < Duration::from_secs(30)) {
-            let Some(m) = consumer.poll(Duration::from_millis(100)) else { continue };
-            let m = m?;
-            last = Instant::now();
-            let Some(id) = m.payload().and_then(event_id) else { continue };
-            if !id.starts_with(prefix) {
-                continue;
-            }
-            let (ts, append) = match m.timestamp() {
-                Timestamp::LogAppendTime(t) => (t, true),
-                Timestamp::CreateTime(t) => (t, false),
-                Timestamp::NotAvailable => continue,
-            };
-            out.push((id, ts, append));
-        }
-        Ok(out)
-    };
-    let inputs: HashMap<String, (i64, bool)> =
-        read(&[&config.kafka.input_topic])?.into_iter().map(|(id, ts, a)| (id, (ts, a))).collect();
-    let t = &config.topics;
-    let routed = read(&[&t.auto_commit, &t.async_review, &t.sync_review, &t.auto_reject])?;
-    let mut append = true;
-    let mut samples: Vec<f64> = routed
-        .into_iter()
-        .filter_map(|(id, ts, a)| {
-            let (input_ts, input_append) = inputs.get(&id)?;
-            append &= a && *input_append;
-            Some((ts - input_ts) as f64)
-        })
-        .collect();
-    samples.sort_by(f64::total_cmp);
-    Ok((samples, if append { "append" } else { "create" }.to_owned()))
-}
-
-/// The event id of an input event or a routed record (both carry `event_id` at the top).
-fn event_id(payload: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Id {
-        event_id: String,
-    }
-    serde_json::from_slice::<Id>(payload).ok().map(|i| i.event_id)
 }

@@ -1,0 +1,113 @@
+//! The latency phases: live input at a fixed rate, and the time from each input record to its
+//! output record. The router is measured this way, and so is its baseline, a bare
+//! consume → produce copy fed at the same rate on the same broker: what the broker and the
+//! client take at that rate with no router in between.
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Message, Timestamp};
+use rdkafka::ClientConfig;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tollgate_router::config::RouterConfig;
+
+/// One latency phase's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    /// The offered rate (events/s).
+    pub rate: f64,
+    pub samples: usize,
+    /// `append` when the broker stamped the records, else `create`.
+    pub timestamps: String,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+}
+
+impl Latency {
+    /// `p50 … p99 … max …`, for the table.
+    pub fn figures(&self) -> String {
+        let ms = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), |x| format!("{x:.2} ms"));
+        format!(
+            "{} samples, {} timestamps: p50 {}  p99 {}  max {}",
+            self.samples,
+            self.timestamps,
+            ms(self.p50_ms),
+            ms(self.p99_ms),
+            ms(self.max_ms)
+        )
+    }
+}
+
+/// Reads back the events whose id starts with `prefix` from `input` and from `outputs`, and
+/// measures each event's output record timestamp minus its input record timestamp.
+pub fn measure(
+    config: &RouterConfig,
+    input: &str,
+    outputs: &[&str],
+    prefix: &str,
+    rate: f64,
+) -> anyhow::Result<Latency> {
+    let read = |topics: &[&str]| -> anyhow::Result<Vec<(String, i64, bool)>> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &config.kafka.brokers)
+            .set("group.id", format!("{}.latency.{prefix}{}", config.kafka.group_id, topics.len()))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .set("session.timeout.ms", "6000")
+            .create()?;
+        consumer.subscribe(topics)?;
+        let mut out = Vec::new();
+        let mut last = Instant::now();
+        let start = Instant::now();
+        // Until quiet: the first assignment takes a few seconds on some brokers.
+        while last.elapsed() < Duration::from_secs(3) || (out.is_empty() && start.elapsed() < Duration::from_secs(30)) {
+            let Some(m) = consumer.poll(Duration::from_millis(100)) else { continue };
+            let m = m?;
+            last = Instant::now();
+            let Some(id) = m.payload().and_then(event_id) else { continue };
+            if !id.starts_with(prefix) {
+                continue;
+            }
+            let (ts, append) = match m.timestamp() {
+                Timestamp::LogAppendTime(t) => (t, true),
+                Timestamp::CreateTime(t) => (t, false),
+                Timestamp::NotAvailable => continue,
+            };
+            out.push((id, ts, append));
+        }
+        Ok(out)
+    };
+    let inputs: HashMap<String, (i64, bool)> = read(&[input])?.into_iter().map(|(id, ts, a)| (id, (ts, a))).collect();
+    let mut append = true;
+    let mut samples: Vec<f64> = read(outputs)?
+        .into_iter()
+        .filter_map(|(id, ts, a)| {
+            let (input_ts, input_append) = inputs.get(&id)?;
+            append &= a && *input_append;
+            Some((ts - input_ts) as f64)
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    let pct = |q: f64| -> Option<f64> {
+        let last = samples.len().checked_sub(1)?;
+        Some(samples[(last as f64 * q).round() as usize])
+    };
+    Ok(Latency {
+        rate,
+        samples: samples.len(),
+        timestamps: if append { "append" } else { "create" }.to_owned(),
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+        max_ms: samples.last().copied(),
+    })
+}
+
+/// The event id of an input event or a routed record (both carry `event_id` at the top).
+fn event_id(payload: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        event_id: String,
+    }
+    serde_json::from_slice::<Id>(payload).ok().map(|i| i.event_id)
+}
