@@ -10,10 +10,12 @@
 //!    chained;
 //! 5. **latency**: the router (still running) gets live input at a fixed share of the rate it
 //!    just sustained; the latency of each event is its routed record's broker timestamp minus
-//!    its input record's (append times where the broker sets them, else create times). Then
-//!    the pass-through gets live input at the same rate, measured the same way ([`latency`]);
+//!    its input record's (append times where the broker sets them, else create times);
 //! 6. **join**: reviewer decisions for events waiting in review, at a fixed rate, and the
-//!    review join's lag behind them ([`join`]).
+//!    review join's lag behind them ([`join`]);
+//! 7. **pass-through latency**: with the router stopped, a bare copy reading the same input
+//!    topic from its end gets live input at the same rate, measured the same way ([`latency`]):
+//!    the latency the broker and the client give at that rate with no router in between.
 //!
 //! It prints a table (events/s, ratios to both baselines, CPU seconds per million events, RSS,
 //! latency percentiles) and can write it as JSON. Figures are measured, never asserted.
@@ -27,6 +29,7 @@ use cpu_time::ProcessTime;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;
@@ -37,12 +40,6 @@ use tokio_util::sync::CancellationToken;
 use tollgate_router::config::RouterConfig;
 use tollgate_router::pipeline::Pipeline;
 use tollgate_router::telemetry::Telemetry;
-
-/// The topics of the pass-through's latency phase.
-struct LiveCopy {
-    input: String,
-    output: String,
-}
 
 /// Harness options.
 #[derive(Debug, Clone)]
@@ -237,7 +234,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     config.validate()?;
     tollgate_router::kafka::ensure_topics(&config).await?;
     let copy_topic = format!("{run_id}.pass-through");
-    let live = LiveCopy { input: format!("{run_id}.live-pass-in"), output: format!("{run_id}.live-pass-out") };
+    let live_copy = format!("{run_id}.live-pass-through");
     let same = records::Topics {
         routed: format!("{run_id}.same-routed"),
         intake: format!("{run_id}.same-intake"),
@@ -245,7 +242,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         changelog: format!("{run_id}.same-changelog"),
     };
     let specs: Vec<tollgate_common::kafka::TopicSpec> =
-        [&copy_topic, &live.input, &live.output, &same.routed, &same.intake, &same.audit, &same.changelog]
+        [&copy_topic, &live_copy, &same.routed, &same.intake, &same.audit, &same.changelog]
             .into_iter()
             .map(|name| tollgate_common::kafka::TopicSpec { name, compacted: false })
             .collect();
@@ -277,7 +274,11 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     let pass = {
         let (config, copy_topic, n, stop) = (config.clone(), copy_topic.clone(), options.events, shutdown.clone());
         let (from, ready) = (config.kafka.input_topic.clone(), AtomicBool::new(false));
-        tokio::task::spawn_blocking(move || pass_through(&config, &from, &copy_topic, n, &ready, &stop)).await??
+        tokio::task::spawn_blocking(move || {
+            let copy = Copy { from: &from, to: &copy_topic, events: n, live: false };
+            pass_through(&config, &copy, &ready, &stop)
+        })
+        .await??
     };
     let shape = {
         let (config, seed, sample) = (config.clone(), options.seed, options.events.min(20_000));
@@ -322,26 +323,6 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     wait_until(|| handled(&telemetry) >= target, Duration::from_secs(options.latency_seconds + 120), &shutdown).await;
     producing.await??;
 
-    // The pass-through at the same rate, while the router idles.
-    eprintln!("pass-through latency at {rate:.0} events/s for {} s…", options.latency_seconds);
-    let pass_through_latency = {
-        let ready = Arc::new(AtomicBool::new(false));
-        let copying = {
-            let (config, ready, stop) = (config.clone(), Arc::clone(&ready), shutdown.clone());
-            let (from, to) = (live.input.clone(), live.output.clone());
-            tokio::task::spawn_blocking(move || pass_through(&config, &from, &to, latency_events, &ready, &stop))
-        };
-        // Offered once the copy is assigned its partitions, so the group's join is not counted.
-        wait_until(|| ready.load(Ordering::Relaxed), Duration::from_secs(60), &shutdown).await;
-        let load = Load { topic: live.input.clone(), prefix: "pass".into(), ..load.clone() };
-        let (brokers, stop) = (options.brokers.clone(), shutdown.clone());
-        tokio::task::spawn_blocking(move || produce(&brokers, &load, &stop, |_| {})).await??;
-        copying.await??;
-        let config = config.clone();
-        tokio::task::spawn_blocking(move || latency::measure(&config, &live.input, &[&live.output], "pass-", rate))
-            .await??
-    };
-
     let ids = {
         let (config, events, seed, limit) = (config.clone(), options.events, options.seed, options.decisions);
         tokio::task::spawn_blocking(move || join::reviewed_ids(&config, events, seed, limit)).await??
@@ -350,6 +331,31 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     let join = join::run(&config, ids, options.decision_rate, &telemetry, Duration::from_secs(120), &shutdown).await?;
     stop_router.cancel();
     let _ = handle.await;
+    // The pass-through at the same rate, on the same input topic, once the router has stopped:
+    // a fresh group reading from the topic's end, so the broker serves it from the same state.
+    eprintln!("pass-through latency at {rate:.0} events/s for {} s…", options.latency_seconds);
+    let pass_through_latency = {
+        let ready = Arc::new(AtomicBool::new(false));
+        let copying = {
+            let (config, ready, stop) = (config.clone(), Arc::clone(&ready), shutdown.clone());
+            let to = live_copy.clone();
+            tokio::task::spawn_blocking(move || {
+                let copy = Copy { from: &config.kafka.input_topic, to: &to, events: latency_events, live: true };
+                pass_through(&config, &copy, &ready, &stop)
+            })
+        };
+        // Offered once the copy knows where every partition ends, so the backlog is not copied.
+        wait_until(|| ready.load(Ordering::Relaxed), Duration::from_secs(60), &shutdown).await;
+        let load = Load { prefix: "pass".into(), ..load.clone() };
+        let (brokers, stop) = (options.brokers.clone(), shutdown.clone());
+        tokio::task::spawn_blocking(move || produce(&brokers, &load, &stop, |_| {})).await??;
+        copying.await??;
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            latency::measure(&config, &config.kafka.input_topic, &[&live_copy], "pass-", rate)
+        })
+        .await??
+    };
     let latency = {
         let config = config.clone();
         tokio::task::spawn_blocking(move || {
@@ -375,37 +381,60 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     })
 }
 
-/// Consumes `from` and produces each record to `to`, with the router's client settings, until
-/// `events` are copied; measured from the first record read to the last acknowledged. `ready`
-/// is set once the consumer has its partitions.
+/// What the pass-through copies.
+struct Copy<'a> {
+    from: &'a str,
+    to: &'a str,
+    /// Stop after this many.
+    events: u64,
+    /// Start at the end of `from` (not its beginning), and stop also when no record came for a
+    /// few seconds.
+    live: bool,
+}
+
+/// Consumes `copy.from` and produces each record to `copy.to`, with the router's client
+/// settings; measured from the first record read to the last acknowledged. `ready` is set once
+/// the consumer is set up (for a live copy: once it knows where each partition ends).
 fn pass_through(
     config: &RouterConfig,
-    from: &str,
-    to: &str,
-    events: u64,
+    copy: &Copy<'_>,
     ready: &AtomicBool,
     stop: &CancellationToken,
 ) -> anyhow::Result<Phase> {
     let mut consumer_settings = tollgate_router::kafka::consumer_config(config);
     consumer_settings
-        .set("group.id", format!("{}.pass-through.{from}", config.kafka.group_id))
+        .set("group.id", format!("{}.pass-through.{}", config.kafka.group_id, if copy.live { "live" } else { "bulk" }))
         .set("enable.auto.offset.store", "true");
     let consumer: BaseConsumer = consumer_settings.create()?;
     let producer: ThreadedProducer<DefaultProducerContext> =
         tollgate_router::kafka::producer_config(config).create()?;
-    consumer.subscribe(&[from])?;
+    if copy.live {
+        // Assigned at each partition's end, known before the first event is offered: no group
+        // join to wait for, and no event offered before the copy's start is missed.
+        let timeout = Duration::from_secs(10);
+        let metadata = consumer.fetch_metadata(Some(copy.from), timeout)?;
+        let mut assignment = TopicPartitionList::new();
+        for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            let (_, end) = consumer.fetch_watermarks(copy.from, partition.id(), timeout)?;
+            assignment.add_partition_offset(copy.from, partition.id(), Offset::Offset(end))?;
+        }
+        consumer.assign(&assignment)?;
+    } else {
+        consumer.subscribe(&[copy.from])?;
+    }
+    ready.store(true, Ordering::Relaxed);
     let mut copied = 0u64;
     let mut started: Option<(Instant, ProcessTime)> = None;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while copied < events && Instant::now() < deadline && !stop.is_cancelled() {
-        let polled = consumer.poll(Duration::from_millis(100));
-        if !ready.load(Ordering::Relaxed) && consumer.assignment().is_ok_and(|a| a.count() > 0) {
-            ready.store(true, Ordering::Relaxed);
+    let (deadline, mut last) = (Instant::now() + Duration::from_secs(600), Instant::now());
+    while copied < copy.events && Instant::now() < deadline && !stop.is_cancelled() {
+        if copy.live && started.is_some() && last.elapsed() > Duration::from_secs(5) {
+            break;
         }
-        let Some(m) = polled else { continue };
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else { continue };
         let m = m?;
+        last = Instant::now();
         started.get_or_insert_with(|| (Instant::now(), ProcessTime::now()));
-        let mut record = BaseRecord::<[u8], [u8]>::to(to).payload(m.payload().unwrap_or_default());
+        let mut record = BaseRecord::<[u8], [u8]>::to(copy.to).payload(m.payload().unwrap_or_default());
         if let Some(k) = m.key() {
             record = record.key(k);
         }

@@ -7,6 +7,7 @@ use crate::kafka::runner::{send, LoopError};
 use crate::review::{Actor, Effect, Escalation, Pending, Resolution};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
+use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -214,7 +215,7 @@ impl Join<'_> {
             RecordFormat::Avro => record.with_event(AvroBytes(Cow::Borrowed(bytes))).write_avro(&mut self.buf),
             RecordFormat::Json => {
                 let event = self.event_as_json(format, bytes);
-                record.with_event(event).write_json(&mut self.buf)
+                record.with_event(&*event).write_json(&mut self.buf)
             }
         };
         if let Err(e) = written {
@@ -435,15 +436,19 @@ impl Join<'_> {
         send(self.producer, record)
     }
 
-    fn event_as_json(&self, format: EventFormat, bytes: &[u8]) -> serde_json::Value {
-        match format {
-            EventFormat::Json => serde_json::from_slice(bytes).unwrap_or(serde_json::Value::Null),
+    /// The event's JSON text, embedded as it is in a JSON resolved record (`null` when it has
+    /// none): the text of a JSON event, checked but not rebuilt; an Avro event's JSON form.
+    fn event_as_json<'b>(&self, format: EventFormat, bytes: &'b [u8]) -> Cow<'b, RawValue> {
+        let event = match format {
+            EventFormat::Json => serde_json::from_slice::<&RawValue>(bytes).ok().map(Cow::Borrowed),
             EventFormat::Avro => self
                 .avro_input
                 .as_ref()
                 .and_then(|input| input.json_form(bytes))
-                .and_then(|json| serde_json::from_slice(&json).ok())
-                .unwrap_or(serde_json::Value::Null),
-        }
+                .and_then(|json| String::from_utf8(json).ok())
+                .and_then(|json| RawValue::from_string(json).ok())
+                .map(Cow::Owned),
+        };
+        event.unwrap_or(Cow::Borrowed(RawValue::NULL))
     }
 }
