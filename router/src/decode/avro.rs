@@ -60,16 +60,16 @@ impl AvroInput {
         let mut json =
             self.json_body.then(|| JsonOut { text: Vec::with_capacity(64 + 2 * datum.len()), non_finite: false });
         let mut state = DeserializerState::from_slice(datum, &self.schema);
-        Extract {
-            registry: &self.registry,
-            depth: 0,
-            candidates: &[],
-            top: Some(&self.top),
-            values: &mut values,
-            out: json.as_mut(),
-        }
-        .deserialize(state.deserializer())
-        .map_err(|e| {
+        let (registry, top) = (&self.registry, Some(&self.top));
+        let walked = match json.as_mut() {
+            Some(out) => {
+                Extract::<true> { registry, depth: 0, candidates: &[], top, values: &mut values, out: Some(out) }
+                    .deserialize(state.deserializer())
+            }
+            None => Extract::<false> { registry, depth: 0, candidates: &[], top, values: &mut values, out: None }
+                .deserialize(state.deserializer()),
+        };
+        walked.map_err(|e| {
             Rejection::new(RejectReason::AvroDecode, format!("does not decode with the configured schema: {e}"))
         })?;
         // Reading from a slice cannot fail.

@@ -50,9 +50,10 @@ impl JsonOut {
 }
 
 /// Reads the registered paths below one value: `candidates` are the paths whose first `depth`
-/// segments lead here; at the top, `top` finds them by key. With `out`, the value's JSON form
-/// is appended to it.
-pub struct Extract<'r, 'v, 'o, 'de> {
+/// segments lead here; at the top, `top` finds them by key. With `WRITE` (a constant, so the
+/// walk that only reads fields carries no writing code), the value's JSON form is appended to
+/// `out`.
+pub struct Extract<'r, 'v, 'o, 'de, const WRITE: bool> {
     pub registry: &'r FieldRegistry,
     pub depth: usize,
     pub candidates: &'r [usize],
@@ -61,7 +62,7 @@ pub struct Extract<'r, 'v, 'o, 'de> {
     pub out: Option<&'o mut JsonOut>,
 }
 
-impl<'de> Extract<'_, '_, '_, 'de> {
+impl<'de, const WRITE: bool> Extract<'_, '_, '_, 'de, WRITE> {
     /// Sets every path that ends here.
     fn set(&mut self, value: FieldValue<'de>) {
         for &i in self.candidates {
@@ -72,8 +73,10 @@ impl<'de> Extract<'_, '_, '_, 'de> {
     }
 
     fn write(&mut self, json: impl FnOnce(&mut JsonOut)) {
-        if let Some(out) = self.out.as_deref_mut() {
-            json(out);
+        if WRITE {
+            if let Some(out) = self.out.as_deref_mut() {
+                json(out);
+            }
         }
     }
 
@@ -83,7 +86,7 @@ impl<'de> Extract<'_, '_, '_, 'de> {
     }
 
     /// The walker of a value below this one, following `candidates`.
-    fn child<'c>(&'c mut self, candidates: &'c [usize]) -> Extract<'c, 'c, 'c, 'de> {
+    fn child<'c>(&'c mut self, candidates: &'c [usize]) -> Extract<'c, 'c, 'c, 'de, WRITE> {
         Extract {
             registry: self.registry,
             depth: self.depth + 1,
@@ -95,7 +98,7 @@ impl<'de> Extract<'_, '_, '_, 'de> {
     }
 }
 
-impl<'de> DeserializeSeed<'de> for Extract<'_, '_, '_, 'de> {
+impl<'de, const WRITE: bool> DeserializeSeed<'de> for Extract<'_, '_, '_, 'de, WRITE> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -104,12 +107,12 @@ impl<'de> DeserializeSeed<'de> for Extract<'_, '_, '_, 'de> {
 }
 
 /// An element of an array: a comma before all but the first.
-struct Element<'r, 'v, 'o, 'de> {
+struct Element<'r, 'v, 'o, 'de, const WRITE: bool> {
     first: bool,
-    value: Extract<'r, 'v, 'o, 'de>,
+    value: Extract<'r, 'v, 'o, 'de, WRITE>,
 }
 
-impl<'de> DeserializeSeed<'de> for Element<'_, '_, '_, 'de> {
+impl<'de, const WRITE: bool> DeserializeSeed<'de> for Element<'_, '_, '_, 'de, WRITE> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(mut self, deserializer: D) -> Result<(), D::Error> {
@@ -128,17 +131,13 @@ enum Next<'r> {
 
 /// Reads one map key without keeping it (so a key the format hands over as a temporary does
 /// not cost an allocation): finds the paths it leads to and writes it to the JSON form.
-struct KeySeed<'s, 'r> {
-    registry: &'r FieldRegistry,
-    depth: usize,
-    candidates: &'r [usize],
-    top: Option<&'r TopLevel>,
+struct KeySeed<'s, 'r, 'v, 'o, 'de, const WRITE: bool> {
+    map: &'s mut Extract<'r, 'v, 'o, 'de, WRITE>,
     below: &'s mut Vec<usize>,
-    out: Option<&'s mut JsonOut>,
     first: bool,
 }
 
-impl<'de, 'r> DeserializeSeed<'de> for KeySeed<'_, 'r> {
+impl<'de, 'r, const WRITE: bool> DeserializeSeed<'de> for KeySeed<'_, 'r, '_, '_, '_, WRITE> {
     type Value = Next<'r>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Next<'r>, D::Error> {
@@ -146,7 +145,7 @@ impl<'de, 'r> DeserializeSeed<'de> for KeySeed<'_, 'r> {
     }
 }
 
-impl<'de, 'r> Visitor<'de> for KeySeed<'_, 'r> {
+impl<'de, 'r, const WRITE: bool> Visitor<'de> for KeySeed<'_, 'r, '_, '_, '_, WRITE> {
     type Value = Next<'r>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -154,20 +153,22 @@ impl<'de, 'r> Visitor<'de> for KeySeed<'_, 'r> {
     }
 
     fn visit_str<E: de::Error>(self, key: &str) -> Result<Next<'r>, E> {
-        if let Some(out) = self.out {
-            if !self.first {
+        let map = self.map;
+        let first = self.first;
+        map.write(|out| {
+            if !first {
                 out.text.push(b',');
             }
             write_str(&mut out.text, key);
             out.text.push(b':');
-        }
-        Ok(match self.top {
+        });
+        Ok(match map.top {
             Some(top) => Next::Top(top.0.get(key).map_or(&[], Vec::as_slice)),
             None => {
                 self.below.clear();
-                let (registry, depth) = (self.registry, self.depth);
+                let (registry, depth) = (map.registry, map.depth);
                 self.below.extend(
-                    self.candidates
+                    map.candidates
                         .iter()
                         .copied()
                         .filter(|&i| registry.paths()[i].segments().get(depth).is_some_and(|s| s == key)),
@@ -178,7 +179,7 @@ impl<'de, 'r> Visitor<'de> for KeySeed<'_, 'r> {
     }
 }
 
-impl<'de> Visitor<'de> for Extract<'_, '_, '_, 'de> {
+impl<'de, const WRITE: bool> Visitor<'de> for Extract<'_, '_, '_, 'de, WRITE> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -192,22 +193,14 @@ impl<'de> Visitor<'de> for Extract<'_, '_, '_, 'de> {
         let mut below = Vec::new();
         let mut first = true;
         loop {
-            let key = KeySeed {
-                registry: self.registry,
-                depth: self.depth,
-                candidates: self.candidates,
-                top: self.top,
-                below: &mut below,
-                out: self.out.as_deref_mut(),
-                first,
-            };
+            let key = KeySeed { map: &mut self, below: &mut below, first };
             let next: &[usize] = match map.next_key_seed(key)? {
                 None => break,
                 Some(Next::Top(paths)) => paths,
                 Some(Next::Below) => &below,
             };
             first = false;
-            if next.is_empty() && self.out.is_none() {
+            if next.is_empty() && !WRITE {
                 map.next_value::<IgnoredAny>()?;
             } else {
                 map.next_value_seed(self.child(next))?;
@@ -219,7 +212,7 @@ impl<'de> Visitor<'de> for Extract<'_, '_, '_, 'de> {
 
     fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
         self.set(FieldValue::Other);
-        if self.out.is_none() {
+        if !WRITE {
             while seq.next_element::<IgnoredAny>()?.is_some() {}
             return Ok(());
         }

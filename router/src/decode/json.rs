@@ -23,7 +23,7 @@ pub(super) fn decode<'a>(
     }
     let mut values = vec![FieldValue::Missing; registry.paths().len()];
     let mut de = serde_json::Deserializer::from_str(text);
-    Extract { registry, depth: 0, candidates: &[], top: Some(top), values: &mut values, out: None }
+    Extract::<false> { registry, depth: 0, candidates: &[], top: Some(top), values: &mut values, out: None }
         .deserialize(&mut de)
         .and_then(|()| de.end())
         .map_err(malformed)?;
