@@ -3,9 +3,9 @@
 //! consume → produce copy fed at the same rate on the same broker: what the broker and the
 //! client take at that rate with no router in between.
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::{Message, Timestamp};
-use rdkafka::ClientConfig;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -101,6 +101,21 @@ pub fn measure(
         p99_ms: pct(0.99),
         max_ms: samples.last().copied(),
     })
+}
+
+/// Assigns `consumer` every partition of `topic` at its current end: a baseline fed live then
+/// copies only what is offered from now on, misses none of it (the ends are known before the
+/// first event is offered), and waits for no group join.
+pub fn assign_at_end<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str) -> anyhow::Result<()> {
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let mut assignment = TopicPartitionList::new();
+    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        let (_, end) = consumer.fetch_watermarks(topic, partition.id(), timeout)?;
+        assignment.add_partition_offset(topic, partition.id(), Offset::Offset(end))?;
+    }
+    consumer.assign(&assignment)?;
+    Ok(())
 }
 
 /// The event id of an input event or a routed record (both carry `event_id` at the top).

@@ -29,7 +29,6 @@ use cpu_time::ProcessTime;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;
@@ -409,16 +408,7 @@ fn pass_through(
     let producer: ThreadedProducer<DefaultProducerContext> =
         tollgate_router::kafka::producer_config(config).create()?;
     if copy.live {
-        // Assigned at each partition's end, known before the first event is offered: no group
-        // join to wait for, and no event offered before the copy's start is missed.
-        let timeout = Duration::from_secs(10);
-        let metadata = consumer.fetch_metadata(Some(copy.from), timeout)?;
-        let mut assignment = TopicPartitionList::new();
-        for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
-            let (_, end) = consumer.fetch_watermarks(copy.from, partition.id(), timeout)?;
-            assignment.add_partition_offset(copy.from, partition.id(), Offset::Offset(end))?;
-        }
-        consumer.assign(&assignment)?;
+        latency::assign_at_end(&consumer, copy.from)?;
     } else {
         consumer.subscribe(&[copy.from])?;
     }
