@@ -3,9 +3,9 @@
 //!
 //!     cargo bench -p tollgate-router --bench hot_path
 //!
-//! Three cases, on the reference example's events (about 200 bytes each, all four routes):
-//! JSON input with the `field` scorer, the same events as Avro input, and JSON input scored by a
-//! 20-feature `logistic` model. Before criterion's timings, it prints heap allocations and bytes
+//! Four cases, on the reference example's events (about 200 bytes each, all four routes):
+//! JSON input with the `field` scorer, the same events as Avro input (with JSON output, as in
+//! the example, and with Avro output), and JSON input scored by a 20-feature `logistic` model. Before criterion's timings, it prints heap allocations and bytes
 //! per event (instrumented allocator) and the CPU time per event of the routing thread.
 
 use cpu_time::ThreadTime;
@@ -99,6 +99,24 @@ fn cases() -> Vec<Case> {
             apache_avro::to_avro_datum(&schema, value).unwrap()
         })
         .collect();
+    // Avro in and Avro out: the routed record embeds the datum as it is, so no JSON form is
+    // written.
+    let avro_out_config = example(
+        "avro-out",
+        |t| {
+            t.replace(
+                "format = \"json\"\n\n[input.fields]",
+                "format = \"avro\"\navro_schema = \"payment.avsc\"\n\n[input.fields]",
+            )
+            .replace("[output]\nformat = \"json\"", "[output]\nformat = \"avro\"")
+        },
+        &[],
+    );
+    let avro_out_case = Case {
+        name: "avro_field_avro_out",
+        pipeline: Pipeline::from_config(&avro_out_config).unwrap(),
+        events: avro.clone(),
+    };
     let avro_case = Case { name: "avro_field", pipeline: Pipeline::from_config(&avro_config).unwrap(), events: avro };
 
     let logistic_config = example(
@@ -122,7 +140,7 @@ fn cases() -> Vec<Case> {
         pipeline: Pipeline::from_config(&logistic_config).unwrap(),
         events: with_features,
     };
-    vec![json_case, avro_case, logistic_case]
+    vec![json_case, avro_case, avro_out_case, logistic_case]
 }
 
 fn run(case: &Case, out: &mut Output, now: SystemTime) -> usize {
