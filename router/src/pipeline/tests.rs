@@ -161,6 +161,10 @@ fn undecodable_input_is_identified_by_its_position() {
 }
 
 fn avro_payment(risk: f64, confidence: f64) -> Vec<u8> {
+    avro_payment_of(250.0, risk, confidence)
+}
+
+fn avro_payment_of(amount: f64, risk: f64, confidence: f64) -> Vec<u8> {
     use apache_avro::types::Value;
     let schema =
         apache_avro::Schema::parse_str(&std::fs::read_to_string(Path::new(EXAMPLE_DIR).join("payment.avsc")).unwrap())
@@ -169,7 +173,7 @@ fn avro_payment(risk: f64, confidence: f64) -> Vec<u8> {
     let v = Value::Record(vec![
         ("event_id".into(), s("avro-1")),
         ("account_id".into(), s("acct-1")),
-        ("amount".into(), Value::Double(250.0)),
+        ("amount".into(), Value::Double(amount)),
         ("currency".into(), s("EUR")),
         ("merchant_category".into(), s("travel")),
         ("country".into(), s("FR")),
@@ -197,8 +201,16 @@ fn avro_input_routes_and_converts_to_json() {
     let rec = RoutedRecord::from_json(&out.value).unwrap();
     assert_eq!(rec.event["country"], "FR");
     assert_eq!(rec.event_format, EventFormat::Avro);
-    // NaN is representable in Avro and must be refused.
+    // NaN is representable in Avro and must be refused: as a score by the scorer, elsewhere
+    // because the JSON routed record could not carry it.
     assert_eq!(reason_of(&p, Some(&avro_payment(f64::NAN, 0.9))), RejectReason::NonFiniteScore);
+    assert_eq!(reason_of(&p, Some(&avro_payment_of(f64::INFINITY, 0.1, 0.99))), RejectReason::EncodeFailed);
+    // With Avro output the datum is embedded as it is, so the same event routes.
+    let mut c = avro_config(false);
+    c.output.format = RecordFormat::Avro;
+    let avro_out = Pipeline::from_config(&c).unwrap();
+    let v = avro_out.process(Some(&avro_payment_of(f64::INFINITY, 0.1, 0.99)), source(), now(), &mut out);
+    assert!(matches!(v, Verdict::Routed { .. }), "{v:?}");
     assert_eq!(reason_of(&p, Some(b"{\"event_id\":1}")), RejectReason::AvroDecode);
 }
 
