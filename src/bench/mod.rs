@@ -331,7 +331,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     stop_router.cancel();
     let _ = handle.await;
     // The pass-through at the same rate, on the same input topic, once the router has stopped:
-    // a fresh group reading from the topic's end, so the broker serves it from the same state.
+    // assigned at the topic's end, so the broker serves it from the same state.
     eprintln!("pass-through latency at {rate:.0} events/s for {} s…", options.latency_seconds);
     let pass_through_latency = {
         let ready = Arc::new(AtomicBool::new(false));
