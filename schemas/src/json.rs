@@ -1,5 +1,5 @@
-//! Laid-out JSON encodings of the two records written for every event: the routed record and
-//! the audit record.
+//! Laid-out JSON encodings of the two records written for every event, the routed record and
+//! the audit record, and of the resolved record written for every review decision.
 //!
 //! Also [`write_str`] and [`write_number`], the value writers they use, for other hand-written
 //! JSON.
@@ -12,6 +12,8 @@
 //! serde_json ([`AuditRecord::digest`]), so a difference would show as a broken chain.
 
 use crate::audit::AuditRecord;
+use crate::decision::ReviewAction;
+use crate::review::ResolvedEvent;
 use crate::routed::{Contribution, RoutedRecord};
 
 /// One JSON object being written.
@@ -190,6 +192,36 @@ impl RoutedRecord<'_, ()> {
     }
 }
 
+impl ResolvedEvent<'_, ()> {
+    /// Appends the JSON encoding with `event` (JSON text) as the event.
+    pub(crate) fn lay_json(&self, event: &[u8], out: &mut Vec<u8>) {
+        let mut o = Object::begin(out);
+        o.str("event_id", &self.event_id);
+        o.str("queue", self.queue.as_str());
+        o.str("rule", &self.rule);
+        o.str("recommendation", self.recommendation.as_str());
+        o.opt_str("action", self.action.map(ReviewAction::as_str));
+        o.str("outcome", self.outcome.as_str());
+        o.str("actor", &self.actor);
+        o.opt_str("actor_role", self.actor_role.as_deref());
+        o.str("rationale", &self.rationale);
+        o.opt_str("second_signoff", self.second_signoff.as_deref());
+        o.bool("overridden", self.overridden);
+        o.i64("review_latency_ms", self.review_latency_ms);
+        o.bool("sla_met", self.sla_met);
+        o.i64("tier", i64::from(self.tier));
+        o.i64("decided_at", self.decided_at);
+        o.bool("rollback", self.rollback);
+        o.f64("risk_score", self.risk_score);
+        o.f64("confidence", self.confidence);
+        o.str("policy_version", &self.policy_version);
+        o.str("model_version", &self.model_version);
+        o.str("event_format", self.event_format.as_str());
+        o.raw("event", event);
+        o.end();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::routed::{Contribution, EventFormat, RoutedRecord};
@@ -247,6 +279,44 @@ mod tests {
                 },
                 routed_at: 1_790_000_000_000,
                 sla_deadline: [None, Some(5)][i % 2],
+                event_format: [EventFormat::Json, EventFormat::Avro][i % 2],
+                event: (),
+            };
+            let mut laid = Vec::new();
+            record.lay_json(event.to_string().as_bytes(), &mut laid);
+            assert_eq!(String::from_utf8(laid).unwrap(), serde_json::to_string(&record.with_event(&event)).unwrap());
+        }
+    }
+
+    #[test]
+    fn resolved_records_lay_out_as_serde_json_encodes_them() {
+        use crate::decision::ReviewAction;
+        use crate::review::{ResolvedEvent, ReviewOutcome};
+        let event = serde_json::json!({"amount": 12.5, "note": "a \"b\""});
+        let actions = [None, Some(ReviewAction::Approve), Some(ReviewAction::Reject), Some(ReviewAction::RequestInfo)];
+        for (i, text) in crate::fixtures::texts().iter().take(4).enumerate() {
+            let outcome = [ReviewOutcome::Approved, ReviewOutcome::Rejected][i % 2];
+            let record = ResolvedEvent {
+                event_id: text.clone().into(),
+                queue: Route::ALL[i],
+                rule: text.clone().into(),
+                recommendation: [ReviewOutcome::Rejected, ReviewOutcome::Approved][i % 2],
+                action: actions[i],
+                outcome,
+                actor: text.clone().into(),
+                actor_role: [None, Some(text.clone().into())][i % 2].clone(),
+                rationale: text.clone().into(),
+                second_signoff: [Some(text.clone().into()), None][i % 2].clone(),
+                overridden: i % 2 == 0,
+                review_latency_ms: [0, -1, i64::MAX, 42][i],
+                sla_met: i % 2 == 1,
+                tier: [1, 2, 3, i32::MAX][i],
+                decided_at: 1_790_000_000_000,
+                rollback: i == 3,
+                risk_score: [0.93, f64::NAN, 0.0, 1e300][i],
+                confidence: [0.5, 1.0, f64::INFINITY, 1e-7][i],
+                policy_version: text.clone().into(),
+                model_version: "m".into(),
                 event_format: [EventFormat::Json, EventFormat::Avro][i % 2],
                 event: (),
             };

@@ -214,8 +214,8 @@ impl Join<'_> {
         let written = match self.config.output.format {
             RecordFormat::Avro => record.with_event(AvroBytes(Cow::Borrowed(bytes))).write_avro(&mut self.buf),
             RecordFormat::Json => {
-                let event = self.event_as_json(format, bytes);
-                record.with_event(&*event).write_json(&mut self.buf)
+                record.write_json_with_event(self.event_as_json(format, bytes).get(), &mut self.buf);
+                Ok(())
             }
         };
         if let Err(e) = written {
