@@ -281,4 +281,18 @@ mod tests {
         assert!(matches!(d.body, Body::Avro(Some(ref j)) if j.non_finite));
         assert_eq!(AvroInput::json_form_only(SCHEMA.parse().unwrap(), false).json_form(&bytes), None);
     }
+
+    #[test]
+    fn decimals_read_as_decimal_text() {
+        const PRICED: &str = r#"{"type":"record","name":"Priced","fields":[
+            {"name":"price","type":{"type":"bytes","logicalType":"decimal","precision":10,"scale":2}}]}"#;
+        let mut r = FieldRegistry::default();
+        r.register("price").unwrap();
+        let input = AvroInput::new(r, PRICED.parse().unwrap(), false, Vec::new(), true);
+        // 1234 as two big-endian bytes, after the length 2 (zigzag: 4).
+        let datum = [4, 0x04, 0xd2];
+        let d = input.decode(&datum).unwrap();
+        assert_eq!(d.fields.get(FieldId(0)), &FieldValue::Text("12.34".into()));
+        assert!(matches!(d.body, Body::Avro(Some(ref j)) if j.text == br#"{"price":"12.34"}"#));
+    }
 }
