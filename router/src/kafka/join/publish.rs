@@ -214,7 +214,7 @@ impl Join<'_> {
         let written = match self.config.output.format {
             RecordFormat::Avro => record.with_event(AvroBytes(Cow::Borrowed(bytes))).write_avro(&mut self.buf),
             RecordFormat::Json => {
-                record.write_json_with_event(self.event_as_json(format, bytes).get(), &mut self.buf);
+                record.write_json_with_event(&self.event_as_json(format, bytes), &mut self.buf);
                 Ok(())
             }
         };
@@ -437,18 +437,18 @@ impl Join<'_> {
     }
 
     /// The event's JSON text, embedded as it is in a JSON resolved record (`null` when it has
-    /// none): the text of a JSON event, checked but not rebuilt; an Avro event's JSON form.
-    fn event_as_json<'b>(&self, format: EventFormat, bytes: &'b [u8]) -> Cow<'b, RawValue> {
+    /// none): the text of a JSON event, checked but not rebuilt; an Avro event's JSON form, as
+    /// the decoder writes it (valid JSON by construction, so not parsed again).
+    fn event_as_json<'b>(&self, format: EventFormat, bytes: &'b [u8]) -> Cow<'b, str> {
         let event = match format {
-            EventFormat::Json => serde_json::from_slice::<&RawValue>(bytes).ok().map(Cow::Borrowed),
+            EventFormat::Json => serde_json::from_slice::<&RawValue>(bytes).ok().map(|raw| Cow::Borrowed(raw.get())),
             EventFormat::Avro => self
                 .avro_input
                 .as_ref()
                 .and_then(|input| input.json_form(bytes))
                 .and_then(|json| String::from_utf8(json).ok())
-                .and_then(|json| RawValue::from_string(json).ok())
                 .map(Cow::Owned),
         };
-        event.unwrap_or(Cow::Borrowed(RawValue::NULL))
+        event.unwrap_or(Cow::Borrowed("null"))
     }
 }
