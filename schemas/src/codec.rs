@@ -3,9 +3,9 @@
 //! Every record type has two encodings, chosen per deployment: JSON (one object per Kafka
 //! record) and Avro (a plain Avro datum of the embedded schema, no container header).
 //!
-//! The records written for every event are laid out by hand: the routed record's and the audit
-//! record's JSON ([`crate::json`]), the audit record's and the changelog entry's Avro
-//! (`avro.rs`). The other Avro datums are written and read with `serde_avro_fast`, which walks
+//! The records written for every event or decision are laid out by hand: the routed record's,
+//! the audit record's and the resolved record's JSON ([`crate::json`]), the audit record's and
+//! the changelog entry's Avro (`avro.rs`). The other Avro datums are written and read with `serde_avro_fast`, which walks
 //! a record's fields in schema order without an intermediate value tree. The schemas are also
 //! parsed by `apache_avro`, whose [`Schema`] is what this crate hands out and what the tests use
 //! as the reference encoder.

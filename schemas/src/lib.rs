@@ -9,7 +9,7 @@
 //! - [`gateway`]: the reviewer gateway's state of a case ([`CaseGate`]).
 //! - [`headers`]: Kafka header names Tollgate sets, including the dead-letter headers.
 //! - [`codec`]: the embedded Avro schemas and the JSON/Avro encode and decode functions.
-//! - [`json`]: the laid-out JSON encodings of the records written per event.
+//! - [`json`]: the laid-out JSON encodings of the records written per event or decision.
 //!
 //! This crate depends on neither tokio nor rdkafka: it is plain data, usable by any producer or
 //! consumer of Tollgate's topics.
