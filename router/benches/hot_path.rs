@@ -79,16 +79,14 @@ fn cases() -> Vec<Case> {
         events: json.clone(),
     };
 
-    let avro_config = example(
-        "avro",
-        |t| {
-            t.replace(
-                "format = \"json\"\n\n[input.fields]",
-                "format = \"avro\"\navro_schema = \"payment.avsc\"\n\n[input.fields]",
-            )
-        },
-        &[],
-    );
+    // The example's input made Avro, with its schema.
+    let avro_input = |t: String| {
+        t.replace(
+            "format = \"json\"\n\n[input.fields]",
+            "format = \"avro\"\navro_schema = \"payment.avsc\"\n\n[input.fields]",
+        )
+    };
+    let avro_config = example("avro", avro_input, &[]);
     let schema =
         apache_avro::Schema::parse_str(&std::fs::read_to_string(Path::new(EXAMPLE).join("payment.avsc")).unwrap())
             .unwrap();
@@ -103,13 +101,7 @@ fn cases() -> Vec<Case> {
     // written.
     let avro_out_config = example(
         "avro-out",
-        |t| {
-            t.replace(
-                "format = \"json\"\n\n[input.fields]",
-                "format = \"avro\"\navro_schema = \"payment.avsc\"\n\n[input.fields]",
-            )
-            .replace("[output]\nformat = \"json\"", "[output]\nformat = \"avro\"")
-        },
+        |t| avro_input(t).replace("[output]\nformat = \"json\"", "[output]\nformat = \"avro\""),
         &[],
     );
     let avro_out_case = Case {
