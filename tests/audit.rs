@@ -1,7 +1,8 @@
 //! The audit trail on a real broker: every writer's records are hash-chained per partition (across
 //! a router restart), `tollgate audit verify` passes the intact trail and finds an edited, deleted, reordered or
 //! inserted record where it is, and `tollgate audit export --event-id` prints one event's full
-//! story in order.
+//! story in order. The routing loop's audit records reach the chainer in batches, each in the
+//! partition its event id gets as a record key.
 
 mod common;
 
@@ -71,7 +72,7 @@ fn the_trail_is_chained_verified_and_exported() {
     let topics = Topics::new("audit");
     create_topics(&broker.addr, &[&topics.input], 3);
     let mut router = RouterProcess::spawn(&topics, &broker.addr, &[]);
-    let mut out = Collector::new(&broker.addr, &[&topics.audit, &topics.resolved]);
+    let mut out = Collector::new(&broker.addr, &[&topics.audit, &topics.resolved, &topics.audit_intake]);
     produce(&broker.addr, &topics.input, &sample_records());
     out.until("every routing record", Duration::from_secs(90), |c| {
         c.iter().filter(|r| r.topic == topics.audit).filter(|r| audit_of(r).action == "route").count() >= 20
@@ -103,6 +104,37 @@ fn the_trail_is_chained_verified_and_exported() {
     let partitions: Vec<i32> =
         out.on(&topics.audit).iter().filter(|c| audit_of(c).event_id == "pay-0006").map(|c| c.partition).collect();
     assert!(partitions.len() >= 2 && partitions.iter().all(|p| *p == partitions[0]), "{partitions:?}");
+    // Every routing record is in the partition librdkafka gives its event id as a key (the
+    // routing loop places its batched records itself): the same event ids, produced keyed to a
+    // topic of as many partitions, land where the router put their audit records.
+    let routed: Vec<AuditRecord> = out.on(&topics.audit).iter().map(|c| audit_of(c)).collect();
+    let placement = format!("{}.placement", topics.audit);
+    create_topics(&broker.addr, &[&placement], 3);
+    let ids: Vec<String> = routed.iter().map(|a| a.event_id.to_string()).collect();
+    produce(
+        &broker.addr,
+        &placement,
+        &ids.iter().map(|id| (Some(id.clone().into_bytes()), Some(b"x".to_vec()))).collect::<Vec<_>>(),
+    );
+    let mut keyed = Collector::new(&broker.addr, &[&placement]);
+    keyed.until("the keyed copies", Duration::from_secs(30), |c| c.len() >= ids.len());
+    for c in out.on(&topics.audit) {
+        let id = audit_of(c).event_id.to_string();
+        let copy = keyed.on(&placement).into_iter().find(|k| k.key.as_deref() == Some(id.as_bytes())).unwrap();
+        assert_eq!(c.partition, copy.partition, "{id}");
+    }
+    // The routing records came through the intake in batches: fewer intake records than audit
+    // records, and their counts add up.
+    let route_records = routed.iter().filter(|a| a.action == "route").count();
+    let batches: Vec<usize> = out
+        .on(&topics.audit_intake)
+        .iter()
+        .map(|c| c.header(tollgate_schemas::headers::AUDIT_BATCH))
+        .filter(|h| !h.is_empty())
+        .map(|h| h.parse().unwrap())
+        .collect();
+    assert_eq!(batches.iter().sum::<usize>(), route_records, "{batches:?}");
+    assert!(batches.len() < route_records, "{batches:?}");
 
     let (code, stdout, stderr) = audit_cli(&topics, &broker.addr, &["verify"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
@@ -245,4 +277,95 @@ fn a_policy_change_applies_without_a_restart_is_audited_and_an_invalid_one_is_re
     assert!(change.chain_hash.is_some(), "policy changes are chained like every audit record");
     let log = router.log_text();
     assert!(log.contains("Policy reload refused"), "{log}");
+}
+
+/// An audit record as another writer would send it to the intake.
+fn intake_record(event_id: &str) -> Vec<u8> {
+    let record = AuditRecord {
+        event_id: event_id.to_owned().into(),
+        timestamp: "2026-11-21T06:00:00.000Z".into(),
+        actor: "ana".into(),
+        actor_role: Some("fraud_analyst".into()),
+        action: "review_decision".into(),
+        decision: "approve".into(),
+        rule: None,
+        guardrail: false,
+        policy_version: None,
+        model_version: None,
+        risk_score: None,
+        confidence: None,
+        explanation: vec![],
+        input_snapshot: "{}".into(),
+        rationale: Some("known customer".into()),
+        sla_expected_ms: None,
+        sla_actual_ms: None,
+        source_topic: "payments".into(),
+        source_partition: 0,
+        source_offset: 0,
+        chain_seq: None,
+        chain_prev: None,
+        chain_hash: None,
+    };
+    let mut datum = Vec::new();
+    record.write_intake(&mut datum);
+    datum
+}
+
+#[test]
+fn intake_batches_are_chained_record_by_record_and_bad_ones_are_dead_lettered_whole() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use tollgate_schemas::headers::{AUDIT_BATCH, ERROR_MESSAGE, ERROR_REASON};
+    use tollgate_schemas::intake::AuditBatch;
+    let broker = Broker::get();
+    let topics = Topics::new("intake-batches");
+    create_topics(&broker.addr, &[&topics.input], 3);
+    let mut router = RouterProcess::spawn(&topics, &broker.addr, &[]);
+    let mut out = Collector::new(&broker.addr, &[&topics.audit, &topics.dead_letter]);
+    let batch = |ids: &[&str]| {
+        let mut b = AuditBatch::default();
+        for id in ids {
+            b.push_datum(&intake_record(id));
+        }
+        b.as_bytes().to_vec()
+    };
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &broker.addr).create().unwrap();
+    let records: [(&[u8], &str); 4] = [
+        (&batch(&["ok-1", "ok-2"]), "2"),
+        // Announces more records than it holds.
+        (&batch(&["short-1"]), "2"),
+        // Not an Avro array of audit records.
+        (b"{\"event_id\": \"json\"}", "1"),
+        (&batch(&[]), "0"),
+    ];
+    for (payload, count) in records {
+        let h = OwnedHeaders::new().insert(Header { key: AUDIT_BATCH, value: Some(count) });
+        let record: BaseRecord<'_, [u8], [u8]> =
+            BaseRecord::to(&topics.audit_intake).partition(1).payload(payload).headers(h);
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    out.until("the good batch chained and the bad ones dead-lettered", Duration::from_secs(60), |c| {
+        c.iter().filter(|r| r.topic == topics.audit).count() >= 2
+            && c.iter().filter(|r| r.topic == topics.dead_letter).count() >= 2
+    });
+    out.poll_for(Duration::from_millis(500));
+    assert!(router.terminate(Duration::from_secs(30)).success());
+
+    let chained: Vec<(Option<Vec<u8>>, i32, AuditRecord)> =
+        out.on(&topics.audit).iter().map(|c| (c.key.clone(), c.partition, audit_of(c))).collect();
+    assert_eq!(chained.len(), 2, "{chained:?}");
+    for ((key, partition, record), id) in chained.iter().zip(["ok-1", "ok-2"]) {
+        assert_eq!((record.event_id.as_ref(), key.as_deref(), *partition), (id, Some(id.as_bytes()), 1));
+    }
+    assert_eq!(chained[1].2.chain_prev, chained[0].2.chain_hash, "one chain, record after record");
+    let dead = out.on(&topics.dead_letter);
+    assert_eq!(dead.len(), 2);
+    assert!(dead.iter().all(|d| d.header(ERROR_REASON) == "malformed_audit"));
+    assert!(
+        dead[0].header(ERROR_MESSAGE).contains("holds 1 audit records, its header says 2"),
+        "{:?}",
+        dead[0].headers
+    );
+    assert!(dead[1].header(ERROR_MESSAGE).contains("not an audit record batch"), "{:?}", dead[1].headers);
+    assert_eq!(dead[0].value.as_deref(), Some(batch(&["short-1"]).as_slice()), "kept as it came");
 }

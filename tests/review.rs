@@ -157,7 +157,18 @@ fn decisions_join_and_sla_tiers_escalate_and_fall_back() {
     let dead = out.on(&topics.dead_letter);
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].header(tollgate_schemas::headers::ERROR_REASON), "unknown_event");
-    // Every human action and timeout is audited.
+    // Every human action and timeout is audited (once the chainer has caught up).
+    out.until("every action and timeout audited", Duration::from_secs(30), |rs| {
+        let chained = |action: &str| {
+            rs.iter()
+                .filter(|c| c.topic == topics.audit)
+                .filter_map(|c| tollgate_schemas::AuditRecord::read(RecordFormat::Json, c.value.as_deref()?).ok())
+                .filter(|a| a.action == action)
+                .count()
+        };
+        chained("timeout_fallback") >= 5 && chained("decision_unjoined") >= 1
+    });
+    out.poll_for(Duration::from_millis(300));
     let audits: Vec<_> = out
         .on(&topics.audit)
         .iter()

@@ -70,24 +70,42 @@ pub enum CodecError {
 }
 
 /// One embedded contract, parsed for both Avro libraries.
-struct Contract {
-    text: &'static str,
+pub(crate) struct Contract {
+    text: Text,
     reference: OnceLock<Schema>,
     fast: OnceLock<serde_avro_fast::Schema>,
 }
 
+/// A contract's schema text: an embedded file, or composed from embedded files.
+enum Text {
+    File(&'static str),
+    Composed(fn() -> String),
+}
+
 impl Contract {
     const fn new(text: &'static str) -> Contract {
-        Contract { text, reference: OnceLock::new(), fast: OnceLock::new() }
+        Contract { text: Text::File(text), reference: OnceLock::new(), fast: OnceLock::new() }
+    }
+
+    /// A contract whose schema is built from others' (parsed once, on first use).
+    pub(crate) const fn composed(text: fn() -> String) -> Contract {
+        Contract { text: Text::Composed(text), reference: OnceLock::new(), fast: OnceLock::new() }
+    }
+
+    fn text(&self) -> std::borrow::Cow<'static, str> {
+        match self.text {
+            Text::File(t) => t.into(),
+            Text::Composed(f) => f().into(),
+        }
     }
 
     // The schema texts are compiled in and covered by tests, so parsing cannot fail at run time.
-    fn schema(&self) -> &Schema {
-        self.reference.get_or_init(|| Schema::parse_str(self.text).expect("embedded Avro schema is valid"))
+    pub(crate) fn schema(&self) -> &Schema {
+        self.reference.get_or_init(|| Schema::parse_str(&self.text()).expect("embedded Avro schema is valid"))
     }
 
     fn fast(&self) -> &serde_avro_fast::Schema {
-        self.fast.get_or_init(|| self.text.parse().expect("embedded Avro schema is valid"))
+        self.fast.get_or_init(|| self.text().parse().expect("embedded Avro schema is valid"))
     }
 }
 
@@ -140,8 +158,20 @@ fn encode_avro<T: Serialize>(contract: &Contract, value: &T, out: &mut Vec<u8>) 
     Ok(())
 }
 
-fn decode_avro<'a, T: Deserialize<'a>>(contract: &Contract, bytes: &'a [u8]) -> Result<T, CodecError> {
+pub(crate) fn decode_avro<'a, T: Deserialize<'a>>(contract: &Contract, bytes: &'a [u8]) -> Result<T, CodecError> {
     Ok(serde_avro_fast::from_datum_slice(bytes, contract.fast())?)
+}
+
+/// [`decode_avro`], and the datum must take all of `bytes`: what follows it would be lost.
+pub(crate) fn decode_avro_whole<'a, T: Deserialize<'a>>(contract: &Contract, bytes: &'a [u8]) -> Result<T, CodecError> {
+    use std::io::BufRead;
+    let mut state = serde_avro_fast::de::DeserializerState::from_slice(bytes, contract.fast());
+    let value = T::deserialize(state.deserializer())?;
+    let left = state.into_reader().fill_buf().map(<[u8]>::len).unwrap_or_default();
+    if left > 0 {
+        return Err(CodecError::AvroRead(serde::de::Error::custom(format!("{left} bytes follow the datum"))));
+    }
+    Ok(value)
 }
 
 /// Appends `value` in `format` (Avro: a datum of `schema`).

@@ -8,6 +8,9 @@ pub const ROUTE: &str = "tollgate.route";
 pub const POLICY_VERSION: &str = "tollgate.policy.version";
 /// Version of the model whose score the routing used.
 pub const MODEL_VERSION: &str = "tollgate.model.version";
+/// Audit intake records that batch several audit records: how many (decimal text). See
+/// [`crate::intake`].
+pub const AUDIT_BATCH: &str = "tollgate.audit.batch";
 
 /// Dead letters: short machine-readable reason (a fixed set, the same as the metric label).
 pub const ERROR_REASON: &str = "tollgate.error.reason";

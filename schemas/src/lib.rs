@@ -7,6 +7,7 @@
 //! - [`decision`]: a reviewer's decision ([`ReviewDecision`]).
 //! - [`review`]: the pending-review changelog, resolved outcomes and escalations.
 //! - [`gateway`]: the reviewer gateway's state of a case ([`CaseGate`]).
+//! - [`intake`]: many audit records in one audit intake record ([`intake::AuditBatch`]).
 //! - [`headers`]: Kafka header names Tollgate sets, including the dead-letter headers.
 //! - [`codec`]: the embedded Avro schemas and the JSON/Avro encode and decode functions.
 //! - [`json`]: the laid-out JSON encodings of the records written per event or decision.
@@ -22,6 +23,7 @@ pub mod decision;
 mod fixtures;
 pub mod gateway;
 pub mod headers;
+pub mod intake;
 pub mod json;
 pub mod review;
 pub mod route;

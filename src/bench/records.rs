@@ -1,28 +1,31 @@
 //! The second baseline, "same records": the Kafka work the router does, without Tollgate's work
 //! in between.
 //!
-//! For each input record the router publishes a routed record and an audit intake record, and
-//! for an event entering review a changelog entry, which its review join reads back. Its audit
-//! chainer copies every intake record to the audit topic in transactions. This baseline moves the
-//! same records, of the router's mean sizes, with the same client settings, on three threads:
+//! For each input record the router publishes a routed record, and for an event entering review
+//! a changelog entry, which its review join reads back. Its audit records go to the intake
+//! gathered per poll batch and intake partition; its audit chainer writes each of them to the
+//! audit topic in transactions. This baseline moves the same records, of the router's mean
+//! sizes, with the same client settings, on three threads:
 //!
-//! 1. consume the input; produce a routed-sized and an audit-sized record per input record (keyed
-//!    like the input), and a changelog-sized one for the same share of records the policy sends
-//!    to review;
-//! 2. consume the audit copies and produce each to a second topic, committing the offsets in
-//!    transactions of the chainer's size;
+//! 1. consume the input in batches of the router's size; produce a routed-sized record per input
+//!    record (keyed like the input), an audit-sized copy gathered like the router's audit
+//!    records, and a changelog-sized one for the same share of records the policy sends to
+//!    review;
+//! 2. consume the gathered audit copies and produce each copy to a second topic, committing the
+//!    offsets in transactions of the chainer's size;
 //! 3. read the changelog copies.
 //!
 //! Measured from the first input record read until stage 2 has committed every record. So the
 //! router's ratio to this baseline is the share of the client library's and broker's limit that
 //! Tollgate's own work leaves: what the pass-through ratio cannot separate, since the router
-//! must write three to four records per event where the pass-through writes one.
+//! must write two to three records per event (routed, chained audit, for one in six a changelog
+//! entry), plus a share of an intake batch, where the pass-through writes one.
 
 use super::{phase, Phase};
 use crate::synth::{send_waiting, Mix, PaymentGenerator};
 use cpu_time::ProcessTime;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,7 +33,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 use tollgate_router::config::RouterConfig;
+use tollgate_router::kafka::intake::{self, KeyHash, MAX_BATCH_BYTES};
 use tollgate_router::pipeline::{Output, Pipeline, Source, Verdict};
+use tollgate_schemas::headers;
 
 /// Records a transaction of stage 2 holds at most (the audit chainer's smallest batch).
 const CHAIN_BATCH: usize = 20_000;
@@ -130,20 +135,56 @@ fn copy_input(
     consumer.subscribe(&[&config.kafka.input_topic])?;
     let (routed, audit, changelog) =
         (vec![b'r'; shape.routed_bytes], vec![b'a'; shape.audit_bytes], vec![b'c'; shape.changelog_bytes]);
+    // Audit copies are gathered per intake partition and poll batch, as the router gathers its
+    // audit records.
+    let partitions = intake::partition_count(&tollgate_router::kafka::consumer_config(config), &topics.intake, LIMIT)?;
+    let mut gathered: Vec<(Vec<u8>, usize)> = vec![(Vec::new(), 0); partitions as usize];
+    let send_gathered = |(bytes, n): &mut (Vec<u8>, usize), partition: usize| -> anyhow::Result<()> {
+        if *n > 0 {
+            let count = n.to_string();
+            let h = OwnedHeaders::new().insert(Header { key: headers::AUDIT_BATCH, value: Some(&count) });
+            let record = BaseRecord::<[u8], [u8]>::to(&topics.intake)
+                .partition(partition as i32)
+                .payload(bytes.as_slice())
+                .headers(h);
+            send_waiting(&producer, record, done)?;
+            bytes.clear();
+            *n = 0;
+        }
+        Ok(())
+    };
     let mut copied = 0u64;
     while copied < events && Instant::now() < deadline && !done.is_cancelled() {
-        let Some(m) = consumer.poll(Duration::from_millis(100)) else { continue };
-        let m = m?;
-        started.get_or_init(|| (Instant::now(), ProcessTime::now()));
-        let key = m.key().unwrap_or_default();
-        send_waiting(&producer, BaseRecord::to(&topics.routed).key(key).payload(routed.as_slice()), done)?;
-        send_waiting(&producer, BaseRecord::to(&topics.intake).key(key).payload(audit.as_slice()), done)?;
-        // The same share as the router, spread evenly.
-        let before = (copied as f64 * shape.changelog_share) as u64;
-        if ((copied + 1) as f64 * shape.changelog_share) as u64 > before {
-            send_waiting(&producer, BaseRecord::to(&topics.changelog).key(key).payload(changelog.as_slice()), done)?;
+        let mut wait = Duration::from_millis(100);
+        let mut polled = 0;
+        while polled < config.processing.batch_size && copied < events {
+            let Some(m) = consumer.poll(wait) else { break };
+            let m = m?;
+            started.get_or_init(|| (Instant::now(), ProcessTime::now()));
+            let key = m.key().unwrap_or_default();
+            send_waiting(&producer, BaseRecord::to(&topics.routed).key(key).payload(routed.as_slice()), done)?;
+            let p = KeyHash::Murmur2.partition(key, partitions) as usize;
+            if gathered[p].0.len() + audit.len() > MAX_BATCH_BYTES {
+                send_gathered(&mut gathered[p], p)?;
+            }
+            gathered[p].0.extend_from_slice(&audit);
+            gathered[p].1 += 1;
+            // The same share as the router, spread evenly.
+            let before = (copied as f64 * shape.changelog_share) as u64;
+            if ((copied + 1) as f64 * shape.changelog_share) as u64 > before {
+                send_waiting(
+                    &producer,
+                    BaseRecord::to(&topics.changelog).key(key).payload(changelog.as_slice()),
+                    done,
+                )?;
+            }
+            copied += 1;
+            polled += 1;
+            wait = Duration::ZERO;
         }
-        copied += 1;
+        for (p, batch) in gathered.iter_mut().enumerate() {
+            send_gathered(batch, p)?;
+        }
     }
     producer.flush(Duration::from_secs(60))?;
     Ok(())
@@ -171,11 +212,16 @@ fn chain_copies(
     let consumer: BaseConsumer = settings.create()?;
     consumer.subscribe(&[&topics.intake])?;
     while chained.load(Ordering::Acquire) < events && Instant::now() < deadline && !done.is_cancelled() {
-        let mut batch = Vec::with_capacity(CHAIN_BATCH);
+        let mut batch = Vec::new();
         let mut wait = Duration::from_millis(100);
-        while batch.len() < CHAIN_BATCH {
+        let mut weight = 0;
+        while weight < CHAIN_BATCH {
             match consumer.poll(wait) {
-                Some(m) => batch.push(m?),
+                Some(m) => {
+                    let m = m?;
+                    weight += gathered_count(&m).unwrap_or(1).max(1);
+                    batch.push(m);
+                }
                 None => break,
             }
             wait = Duration::ZERO;
@@ -185,12 +231,16 @@ fn chain_copies(
         }
         producer.begin_transaction()?;
         let mut next = std::collections::BTreeMap::new();
+        let mut copies = 0;
         for m in &batch {
-            let record = BaseRecord::to(&topics.audit)
-                .partition(m.partition())
-                .key(m.key().unwrap_or_default())
-                .payload(m.payload().unwrap_or_default());
-            send_waiting(&producer, record, done)?;
+            // Each gathered audit copy goes on as a record of its own.
+            let payload = m.payload().unwrap_or_default();
+            let n = gathered_count(m).unwrap_or(1).max(1);
+            for item in payload.chunks(payload.len().div_ceil(n).max(1)) {
+                let record = BaseRecord::to(&topics.audit).partition(m.partition()).key(b"k").payload(item);
+                send_waiting(&producer, record, done)?;
+                copies += 1;
+            }
             next.insert(m.partition(), m.offset() + 1);
         }
         let mut offsets = TopicPartitionList::new();
@@ -201,9 +251,16 @@ fn chain_copies(
         producer.flush(timeout)?;
         producer.send_offsets_to_transaction(&offsets, &group, timeout)?;
         producer.commit_transaction(timeout)?;
-        chained.fetch_add(batch.len() as u64, Ordering::AcqRel);
+        chained.fetch_add(copies, Ordering::AcqRel);
     }
     Ok(())
+}
+
+/// The audit copies a gathered intake record holds.
+fn gathered_count(m: &rdkafka::message::BorrowedMessage<'_>) -> Option<usize> {
+    use rdkafka::message::Headers;
+    let value = m.headers()?.iter().find(|h| h.key == headers::AUDIT_BATCH)?.value?;
+    std::str::from_utf8(value).ok()?.parse().ok()
 }
 
 /// Stage 3: the review join reading the changelog back.

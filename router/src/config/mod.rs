@@ -573,6 +573,14 @@ impl RouterConfig {
         if p.max_in_flight == 0 || p.batch_size == 0 || p.batch_size > p.max_in_flight {
             return bad("processing: need 0 < batch_size <= max_in_flight".into());
         }
+        // The routing loop places its batched audit records as the producer places keys.
+        if let Some(name) = self.kafka.producer.get("partitioner") {
+            if crate::kafka::intake::KeyHash::of_partitioner(name).is_none() {
+                return bad(format!(
+                    "kafka.producer.partitioner {name:?} is not supported: use murmur2_random (the default), murmur2, consistent_random, consistent or random"
+                ));
+            }
+        }
         Ok(())
     }
 }

@@ -48,6 +48,7 @@ fn invalid_configs_say_what_is_wrong() {
         ("[topics]\naudit = \"tollgate.auto-commit\"", "two outputs"),
         ("[review.sync_review]\ntiers = []", "review.sync_review.tiers"),
         ("[processing]\nbatch_size = 0", "batch_size"),
+        ("[kafka.producer]\npartitioner = \"fnv1a\"", "partitioner \"fnv1a\" is not supported"),
         ("[kafka2]\nx = 1", "unknown field"),
         ("[review.async_review]\ntiers = [\"soon\"]", "not a duration"),
     ];

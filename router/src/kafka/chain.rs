@@ -2,7 +2,10 @@
 //! linking each into its partition's hash chain.
 //!
 //! Every Tollgate writer (the routing loop, the review join, the reviewer gateway) sends its
-//! audit records to the intake topic, keyed by event id. The chainer consumes the intake in its
+//! audit records to the intake topic, keyed by event id; the routing loop sends them in batches
+//! ([`tollgate_schemas::intake`]), each in the partition its records' event ids get as keys. The
+//! chainer writes every record of a batch on its own, keyed by its event id, and bounds a
+//! transaction by records, not intake records. The chainer consumes the intake in its
 //! own consumer group (`<group>.audit`) and writes each record to the same partition number of
 //! the audit topic with `chain_seq`, `chain_prev` (the hash of the partition's previous record)
 //! and `chain_hash` set. So each audit partition has exactly one writer at a time (the owner of
@@ -17,13 +20,13 @@
 //! 0.6) gets the head from the audit partition's last committed record instead.
 
 use super::runner::{rewind, TxnError, TXN_TIMEOUT};
-use super::{consumer_config, poll_batch, producer_config, LoopError};
+use super::{consumer_config, poll_weighed, producer_config, LoopError};
 use crate::config::RouterConfig;
 use crate::telemetry::Telemetry;
 use fnv::FnvHashMap;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -146,9 +149,11 @@ pub fn run_chain(config: &RouterConfig, telemetry: &Telemetry, shutdown: &Cancel
     while !shutdown.is_cancelled() {
         let generation = consumer.context().generation.load(Ordering::Acquire);
         let mut messages = Vec::with_capacity(batch_size);
-        poll_batch(&consumer, batch_size, telemetry, |m| {
+        // A transaction holds about `batch_size` audit records, however they are batched.
+        poll_weighed(&consumer, batch_size, telemetry, |m| {
+            let weight = batched_records(&m).unwrap_or(1);
             messages.push(m);
-            Ok::<_, LoopError>(())
+            Ok::<_, LoopError>(weight)
         })?;
         if consumer.context().generation.load(Ordering::Acquire) != generation {
             // Partitions moved: heads are re-read from what the new assignment committed.
@@ -172,7 +177,7 @@ pub fn run_chain(config: &RouterConfig, telemetry: &Telemetry, shutdown: &Cancel
             continue;
         }
         match chainer.chain_batch(&consumer, &producer, &messages) {
-            Ok(()) => telemetry.audit_chained(messages.len()),
+            Ok(chained) => telemetry.audit_chained(chained),
             Err(TxnError::Abort(e)) => {
                 telemetry.audit_transaction_aborted(&e);
                 producer.abort_transaction(TXN_TIMEOUT)?;
@@ -280,14 +285,60 @@ impl Chainer<'_> {
         }))
     }
 
-    /// Decodes an intake record, links it after `head` and encodes it into `buf`; returns its
-    /// hash.
-    fn seal(&mut self, payload: Option<&[u8]>, head: &Head) -> Result<String, String> {
-        let mut record = parse(payload)?;
+    /// Links `record` after `head` and encodes it into `buf`; returns its hash.
+    fn seal(&mut self, record: &mut AuditRecord<'_>, head: &Head) -> Result<String, String> {
         self.buf.clear();
         record
             .seal_and_write(head.next_seq, &head.hash, self.config.output.format, &mut self.buf)
             .map_err(|e| format!("cannot encode it: {e}"))
+    }
+
+    /// Chains `record` on intake partition `partition` and enqueues it for the audit topic, keyed
+    /// by `key` (the intake record's) or else its event id.
+    fn chain_one(
+        &mut self,
+        consumer: &BaseConsumer<ChainConsumerContext>,
+        producer: &ThreadedProducer<ChainProducerContext>,
+        partition: i32,
+        key: Option<&[u8]>,
+        record: &mut AuditRecord<'_>,
+    ) -> Result<Result<(), String>, TxnError> {
+        let head = self.head(consumer, partition)?;
+        let hash = match self.seal(record, &head) {
+            Ok(hash) => hash,
+            Err(why) => return Ok(Err(why)),
+        };
+        let out = BaseRecord::to(&self.config.topics.audit)
+            .partition(partition)
+            .key(key.unwrap_or(record.event_id.as_bytes()))
+            .payload(self.buf.as_slice());
+        send(producer, out)?;
+        self.heads.insert(partition, Head { next_seq: head.next_seq + 1, hash });
+        Ok(Ok(()))
+    }
+
+    /// Dead-letters `payload` (intake record `m`, or one audit record of it): not an audit
+    /// record the chain can take, kept with its cause.
+    fn dead_letter(
+        &self,
+        producer: &ThreadedProducer<ChainProducerContext>,
+        m: &BorrowedMessage<'_>,
+        payload: &[u8],
+        key: Option<&[u8]>,
+        why: &str,
+    ) -> Result<(), TxnError> {
+        self.telemetry.audit_intake_rejected();
+        tracing::warn!(partition = m.partition(), offset = m.offset(), error = %why, "An audit intake record is not an audit record; dead-lettered.");
+        let topics = &self.config.topics;
+        let mut out = BaseRecord::to(&topics.dead_letter).payload(payload).headers(dead_letter_headers(
+            &topics.audit_intake,
+            m,
+            why,
+        ));
+        if let Some(k) = key {
+            out = out.key(k);
+        }
+        send(producer, out)
     }
 
     fn chain_batch(
@@ -295,36 +346,40 @@ impl Chainer<'_> {
         consumer: &BaseConsumer<ChainConsumerContext>,
         producer: &ThreadedProducer<ChainProducerContext>,
         messages: &[BorrowedMessage<'_>],
-    ) -> Result<(), TxnError> {
+    ) -> Result<usize, TxnError> {
         producer.context().failures.store(0, Ordering::Release);
         producer.begin_transaction()?;
         let topics = &self.config.topics;
         let mut last: FnvHashMap<i32, i64> = FnvHashMap::default();
+        let mut chained = 0;
         for m in messages {
             let partition = m.partition();
-            let mut head = self.head(consumer, partition)?;
-            match self.seal(m.payload(), &head) {
-                Ok(hash) => {
-                    let mut out = BaseRecord::to(&topics.audit).partition(partition).payload(self.buf.as_slice());
-                    if let Some(k) = m.key() {
-                        out = out.key(k);
+            // A batch is decoded whole before any of its records is chained: one that is not
+            // what it says is kept as it came, never chained in part.
+            let announced = batched_records(m);
+            let records = match announced {
+                None => parse(m.payload()).map(|r| vec![r]),
+                Some(n) => read_batch(m.payload(), n),
+            };
+            match records {
+                Ok(records) => {
+                    for mut record in records {
+                        let Err(why) = self.chain_one(consumer, producer, partition, m.key(), &mut record)? else {
+                            chained += 1;
+                            continue;
+                        };
+                        if announced.is_some() {
+                            // Kept alone, as the intake record it would have been on its own.
+                            (record.chain_seq, record.chain_prev, record.chain_hash) = (None, None, None);
+                            let mut datum = Vec::new();
+                            record.write_intake(&mut datum);
+                            self.dead_letter(producer, m, &datum, Some(record.event_id.as_bytes()), &why)?;
+                        } else {
+                            self.dead_letter(producer, m, m.payload().unwrap_or_default(), m.key(), &why)?;
+                        }
                     }
-                    send(producer, out)?;
-                    head = Head { next_seq: head.next_seq + 1, hash };
-                    self.heads.insert(partition, head);
                 }
-                Err(why) => {
-                    // Not an audit record: kept with its cause, never chained.
-                    self.telemetry.audit_intake_rejected();
-                    tracing::warn!(partition, offset = m.offset(), error = %why, "An audit intake record is not an audit record; dead-lettered.");
-                    let mut out = BaseRecord::to(&topics.dead_letter)
-                        .payload(m.payload().unwrap_or_default())
-                        .headers(dead_letter_headers(&topics.audit_intake, m, &why));
-                    if let Some(k) = m.key() {
-                        out = out.key(k);
-                    }
-                    send(producer, out)?;
-                }
+                Err(why) => self.dead_letter(producer, m, m.payload().unwrap_or_default(), m.key(), &why)?,
             }
             last.insert(partition, m.offset());
         }
@@ -344,7 +399,7 @@ impl Chainer<'_> {
         }
         producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT)?;
         producer.commit_transaction(TXN_TIMEOUT)?;
-        Ok(())
+        Ok(chained)
     }
 }
 
@@ -352,6 +407,23 @@ impl Chainer<'_> {
 fn parse(payload: Option<&[u8]>) -> Result<AuditRecord<'_>, String> {
     let bytes = payload.filter(|p| !p.is_empty()).ok_or("the record has no value")?;
     AuditRecord::read_borrowed(RecordFormat::of(bytes), bytes).map_err(|e| format!("not an audit record: {e}"))
+}
+
+/// For an intake batch record, the number of audit records its header announces.
+fn batched_records(m: &BorrowedMessage<'_>) -> Option<usize> {
+    let value = m.headers()?.iter().find(|h| h.key == headers::AUDIT_BATCH)?.value;
+    // A header that is not a count still marks a batch: reading it will say what is wrong.
+    Some(value.and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()).unwrap_or(0))
+}
+
+/// Decodes an intake batch of `announced` audit records.
+fn read_batch(payload: Option<&[u8]>, announced: usize) -> Result<Vec<AuditRecord<'_>>, String> {
+    let records =
+        AuditRecord::read_batch(payload.unwrap_or_default()).map_err(|e| format!("not an audit record batch: {e}"))?;
+    if records.len() != announced {
+        return Err(format!("the batch holds {} audit records, its header says {announced}", records.len()));
+    }
+    Ok(records)
 }
 
 fn dead_letter_headers(topic: &str, m: &BorrowedMessage<'_>, why: &str) -> OwnedHeaders {

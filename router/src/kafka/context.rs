@@ -64,6 +64,8 @@ pub struct RouterConsumerContext {
     pub inflight: Arc<InFlight>,
     pub producer: ThreadedProducer<DeliveryContext>,
     pub input_topic: String,
+    /// Where the routing loop's gathered audit records go when a drain seals their batch.
+    pub audit_intake_topic: String,
     pub drain_timeout: Duration,
     /// For the review join: the state to hand over on rebalance.
     pub review: Option<ReviewHandOver>,
@@ -84,7 +86,13 @@ impl RouterConsumerContext {
     /// Waits for in-flight records, stores the offsets of everything acknowledged and commits
     /// them synchronously. Used on revocation and at shutdown.
     pub fn drain_and_commit(&self, consumer: &BaseConsumer<Self>) {
-        self.inflight.seal();
+        // The open batch's audit records go out with it: its offsets are stored only once they
+        // are acknowledged too.
+        if let Err(e) =
+            self.inflight.seal_with(|r| super::runner::send_intake(&self.producer, &self.audit_intake_topic, r))
+        {
+            tracing::error!(error = %e, "Audit records of the open batch were not enqueued; that batch stays uncommitted.");
+        }
         if let Err(e) = self.producer.flush(self.drain_timeout) {
             tracing::warn!(
                 error = %e,

@@ -7,6 +7,7 @@
 //! output is unacknowledged. A failed delivery poisons its batch: nothing from it onwards is
 //! stored, and the loop stops.
 
+use super::intake::{IntakeBatches, KeyHash, MAX_BATCH_BYTES};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -75,11 +76,41 @@ struct Entry {
     events: usize,
 }
 
+impl Entry {
+    fn new() -> Entry {
+        Entry { batch: Arc::new(Batch::new()), offsets: Vec::new(), events: 0 }
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     open: Option<Entry>,
     sealed: VecDeque<Entry>,
     events: usize,
+    /// The routing loop's audit records of the open batch, not sent yet. Kept here, with the
+    /// batch they belong to, so that whoever seals the batch (the loop, or a rebalance or
+    /// shutdown draining it) sends them first: a batch never completes without them.
+    intake: Option<IntakeBatches>,
+}
+
+impl State {
+    fn record(&mut self, topic: usize, partition: i32, offset: i64) {
+        self.events += 1;
+        let Some(entry) = self.open.as_mut() else { return };
+        entry.events += 1;
+        match entry.offsets.iter_mut().find(|(t, p, _)| *t == topic && *p == partition) {
+            Some((_, _, o)) => *o = (*o).max(offset),
+            None => entry.offsets.push((topic, partition, offset)),
+        }
+    }
+}
+
+/// An intake batch record to produce, with the input batch it belongs to.
+pub struct IntakeRecord<'a> {
+    pub partition: i32,
+    pub records: usize,
+    pub payload: &'a [u8],
+    pub batch: &'a Arc<Batch>,
 }
 
 /// A delivery that failed: the router must stop without storing offsets past it.
@@ -112,6 +143,12 @@ impl InFlight {
         InFlight { state: Mutex::new(State::default()), topics, waker, store_offsets: true, fatal: Mutex::new(None) }
     }
 
+    /// Tracking for the routing loop, whose audit records go to the intake in batches.
+    pub fn with_intake(mut self, intake: IntakeBatches) -> Self {
+        self.state.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).intake = Some(intake);
+        self
+    }
+
     /// Tracking for a transactional loop: completed batches are only counted down.
     pub fn transactional(mut self) -> Self {
         self.store_offsets = false;
@@ -131,22 +168,61 @@ impl InFlight {
     /// The open batch, created if needed, to attach to the records of the event being processed.
     pub fn open_batch(&self) -> Arc<Batch> {
         let mut s = lock(&self.state);
-        let entry =
-            s.open.get_or_insert_with(|| Entry { batch: Arc::new(Batch::new()), offsets: Vec::new(), events: 0 });
+        let entry = s.open.get_or_insert_with(Entry::new);
         Arc::clone(&entry.batch)
     }
 
     /// Records that the record at `topic` (an index)/`partition`/`offset` belongs to the open
     /// batch.
     pub fn record_event(&self, topic: usize, partition: i32, offset: i64) {
+        lock(&self.state).record(topic, partition, offset);
+    }
+
+    /// [`InFlight::record_event`] for an event with an audit record (an intake datum): the
+    /// record joins the intake batch of its event id's partition. A batch that would pass
+    /// [`MAX_BATCH_BYTES`] is handed to `send` first.
+    pub fn record_audited_event<E>(
+        &self,
+        topic: usize,
+        (partition, offset): (i32, i64),
+        (event_id, audit): (&[u8], &[u8]),
+        mut send: impl FnMut(IntakeRecord<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
         let mut s = lock(&self.state);
-        s.events += 1;
-        let Some(entry) = s.open.as_mut() else { return };
-        entry.events += 1;
-        match entry.offsets.iter_mut().find(|(t, p, _)| *t == topic && *p == partition) {
-            Some((_, _, o)) => *o = (*o).max(offset),
-            None => entry.offsets.push((topic, partition, offset)),
+        s.record(topic, partition, offset);
+        let State { open, intake, .. } = &mut *s;
+        let entry = open.get_or_insert_with(Entry::new);
+        // Only the routing loop records audit records, and its tracking has intake batches; were
+        // they missing, the records would still go out, all to partition 0.
+        debug_assert!(intake.is_some(), "audit records recorded without intake batches");
+        let intake = intake.get_or_insert_with(|| IntakeBatches::new(KeyHash::Murmur2, 1));
+        let p = intake.partition_of(event_id);
+        let gathered = intake.get(p);
+        let full = !gathered.is_empty() && gathered.as_bytes().len() + audit.len() + 1 > MAX_BATCH_BYTES;
+        let sent = if full { send_gathered(intake, p, &entry.batch, &mut send) } else { Ok(()) };
+        intake.get_mut(p).push_datum(audit);
+        sent
+    }
+
+    /// Closes the open batch, sending its gathered audit records first ([`InFlight::seal`] for
+    /// callers with audit records). The batch is sealed even when a send fails: `send` marks
+    /// the batch failed, so its offsets are never stored.
+    pub fn seal_with<E>(&self, mut send: impl FnMut(IntakeRecord<'_>) -> Result<(), E>) -> Result<(), E> {
+        let mut result = Ok(());
+        {
+            let mut s = lock(&self.state);
+            if let State { open: Some(entry), intake: Some(intake), .. } = &mut *s {
+                let partitions: Vec<usize> = intake.gathered().collect();
+                for p in partitions {
+                    let sent = send_gathered(intake, p, &entry.batch, &mut send);
+                    if result.is_ok() {
+                        result = sent;
+                    }
+                }
+            }
         }
+        self.seal();
+        result
     }
 
     /// Closes the open batch: no more records join it.
@@ -199,6 +275,21 @@ impl InFlight {
         }
         Ok(settled)
     }
+}
+
+/// Hands partition `p`'s gathered audit records to `send` as one record of `batch`, and empties
+/// the partition's batch (a failed send has marked `batch` failed: nothing is lost silently).
+fn send_gathered<E>(
+    intake: &mut IntakeBatches,
+    p: usize,
+    batch: &Arc<Batch>,
+    send: &mut impl FnMut(IntakeRecord<'_>) -> Result<(), E>,
+) -> Result<(), E> {
+    let gathered = intake.get(p);
+    let result =
+        send(IntakeRecord { partition: p as i32, records: gathered.records(), payload: gathered.as_bytes(), batch });
+    intake.get_mut(p).clear();
+    result
 }
 
 #[cfg(test)]

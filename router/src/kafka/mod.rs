@@ -5,7 +5,7 @@
 //! Offsets are stored manually (`enable.auto.offset.store=false`) and committed by librdkafka's
 //! periodic auto-commit, on partition revocation and at shutdown. An input offset is stored only
 //! when every record produced for it and for all earlier input of its batch (the routed record or
-//! dead letter, and the audit record) has been acknowledged by the broker (`acks=all`,
+//! dead letter, and the intake batch holding the audit record) has been acknowledged by the broker (`acks=all`,
 //! idempotent producer). So a crash at any point loses nothing; it may replay what was produced
 //! but not yet committed.
 
@@ -13,6 +13,7 @@ mod admin;
 mod chain;
 mod context;
 mod inflight;
+pub mod intake;
 mod join;
 pub mod reader;
 mod runner;
@@ -41,6 +42,20 @@ pub(crate) fn poll_batch<'c, C, E>(
 where
     C: rdkafka::consumer::ConsumerContext,
 {
+    poll_weighed(consumer, max, telemetry, |m| each(m).map(|()| 1))
+}
+
+/// [`poll_batch`] where a record may count for more than one: `each` returns its weight, and
+/// polling stops once the weights reach `max`. Returns the total weight.
+pub(crate) fn poll_weighed<'c, C, E>(
+    consumer: &'c rdkafka::consumer::BaseConsumer<C>,
+    max: usize,
+    telemetry: &crate::telemetry::Telemetry,
+    mut each: impl FnMut(rdkafka::message::BorrowedMessage<'c>) -> Result<usize, E>,
+) -> Result<usize, E>
+where
+    C: rdkafka::consumer::ConsumerContext,
+{
     let mut timeout = IDLE_POLL;
     let mut taken = 0;
     while taken < max {
@@ -50,9 +65,8 @@ where
                 telemetry.kafka_error(&e);
                 break;
             }
-            Some(Ok(m)) => each(m)?,
+            Some(Ok(m)) => taken += each(m)?.max(1),
         }
-        taken += 1;
         timeout = std::time::Duration::ZERO;
     }
     Ok(taken)
@@ -88,7 +102,7 @@ pub fn consumer_config(config: &RouterConfig) -> ClientConfig {
 pub fn producer_config(config: &RouterConfig) -> ClientConfig {
     let k = &config.kafka;
     let mut c = tollgate_common::kafka::producer_base(&k.brokers, &k.client_id);
-    // Room for every in-flight event's two records, so the bound on in-flight events (not the
+    // Room for every in-flight event's records (one or two, the audit records being batched), so the bound on in-flight events (not the
     // producer queue) is what applies backpressure.
     let queue = (config.processing.max_in_flight * 2 + 1_000).to_string();
     c.set("batch.num.messages", "10000").set("queue.buffering.max.messages", &queue);

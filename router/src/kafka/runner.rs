@@ -3,7 +3,8 @@
 //! the producer) and needs no async runtime.
 
 use super::context::{DeliveryContext, RouterConsumerContext};
-use super::inflight::{Batch, DeliveryFailed, InFlight};
+use super::inflight::{Batch, DeliveryFailed, InFlight, IntakeRecord};
+use super::intake::{self, IntakeBatches, KeyHash};
 use super::{consumer_config, poll_batch, routing_producer_config, BACKPRESSURE_WAIT};
 use crate::config::{Guarantee, RouterConfig};
 use crate::pipeline::{Output, Pipeline, Source, Verdict};
@@ -78,12 +79,18 @@ pub fn run_loop(
     shutdown: &CancellationToken,
 ) -> Result<(), LoopError> {
     let transactional = config.processing.guarantee == Guarantee::ExactlyOnce;
-    let mut tracking = InFlight::new(thread::current(), vec![config.kafka.input_topic.clone()]);
+    let settings = routing_producer_config(config);
+    // Audit records go to the intake in batches, placed as the producer would place them keyed.
+    let intake_topic = config.topics.audit_intake.as_str();
+    let partitions = intake::partition_count(&consumer_config(config), intake_topic, TXN_TIMEOUT)?;
+    let hash = settings.get("partitioner").and_then(KeyHash::of_partitioner).unwrap_or(KeyHash::Crc32);
+    let mut tracking = InFlight::new(thread::current(), vec![config.kafka.input_topic.clone()])
+        .with_intake(IntakeBatches::new(hash, partitions));
     if transactional {
         tracking = tracking.transactional();
     }
     let inflight = Arc::new(tracking);
-    let producer: ThreadedProducer<DeliveryContext> = routing_producer_config(config)
+    let producer: ThreadedProducer<DeliveryContext> = settings
         .create_with_context(DeliveryContext { telemetry: telemetry.clone(), inflight: Arc::clone(&inflight) })?;
     if transactional {
         producer.init_transactions(TXN_TIMEOUT)?;
@@ -96,6 +103,7 @@ pub fn run_loop(
             inflight: Arc::clone(&inflight),
             producer: producer.clone(),
             input_topic: input_topic.to_owned(),
+            audit_intake_topic: intake_topic.to_owned(),
             drain_timeout: config.processing.shutdown_timeout.0,
             review: None,
             generation: Default::default(),
@@ -162,7 +170,7 @@ impl Loop<'_> {
             let now = SystemTime::now();
             let telemetry = self.telemetry;
             poll_batch(consumer, batch_size, telemetry, |message| self.route(&message, now))?;
-            self.inflight.seal();
+            self.inflight.seal_with(|r| send_intake(self.producer, self.audit_topic, r))?;
         }
         Ok(())
     }
@@ -227,7 +235,10 @@ impl Loop<'_> {
                 .add_partition_offset(m.topic(), m.partition(), Offset::Offset(m.offset() + 1))
                 .map_err(TxnError::from)?;
         }
-        self.inflight.seal();
+        let (producer, topic) = (self.producer, self.audit_topic);
+        if let Err(e) = self.inflight.seal_with(|r| send_intake(producer, topic, r)) {
+            return Err(TxnError::Abort(e.to_string()));
+        }
         // Every record must be delivered before the commit. A failed delivery leaves the
         // transaction abortable, and its other records may never complete, so commit (which
         // flushes first) would only time out: abort at once instead.
@@ -312,12 +323,13 @@ impl Loop<'_> {
                 self.telemetry.dead_lettered(rejection.reason, &rejection.message);
             }
         }
-        let audit = BaseRecord::with_opaque_to(self.audit_topic, batch)
-            .key(self.out.event_id.as_bytes())
-            .payload(&self.out.audit);
-        send(self.producer, audit)?;
-        self.inflight.record_event(0, source.partition, source.offset);
-        Ok(())
+        let (producer, topic) = (self.producer, self.audit_topic);
+        self.inflight.record_audited_event(
+            0,
+            (source.partition, source.offset),
+            (self.out.event_id.as_bytes(), &self.out.audit),
+            |r| send_intake(producer, topic, r),
+        )
     }
 }
 
@@ -338,6 +350,21 @@ pub(super) fn rewind<C: rdkafka::consumer::ConsumerContext>(
             tracing::debug!(topic, partition, error = %e, "Not rewound (partition no longer assigned).");
         }
     }
+}
+
+/// Enqueues an intake batch record (see [`tollgate_schemas::intake`]).
+pub(super) fn send_intake(
+    producer: &ThreadedProducer<DeliveryContext>,
+    topic: &str,
+    record: IntakeRecord<'_>,
+) -> Result<(), LoopError> {
+    let count = record.records.to_string();
+    let h = OwnedHeaders::new_with_capacity(1).insert(Header { key: headers::AUDIT_BATCH, value: Some(&count) });
+    let out = BaseRecord::with_opaque_to(topic, Arc::clone(record.batch))
+        .partition(record.partition)
+        .payload(record.payload)
+        .headers(h);
+    send::<[u8], [u8]>(producer, out)
 }
 
 /// Enqueues a record, waiting while the producer queue is full. Any other error fails the batch.

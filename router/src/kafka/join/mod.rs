@@ -80,6 +80,7 @@ pub fn run_join(
             inflight: Arc::clone(&inflight),
             producer: producer.clone(),
             input_topic: topics.review_decisions.clone(),
+            audit_intake_topic: topics.audit_intake.clone(),
             drain_timeout: config.processing.shutdown_timeout.0,
             review: Some(ReviewHandOver {
                 changelog_topic: topics.pending_changelog.clone(),

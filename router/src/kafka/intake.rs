@@ -1,0 +1,141 @@
+//! The routing loop's audit records, gathered per audit intake partition into batch records
+//! ([`tollgate_schemas::intake`]): one intake record per partition and poll batch instead of one
+//! per event.
+//!
+//! Each audit record goes to the intake partition its event id would get as a record key from
+//! the producer's own partitioner, so an event's routing record and the records the gateway and
+//! the review join write for it later (keyed by event id) share a partition, and so a chain.
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientConfig;
+use std::time::Duration;
+use tollgate_schemas::intake::AuditBatch;
+
+/// Bound on an intake batch record's size: under the broker's and the client's default
+/// message size limit (1 MB), with room for the record's framing.
+pub const MAX_BATCH_BYTES: usize = 512 * 1024;
+
+/// The key hash of a librdkafka `partitioner` setting, for keyed records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyHash {
+    /// `consistent`, `consistent_random` (librdkafka's default): CRC-32.
+    Crc32,
+    /// `murmur2`, `murmur2_random` (the Java client's default; Tollgate's): murmur2 with Kafka's
+    /// seed, made positive.
+    Murmur2,
+}
+
+/// The seed of Kafka's murmur2 (`Utils.murmur2`, librdkafka's `rd_murmur2`).
+const KAFKA_MURMUR2_SEED: u32 = 0x9747_b28c;
+
+impl KeyHash {
+    /// The hash a `partitioner` setting applies to keyed records. `random` ignores keys, so any
+    /// partition is as right as another; murmur2 then spreads them. The `fnv1a` ones are not
+    /// supported (refused when the configuration is validated).
+    pub fn of_partitioner(name: &str) -> Option<KeyHash> {
+        match name {
+            "consistent" | "consistent_random" => Some(KeyHash::Crc32),
+            "murmur2" | "murmur2_random" | "random" => Some(KeyHash::Murmur2),
+            _ => None,
+        }
+    }
+
+    /// The partition librdkafka gives a record keyed `key` among `count` partitions (`count` > 0).
+    pub fn partition(self, key: &[u8], count: i32) -> i32 {
+        let count = count.max(1) as u32;
+        let hash = match self {
+            KeyHash::Crc32 => crc32fast::hash(key),
+            KeyHash::Murmur2 => murmur2::murmur2(key, KAFKA_MURMUR2_SEED) & 0x7fff_ffff,
+        };
+        (hash % count) as i32
+    }
+}
+
+/// The intake batches of the open batch of input, one per intake partition.
+#[derive(Debug)]
+pub struct IntakeBatches {
+    hash: KeyHash,
+    batches: Vec<AuditBatch>,
+}
+
+impl IntakeBatches {
+    /// Batches for an intake topic of `partitions` partitions, placed by `hash`.
+    pub fn new(hash: KeyHash, partitions: i32) -> IntakeBatches {
+        IntakeBatches { hash, batches: vec![AuditBatch::default(); partitions.max(1) as usize] }
+    }
+
+    /// The intake partition of `event_id`.
+    pub fn partition_of(&self, event_id: &[u8]) -> usize {
+        self.hash.partition(event_id, self.batches.len() as i32) as usize
+    }
+
+    pub fn get(&self, partition: usize) -> &AuditBatch {
+        &self.batches[partition]
+    }
+
+    pub fn get_mut(&mut self, partition: usize) -> &mut AuditBatch {
+        &mut self.batches[partition]
+    }
+
+    /// The partitions whose batch holds records.
+    pub fn gathered(&self) -> impl Iterator<Item = usize> + '_ {
+        self.batches.iter().enumerate().filter(|(_, b)| !b.is_empty()).map(|(p, _)| p)
+    }
+}
+
+/// The partition count of `topic`, read with a short-lived client of `settings`, waiting up to
+/// `timeout` for the topic to exist.
+pub fn partition_count(settings: &ClientConfig, topic: &str, timeout: Duration) -> Result<i32, KafkaError> {
+    let probe: BaseConsumer = settings.create()?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let found = probe.fetch_metadata(Some(topic), Duration::from_secs(5)).map(|m| {
+            m.topics().iter().find(|t| t.name() == topic && t.error().is_none()).map_or(0, |t| t.partitions().len())
+        });
+        match found {
+            Ok(count) if count > 0 => return Ok(count as i32),
+            Ok(_) if std::time::Instant::now() >= deadline => {
+                tracing::error!(topic, "The topic does not exist.");
+                return Err(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition));
+            }
+            Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+            _ => {}
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitioner_names_map_to_their_key_hash() {
+        assert_eq!(KeyHash::of_partitioner("murmur2_random"), Some(KeyHash::Murmur2));
+        assert_eq!(KeyHash::of_partitioner("consistent_random"), Some(KeyHash::Crc32));
+        assert_eq!(KeyHash::of_partitioner("random"), Some(KeyHash::Murmur2));
+        assert_eq!(KeyHash::of_partitioner("fnv1a"), None);
+    }
+
+    /// Known values: murmur2 as the Java client hashes (Kafka's own test vectors), CRC-32's
+    /// check value. A count of `i32::MAX` leaves the positive hash nearly whole.
+    #[test]
+    fn keys_hash_as_the_java_client_and_crc32_do() {
+        let positive = |h: i32| (h & 0x7fff_ffff) % i32::MAX;
+        for (key, java) in [("21", -973_932_308), ("foobar", -790_332_482), ("abc", 479_470_107)] {
+            assert_eq!(KeyHash::Murmur2.partition(key.as_bytes(), i32::MAX), positive(java), "{key}");
+        }
+        assert_eq!(KeyHash::Crc32.partition(b"123456789", i32::MAX), (0xCBF4_3926u32 % 0x7fff_ffff) as i32);
+        let keys: Vec<String> = (0..200).map(|i| format!("pay-{i:04}")).collect();
+        for hash in [KeyHash::Crc32, KeyHash::Murmur2] {
+            for count in [1, 3, 6] {
+                assert!(keys.iter().all(|k| (0..count).contains(&hash.partition(k.as_bytes(), count))));
+            }
+        }
+        let placed = |h: KeyHash| keys.iter().map(|k| h.partition(k.as_bytes(), 6)).collect::<Vec<_>>();
+        assert_ne!(placed(KeyHash::Crc32), placed(KeyHash::Murmur2));
+        assert_eq!(KeyHash::Murmur2.partition(b"", 6), KeyHash::Murmur2.partition(b"", 6));
+    }
+}
