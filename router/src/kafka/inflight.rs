@@ -80,6 +80,14 @@ impl Entry {
     fn new() -> Entry {
         Entry { batch: Arc::new(Batch::new()), offsets: Vec::new(), events: 0 }
     }
+
+    fn note(&mut self, topic: usize, partition: i32, offset: i64) {
+        self.events += 1;
+        match self.offsets.iter_mut().find(|(t, p, _)| *t == topic && *p == partition) {
+            Some((_, _, o)) => *o = (*o).max(offset),
+            None => self.offsets.push((topic, partition, offset)),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -96,11 +104,8 @@ struct State {
 impl State {
     fn record(&mut self, topic: usize, partition: i32, offset: i64) {
         self.events += 1;
-        let Some(entry) = self.open.as_mut() else { return };
-        entry.events += 1;
-        match entry.offsets.iter_mut().find(|(t, p, _)| *t == topic && *p == partition) {
-            Some((_, _, o)) => *o = (*o).max(offset),
-            None => entry.offsets.push((topic, partition, offset)),
+        if let Some(entry) = self.open.as_mut() {
+            entry.note(topic, partition, offset);
         }
     }
 }
@@ -189,9 +194,10 @@ impl InFlight {
         mut send: impl FnMut(IntakeRecord<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut s = lock(&self.state);
-        s.record(topic, partition, offset);
-        let State { open, intake, .. } = &mut *s;
+        let State { open, intake, events, .. } = &mut *s;
         let entry = open.get_or_insert_with(Entry::new);
+        entry.note(topic, partition, offset);
+        *events += 1;
         // Only the routing loop records audit records, and its tracking has intake batches; were
         // they missing, the records would still go out, all to partition 0.
         debug_assert!(intake.is_some(), "audit records recorded without intake batches");
@@ -235,6 +241,18 @@ impl InFlight {
             if done {
                 self.waker.unpark();
             }
+        }
+    }
+
+    /// Forgets the open batch and its gathered audit records: its transaction was aborted and
+    /// its input will be read again.
+    pub fn abandon_open(&self) {
+        let mut s = lock(&self.state);
+        if let Some(entry) = s.open.take() {
+            s.events -= entry.events;
+        }
+        if let Some(intake) = s.intake.as_mut() {
+            intake.clear();
         }
     }
 
@@ -295,6 +313,7 @@ fn send_gathered<E>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::RefCell;
 
     #[test]
     fn a_batch_completes_after_seal_and_every_ack() {
@@ -312,6 +331,65 @@ mod tests {
         let (events, _) = b.ack().expect("last ack completes the batch");
         assert_eq!(events, 3);
         assert!(b.is_done());
+    }
+
+    /// Audit records wait with their batch, one intake record per partition, and the batch is
+    /// not done until those records are acknowledged too.
+    #[test]
+    fn audit_records_are_gathered_per_partition_and_sent_with_their_batch() {
+        let hash = KeyHash::Murmur2;
+        let inflight =
+            InFlight::new(std::thread::current(), vec!["in".into()]).with_intake(IntakeBatches::new(hash, 3));
+        let sent: RefCell<Vec<(i32, usize, usize)>> = RefCell::default();
+        let send = |r: IntakeRecord<'_>| {
+            r.batch.add_record();
+            sent.borrow_mut().push((r.partition, r.records, r.payload.len()));
+            Ok::<_, ()>(())
+        };
+        let b = inflight.open_batch();
+        let ids: Vec<String> = (0..30).map(|i| format!("pay-{i}")).collect();
+        for (offset, id) in ids.iter().enumerate() {
+            inflight.record_audited_event(0, (0, offset as i64), (id.as_bytes(), b"datum"), &send).unwrap();
+        }
+        assert!(sent.borrow().is_empty(), "nothing leaves before the batch is sealed");
+        inflight.seal_with(&send).unwrap();
+        let sent = sent.into_inner();
+        let mut expected = [0usize; 3];
+        for id in &ids {
+            expected[hash.partition(id.as_bytes(), 3) as usize] += 1;
+        }
+        for (partition, records, len) in &sent {
+            assert_eq!(*records, expected[*partition as usize]);
+            // One-item blocks: a count byte and the datum per record, and the end marker.
+            assert_eq!(*len, records * (1 + 5) + 1);
+        }
+        assert_eq!(sent.iter().map(|s| s.1).sum::<usize>(), 30);
+        assert_eq!(sent.len(), expected.iter().filter(|n| **n > 0).count());
+        for _ in 0..sent.len() - 1 {
+            assert!(b.ack().is_none());
+        }
+        assert!(!b.is_done());
+        assert_eq!(b.ack().map(|(events, _)| events), Some(30), "done with its last intake record");
+    }
+
+    #[test]
+    fn a_full_intake_batch_leaves_early_and_an_abandoned_one_never() {
+        let inflight =
+            InFlight::new(std::thread::current(), vec!["in".into()]).with_intake(IntakeBatches::new(KeyHash::Crc32, 1));
+        let sent = RefCell::new(Vec::new());
+        let send = |r: IntakeRecord<'_>| {
+            sent.borrow_mut().push(r.records);
+            Ok::<_, ()>(())
+        };
+        let big = vec![b'a'; MAX_BATCH_BYTES / 2 - 10];
+        for offset in 0..3 {
+            inflight.record_audited_event(0, (0, offset), (b"pay-1", &big), &send).unwrap();
+        }
+        assert_eq!(*sent.borrow(), [2], "the third record would pass the bound");
+        inflight.abandon_open();
+        assert_eq!(inflight.events(), 0);
+        inflight.seal_with(&send).unwrap();
+        assert_eq!(*sent.borrow(), [2], "the abandoned record is not sent");
     }
 
     #[test]

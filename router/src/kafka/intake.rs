@@ -79,6 +79,11 @@ impl IntakeBatches {
         &mut self.batches[partition]
     }
 
+    /// Empties every batch.
+    pub fn clear(&mut self) {
+        self.batches.iter_mut().for_each(AuditBatch::clear);
+    }
+
     /// The partitions whose batch holds records.
     pub fn gathered(&self) -> impl Iterator<Item = usize> + '_ {
         self.batches.iter().enumerate().filter(|(_, b)| !b.is_empty()).map(|(p, _)| p)

@@ -207,6 +207,9 @@ impl Loop<'_> {
                 Err(TxnError::Abort(e)) => {
                     self.telemetry.transaction(false, Some(&e));
                     self.producer.abort_transaction(TXN_TIMEOUT)?;
+                    // Audit records gathered for the aborted batch would otherwise join the
+                    // next transaction, beside the ones its re-read writes.
+                    self.inflight.abandon_open();
                     rewind(consumer, &messages);
                 }
                 Err(TxnError::Fatal(e)) => return Err(e),
