@@ -219,7 +219,7 @@ fn chain_copies(
             match consumer.poll(wait) {
                 Some(m) => {
                     let m = m?;
-                    weight += gathered_count(&m).unwrap_or(1).max(1);
+                    weight += intake::announced_records(&m).unwrap_or(1).max(1);
                     batch.push(m);
                 }
                 None => break,
@@ -235,7 +235,7 @@ fn chain_copies(
         for m in &batch {
             // Each gathered audit copy goes on as a record of its own.
             let payload = m.payload().unwrap_or_default();
-            let n = gathered_count(m).unwrap_or(1).max(1);
+            let n = intake::announced_records(m).unwrap_or(1).max(1);
             for item in payload.chunks(payload.len().div_ceil(n).max(1)) {
                 let record = BaseRecord::to(&topics.audit).partition(m.partition()).key(b"k").payload(item);
                 send_waiting(&producer, record, done)?;
@@ -254,13 +254,6 @@ fn chain_copies(
         chained.fetch_add(copies, Ordering::AcqRel);
     }
     Ok(())
-}
-
-/// The audit copies a gathered intake record holds.
-fn gathered_count(m: &rdkafka::message::BorrowedMessage<'_>) -> Option<usize> {
-    use rdkafka::message::Headers;
-    let value = m.headers()?.iter().find(|h| h.key == headers::AUDIT_BATCH)?.value?;
-    std::str::from_utf8(value).ok()?.parse().ok()
 }
 
 /// Stage 3: the review join reading the changelog back.

@@ -19,6 +19,7 @@
 //! re-read from the committed offsets. A broker that does not keep offset metadata (nisshi
 //! 0.6) gets the head from the audit partition's last committed record instead.
 
+use super::intake::announced_records;
 use super::runner::{rewind, TxnError, TXN_TIMEOUT};
 use super::{consumer_config, poll_weighed, producer_config, LoopError};
 use crate::config::RouterConfig;
@@ -26,7 +27,7 @@ use crate::telemetry::Telemetry;
 use fnv::FnvHashMap;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -151,7 +152,7 @@ pub fn run_chain(config: &RouterConfig, telemetry: &Telemetry, shutdown: &Cancel
         let mut messages = Vec::with_capacity(batch_size);
         // A transaction holds about `batch_size` audit records, however they are batched.
         poll_weighed(&consumer, batch_size, telemetry, |m| {
-            let weight = batched_records(&m).unwrap_or(1);
+            let weight = announced_records(&m).unwrap_or(1);
             messages.push(m);
             Ok::<_, LoopError>(weight)
         })?;
@@ -356,7 +357,7 @@ impl Chainer<'_> {
             let partition = m.partition();
             // A batch is decoded whole before any of its records is chained: one that is not
             // what it says is kept as it came, never chained in part.
-            let announced = batched_records(m);
+            let announced = announced_records(m);
             let records = match announced {
                 None => parse(m.payload()).map(|r| vec![r]),
                 Some(n) => read_batch(m.payload(), n),
@@ -407,13 +408,6 @@ impl Chainer<'_> {
 fn parse(payload: Option<&[u8]>) -> Result<AuditRecord<'_>, String> {
     let bytes = payload.filter(|p| !p.is_empty()).ok_or("the record has no value")?;
     AuditRecord::read_borrowed(RecordFormat::of(bytes), bytes).map_err(|e| format!("not an audit record: {e}"))
-}
-
-/// For an intake batch record, the number of audit records its header announces.
-fn batched_records(m: &BorrowedMessage<'_>) -> Option<usize> {
-    let value = m.headers()?.iter().find(|h| h.key == headers::AUDIT_BATCH)?.value;
-    // A header that is not a count still marks a batch: reading it will say what is wrong.
-    Some(value.and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()).unwrap_or(0))
 }
 
 /// Decodes an intake batch of `announced` audit records.

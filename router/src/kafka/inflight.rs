@@ -218,8 +218,10 @@ impl InFlight {
         {
             let mut s = lock(&self.state);
             if let State { open: Some(entry), intake: Some(intake), .. } = &mut *s {
-                let partitions: Vec<usize> = intake.gathered().collect();
-                for p in partitions {
+                for p in 0..intake.partitions() {
+                    if intake.get(p).is_empty() {
+                        continue;
+                    }
                     let sent = send_gathered(intake, p, &entry.batch, &mut send);
                     if result.is_ok() {
                         result = sent;

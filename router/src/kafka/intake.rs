@@ -8,9 +8,11 @@
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 use std::time::Duration;
+use tollgate_schemas::headers;
 use tollgate_schemas::intake::AuditBatch;
 
 /// Bound on an intake batch record's size: under the broker's and the client's default
@@ -84,10 +86,18 @@ impl IntakeBatches {
         self.batches.iter_mut().for_each(AuditBatch::clear);
     }
 
-    /// The partitions whose batch holds records.
-    pub fn gathered(&self) -> impl Iterator<Item = usize> + '_ {
-        self.batches.iter().enumerate().filter(|(_, b)| !b.is_empty()).map(|(p, _)| p)
+    /// The number of intake partitions.
+    pub fn partitions(&self) -> usize {
+        self.batches.len()
     }
+}
+
+/// For an intake batch record, the number of audit records its [`headers::AUDIT_BATCH`] header
+/// announces; `None` for a single audit record. A header that is not a count still marks a
+/// batch (`Some(0)`): reading the batch will say what is wrong.
+pub fn announced_records<M: Message>(m: &M) -> Option<usize> {
+    let value = m.headers()?.iter().find(|h| h.key == headers::AUDIT_BATCH)?.value;
+    Some(value.and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()).unwrap_or(0))
 }
 
 /// The partition count of `topic`, read with a short-lived client of `settings`, waiting up to
