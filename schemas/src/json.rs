@@ -97,41 +97,63 @@ impl<'o> Object<'o> {
     }
 }
 
-/// Appends `value` as a JSON string, exactly as serde_json writes it; most values need no
-/// escaping and are copied as they are.
+/// Appends `value` as a JSON string, exactly as serde_json writes it: runs of plain text are
+/// copied whole, and only `"`, `\\` and control characters are escaped (the short forms where
+/// JSON has them, else `\u00XX` in lowercase hex).
 pub fn write_str(out: &mut Vec<u8>, value: &str) {
-    if needs_escape(value.as_bytes()) {
-        // Writing to a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, value);
-    } else {
-        out.push(b'"');
-        out.extend_from_slice(value.as_bytes());
-        out.push(b'"');
+    let mut rest = value.as_bytes();
+    out.reserve(rest.len() + 2);
+    out.push(b'"');
+    while let Some(at) = first_escape(rest) {
+        out.extend_from_slice(&rest[..at]);
+        let byte = rest[at];
+        match byte {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(byte >> 4)]);
+                out.push(HEX[usize::from(byte & 0xf)]);
+            }
+        }
+        rest = &rest[at + 1..];
     }
+    out.extend_from_slice(rest);
+    out.push(b'"');
 }
 
-/// Whether any byte is a control character, `"` or `\\` (what JSON strings escape). Eight bytes
-/// at a time: a byte-by-byte scan with an early exit does not vectorise, and this check runs on
-/// every string value of every record the router writes.
-fn needs_escape(bytes: &[u8]) -> bool {
+/// The position of the first byte that is a control character, `"` or `\\`: what a JSON string
+/// escapes, and what ends a run of plain text when reading one. Eight bytes at a time: a
+/// byte-by-byte scan with an early exit does not vectorise, and this runs on every string value
+/// of every record the router reads and writes.
+#[inline]
+pub fn first_escape(bytes: &[u8]) -> Option<usize> {
     const ONES: u64 = u64::from_le_bytes([1; 8]);
     const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
-    /// High bit set in the bytes of `x` below `n` (exact as a whole for n <= 0x80: a borrow
-    /// only reaches past a byte that was itself below `n`).
+    /// High bit set in the bytes of `x` below `n`. A borrow only reaches past a byte that was
+    /// itself below `n`, so the lowest flagged byte is always a true one.
     const fn below(x: u64, n: u8) -> u64 {
         x.wrapping_sub(ONES * n as u64) & !x & HIGH
     }
-    let escapes = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut word = [0; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word);
-        if below(x, 0x20) | below(x ^ (ONES * b'"' as u64), 1) | below(x ^ (ONES * b'\\' as u64), 1) != 0 {
-            return true;
+    let mut at = 0;
+    while let Some(word) = bytes.get(at..at + 8) {
+        let mut w = [0; 8];
+        w.copy_from_slice(word);
+        let x = u64::from_le_bytes(w);
+        let found = below(x, 0x20) | below(x ^ (ONES * b'"' as u64), 1) | below(x ^ (ONES * b'\\' as u64), 1);
+        if found != 0 {
+            // Little-endian: the lowest set bit is the first byte.
+            return Some(at + found.trailing_zeros() as usize / 8);
         }
+        at += 8;
     }
-    chunks.remainder().iter().any(|&b| escapes(b))
+    bytes[at..].iter().position(|&b| b < 0x20 || b == b'"' || b == b'\\').map(|p| at + p)
 }
 
 /// Appends a number (or `null`) exactly as serde_json writes it (non-finite floats are `null`).
@@ -244,7 +266,48 @@ mod tests {
                     super::write_str(&mut out, text);
                     assert_eq!(out, serde_json::to_vec(text).unwrap(), "{text:?}");
                     let escaped = byte < 0x20 || byte == b'"' || byte == b'\\';
-                    assert_eq!(super::needs_escape(&bytes), escaped, "{text:?}");
+                    assert_eq!(super::first_escape(&bytes).is_some(), escaped, "{text:?}");
+                }
+            }
+        }
+    }
+
+    /// Strings with many escapes, next to each other and between runs of plain text of every
+    /// length, with characters of two, three and four bytes.
+    #[test]
+    fn runs_and_escapes_are_written_exactly_as_serde_json_writes_them() {
+        let alphabet: Vec<char> = (0u8..0x80).map(char::from).chain(['é', '€', '😀']).collect();
+        for step in 1..=13 {
+            for len in 0..=40 {
+                let text: String = (0..len).map(|i| alphabet[(i * step * 7 + len) % alphabet.len()]).collect();
+                let mut out = b"prefix".to_vec();
+                super::write_str(&mut out, &text);
+                assert_eq!(&out[6..], serde_json::to_vec(&text).unwrap(), "{text:?}");
+            }
+        }
+        let snapshot = r#"{"amount":12.5,"note":"a \"quoted\" word\n","tab":"\t"}"#;
+        let mut out = Vec::new();
+        super::write_str(&mut out, snapshot);
+        assert_eq!(out, serde_json::to_vec(snapshot).unwrap());
+    }
+
+    /// The first of two escaped bytes is found wherever the two fall, past any bytes above
+    /// ASCII (a borrow in the eight-byte check must not flag an earlier byte).
+    #[test]
+    fn the_first_escaped_byte_is_found() {
+        for len in 2..=19 {
+            for first in 0..len {
+                for second in first + 1..len {
+                    for (a, b) in [(b'"', b'\\'), (0x1f, b'"'), (b'\\', 0x00), (0x7f, b'"'), (0xff, 0x01)] {
+                        let mut bytes = vec![0xe9; len];
+                        bytes[first] = a;
+                        bytes[second] = b;
+                        let expected = [(first, a), (second, b)]
+                            .into_iter()
+                            .find(|&(_, x)| x < 0x20 || x == b'"' || x == b'\\')
+                            .map(|(at, _)| at);
+                        assert_eq!(super::first_escape(&bytes), expected, "{bytes:?}");
+                    }
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! Avro input: one datum of the configured schema per record, plain or in the Confluent wire
 //! format (magic byte 0, a big-endian 4-byte schema id, then the datum).
 
-use super::extract::{Extract, JsonOut, TopLevel};
+use super::extract::{Extract, JsonOut, PathTree};
 use super::{Body, Decoded};
 use crate::fields::{EventFields, FieldRegistry, FieldValue};
 use crate::reject::{RejectReason, Rejection};
@@ -14,7 +14,7 @@ use std::io::BufRead;
 #[derive(Debug)]
 pub struct AvroInput {
     registry: FieldRegistry,
-    top: TopLevel,
+    tree: PathTree,
     schema: Schema,
     confluent: bool,
     accepted_ids: Vec<u32>,
@@ -29,8 +29,8 @@ impl AvroInput {
         accepted_ids: Vec<u32>,
         json_body: bool,
     ) -> Self {
-        let top = TopLevel::new(&registry);
-        AvroInput { registry, top, schema, confluent, accepted_ids, json_body }
+        let tree = PathTree::new(&registry);
+        AvroInput { registry, tree, schema, confluent, accepted_ids, json_body }
     }
 
     /// A decoder that only writes events' JSON forms (for records that show an Avro event as
@@ -60,14 +60,12 @@ impl AvroInput {
         let mut json =
             self.json_body.then(|| JsonOut { text: Vec::with_capacity(64 + 2 * datum.len()), non_finite: false });
         let mut state = DeserializerState::from_slice(datum, &self.schema);
-        let (registry, top) = (&self.registry, Some(&self.top));
+        let (tree, node) = (&self.tree, Some(0));
         let walked = match json.as_mut() {
             Some(out) => {
-                Extract::<true> { registry, depth: 0, candidates: &[], top, values: &mut values, out: Some(out) }
-                    .deserialize(state.deserializer())
+                Extract::<true> { tree, node, values: &mut values, out: Some(out) }.deserialize(state.deserializer())
             }
-            None => Extract::<false> { registry, depth: 0, candidates: &[], top, values: &mut values, out: None }
-                .deserialize(state.deserializer()),
+            None => Extract::<false> { tree, node, values: &mut values, out: None }.deserialize(state.deserializer()),
         };
         walked.map_err(|e| {
             Rejection::new(RejectReason::AvroDecode, format!("does not decode with the configured schema: {e}"))

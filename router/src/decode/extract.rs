@@ -13,19 +13,50 @@ use std::borrow::Cow;
 use std::fmt;
 use tollgate_schemas::json::{write_number, write_str};
 
-/// The registered paths by their first segment, so a top-level key finds its paths at once.
-#[derive(Debug, Default)]
-pub struct TopLevel(FnvHashMap<String, Vec<usize>>);
+/// The registered paths as a tree of map keys, so a walk follows only the keys that lead to a
+/// registered path, looking each up once.
+#[derive(Debug)]
+pub struct PathTree {
+    /// The root (index 0) is the record itself.
+    nodes: Vec<Node>,
+}
 
-impl TopLevel {
+#[derive(Debug, Default)]
+struct Node {
+    /// The fields whose path ends at this value.
+    ends: Vec<usize>,
+    /// The keys of this value that lead to a registered path, with their nodes.
+    children: FnvHashMap<Box<str>, usize>,
+}
+
+impl PathTree {
     pub fn new(registry: &FieldRegistry) -> Self {
-        let mut map: FnvHashMap<String, Vec<usize>> = FnvHashMap::default();
-        for (i, path) in registry.paths().iter().enumerate() {
-            if let Some(first) = path.segments().first() {
-                map.entry(first.clone()).or_default().push(i);
+        let mut nodes = vec![Node::default()];
+        for (field, path) in registry.paths().iter().enumerate() {
+            let mut at = 0;
+            for segment in path.segments() {
+                at = match nodes[at].children.get(segment.as_str()) {
+                    Some(&next) => next,
+                    None => {
+                        nodes.push(Node::default());
+                        let next = nodes.len() - 1;
+                        nodes[at].children.insert(segment.as_str().into(), next);
+                        next
+                    }
+                };
             }
+            nodes[at].ends.push(field);
         }
-        TopLevel(map)
+        PathTree { nodes }
+    }
+
+    /// The node below `node` by `key`.
+    fn child(&self, node: usize, key: &str) -> Option<usize> {
+        let children = &self.nodes[node].children;
+        if children.is_empty() {
+            return None;
+        }
+        children.get(key).copied()
     }
 }
 
@@ -49,25 +80,28 @@ impl JsonOut {
     }
 }
 
-/// Reads the registered paths below one value: `candidates` are the paths whose first `depth`
-/// segments lead here; at the top, `top` finds them by key. With `WRITE` (a constant, so the
-/// walk that only reads fields carries no writing code), the value's JSON form is appended to
-/// `out`.
+/// Reads the registered paths below one value: `node` is where the value sits in the path tree
+/// (`None` below any registered path, where the walk only writes). With `WRITE` (a constant,
+/// so the walk that only reads fields carries no writing code), the value's JSON form is
+/// appended to `out`.
 pub struct Extract<'r, 'v, 'o, 'de, const WRITE: bool> {
-    pub registry: &'r FieldRegistry,
-    pub depth: usize,
-    pub candidates: &'r [usize],
-    pub top: Option<&'r TopLevel>,
+    pub tree: &'r PathTree,
+    pub node: Option<usize>,
     pub values: &'v mut Vec<FieldValue<'de>>,
     pub out: Option<&'o mut JsonOut>,
 }
 
 impl<'de, const WRITE: bool> Extract<'_, '_, '_, 'de, WRITE> {
-    /// Sets every path that ends here.
+    /// Sets every field whose path ends here.
     fn set(&mut self, value: FieldValue<'de>) {
-        for &i in self.candidates {
-            if self.registry.paths()[i].segments().len() == self.depth {
-                self.values[i] = value.clone();
+        let Some(node) = self.node else { return };
+        match self.tree.nodes[node].ends.as_slice() {
+            [] => {}
+            [one] => self.values[*one] = value,
+            many => {
+                for &field in many {
+                    self.values[field] = value.clone();
+                }
             }
         }
     }
@@ -82,19 +116,12 @@ impl<'de, const WRITE: bool> Extract<'_, '_, '_, 'de, WRITE> {
 
     /// Whether a registered path ends at this value.
     fn ends_here(&self) -> bool {
-        self.candidates.iter().any(|&i| self.registry.paths()[i].segments().len() == self.depth)
+        self.node.is_some_and(|n| !self.tree.nodes[n].ends.is_empty())
     }
 
-    /// The walker of a value below this one, following `candidates`.
-    fn child<'c>(&'c mut self, candidates: &'c [usize]) -> Extract<'c, 'c, 'c, 'de, WRITE> {
-        Extract {
-            registry: self.registry,
-            depth: self.depth + 1,
-            candidates,
-            top: None,
-            values: self.values,
-            out: self.out.as_deref_mut(),
-        }
+    /// The walker of a value below this one, at `node`.
+    fn child(&mut self, node: Option<usize>) -> Extract<'_, '_, '_, 'de, WRITE> {
+        Extract { tree: self.tree, node, values: self.values, out: self.out.as_deref_mut() }
     }
 }
 
@@ -123,36 +150,29 @@ impl<'de, const WRITE: bool> DeserializeSeed<'de> for Element<'_, '_, '_, 'de, W
     }
 }
 
-/// Where a map key leads: the paths found by the top-level index, or those left in `below`.
-enum Next<'r> {
-    Top(&'r [usize]),
-    Below,
-}
-
 /// Reads one map key without keeping it (so a key the format hands over as a temporary does
-/// not cost an allocation): finds the paths it leads to and writes it to the JSON form.
+/// not cost an allocation): finds the node it leads to and writes it to the JSON form.
 struct KeySeed<'s, 'r, 'v, 'o, 'de, const WRITE: bool> {
     map: &'s mut Extract<'r, 'v, 'o, 'de, WRITE>,
-    below: &'s mut Vec<usize>,
     first: bool,
 }
 
-impl<'de, 'r, const WRITE: bool> DeserializeSeed<'de> for KeySeed<'_, 'r, '_, '_, '_, WRITE> {
-    type Value = Next<'r>;
+impl<'de, const WRITE: bool> DeserializeSeed<'de> for KeySeed<'_, '_, '_, '_, '_, WRITE> {
+    type Value = Option<usize>;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Next<'r>, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<usize>, D::Error> {
         deserializer.deserialize_str(self)
     }
 }
 
-impl<'de, 'r, const WRITE: bool> Visitor<'de> for KeySeed<'_, 'r, '_, '_, '_, WRITE> {
-    type Value = Next<'r>;
+impl<'de, const WRITE: bool> Visitor<'de> for KeySeed<'_, '_, '_, '_, '_, WRITE> {
+    type Value = Option<usize>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a string key")
     }
 
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<Next<'r>, E> {
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Option<usize>, E> {
         let map = self.map;
         let first = self.first;
         map.write(|out| {
@@ -162,20 +182,7 @@ impl<'de, 'r, const WRITE: bool> Visitor<'de> for KeySeed<'_, 'r, '_, '_, '_, WR
             write_str(&mut out.text, key);
             out.text.push(b':');
         });
-        Ok(match map.top {
-            Some(top) => Next::Top(top.0.get(key).map_or(&[], Vec::as_slice)),
-            None => {
-                self.below.clear();
-                let (registry, depth) = (map.registry, map.depth);
-                self.below.extend(
-                    map.candidates
-                        .iter()
-                        .copied()
-                        .filter(|&i| registry.paths()[i].segments().get(depth).is_some_and(|s| s == key)),
-                );
-                Next::Below
-            }
-        })
+        Ok(map.node.and_then(|n| map.tree.child(n, key)))
     }
 }
 
@@ -190,17 +197,10 @@ impl<'de, const WRITE: bool> Visitor<'de> for Extract<'_, '_, '_, 'de, WRITE> {
         // Paths ending at this object see it as a non-scalar.
         self.set(FieldValue::Other);
         self.write(|o| o.text.push(b'{'));
-        let mut below = Vec::new();
         let mut first = true;
-        loop {
-            let key = KeySeed { map: &mut self, below: &mut below, first };
-            let next: &[usize] = match map.next_key_seed(key)? {
-                None => break,
-                Some(Next::Top(paths)) => paths,
-                Some(Next::Below) => &below,
-            };
+        while let Some(next) = map.next_key_seed(KeySeed { map: &mut self, first })? {
             first = false;
-            if next.is_empty() && !WRITE {
+            if next.is_none() && !WRITE {
                 map.next_value::<IgnoredAny>()?;
             } else {
                 map.next_value_seed(self.child(next))?;
@@ -218,7 +218,7 @@ impl<'de, const WRITE: bool> Visitor<'de> for Extract<'_, '_, '_, 'de, WRITE> {
         }
         self.write(|o| o.text.push(b'['));
         let mut first = true;
-        while seq.next_element_seed(Element { first, value: self.child(&[]) })?.is_some() {
+        while seq.next_element_seed(Element { first, value: self.child(None) })?.is_some() {
             first = false;
         }
         self.write(|o| o.text.push(b']'));

@@ -1,6 +1,6 @@
 //! JSON input: one object per record.
 
-use super::extract::{Extract, TopLevel};
+use super::extract::{Extract, PathTree};
 use super::{Body, Decoded};
 use crate::fields::{EventFields, FieldRegistry, FieldValue};
 use crate::reject::{RejectReason, Rejection};
@@ -10,7 +10,7 @@ use serde::de::DeserializeSeed;
 /// reads the registered fields and skips everything else without building a tree.
 pub(super) fn decode<'a>(
     registry: &FieldRegistry,
-    top: &TopLevel,
+    tree: &PathTree,
     payload: &'a [u8],
 ) -> Result<Decoded<'a>, Rejection> {
     let malformed = |e: serde_json::Error| Rejection::new(RejectReason::MalformedJson, format!("invalid JSON: {e}"));
@@ -23,7 +23,7 @@ pub(super) fn decode<'a>(
     }
     let mut values = vec![FieldValue::Missing; registry.paths().len()];
     let mut de = serde_json::Deserializer::from_str(text);
-    Extract::<false> { registry, depth: 0, candidates: &[], top: Some(top), values: &mut values, out: None }
+    Extract::<false> { tree, node: Some(0), values: &mut values, out: None }
         .deserialize(&mut de)
         .and_then(|()| de.end())
         .map_err(malformed)?;
@@ -47,7 +47,7 @@ mod tests {
     fn extracts_nested_and_scalar_fields() {
         let r = registry();
         let payload = br#"{"event_id":"e1","amount":12.5,"card":{"country":"DE"},"flag":true,"nested":{"a":1}}"#;
-        let d = decode(&r, &TopLevel::new(&r), payload).unwrap();
+        let d = decode(&r, &PathTree::new(&r), payload).unwrap();
         let get = |p: &str| {
             d.fields.get(r.paths().iter().position(|x| x.as_str() == p).map(crate::fields::FieldId).unwrap()).clone()
         };
@@ -62,10 +62,30 @@ mod tests {
         }
     }
 
+    /// Paths sharing a prefix, a path ending at an object others go through, and a key that
+    /// names a registered path's segment at another depth (which must not match).
+    #[test]
+    fn paths_are_followed_by_their_keys_at_their_depth() {
+        let mut r = FieldRegistry::default();
+        for p in ["card", "card.country", "card.bin", "a.b.c", "country"] {
+            r.register(p).unwrap();
+        }
+        let payload = br#"{"other":{"card":{"country":"no"},"country":"no"},"card":{"x":{"country":"no"},"country":"DE","bin":"4111"},"a":{"b":{"c":true,"d":1}},"a2":[{"b":2}]}"#;
+        let d = decode(&r, &PathTree::new(&r), payload).unwrap();
+        let get = |p: &str| {
+            d.fields.get(r.paths().iter().position(|x| x.as_str() == p).map(crate::fields::FieldId).unwrap()).clone()
+        };
+        assert_eq!(get("card"), FieldValue::Other);
+        assert_eq!(get("card.country"), FieldValue::Text("DE".into()));
+        assert_eq!(get("card.bin"), FieldValue::Text("4111".into()));
+        assert_eq!(get("a.b.c"), FieldValue::Bool(true));
+        assert_eq!(get("country"), FieldValue::Missing);
+    }
+
     #[test]
     fn text_without_escapes_is_borrowed_and_whitespace_trimmed() {
         let r = registry();
-        let d = decode(&r, &TopLevel::new(&r), b" {\"event_id\":\"e1\",\"amount\":\"a\\\"b\"}\n").unwrap();
+        let d = decode(&r, &PathTree::new(&r), b" {\"event_id\":\"e1\",\"amount\":\"a\\\"b\"}\n").unwrap();
         assert!(matches!(d.fields.get(crate::fields::FieldId(0)), FieldValue::Text(Cow::Borrowed("e1"))));
         assert!(matches!(d.fields.get(crate::fields::FieldId(1)), FieldValue::Text(Cow::Owned(s)) if s == "a\"b"));
         assert!(matches!(d.body, Body::Json(t) if t.starts_with('{') && t.ends_with('}')));
@@ -74,7 +94,7 @@ mod tests {
     #[test]
     fn absent_and_null_are_missing() {
         let r = registry();
-        let d = decode(&r, &TopLevel::new(&r), br#"{"event_id":null}"#).unwrap();
+        let d = decode(&r, &PathTree::new(&r), br#"{"event_id":null}"#).unwrap();
         assert_eq!(d.fields.get(crate::fields::FieldId(0)), &FieldValue::Missing);
         assert_eq!(d.fields.get(crate::fields::FieldId(2)), &FieldValue::Missing);
     }
@@ -94,7 +114,7 @@ mod tests {
             b"{\"a\":[1,}",
             bad_utf8_in_skipped_value,
         ] {
-            let err = decode(&r, &TopLevel::new(&r), bad).unwrap_err();
+            let err = decode(&r, &PathTree::new(&r), bad).unwrap_err();
             assert_eq!(err.reason, RejectReason::MalformedJson, "{:?}", String::from_utf8_lossy(bad));
         }
     }

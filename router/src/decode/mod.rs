@@ -34,7 +34,7 @@ pub enum Body<'a> {
 #[derive(Debug)]
 pub enum Decoder {
     /// One JSON object per record.
-    Json { registry: FieldRegistry, top: extract::TopLevel },
+    Json { registry: FieldRegistry, tree: extract::PathTree },
     /// One Avro datum (of the configured schema) per record, plain or Confluent-framed.
     Avro(Box<AvroInput>),
 }
@@ -42,8 +42,8 @@ pub enum Decoder {
 impl Decoder {
     /// A decoder of JSON objects.
     pub fn json(registry: FieldRegistry) -> Self {
-        let top = extract::TopLevel::new(&registry);
-        Decoder::Json { registry, top }
+        let tree = extract::PathTree::new(&registry);
+        Decoder::Json { registry, tree }
     }
 
     /// A decoder of Avro datums. `confluent` expects the Confluent wire format (magic byte 0 and a
@@ -65,7 +65,7 @@ impl Decoder {
             return Err(Rejection::new(RejectReason::EmptyPayload, "the record has no value"));
         }
         match self {
-            Decoder::Json { registry, top } => json::decode(registry, top, payload),
+            Decoder::Json { registry, tree } => json::decode(registry, tree, payload),
             Decoder::Avro(input) => input.decode(payload),
         }
     }
