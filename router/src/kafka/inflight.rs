@@ -108,6 +108,33 @@ impl State {
             entry.note(topic, partition, offset);
         }
     }
+
+    /// [`State::record`], opening a batch when none is open.
+    fn record_opening(&mut self, topic: usize, partition: i32, offset: i64) {
+        self.open.get_or_insert_with(Entry::new);
+        self.record(topic, partition, offset);
+    }
+}
+
+/// Adds an audit record to the open batch's intake batches (see [`InFlight::gather_audit`]).
+fn gather<E>(
+    s: &mut State,
+    event_id: &[u8],
+    audit: &[u8],
+    mut send: impl FnMut(IntakeRecord<'_>) -> Result<(), E>,
+) -> Result<(), E> {
+    let State { open, intake, .. } = s;
+    let entry = open.get_or_insert_with(Entry::new);
+    // Loops with audit records have intake batches; were they missing, the records would still
+    // go out, all to partition 0.
+    debug_assert!(intake.is_some(), "audit records gathered without intake batches");
+    let intake = intake.get_or_insert_with(|| IntakeBatches::new(KeyHash::Murmur2, 1));
+    let p = intake.partition_of(event_id);
+    let gathered = intake.get(p);
+    let full = !gathered.is_empty() && gathered.as_bytes().len() + audit.len() + 1 > MAX_BATCH_BYTES;
+    let sent = if full { send_gathered(intake, p, &entry.batch, &mut send) } else { Ok(()) };
+    intake.get_mut(p).push_datum(audit);
+    sent
 }
 
 /// An intake batch record to produce, with the input batch it belongs to.
@@ -148,7 +175,7 @@ impl InFlight {
         InFlight { state: Mutex::new(State::default()), topics, waker, store_offsets: true, fatal: Mutex::new(None) }
     }
 
-    /// Tracking for the routing loop, whose audit records go to the intake in batches.
+    /// Tracking for a loop whose audit records go to the intake in batches.
     pub fn with_intake(mut self, intake: IntakeBatches) -> Self {
         self.state.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).intake = Some(intake);
         self
@@ -184,30 +211,29 @@ impl InFlight {
     }
 
     /// [`InFlight::record_event`] for an event with an audit record (an intake datum): the
-    /// record joins the intake batch of its event id's partition. A batch that would pass
-    /// [`MAX_BATCH_BYTES`] is handed to `send` first.
+    /// record joins the intake batch of its event id's partition ([`InFlight::gather_audit`]).
     pub fn record_audited_event<E>(
         &self,
         topic: usize,
         (partition, offset): (i32, i64),
         (event_id, audit): (&[u8], &[u8]),
-        mut send: impl FnMut(IntakeRecord<'_>) -> Result<(), E>,
+        send: impl FnMut(IntakeRecord<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut s = lock(&self.state);
-        let State { open, intake, events, .. } = &mut *s;
-        let entry = open.get_or_insert_with(Entry::new);
-        entry.note(topic, partition, offset);
-        *events += 1;
-        // Only the routing loop records audit records, and its tracking has intake batches; were
-        // they missing, the records would still go out, all to partition 0.
-        debug_assert!(intake.is_some(), "audit records recorded without intake batches");
-        let intake = intake.get_or_insert_with(|| IntakeBatches::new(KeyHash::Murmur2, 1));
-        let p = intake.partition_of(event_id);
-        let gathered = intake.get(p);
-        let full = !gathered.is_empty() && gathered.as_bytes().len() + audit.len() + 1 > MAX_BATCH_BYTES;
-        let sent = if full { send_gathered(intake, p, &entry.batch, &mut send) } else { Ok(()) };
-        intake.get_mut(p).push_datum(audit);
-        sent
+        s.record_opening(topic, partition, offset);
+        gather(&mut s, event_id, audit, send)
+    }
+
+    /// Adds an audit record (an intake datum) to the open batch (opened if needed), in the
+    /// intake batch of its event id's partition: it is sent when the batch is sealed, or
+    /// before, when that intake batch would pass [`MAX_BATCH_BYTES`].
+    pub fn gather_audit<E>(
+        &self,
+        event_id: &[u8],
+        audit: &[u8],
+        send: impl FnMut(IntakeRecord<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        gather(&mut lock(&self.state), event_id, audit, send)
     }
 
     /// Closes the open batch, sending its gathered audit records first ([`InFlight::seal`] for
@@ -372,6 +398,36 @@ mod tests {
         }
         assert!(!b.is_done());
         assert_eq!(b.ack().map(|(events, _)| events), Some(30), "done with its last intake record");
+    }
+
+    /// The review join's way: events are recorded as they are consumed, and the audit records
+    /// their effects cause are gathered apart (none, one or several per event). They still
+    /// leave with the batch, which waits for them.
+    #[test]
+    fn audit_records_gathered_apart_from_events_leave_with_their_batch() {
+        let inflight = InFlight::new(std::thread::current(), vec!["decisions".into(), "changelog".into()])
+            .with_intake(IntakeBatches::new(KeyHash::Crc32, 2));
+        let sent: RefCell<Vec<usize>> = RefCell::default();
+        let send = |r: IntakeRecord<'_>| {
+            r.batch.add_record();
+            sent.borrow_mut().push(r.records);
+            Ok::<_, ()>(())
+        };
+        let b = inflight.open_batch();
+        inflight.record_event(0, 0, 7);
+        inflight.gather_audit(b"pay-1", b"resolution", &send).unwrap();
+        inflight.gather_audit(b"pay-1", b"escalation", &send).unwrap();
+        inflight.record_event(1, 0, 3);
+        assert!(sent.borrow().is_empty());
+        inflight.seal_with(&send).unwrap();
+        assert_eq!(sent.borrow().iter().sum::<usize>(), 2, "{:?}", sent.borrow());
+        assert_eq!(sent.borrow().len(), 1, "one event id, one intake partition");
+        assert!(!b.is_done(), "the batch waits for its intake record");
+        assert_eq!(b.ack().map(|(events, _)| events), Some(2));
+        // Gathering with no batch open opens one, which the next seal closes.
+        inflight.gather_audit(b"pay-2", b"timeout", &send).unwrap();
+        inflight.seal_with(&send).unwrap();
+        assert_eq!(sent.borrow().len(), 2);
     }
 
     #[test]

@@ -100,6 +100,25 @@ pub fn announced_records<M: Message>(m: &M) -> Option<usize> {
     Some(value.and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()).unwrap_or(0))
 }
 
+/// How long a loop waits at start-up for the audit intake topic to exist.
+pub const TOPIC_WAIT: Duration = Duration::from_secs(30);
+
+impl IntakeBatches {
+    /// Intake batches for `topic`, placed as a producer of `producer` settings places keyed
+    /// records (its partitioner, the topic's partition count read with `consumer` settings).
+    pub fn placed_like(
+        producer: &ClientConfig,
+        consumer: &ClientConfig,
+        topic: &str,
+        timeout: Duration,
+    ) -> Result<Self, KafkaError> {
+        let partitions = partition_count(consumer, topic, timeout)?;
+        // librdkafka's default partitioner is `consistent_random` (CRC-32).
+        let hash = producer.get("partitioner").and_then(KeyHash::of_partitioner).unwrap_or(KeyHash::Crc32);
+        Ok(IntakeBatches::new(hash, partitions))
+    }
+}
+
 /// The partition count of `topic`, read with a short-lived client of `settings`, waiting up to
 /// `timeout` for the topic to exist.
 pub fn partition_count(settings: &ClientConfig, topic: &str, timeout: Duration) -> Result<i32, KafkaError> {

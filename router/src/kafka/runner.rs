@@ -4,7 +4,7 @@
 
 use super::context::{DeliveryContext, RouterConsumerContext};
 use super::inflight::{Batch, DeliveryFailed, InFlight, IntakeRecord};
-use super::intake::{self, IntakeBatches, KeyHash};
+use super::intake::{IntakeBatches, TOPIC_WAIT};
 use super::{consumer_config, poll_batch, routing_producer_config, BACKPRESSURE_WAIT};
 use crate::config::{Guarantee, RouterConfig};
 use crate::pipeline::{Output, Pipeline, Source, Verdict};
@@ -82,10 +82,8 @@ pub fn run_loop(
     let settings = routing_producer_config(config);
     // Audit records go to the intake in batches, placed as the producer would place them keyed.
     let intake_topic = config.topics.audit_intake.as_str();
-    let partitions = intake::partition_count(&consumer_config(config), intake_topic, TXN_TIMEOUT)?;
-    let hash = settings.get("partitioner").and_then(KeyHash::of_partitioner).unwrap_or(KeyHash::Crc32);
-    let mut tracking = InFlight::new(thread::current(), vec![config.kafka.input_topic.clone()])
-        .with_intake(IntakeBatches::new(hash, partitions));
+    let intake = IntakeBatches::placed_like(&settings, &consumer_config(config), intake_topic, TOPIC_WAIT)?;
+    let mut tracking = InFlight::new(thread::current(), vec![config.kafka.input_topic.clone()]).with_intake(intake);
     if transactional {
         tracking = tracking.transactional();
     }

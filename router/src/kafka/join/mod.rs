@@ -30,7 +30,8 @@ use lookup::EventLookup;
 
 use super::context::{DeliveryContext, ReviewHandOver, RouterConsumerContext};
 use super::inflight::InFlight;
-use super::runner::LoopError;
+use super::intake::{IntakeBatches, TOPIC_WAIT};
+use super::runner::{send_intake, LoopError};
 use super::{consumer_config, poll_batch, producer_config, BACKPRESSURE_WAIT};
 use crate::config::{InputFormat, RouterConfig};
 use crate::decode::AvroInput;
@@ -63,11 +64,14 @@ pub fn run_join(
     shutdown: &CancellationToken,
 ) -> Result<(), LoopError> {
     let topics = &config.topics;
-    let inflight = Arc::new(InFlight::new(
-        thread::current(),
-        vec![topics.review_decisions.clone(), topics.pending_changelog.clone()],
-    ));
-    let producer: ThreadedProducer<DeliveryContext> = producer_config(config)
+    let settings = producer_config(config);
+    // Audit records go to the intake in batches, as the routing loop sends its own.
+    let intake = IntakeBatches::placed_like(&settings, &consumer_config(config), &topics.audit_intake, TOPIC_WAIT)?;
+    let inflight = Arc::new(
+        InFlight::new(thread::current(), vec![topics.review_decisions.clone(), topics.pending_changelog.clone()])
+            .with_intake(intake),
+    );
+    let producer: ThreadedProducer<DeliveryContext> = settings
         .create_with_context(DeliveryContext { telemetry: telemetry.clone(), inflight: Arc::clone(&inflight) })?;
     let mut consumer_settings = consumer_config(config);
     // Set after the user's overrides: co-partitioning needs the range assignor.
@@ -250,7 +254,8 @@ impl Join<'_> {
                 self.telemetry.review_event_cache(self.events.bytes());
             }
             self.flush_resolutions()?;
-            self.inflight.seal();
+            let (producer, topic) = (self.producer, self.config.topics.audit_intake.as_str());
+            self.inflight.seal_with(|r| send_intake(producer, topic, r))?;
         }
         self.flush_resolutions()
     }

@@ -3,7 +3,7 @@
 
 use super::{actor_name, Join, Source, STATE_SUFFIX};
 use crate::kafka::inflight::Batch;
-use crate::kafka::runner::{send, LoopError};
+use crate::kafka::runner::{send, send_intake, LoopError};
 use crate::review::{Actor, Effect, Escalation, Pending, Resolution};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
@@ -34,7 +34,6 @@ impl Join<'_> {
             Effect::Escalated(e) => self.escalated(&e, batch, source),
             Effect::InfoRequested { event_id, actor, rationale, at, pending } => {
                 self.write_audit(
-                    batch,
                     &event_id,
                     &actor,
                     AuditAction::ReviewRequestInfo,
@@ -63,7 +62,6 @@ impl Join<'_> {
                 };
                 self.send_record(batch, &self.config.topics.escalations.clone(), &event_id, |b, f| record.write(f, b))?;
                 self.write_audit(
-                    batch,
                     &event_id,
                     &Actor::PolicyTimeout,
                     AuditAction::TimeoutFallback,
@@ -117,13 +115,8 @@ impl Join<'_> {
                     chain_hash: None,
                 };
                 record.write_intake(&mut audit);
-                let audit_topic = self.config.topics.audit_intake.clone();
-                send(
-                    self.producer,
-                    BaseRecord::with_opaque_to(&audit_topic, Arc::clone(batch))
-                        .key(decision.event_id.as_bytes())
-                        .payload(&audit),
-                )
+                let (producer, topic) = (self.producer, self.config.topics.audit_intake.as_str());
+                self.inflight.gather_audit(decision.event_id.as_bytes(), &audit, |r| send_intake(producer, topic, r))
             }
             Effect::Duplicate { .. } => {
                 self.telemetry.review_duplicate();
@@ -240,7 +233,6 @@ impl Join<'_> {
             (false, false) => AuditAction::ReviewDecision,
         };
         self.write_audit(
-            batch,
             &r.event_id,
             &r.actor,
             action,
@@ -273,18 +265,7 @@ impl Join<'_> {
         let action =
             if e.actor == Actor::PolicyTimeout { AuditAction::TierTimeout } else { AuditAction::ReviewEscalate };
         let decision = format!("tier {} -> {}", e.from_tier, e.to_tier);
-        self.write_audit(
-            batch,
-            &e.event_id,
-            &e.actor,
-            action,
-            &decision,
-            &e.pending,
-            None,
-            Some(e.age_ms),
-            source,
-            e.at,
-        )?;
+        self.write_audit(&e.event_id, &e.actor, action, &decision, &e.pending, None, Some(e.age_ms), source, e.at)?;
         self.write_state(batch, &e.event_id, &e.pending, ChangeState::Pending, &[], None)
     }
 
@@ -307,9 +288,9 @@ impl Join<'_> {
     }
 
     #[allow(clippy::too_many_arguments)]
+    /// Gathers an audit record into the open batch's intake batches.
     fn write_audit(
         &mut self,
-        batch: &Arc<Batch>,
         event_id: &str,
         actor: &Actor,
         action: AuditAction,
@@ -353,11 +334,8 @@ impl Join<'_> {
         };
         self.audit.clear();
         record.write_intake(&mut self.audit);
-        let topic = self.config.topics.audit_intake.clone();
-        send(
-            self.producer,
-            BaseRecord::with_opaque_to(&topic, Arc::clone(batch)).key(event_id.as_bytes()).payload(&self.audit),
-        )
+        let (producer, topic) = (self.producer, self.config.topics.audit_intake.as_str());
+        self.inflight.gather_audit(event_id.as_bytes(), &self.audit, |r| send_intake(producer, topic, r))
     }
 
     /// Writes the review's state to the changelog under `<event id>/state`, in its partition.
