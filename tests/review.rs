@@ -224,6 +224,16 @@ fn pending_reviews_survive_a_restart() {
     assert_eq!(after.event, events[asynch[1].as_str()], "the original event came back from the changelog");
     let before = all.iter().find(|r| r.event_id == asynch[0]).unwrap();
     assert_eq!(before.event, events[asynch[0].as_str()], "the original event was kept in memory");
+    // Each run marked the states it wrote as its own (it passes over them when it reads them
+    // back); the second run applied the first run's, which is how it knew the repeated decision.
+    let writers: std::collections::BTreeSet<String> = out
+        .on(&topics.changelog)
+        .iter()
+        .filter(|c| c.key.as_deref().is_some_and(|k| k.ends_with(b"/state")))
+        .map(|c| c.header(tollgate_schemas::headers::STATE_WRITER).to_owned())
+        .collect();
+    assert_eq!(writers.len(), 2, "{writers:?}");
+    assert!(writers.iter().all(|w| w.len() == 16), "{writers:?}");
     running.stop();
 }
 

@@ -11,6 +11,9 @@ pub const MODEL_VERSION: &str = "tollgate.model.version";
 /// Audit intake records that batch several audit records: how many (decimal text). See
 /// [`crate::intake`].
 pub const AUDIT_BATCH: &str = "tollgate.audit.batch";
+/// Changelog states written by the review join: which running join wrote it (an id drawn at
+/// start-up), so the writer can pass over its own states when it reads them back.
+pub const STATE_WRITER: &str = "tollgate.state.writer";
 
 /// Dead letters: short machine-readable reason (a fixed set, the same as the metric label).
 pub const ERROR_REASON: &str = "tollgate.error.reason";

@@ -46,6 +46,27 @@ pub struct JoinPhase {
     pub drain_ms: f64,
     /// The whole process's CPU over the phase, per million decisions.
     pub cpu_seconds_per_million: f64,
+    /// The same by thread group (librdkafka's threads, the review join, the audit chainer…).
+    pub cpu_by_thread: Vec<(String, f64)>,
+}
+
+impl JoinPhase {
+    /// The phase's figures on one line.
+    pub fn figures(&self) -> String {
+        format!(
+            "{} decisions offered at {:.0}/s (asked {}/s), joined at {:.0}/s, {:.1} CPU s per M; lag max {} (first half) / {} (second half), {} at the end of production, drained {:.0} ms later (warm-up {:.0} ms)",
+            self.decisions,
+            self.offered_per_second,
+            self.target_rate,
+            self.joined_per_second,
+            self.cpu_seconds_per_million,
+            self.lag_max_first_half,
+            self.lag_max_second_half,
+            self.lag_at_end,
+            self.drain_ms,
+            self.warm_up_ms,
+        )
+    }
 }
 
 /// Ids of the first `limit` preloaded events the policy sends to review (the bench's stream:
@@ -81,12 +102,27 @@ pub async fn run(
     timeout: Duration,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<JoinPhase> {
+    let before = telemetry.review_decisions_count();
+    let joined = || telemetry.review_decisions_count().saturating_sub(before);
+    measure(config, &config.topics.review_decisions, ids, rate, joined, timeout, shutdown).await
+}
+
+/// Produces the decisions for `ids` to `topic` at `rate` and samples the lag of whatever
+/// consumes them, `joined` counting the decisions it has consumed (the join, or its baseline).
+pub async fn measure(
+    config: &RouterConfig,
+    topic: &str,
+    ids: Vec<String>,
+    rate: u64,
+    joined: impl Fn() -> u64,
+    timeout: Duration,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<JoinPhase> {
     let producer: Arc<ThreadedProducer<DefaultProducerContext>> =
         Arc::new(tollgate_router::kafka::producer_config(config).create()?);
     let ids = Arc::new(ids);
     let warm_up = (ids.len() / 10).min(1_000);
-    let before = telemetry.review_decisions_count();
-    let joined = || telemetry.review_decisions_count().saturating_sub(before);
+    let joined = &joined;
     let wait_joined = |n: u64| async move {
         let deadline = Instant::now() + timeout;
         while joined() < n && Instant::now() < deadline && !shutdown.is_cancelled() {
@@ -95,9 +131,9 @@ pub async fn run(
     };
     let sent = Arc::new(AtomicU64::new(0));
     let produce_range = |range: std::ops::Range<usize>, rate: u64| {
-        let (config, producer, ids, sent, stop) =
-            (config.clone(), Arc::clone(&producer), Arc::clone(&ids), Arc::clone(&sent), shutdown.clone());
-        tokio::task::spawn_blocking(move || produce(&config, &producer, &ids, range, rate, &sent, &stop))
+        let (topic, producer, ids, sent, stop) =
+            (topic.to_owned(), Arc::clone(&producer), Arc::clone(&ids), Arc::clone(&sent), shutdown.clone());
+        tokio::task::spawn_blocking(move || produce(&topic, &producer, &ids, range, rate, &sent, &stop))
     };
 
     let started = Instant::now();
@@ -107,7 +143,7 @@ pub async fn run(
 
     let total = ids.len() as u64;
     let timed = total - warm_up as u64;
-    let (t0, c0) = (Instant::now(), ProcessTime::now());
+    let (t0, c0, threads_before) = (Instant::now(), ProcessTime::now(), super::cpu_by_thread());
     let producing = produce_range(warm_up..ids.len(), rate);
     let mut samples: Vec<(f64, u64)> = Vec::new();
     while !producing.is_finished() && !shutdown.is_cancelled() {
@@ -125,6 +161,7 @@ pub async fn run(
     let max_lag =
         |first: bool| samples.iter().filter(|(t, _)| (*t < half) == first).map(|(_, lag)| *lag).max().unwrap_or(0);
     let timed_joined = joined().min(total).saturating_sub(warm_up as u64);
+    let cpu_by_thread = super::cpu_spent_since(&threads_before, timed);
     Ok(JoinPhase {
         decisions: timed,
         warm_up_ms,
@@ -136,13 +173,18 @@ pub async fn run(
         lag_at_end,
         drain_ms,
         cpu_seconds_per_million: cpu.as_secs_f64() * 1e6 / timed.max(1) as f64,
+        cpu_by_thread,
     })
 }
 
 /// The producing side: decisions for `ids[range]`, paced to `rate` (0: flat out); counts them
-/// in `sent` (from the start of `ids`) and returns how long producing took, until flushed.
+/// in `sent` (from the start of `ids`) and returns how long producing took, until the last
+/// decision was handed to the producer (then it flushes: a flush's wait for the last
+/// acknowledgements is not offering). The
+/// decisions are encoded before the clock starts (their `decided_at` is that moment), so the
+/// generator's own work does not cap the rate it offers.
 fn produce(
-    config: &RouterConfig,
+    topic: &str,
     producer: &ThreadedProducer<DefaultProducerContext>,
     ids: &[String],
     range: std::ops::Range<usize>,
@@ -150,38 +192,42 @@ fn produce(
     sent: &AtomicU64,
     stop: &CancellationToken,
 ) -> anyhow::Result<Duration> {
-    let started = Instant::now();
     let first = range.start;
-    let mut buf = Vec::with_capacity(256);
-    for (n, id) in ids[range].iter().enumerate() {
+    let decided_at = millis(SystemTime::now());
+    let payloads = ids[range.clone()]
+        .iter()
+        .enumerate()
+        .map(|(n, id)| {
+            let n = first + n;
+            let mut buf = Vec::with_capacity(256);
+            let decision_id = format!("bench-decision-{n}");
+            ReviewDecision {
+                decision_id: Some(Cow::Borrowed(&decision_id)),
+                event_id: Cow::Borrowed(id),
+                reviewer_id: Cow::Borrowed("bench-reviewer"),
+                reviewer_role: Cow::Borrowed("analyst"),
+                // Mostly approvals, some rejections: both end the review.
+                action: if n.is_multiple_of(5) { ReviewAction::Reject } else { ReviewAction::Approve },
+                rationale: Cow::Borrowed("bench decision"),
+                decided_at,
+                second_signoff: None,
+            }
+            .write(RecordFormat::Json, &mut buf)
+            .map(|()| buf)
+        })
+        .collect::<Result<Vec<Vec<u8>>, _>>()?;
+    let started = Instant::now();
+    for (n, (id, payload)) in ids[range].iter().zip(&payloads).enumerate() {
         if stop.is_cancelled() {
             break;
         }
         while rate > 0 && n as u64 >= (started.elapsed().as_secs_f64() * rate as f64) as u64 {
             std::thread::sleep(Duration::from_micros(500));
         }
-        let n = first + n;
-        buf.clear();
-        let decision_id = format!("bench-decision-{n}");
-        ReviewDecision {
-            decision_id: Some(Cow::Borrowed(&decision_id)),
-            event_id: Cow::Borrowed(id),
-            reviewer_id: Cow::Borrowed("bench-reviewer"),
-            reviewer_role: Cow::Borrowed("analyst"),
-            // Mostly approvals, some rejections: both end the review.
-            action: if n.is_multiple_of(5) { ReviewAction::Reject } else { ReviewAction::Approve },
-            rationale: Cow::Borrowed("bench decision"),
-            decided_at: millis(SystemTime::now()),
-            second_signoff: None,
-        }
-        .write(RecordFormat::Json, &mut buf)?;
-        send_waiting(
-            producer,
-            BaseRecord::<str, [u8]>::to(&config.topics.review_decisions).key(id).payload(&buf),
-            stop,
-        )?;
-        sent.store(n as u64 + 1, Ordering::Relaxed);
+        send_waiting(producer, BaseRecord::<str, [u8]>::to(topic).key(id).payload(payload), stop)?;
+        sent.store((first + n) as u64 + 1, Ordering::Relaxed);
     }
+    let offered = started.elapsed();
     producer.flush(Duration::from_secs(30))?;
-    Ok(started.elapsed())
+    Ok(offered)
 }

@@ -13,7 +13,9 @@
 //!    its input record's (append times where the broker sets them, else create times);
 //! 6. **join**: reviewer decisions for events waiting in review, at a fixed rate, and the
 //!    review join's lag behind them ([`join`]);
-//! 7. **pass-through latency**: with the router stopped, a bare copy reading the same input
+//! 7. **join, same records**: with the router stopped, the join's Kafka work per decision
+//!    without Tollgate's work, fed the same decisions at the same rate ([`join_records`]);
+//! 8. **pass-through latency**: with the router stopped, a bare copy reading the same input
 //!    topic from its end gets live input at the same rate, measured the same way ([`latency`]):
 //!    the latency the broker and the client give at that rate with no router in between.
 //!
@@ -21,6 +23,7 @@
 //! latency percentiles) and can write it as JSON. Figures are measured, never asserted.
 
 pub mod join;
+pub mod join_records;
 pub mod latency;
 pub mod records;
 
@@ -95,6 +98,10 @@ pub struct Report {
     /// threads, the routing loop, the review join, the audit chainer, tokio, the rest).
     pub router_cpu_by_thread: Vec<(String, f64)>,
     pub join: join::JoinPhase,
+    /// The join's records without the join's work ([`join_records`]).
+    pub join_same_records: join::JoinPhase,
+    /// The join's mean output per decision, which `join_same_records` reproduces.
+    pub join_shape: join_records::JoinShape,
 }
 
 impl Report {
@@ -109,7 +116,7 @@ impl Report {
             self.router_cpu_by_thread.iter().map(|(name, cpu)| format!("{name} {cpu:.1}")).collect();
         let j = &self.join;
         format!(
-            "{:<14} {:>10} {:>12} {:>8} {:>14} {:>9}\n{}{}{}router over same records: {:.2} (same records per event: routed {} B, audit {} B, changelog {} B for {:.1}% of events)\nrouter CPU s per M events by thread: {}\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {}\npass-through latency at the same rate, {}\n\njoin: {} decisions offered at {:.0}/s (asked {}/s), joined at {:.0}/s, {:.1} CPU s per M; lag max {} (first half) / {} (second half), {} at the end of production, drained {:.0} ms later (warm-up {:.0} ms)\n",
+            "{:<14} {:>10} {:>12} {:>8} {:>14} {:>9}\n{}{}{}router over same records: {:.2} (same records per event: routed {} B, audit {} B, changelog {} B for {:.1}% of events)\nrouter CPU s per M events by thread: {}\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {}\npass-through latency at the same rate, {}\n\njoin: {}\njoin CPU s per M decisions by thread: {}\njoin, same records: {} (resolved {} B, state {} B, audit {} B per decision)\njoin over same records: {:.2}\n",
             "phase",
             "events",
             "events/s",
@@ -129,16 +136,13 @@ impl Report {
             100.0 * self.latency.rate / self.router.events_per_second.max(1.0),
             self.latency.figures(),
             self.pass_through_latency.figures(),
-            j.decisions,
-            j.offered_per_second,
-            j.target_rate,
-            j.joined_per_second,
-            j.cpu_seconds_per_million,
-            j.lag_max_first_half,
-            j.lag_max_second_half,
-            j.lag_at_end,
-            j.drain_ms,
-            j.warm_up_ms,
+            j.figures(),
+            j.cpu_by_thread.iter().map(|(name, cpu)| format!("{name} {cpu:.1}")).collect::<Vec<_>>().join(", "),
+            self.join_same_records.figures(),
+            self.join_shape.resolved_bytes,
+            self.join_shape.state_bytes,
+            self.join_shape.audit_bytes,
+            j.joined_per_second / self.join_same_records.joined_per_second.max(1e-9),
         )
     }
 }
@@ -182,6 +186,20 @@ fn cpu_by_thread() -> HashMap<String, f64> {
         *out.entry(group.to_owned()).or_default() += (ticks(11) + ticks(12)) / 100.0;
     }
     out
+}
+
+/// CPU seconds per million `units` spent since `before` (a [`cpu_by_thread`] reading), by thread
+/// group, largest first.
+fn cpu_spent_since(before: &HashMap<String, f64>, units: u64) -> Vec<(String, f64)> {
+    let mut spent: Vec<(String, f64)> = cpu_by_thread()
+        .into_iter()
+        .map(|(group, after)| {
+            let seconds = (after - before.get(&group).copied().unwrap_or(0.0)).max(0.0);
+            (group, seconds * 1e6 / units.max(1) as f64)
+        })
+        .collect();
+    spent.sort_by(|a, b| b.1.total_cmp(&a.1));
+    spent
 }
 
 fn phase(name: &str, events: u64, wall: Duration, cpu: Duration) -> Phase {
@@ -235,16 +253,36 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     let copy_topic = format!("{run_id}.pass-through");
     let live_copy = format!("{run_id}.live-pass-through");
     let same = records::Topics {
+        tag: "same-records",
         routed: format!("{run_id}.same-routed"),
         intake: format!("{run_id}.same-intake"),
         audit: format!("{run_id}.same-audit"),
         changelog: format!("{run_id}.same-changelog"),
     };
-    let specs: Vec<tollgate_common::kafka::TopicSpec> =
-        [&copy_topic, &live_copy, &same.routed, &same.intake, &same.audit, &same.changelog]
-            .into_iter()
-            .map(|name| tollgate_common::kafka::TopicSpec { name, compacted: false })
-            .collect();
+    let same_join = records::Topics {
+        tag: "same-join",
+        routed: format!("{run_id}.same-resolved"),
+        intake: format!("{run_id}.same-join-intake"),
+        audit: format!("{run_id}.same-join-audit"),
+        changelog: format!("{run_id}.same-join-changelog"),
+    };
+    let same_decisions = format!("{run_id}.same-decisions");
+    let specs: Vec<tollgate_common::kafka::TopicSpec> = [
+        &copy_topic,
+        &live_copy,
+        &same.routed,
+        &same.intake,
+        &same.audit,
+        &same.changelog,
+        &same_join.routed,
+        &same_join.intake,
+        &same_join.audit,
+        &same_join.changelog,
+        &same_decisions,
+    ]
+    .into_iter()
+    .map(|name| tollgate_common::kafka::TopicSpec { name, compacted: false })
+    .collect();
     tollgate_common::kafka::ensure_topics(
         &tollgate_router::kafka::producer_config(&config),
         &specs,
@@ -291,14 +329,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     eprintln!("router…");
     let threads_before = cpu_by_thread();
     let (router, telemetry, stop_router, handle) = route(&config, options.events, &shutdown).await?;
-    let mut router_cpu_by_thread: Vec<(String, f64)> = cpu_by_thread()
-        .into_iter()
-        .map(|(group, after)| {
-            let spent = (after - threads_before.get(&group).copied().unwrap_or(0.0)).max(0.0);
-            (group, spent * 1e6 / router.events.max(1) as f64)
-        })
-        .collect();
-    router_cpu_by_thread.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let router_cpu_by_thread = cpu_spent_since(&threads_before, router.events);
 
     // Latency: live input at a share of the router's sustained rate.
     let rate = (router.events_per_second * options.latency_load).max(1.0);
@@ -327,9 +358,20 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         tokio::task::spawn_blocking(move || join::reviewed_ids(&config, events, seed, limit)).await??
     };
     eprintln!("join: {} decisions at {} decisions/s…", ids.len(), options.decision_rate);
-    let join = join::run(&config, ids, options.decision_rate, &telemetry, Duration::from_secs(120), &shutdown).await?;
+    let join = {
+        let ids = ids.clone();
+        join::run(&config, ids, options.decision_rate, &telemetry, Duration::from_secs(120), &shutdown).await?
+    };
     stop_router.cancel();
     let _ = handle.await;
+    eprintln!("join, same records: {} decisions at {} decisions/s…", ids.len(), options.decision_rate);
+    let join_shape = {
+        let (config, audit_bytes) = (config.clone(), shape.audit_bytes);
+        tokio::task::spawn_blocking(move || join_records::JoinShape::measure(&config, audit_bytes, 2_000)).await??
+    };
+    let join_same_records =
+        join_records::run(&config, same_join, same_decisions, join_shape, ids, options.decision_rate, &shutdown)
+            .await?;
     // The pass-through at the same rate, on the same input topic, once the router has stopped:
     // assigned at the topic's end, so the broker serves it from the same state.
     eprintln!("pass-through latency at {rate:.0} events/s for {} s…", options.latency_seconds);
@@ -377,6 +419,8 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         pass_through_latency,
         router_cpu_by_thread,
         join,
+        join_same_records,
+        join_shape,
     })
 }
 

@@ -83,6 +83,8 @@ impl Shape {
 
 /// The topics of the baseline (created by the caller).
 pub struct Topics {
+    /// Names the baseline's consumer groups and transactional id.
+    pub tag: &'static str,
     pub routed: String,
     pub intake: String,
     pub audit: String,
@@ -104,7 +106,7 @@ pub fn run(
     std::thread::scope(|s| -> anyhow::Result<Phase> {
         let copy = s.spawn(|| copy_input(config, topics, shape, events, &started, deadline, &done));
         let chain = s.spawn(|| chain_copies(config, topics, events, &chained, deadline, &done));
-        let read = s.spawn(|| read_copies(config, &topics.changelog, &done));
+        let read = s.spawn(|| read_copies(config, topics, &done));
         let chain_result = chain.join().map_err(|_| anyhow::anyhow!("the chain stage panicked"))?;
         // Stage 2 is last: once it is done (or failed), the others stop too.
         let wall_cpu = started.get().map(|(w, c)| (w.elapsed(), c.elapsed()));
@@ -128,7 +130,9 @@ fn copy_input(
     done: &CancellationToken,
 ) -> anyhow::Result<()> {
     let mut settings = tollgate_router::kafka::consumer_config(config);
-    settings.set("group.id", format!("{}.same-records", config.kafka.group_id)).set("enable.auto.offset.store", "true");
+    settings
+        .set("group.id", format!("{}.{}", config.kafka.group_id, topics.tag))
+        .set("enable.auto.offset.store", "true");
     let consumer: BaseConsumer = settings.create()?;
     let producer: ThreadedProducer<DefaultProducerContext> =
         tollgate_router::kafka::producer_config(config).create()?;
@@ -190,8 +194,8 @@ fn copy_input(
     Ok(())
 }
 
-/// Stage 2: the audit chainer's copy, in transactions.
-fn chain_copies(
+/// Stage 2: the audit chainer's copy, in transactions, until `events` copies are chained.
+pub(super) fn chain_copies(
     config: &RouterConfig,
     topics: &Topics,
     events: u64,
@@ -201,12 +205,12 @@ fn chain_copies(
 ) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(30);
     let mut producer_settings = tollgate_router::kafka::producer_config(config);
-    producer_settings.set("transactional.id", format!("{}.same-records", config.kafka.group_id));
+    producer_settings.set("transactional.id", format!("{}.{}", config.kafka.group_id, topics.tag));
     let producer: ThreadedProducer<DefaultProducerContext> = producer_settings.create()?;
     producer.init_transactions(timeout)?;
     let mut settings = tollgate_router::kafka::consumer_config(config);
     settings
-        .set("group.id", format!("{}.same-records-chain", config.kafka.group_id))
+        .set("group.id", format!("{}.{}-chain", config.kafka.group_id, topics.tag))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed");
     let consumer: BaseConsumer = settings.create()?;
@@ -257,9 +261,10 @@ fn chain_copies(
 }
 
 /// Stage 3: the review join reading the changelog back.
-fn read_copies(config: &RouterConfig, topic: &str, done: &CancellationToken) -> anyhow::Result<()> {
+pub(super) fn read_copies(config: &RouterConfig, topics: &Topics, done: &CancellationToken) -> anyhow::Result<()> {
+    let topic = topics.changelog.as_str();
     let mut settings = tollgate_router::kafka::consumer_config(config);
-    settings.set("group.id", format!("{}.same-records-read", config.kafka.group_id));
+    settings.set("group.id", format!("{}.{}-read", config.kafka.group_id, topics.tag));
     let consumer: BaseConsumer = settings.create()?;
     consumer.subscribe(&[topic])?;
     while !done.is_cancelled() {

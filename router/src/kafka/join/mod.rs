@@ -27,6 +27,8 @@ use crate::kafka::inflight::Batch;
 use crate::review::Resolution;
 use cache::EventCache;
 use lookup::EventLookup;
+use rdkafka::message::Headers;
+use tollgate_schemas::headers;
 
 use super::context::{DeliveryContext, ReviewHandOver, RouterConsumerContext};
 use super::inflight::InFlight;
@@ -115,6 +117,7 @@ pub fn run_join(
         audit: Vec::new(),
         replay: None,
         resolutions: Vec::new(),
+        writer: writer_id(),
     };
     let result = join.run(&consumer, shutdown);
     consumer.context().drain_and_commit(&consumer);
@@ -145,6 +148,25 @@ struct Join<'a> {
     replay: Option<Replay>,
     /// Resolutions of the current batch, written together at its end.
     resolutions: Vec<(Box<Resolution>, Arc<Batch>, Option<Source>)>,
+    /// This join's id on the changelog states it writes ([`headers::STATE_WRITER`]).
+    writer: String,
+}
+
+/// An id for this run of the join, drawn at random (with the process id and the time, so two
+/// joins never share one in practice).
+fn writer_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    format!("{:016x}", h.finish())
+}
+
+/// Whether `m` carries `writer` as its [`headers::STATE_WRITER`].
+fn written_by(m: &BorrowedMessage<'_>, writer: &str) -> bool {
+    m.headers()
+        .and_then(|h| h.iter().find(|h| h.key == headers::STATE_WRITER))
+        .is_some_and(|h| h.value == Some(writer.as_bytes()))
 }
 
 /// A changelog replay after an assignment. Until it is over, decisions are held (a decision
@@ -266,6 +288,12 @@ impl Join<'_> {
         let batch = self.inflight.open_batch();
         let topic = self.inflight.topic_index(m.topic());
         let key = m.key().and_then(|k| std::str::from_utf8(k).ok());
+        if self.replay.is_none() && key.is_some_and(|k| k.ends_with(STATE_SUFFIX)) && written_by(m, &self.writer) {
+            // A state this join wrote, read back: the review state holds it already (it was
+            // written from there). Replays, which rebuild the state, read every record.
+            self.inflight.record_event(topic, m.partition(), m.offset());
+            return Ok(());
+        }
         let change = m.payload().map(PendingChange::read);
         match (key, change) {
             // A tombstone: the review was forgotten.

@@ -378,10 +378,13 @@ impl Join<'_> {
         change.write(&mut self.buf);
         let key = format!("{event_id}{STATE_SUFFIX}");
         let topic = self.config.topics.pending_changelog.clone();
+        let writer = OwnedHeaders::new_with_capacity(1)
+            .insert(Header { key: headers::STATE_WRITER, value: Some(self.writer.as_str()) });
         let record = BaseRecord::with_opaque_to(&topic, Arc::clone(batch))
             .key(key.as_bytes())
             .payload(&self.buf)
-            .partition(pending.partition);
+            .partition(pending.partition)
+            .headers(writer);
         send(self.producer, record)
     }
 

@@ -1,0 +1,204 @@
+//! The review join's baseline, "same records": the Kafka work the join does per decision,
+//! without Tollgate's work in between, fed the same decisions at the same rate.
+//!
+//! Per decision, the join reads the decision and writes a resolved record and the review's
+//! changelog state, which it reads back. It gathers an audit record into the intake per poll
+//! batch, and the audit chainer copies it to the audit topic in transactions. This baseline
+//! moves records of the sizes the join wrote in the join phase, with the same client settings,
+//! on three threads:
+//!
+//! 1. consume the decisions in batches of the join's size; per decision, produce a
+//!    resolved-sized and a state-sized record keyed by its event id, and gather an audit-sized
+//!    copy per intake partition, sent at the end of the poll batch;
+//! 2. the audit chainer's transactional copy of the gathered audit copies
+//!    ([`records::chain_copies`]);
+//! 3. read the state copies back ([`records::read_copies`]).
+//!
+//! Its lag is sampled like the join's ([`join::measure`]). A baseline that falls behind the
+//! asked rate as well shows that the client library and the broker, not Tollgate, bound the
+//! join on this machine.
+
+use super::join::{self, JoinPhase};
+use super::records::{self, Topics};
+use crate::synth::send_waiting;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use tollgate_router::config::RouterConfig;
+use tollgate_router::kafka::intake::{self, KeyHash, MAX_BATCH_BYTES};
+use tollgate_router::kafka::STATE_SUFFIX;
+use tollgate_schemas::headers;
+
+/// How long the phase may take.
+const LIMIT: Duration = Duration::from_secs(300);
+
+/// The join's mean output per decision, read back from what it wrote in the join phase.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct JoinShape {
+    pub resolved_bytes: usize,
+    pub state_bytes: usize,
+    pub audit_bytes: usize,
+}
+
+impl JoinShape {
+    /// Mean sizes of up to `sample` resolved records and changelog states the join wrote;
+    /// `audit_bytes` is the router's mean audit record, of about the size of the join's.
+    pub fn measure(config: &RouterConfig, audit_bytes: usize, sample: usize) -> anyhow::Result<JoinShape> {
+        let t = &config.topics;
+        let resolved_bytes = mean_size(config, &t.resolved, sample, |_| true)?;
+        let state_bytes = mean_size(config, &t.pending_changelog, sample, |key| {
+            key.is_some_and(|k| k.ends_with(STATE_SUFFIX.as_bytes()))
+        })?;
+        Ok(JoinShape { resolved_bytes, state_bytes, audit_bytes })
+    }
+}
+
+/// The mean value size of up to `sample` records of `topic` whose key passes `keep`, read from
+/// the beginning of every partition.
+fn mean_size(
+    config: &RouterConfig,
+    topic: &str,
+    sample: usize,
+    keep: impl Fn(Option<&[u8]>) -> bool,
+) -> anyhow::Result<usize> {
+    let mut settings = tollgate_router::kafka::consumer_config(config);
+    settings.set("group.id", format!("{}.join-shape", config.kafka.group_id)).set("enable.auto.commit", "false");
+    let consumer: BaseConsumer = settings.create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let mut assignment = TopicPartitionList::new();
+    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        assignment.add_partition_offset(topic, partition.id(), Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let (mut bytes, mut n) = (0usize, 0usize);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while n < sample && Instant::now() < deadline {
+        // A quiet second: the topic has been read to its end.
+        let Some(m) = consumer.poll(Duration::from_secs(1)) else { break };
+        let m = m?;
+        if keep(m.key()) {
+            bytes += m.payload().map_or(0, <[u8]>::len);
+            n += 1;
+        }
+    }
+    anyhow::ensure!(n > 0, "no record to measure in {topic}");
+    Ok(bytes / n)
+}
+
+/// Runs the baseline on `topics` (created by the caller; `routed` takes the resolved copies,
+/// `changelog` the state copies), fed decisions for `ids` at `rate` on `decisions`.
+pub async fn run(
+    config: &RouterConfig,
+    topics: Topics,
+    decisions: String,
+    shape: JoinShape,
+    ids: Vec<String>,
+    rate: u64,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<JoinPhase> {
+    let joined = Arc::new(AtomicU64::new(0));
+    let done = shutdown.child_token();
+    let total = ids.len() as u64;
+    let stages = {
+        let (config, joined, done) = (config.clone(), Arc::clone(&joined), done.clone());
+        let decisions = decisions.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let deadline = Instant::now() + LIMIT;
+            let chained = AtomicU64::new(0);
+            std::thread::scope(|s| {
+                let copy = s.spawn(|| copy_decisions(&config, &topics, &decisions, shape, &joined, deadline, &done));
+                let chain = s.spawn(|| records::chain_copies(&config, &topics, total, &chained, deadline, &done));
+                let read = s.spawn(|| records::read_copies(&config, &topics, &done));
+                let panicked = |stage: &str| anyhow::anyhow!("the {stage} stage panicked");
+                let results = [
+                    copy.join().map_err(|_| panicked("copy")),
+                    chain.join().map_err(|_| panicked("chain")),
+                    read.join().map_err(|_| panicked("read")),
+                ];
+                results.into_iter().try_for_each(|r| r.and_then(|inner| inner))
+            })
+        })
+    };
+    let counter = Arc::clone(&joined);
+    let phase =
+        join::measure(config, &decisions, ids, rate, move || counter.load(Ordering::Acquire), LIMIT, shutdown).await;
+    done.cancel();
+    stages.await??;
+    phase
+}
+
+/// Stage 1: the join's records per decision.
+fn copy_decisions(
+    config: &RouterConfig,
+    topics: &Topics,
+    decisions: &str,
+    shape: JoinShape,
+    joined: &AtomicU64,
+    deadline: Instant,
+    done: &CancellationToken,
+) -> anyhow::Result<()> {
+    let mut settings = tollgate_router::kafka::consumer_config(config);
+    settings
+        .set("group.id", format!("{}.{}", config.kafka.group_id, topics.tag))
+        .set("enable.auto.offset.store", "true");
+    let consumer: BaseConsumer = settings.create()?;
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        tollgate_router::kafka::producer_config(config).create()?;
+    consumer.subscribe(&[decisions])?;
+    let (resolved, state, audit) =
+        (vec![b'r'; shape.resolved_bytes], vec![b's'; shape.state_bytes], vec![b'a'; shape.audit_bytes]);
+    let partitions = intake::partition_count(&tollgate_router::kafka::consumer_config(config), &topics.intake, LIMIT)?;
+    let mut gathered: Vec<(Vec<u8>, usize)> = vec![(Vec::new(), 0); partitions as usize];
+    let send_gathered = |(bytes, n): &mut (Vec<u8>, usize), partition: usize| -> anyhow::Result<()> {
+        if *n > 0 {
+            let count = n.to_string();
+            let h = OwnedHeaders::new().insert(Header { key: headers::AUDIT_BATCH, value: Some(&count) });
+            let record = BaseRecord::<[u8], [u8]>::to(&topics.intake)
+                .partition(partition as i32)
+                .payload(bytes.as_slice())
+                .headers(h);
+            send_waiting(&producer, record, done)?;
+            bytes.clear();
+            *n = 0;
+        }
+        Ok(())
+    };
+    let mut key = Vec::new();
+    while Instant::now() < deadline && !done.is_cancelled() {
+        let mut wait = Duration::from_millis(100);
+        let mut polled = 0;
+        while polled < config.processing.batch_size {
+            let Some(m) = consumer.poll(wait) else { break };
+            let m = m?;
+            let id = m.key().unwrap_or_default();
+            send_waiting(&producer, BaseRecord::to(&topics.routed).key(id).payload(resolved.as_slice()), done)?;
+            key.clear();
+            key.extend_from_slice(id);
+            key.extend_from_slice(STATE_SUFFIX.as_bytes());
+            send_waiting(
+                &producer,
+                BaseRecord::to(&topics.changelog).key(key.as_slice()).payload(state.as_slice()),
+                done,
+            )?;
+            let p = KeyHash::Murmur2.partition(id, partitions) as usize;
+            if gathered[p].0.len() + audit.len() > MAX_BATCH_BYTES {
+                send_gathered(&mut gathered[p], p)?;
+            }
+            gathered[p].0.extend_from_slice(&audit);
+            gathered[p].1 += 1;
+            joined.fetch_add(1, Ordering::AcqRel);
+            polled += 1;
+            wait = Duration::ZERO;
+        }
+        for (p, batch) in gathered.iter_mut().enumerate() {
+            send_gathered(batch, p)?;
+        }
+    }
+    producer.flush(Duration::from_secs(60))?;
+    Ok(())
+}
