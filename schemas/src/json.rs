@@ -101,10 +101,20 @@ impl<'o> Object<'o> {
 /// copied whole, and only `"`, `\\` and control characters are escaped (the short forms where
 /// JSON has them, else `\u00XX` in lowercase hex).
 pub fn write_str(out: &mut Vec<u8>, value: &str) {
-    let mut rest = value.as_bytes();
-    out.reserve(rest.len() + 2);
+    let bytes = value.as_bytes();
     out.push(b'"');
-    while let Some(at) = first_escape(rest) {
+    match first_escape(bytes) {
+        // Most values: nothing to escape.
+        None => out.extend_from_slice(bytes),
+        Some(at) => write_escaped(out, bytes, at),
+    }
+    out.push(b'"');
+}
+
+/// The body of a string with something to escape, the first at `at`.
+fn write_escaped(out: &mut Vec<u8>, bytes: &[u8], mut at: usize) {
+    let mut rest = bytes;
+    loop {
         out.extend_from_slice(&rest[..at]);
         let byte = rest[at];
         match byte {
@@ -123,9 +133,12 @@ pub fn write_str(out: &mut Vec<u8>, value: &str) {
             }
         }
         rest = &rest[at + 1..];
+        match first_escape(rest) {
+            Some(next) => at = next,
+            None => break,
+        }
     }
     out.extend_from_slice(rest);
-    out.push(b'"');
 }
 
 /// The position of the first byte that is a control character, `"` or `\\`: what a JSON string
@@ -141,19 +154,19 @@ pub fn first_escape(bytes: &[u8]) -> Option<usize> {
     const fn below(x: u64, n: u8) -> u64 {
         x.wrapping_sub(ONES * n as u64) & !x & HIGH
     }
-    let mut at = 0;
-    while let Some(word) = bytes.get(at..at + 8) {
-        let mut w = [0; 8];
-        w.copy_from_slice(word);
-        let x = u64::from_le_bytes(w);
+    let mut chunks = bytes.chunks_exact(8);
+    for (i, chunk) in (&mut chunks).enumerate() {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
         let found = below(x, 0x20) | below(x ^ (ONES * b'"' as u64), 1) | below(x ^ (ONES * b'\\' as u64), 1);
         if found != 0 {
             // Little-endian: the lowest set bit is the first byte.
-            return Some(at + found.trailing_zeros() as usize / 8);
+            return Some(i * 8 + found.trailing_zeros() as usize / 8);
         }
-        at += 8;
     }
-    bytes[at..].iter().position(|&b| b < 0x20 || b == b'"' || b == b'\\').map(|p| at + p)
+    let tail = bytes.len() - chunks.remainder().len();
+    chunks.remainder().iter().position(|&b| b < 0x20 || b == b'"' || b == b'\\').map(|p| tail + p)
 }
 
 /// Appends a number (or `null`) exactly as serde_json writes it (non-finite floats are `null`).
