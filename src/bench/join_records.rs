@@ -19,20 +19,18 @@
 //! join on this machine.
 
 use super::join::{self, JoinPhase};
-use super::records::{self, Topics};
+use super::records::{self, GatheredCopies, Topics};
 use crate::synth::send_waiting;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tollgate_router::config::RouterConfig;
-use tollgate_router::kafka::intake::{self, KeyHash, MAX_BATCH_BYTES};
 use tollgate_router::kafka::STATE_SUFFIX;
-use tollgate_schemas::headers;
 
 /// How long the phase may take.
 const LIMIT: Duration = Duration::from_secs(300);
@@ -142,32 +140,10 @@ fn copy_decisions(
     deadline: Instant,
     done: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut settings = tollgate_router::kafka::consumer_config(config);
-    settings
-        .set("group.id", format!("{}.{}", config.kafka.group_id, topics.tag))
-        .set("enable.auto.offset.store", "true");
-    let consumer: BaseConsumer = settings.create()?;
-    let producer: ThreadedProducer<DefaultProducerContext> =
-        tollgate_router::kafka::producer_config(config).create()?;
-    consumer.subscribe(&[decisions])?;
+    let (consumer, producer) = records::copy_clients(config, topics, decisions)?;
     let (resolved, state, audit) =
         (vec![b'r'; shape.resolved_bytes], vec![b's'; shape.state_bytes], vec![b'a'; shape.audit_bytes]);
-    let partitions = intake::partition_count(&tollgate_router::kafka::consumer_config(config), &topics.intake, LIMIT)?;
-    let mut gathered: Vec<(Vec<u8>, usize)> = vec![(Vec::new(), 0); partitions as usize];
-    let send_gathered = |(bytes, n): &mut (Vec<u8>, usize), partition: usize| -> anyhow::Result<()> {
-        if *n > 0 {
-            let count = n.to_string();
-            let h = OwnedHeaders::new().insert(Header { key: headers::AUDIT_BATCH, value: Some(&count) });
-            let record = BaseRecord::<[u8], [u8]>::to(&topics.intake)
-                .partition(partition as i32)
-                .payload(bytes.as_slice())
-                .headers(h);
-            send_waiting(&producer, record, done)?;
-            bytes.clear();
-            *n = 0;
-        }
-        Ok(())
-    };
+    let mut gathered = GatheredCopies::new(config, &topics.intake)?;
     let mut key = Vec::new();
     while Instant::now() < deadline && !done.is_cancelled() {
         let mut wait = Duration::from_millis(100);
@@ -185,19 +161,12 @@ fn copy_decisions(
                 BaseRecord::to(&topics.changelog).key(key.as_slice()).payload(state.as_slice()),
                 done,
             )?;
-            let p = KeyHash::Murmur2.partition(id, partitions) as usize;
-            if gathered[p].0.len() + audit.len() > MAX_BATCH_BYTES {
-                send_gathered(&mut gathered[p], p)?;
-            }
-            gathered[p].0.extend_from_slice(&audit);
-            gathered[p].1 += 1;
+            gathered.add(&producer, id, &audit, done)?;
             joined.fetch_add(1, Ordering::AcqRel);
             polled += 1;
             wait = Duration::ZERO;
         }
-        for (p, batch) in gathered.iter_mut().enumerate() {
-            send_gathered(batch, p)?;
-        }
+        gathered.send_all(&producer, done)?;
     }
     producer.flush(Duration::from_secs(60))?;
     Ok(())

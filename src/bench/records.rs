@@ -129,34 +129,10 @@ fn copy_input(
     deadline: Instant,
     done: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut settings = tollgate_router::kafka::consumer_config(config);
-    settings
-        .set("group.id", format!("{}.{}", config.kafka.group_id, topics.tag))
-        .set("enable.auto.offset.store", "true");
-    let consumer: BaseConsumer = settings.create()?;
-    let producer: ThreadedProducer<DefaultProducerContext> =
-        tollgate_router::kafka::producer_config(config).create()?;
-    consumer.subscribe(&[&config.kafka.input_topic])?;
+    let (consumer, producer) = copy_clients(config, topics, &config.kafka.input_topic)?;
     let (routed, audit, changelog) =
         (vec![b'r'; shape.routed_bytes], vec![b'a'; shape.audit_bytes], vec![b'c'; shape.changelog_bytes]);
-    // Audit copies are gathered per intake partition and poll batch, as the router gathers its
-    // audit records.
-    let partitions = intake::partition_count(&tollgate_router::kafka::consumer_config(config), &topics.intake, LIMIT)?;
-    let mut gathered: Vec<(Vec<u8>, usize)> = vec![(Vec::new(), 0); partitions as usize];
-    let send_gathered = |(bytes, n): &mut (Vec<u8>, usize), partition: usize| -> anyhow::Result<()> {
-        if *n > 0 {
-            let count = n.to_string();
-            let h = OwnedHeaders::new().insert(Header { key: headers::AUDIT_BATCH, value: Some(&count) });
-            let record = BaseRecord::<[u8], [u8]>::to(&topics.intake)
-                .partition(partition as i32)
-                .payload(bytes.as_slice())
-                .headers(h);
-            send_waiting(&producer, record, done)?;
-            bytes.clear();
-            *n = 0;
-        }
-        Ok(())
-    };
+    let mut gathered = GatheredCopies::new(config, &topics.intake)?;
     let mut copied = 0u64;
     while copied < events && Instant::now() < deadline && !done.is_cancelled() {
         let mut wait = Duration::from_millis(100);
@@ -167,12 +143,7 @@ fn copy_input(
             started.get_or_init(|| (Instant::now(), ProcessTime::now()));
             let key = m.key().unwrap_or_default();
             send_waiting(&producer, BaseRecord::to(&topics.routed).key(key).payload(routed.as_slice()), done)?;
-            let p = KeyHash::Murmur2.partition(key, partitions) as usize;
-            if gathered[p].0.len() + audit.len() > MAX_BATCH_BYTES {
-                send_gathered(&mut gathered[p], p)?;
-            }
-            gathered[p].0.extend_from_slice(&audit);
-            gathered[p].1 += 1;
+            gathered.add(&producer, key, &audit, done)?;
             // The same share as the router, spread evenly.
             let before = (copied as f64 * shape.changelog_share) as u64;
             if ((copied + 1) as f64 * shape.changelog_share) as u64 > before {
@@ -186,12 +157,91 @@ fn copy_input(
             polled += 1;
             wait = Duration::ZERO;
         }
-        for (p, batch) in gathered.iter_mut().enumerate() {
-            send_gathered(batch, p)?;
-        }
+        gathered.send_all(&producer, done)?;
     }
     producer.flush(Duration::from_secs(60))?;
     Ok(())
+}
+
+/// A first stage's clients, with the router's settings: a consumer of `from` in the baseline's
+/// group and a producer.
+pub(super) fn copy_clients(
+    config: &RouterConfig,
+    topics: &Topics,
+    from: &str,
+) -> anyhow::Result<(BaseConsumer, ThreadedProducer<DefaultProducerContext>)> {
+    let mut settings = tollgate_router::kafka::consumer_config(config);
+    settings
+        .set("group.id", format!("{}.{}", config.kafka.group_id, topics.tag))
+        .set("enable.auto.offset.store", "true");
+    let consumer: BaseConsumer = settings.create()?;
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        tollgate_router::kafka::producer_config(config).create()?;
+    consumer.subscribe(&[from])?;
+    Ok((consumer, producer))
+}
+
+/// Audit copies gathered per intake partition (by their key, as the producer would place it)
+/// and sent as one intake record per partition and poll batch, as the router sends its audit
+/// records.
+pub(super) struct GatheredCopies<'t> {
+    topic: &'t str,
+    partitions: i32,
+    /// Per partition: the copies, end to end, and how many.
+    batches: Vec<(Vec<u8>, usize)>,
+}
+
+impl<'t> GatheredCopies<'t> {
+    pub(super) fn new(config: &RouterConfig, topic: &'t str) -> anyhow::Result<Self> {
+        let partitions = intake::partition_count(&tollgate_router::kafka::consumer_config(config), topic, LIMIT)?;
+        Ok(GatheredCopies { topic, partitions, batches: vec![(Vec::new(), 0); partitions as usize] })
+    }
+
+    /// Adds a copy for `key`, sending its partition's batch first when the copy would take it
+    /// past the router's bound.
+    pub(super) fn add(
+        &mut self,
+        producer: &ThreadedProducer<DefaultProducerContext>,
+        key: &[u8],
+        copy: &[u8],
+        done: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let p = KeyHash::Murmur2.partition(key, self.partitions) as usize;
+        if self.batches[p].0.len() + copy.len() > MAX_BATCH_BYTES {
+            self.send(p, producer, done)?;
+        }
+        self.batches[p].0.extend_from_slice(copy);
+        self.batches[p].1 += 1;
+        Ok(())
+    }
+
+    /// Sends every partition's batch (at the end of a poll batch).
+    pub(super) fn send_all(
+        &mut self,
+        producer: &ThreadedProducer<DefaultProducerContext>,
+        done: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        (0..self.batches.len()).try_for_each(|p| self.send(p, producer, done))
+    }
+
+    fn send(
+        &mut self,
+        p: usize,
+        producer: &ThreadedProducer<DefaultProducerContext>,
+        done: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let (bytes, n) = &mut self.batches[p];
+        if *n > 0 {
+            let count = n.to_string();
+            let h = OwnedHeaders::new().insert(Header { key: headers::AUDIT_BATCH, value: Some(&count) });
+            let record =
+                BaseRecord::<[u8], [u8]>::to(self.topic).partition(p as i32).payload(bytes.as_slice()).headers(h);
+            send_waiting(producer, record, done)?;
+            bytes.clear();
+            *n = 0;
+        }
+        Ok(())
+    }
 }
 
 /// Stage 2: the audit chainer's copy, in transactions, until `events` copies are chained.
