@@ -20,9 +20,16 @@ fn the_benchmark_harness_runs_its_short_mode_and_reports_every_figure() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    for line in
-        ["pass-through", "same records", "router over same records", "latency at", "pass-through latency", "join:"]
-    {
+    for line in [
+        "pass-through",
+        "same records",
+        "router over same records",
+        "latency at",
+        "pass-through latency",
+        "join:",
+        "join, same records:",
+        "join over same records",
+    ] {
         assert!(stdout.contains(line), "the table lacks {line}:\n{stdout}");
     }
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
@@ -51,4 +58,13 @@ fn the_benchmark_harness_runs_its_short_mode_and_reports_every_figure() {
     assert!(join["decisions"].as_u64() > Some(0), "{report}");
     assert!(join["joined_per_second"].as_f64() > Some(0.0), "{report}");
     assert!(join["lag_max_second_half"].as_u64().is_some(), "{report}");
+    assert!(join["cpu_by_thread"].as_array().is_some_and(|t| t.iter().any(|g| g[0] == "tollgate-join")), "{report}");
+    // The join's baseline: the same decisions, at the same rate, through records of the sizes the
+    // join wrote (a resolved record embeds its event).
+    let baseline = &report["join_same_records"];
+    assert_eq!(baseline["decisions"], join["decisions"], "{report}");
+    assert!(baseline["joined_per_second"].as_f64() > Some(0.0), "{report}");
+    let join_shape = &report["join_shape"];
+    assert!(join_shape["resolved_bytes"].as_u64() > Some(200), "{report}");
+    assert!(join_shape["state_bytes"].as_u64() > Some(0), "{report}");
 }

@@ -35,7 +35,8 @@ pub struct JoinPhase {
     pub target_rate: u64,
     /// The rate achieved by the producer.
     pub offered_per_second: f64,
-    /// Decisions consumed by the join, over the time from the first produced to the last joined.
+    /// Decisions consumed by the join, over the time from the first produced to the last joined
+    /// (sampled every 10 ms).
     pub joined_per_second: f64,
     /// Decisions produced but not yet consumed: the largest sample in the first and in the
     /// second half of the production, and at its end.
@@ -146,16 +147,22 @@ pub async fn measure(
     let (t0, c0, threads_before) = (Instant::now(), ProcessTime::now(), super::cpu_by_thread());
     let producing = produce_range(warm_up..ids.len(), rate);
     let mut samples: Vec<(f64, u64)> = Vec::new();
+    // When the last decision was consumed, if that came before the producer's final flush.
+    let mut all_joined: Option<(Duration, Duration)> = None;
     while !producing.is_finished() && !shutdown.is_cancelled() {
-        let lag = sent.load(Ordering::Relaxed).saturating_sub(joined());
+        let consumed = joined();
+        let lag = sent.load(Ordering::Relaxed).saturating_sub(consumed);
         samples.push((t0.elapsed().as_secs_f64(), lag));
+        if consumed >= total && all_joined.is_none() {
+            all_joined = Some((t0.elapsed(), c0.elapsed()));
+        }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let production = producing.await??;
     let produced_at = Instant::now();
     let lag_at_end = total.saturating_sub(joined());
     wait_joined(total).await;
-    let (wall, cpu) = (t0.elapsed(), c0.elapsed());
+    let (wall, cpu) = all_joined.unwrap_or_else(|| (t0.elapsed(), c0.elapsed()));
     let drain_ms = produced_at.elapsed().as_secs_f64() * 1e3;
     let half = production.as_secs_f64() / 2.0;
     let max_lag =
