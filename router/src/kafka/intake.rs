@@ -8,7 +8,7 @@
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 use std::time::Duration;
@@ -96,7 +96,7 @@ impl IntakeBatches {
 /// announces; `None` for a single audit record. A header that is not a count still marks a
 /// batch (`Some(0)`): reading the batch will say what is wrong.
 pub fn announced_records<M: Message>(m: &M) -> Option<usize> {
-    let value = m.headers()?.iter().find(|h| h.key == headers::AUDIT_BATCH)?.value;
+    let value = super::header(m, headers::AUDIT_BATCH)?;
     Some(value.and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()).unwrap_or(0))
 }
 

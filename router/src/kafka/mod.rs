@@ -26,6 +26,13 @@ pub use runner::{run_loop, LoopError};
 use crate::config::{Guarantee, RouterConfig};
 use rdkafka::ClientConfig;
 
+/// The value of a record's header `key`: `None` when the record has no such header,
+/// `Some(None)` when it has one without a value.
+pub(crate) fn header<'m, M: rdkafka::Message>(m: &'m M, key: &str) -> Option<Option<&'m [u8]>> {
+    use rdkafka::message::Headers;
+    m.headers()?.iter().find(|h| h.key == key).map(|h| h.value)
+}
+
 /// How long one poll waits for input when idle; bounds how late shutdown is noticed.
 pub(crate) const IDLE_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 /// How long a loop sleeps when its in-flight bound is reached (a completion wakes it sooner).

@@ -27,7 +27,6 @@ use crate::kafka::inflight::Batch;
 use crate::review::Resolution;
 use cache::EventCache;
 use lookup::EventLookup;
-use rdkafka::message::Headers;
 use tollgate_schemas::headers;
 
 use super::context::{DeliveryContext, ReviewHandOver, RouterConsumerContext};
@@ -164,9 +163,7 @@ fn writer_id() -> String {
 
 /// Whether `m` carries `writer` as its [`headers::STATE_WRITER`].
 fn written_by(m: &BorrowedMessage<'_>, writer: &str) -> bool {
-    m.headers()
-        .and_then(|h| h.iter().find(|h| h.key == headers::STATE_WRITER))
-        .is_some_and(|h| h.value == Some(writer.as_bytes()))
+    super::header(m, headers::STATE_WRITER) == Some(Some(writer.as_bytes()))
 }
 
 /// A changelog replay after an assignment. Until it is over, decisions are held (a decision
@@ -276,8 +273,7 @@ impl Join<'_> {
                 self.telemetry.review_event_cache(self.events.bytes());
             }
             self.flush_resolutions()?;
-            let (producer, topic) = (self.producer, self.config.topics.audit_intake.as_str());
-            self.inflight.seal_with(|r| send_intake(producer, topic, r))?;
+            self.inflight.seal_with(|r| send_intake(self.producer, &self.config.topics.audit_intake, r))?;
         }
         self.flush_resolutions()
     }

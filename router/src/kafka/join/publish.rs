@@ -115,8 +115,7 @@ impl Join<'_> {
                     chain_hash: None,
                 };
                 record.write_intake(&mut audit);
-                let (producer, topic) = (self.producer, self.config.topics.audit_intake.as_str());
-                self.inflight.gather_audit(decision.event_id.as_bytes(), &audit, |r| send_intake(producer, topic, r))
+                self.gather_audit(&decision.event_id, &audit)
             }
             Effect::Duplicate { .. } => {
                 self.telemetry.review_duplicate();
@@ -334,8 +333,13 @@ impl Join<'_> {
         };
         self.audit.clear();
         record.write_intake(&mut self.audit);
-        let (producer, topic) = (self.producer, self.config.topics.audit_intake.as_str());
-        self.inflight.gather_audit(event_id.as_bytes(), &self.audit, |r| send_intake(producer, topic, r))
+        self.gather_audit(event_id, &self.audit)
+    }
+
+    /// Adds an audit record (an intake datum) to the open batch's intake batches.
+    fn gather_audit(&self, event_id: &str, audit: &[u8]) -> Result<(), LoopError> {
+        let topic = &self.config.topics.audit_intake;
+        self.inflight.gather_audit(event_id.as_bytes(), audit, |r| send_intake(self.producer, topic, r))
     }
 
     /// Writes the review's state to the changelog under `<event id>/state`, in its partition.
