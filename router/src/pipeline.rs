@@ -551,7 +551,8 @@ pub fn millis(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-fn write_timestamp(now: SystemTime, into: &mut String) {
+/// Writes `now` as an audit record's timestamp (RFC 3339, milliseconds, UTC) into `into`.
+pub(crate) fn write_timestamp(now: SystemTime, into: &mut String) {
     into.clear();
     let _ = write!(into, "{}", humantime::format_rfc3339_millis(now));
 }

@@ -128,7 +128,9 @@ pub struct AuditRecord<'a> {
 
 /// An optional string, borrowed from the input when it has no escapes (serde borrows a plain
 /// `Cow<str>` field with `#[serde(borrow)]`, but not one inside an `Option`).
-fn borrowed_opt<'de: 'a, 'a, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Cow<'a, str>>, D::Error> {
+pub(crate) fn borrowed_opt<'de: 'a, 'a, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Cow<'a, str>>, D::Error> {
     struct Text;
     impl<'de> Visitor<'de> for Text {
         type Value = Option<Cow<'de, str>>;

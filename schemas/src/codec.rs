@@ -288,6 +288,14 @@ impl ReviewDecision<'_> {
 impl ReviewDecision<'static> {
     /// Decodes a decision written in `format`.
     pub fn read(format: RecordFormat, bytes: &[u8]) -> Result<Self, CodecError> {
+        ReviewDecision::read_borrowed(format, bytes).map(ReviewDecision::into_owned)
+    }
+}
+
+impl<'a> ReviewDecision<'a> {
+    /// Decodes a decision written in `format`, borrowing its text from `bytes` where it has no
+    /// escapes (the review join reads a decision, applies it and lets it go).
+    pub fn read_borrowed(format: RecordFormat, bytes: &'a [u8]) -> Result<Self, CodecError> {
         read_in(format, &DECISION, bytes)
     }
 }

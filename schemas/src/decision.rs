@@ -1,5 +1,6 @@
 //! The review decision: what a reviewer decided about an event waiting in review.
 
+use crate::audit::borrowed_opt;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
@@ -18,6 +19,10 @@ pub enum ReviewAction {
 }
 
 impl ReviewAction {
+    /// Every action, in declaration order: `action as usize` is its place here.
+    pub const ALL: [ReviewAction; 4] =
+        [ReviewAction::Approve, ReviewAction::Reject, ReviewAction::Escalate, ReviewAction::RequestInfo];
+
     /// The action's name in records and metric labels.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -38,21 +43,42 @@ impl ReviewAction {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReviewDecision<'a> {
     /// Idempotency key; when absent, reviewer, action and decision time identify the decision.
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     pub decision_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
     pub event_id: Cow<'a, str>,
+    #[serde(borrow)]
     pub reviewer_id: Cow<'a, str>,
+    #[serde(borrow)]
     pub reviewer_role: Cow<'a, str>,
     pub action: ReviewAction,
-    #[serde(default)]
+    #[serde(borrow, default)]
     pub rationale: Cow<'a, str>,
     /// Milliseconds since the Unix epoch.
     pub decided_at: i64,
     /// Reviewer id of the second sign-off, for high-impact cases.
-    #[serde(default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     pub second_signoff: Option<Cow<'a, str>>,
 }
 
 impl ReviewDecision<'_> {
+    /// The decision with every field owned (no longer borrowing what it was read from).
+    pub fn into_owned(self) -> ReviewDecision<'static> {
+        fn own(text: Cow<'_, str>) -> Cow<'static, str> {
+            Cow::Owned(text.into_owned())
+        }
+        ReviewDecision {
+            decision_id: self.decision_id.map(own),
+            event_id: own(self.event_id),
+            reviewer_id: own(self.reviewer_id),
+            reviewer_role: own(self.reviewer_role),
+            action: self.action,
+            rationale: own(self.rationale),
+            decided_at: self.decided_at,
+            second_signoff: self.second_signoff.map(own),
+        }
+    }
+
     /// What makes two deliveries of a decision the same decision.
     pub fn fingerprint(&self) -> String {
         match &self.decision_id {

@@ -40,7 +40,7 @@ pub struct Resolution {
     /// The state as it was when the review ended.
     pub pending: Pending,
     /// Fingerprints of every decision applied to this review (for the resolved marker).
-    pub fingerprints: Vec<Arc<str>>,
+    pub fingerprints: Arc<[Arc<str>]>,
 }
 
 /// A case moved to a higher tier.

@@ -10,6 +10,7 @@ mod effects;
 mod state;
 
 pub use effects::{Actor, Effect, Escalation, Resolution, UnjoinedReason};
+pub(crate) use state::IdHasher;
 pub use state::{Pending, PendingInput, Provenance, QueueStats, ReviewSettings, ReviewState};
 
 /// The outcome of a review.

@@ -137,7 +137,7 @@ pub struct Provenance {
 /// Remembered after a review ended, so a repeated decision is recognised.
 #[derive(Debug, Clone)]
 struct ResolvedMark {
-    fingerprints: Vec<Arc<str>>,
+    fingerprints: Arc<[Arc<str>]>,
     at: i64,
     partition: i32,
 }
@@ -149,24 +149,33 @@ struct Parked {
     received_at: i64,
 }
 
+/// The hasher of the maps keyed by event id: seeded at random per map, as event ids come from
+/// outside; faster than the standard library's SipHash on short keys.
+pub(crate) type IdHasher = foldhash::fast::RandomState;
+
 /// All pending reviews of the partitions this instance owns.
 #[derive(Debug)]
 pub struct ReviewState {
     settings: ReviewSettings,
-    pending: DashMap<Arc<str>, Pending>,
-    resolved: DashMap<Arc<str>, ResolvedMark>,
-    parked: DashMap<Arc<str>, (i32, Vec<Parked>)>,
+    pending: DashMap<Arc<str>, Pending, IdHasher>,
+    resolved: DashMap<Arc<str>, ResolvedMark, IdHasher>,
+    parked: DashMap<Arc<str>, (i32, Vec<Parked>), IdHasher>,
     /// Policy and model versions and rule names are few; entries share one copy of each.
     provenances: Mutex<Vec<Arc<Provenance>>>,
+}
+
+/// The reviewer who made `decision`.
+fn reviewer(decision: &ReviewDecision<'_>) -> Actor {
+    Actor::Reviewer { id: Arc::from(&*decision.reviewer_id), role: Arc::from(&*decision.reviewer_role) }
 }
 
 impl ReviewState {
     pub fn new(settings: ReviewSettings) -> Self {
         ReviewState {
             settings,
-            pending: DashMap::new(),
-            resolved: DashMap::new(),
-            parked: DashMap::new(),
+            pending: DashMap::default(),
+            resolved: DashMap::default(),
+            parked: DashMap::default(),
             provenances: Mutex::new(Vec::new()),
         }
     }
@@ -253,7 +262,7 @@ impl ReviewState {
     pub fn restore_resolved(
         &self,
         event_id: &str,
-        fingerprints: Vec<Arc<str>>,
+        fingerprints: Arc<[Arc<str>]>,
         at: i64,
         partition: i32,
     ) -> Vec<Effect> {
@@ -269,7 +278,7 @@ impl ReviewState {
     }
 
     /// Applies a reviewer's decision consumed from `partition`.
-    pub fn decide(&self, decision: ReviewDecision<'static>, partition: i32, now: i64) -> Vec<Effect> {
+    pub fn decide(&self, decision: ReviewDecision<'_>, partition: i32, now: i64) -> Vec<Effect> {
         let fingerprint: Arc<str> = Arc::from(decision.fingerprint());
         let id: &str = &decision.event_id;
         if let Some(mark) = self.resolved.get(id) {
@@ -277,90 +286,97 @@ impl ReviewState {
             if mark.fingerprints.contains(&fingerprint) {
                 return vec![Effect::Duplicate { event_id }];
             }
-            return vec![Effect::Unjoined { decision: Box::new(decision), reason: UnjoinedReason::AlreadyResolved }];
+            drop(mark);
+            let decision = Box::new(decision.into_owned());
+            return vec![Effect::Unjoined { decision, reason: UnjoinedReason::AlreadyResolved }];
+        }
+        if decision.action.is_final() {
+            // Taken out at once (no copy of the entry), unless this decision was applied before.
+            if let Some((event_id, pending)) = self.pending.remove_if(id, |_, p| !p.applied.contains(&fingerprint)) {
+                return vec![self.resolve(event_id, pending, fingerprint, &decision)];
+            }
         }
         let Some(mut entry) = self.pending.get_mut(id) else {
             // The routed event may not be visible yet (decisions travel on another topic).
             let key: Arc<str> = Arc::from(id);
             let mut slot = self.parked.entry(key).or_insert_with(|| (partition, Vec::new()));
-            slot.1.push(Parked { decision, received_at: now });
+            slot.1.push(Parked { decision: decision.into_owned(), received_at: now });
             return Vec::new();
         };
         let event_id = Arc::clone(entry.key());
         if entry.applied.contains(&fingerprint) {
             return vec![Effect::Duplicate { event_id }];
         }
-        let actor =
-            Actor::Reviewer { id: Arc::from(&*decision.reviewer_id), role: Arc::from(&*decision.reviewer_role) };
-        match decision.action {
-            ReviewAction::Approve | ReviewAction::Reject => {
-                let outcome =
-                    if decision.action == ReviewAction::Approve { Outcome::Approved } else { Outcome::Rejected };
-                let pending = entry.clone();
-                drop(entry);
-                self.pending.remove(id);
-                let mut fingerprints = pending.applied.clone();
-                fingerprints.push(fingerprint);
-                self.resolved.insert(
-                    Arc::clone(&event_id),
-                    ResolvedMark {
-                        fingerprints: fingerprints.clone(),
-                        at: decision.decided_at,
-                        partition: pending.partition,
-                    },
-                );
-                vec![Effect::Resolved(Box::new(self.resolution(
-                    fingerprints,
-                    event_id,
-                    pending,
-                    outcome,
-                    actor,
-                    Some(decision.action),
-                    &decision.rationale,
-                    decision.second_signoff.as_deref(),
-                    decision.decided_at,
-                )))]
-            }
-            ReviewAction::Escalate => {
-                entry.applied.push(fingerprint);
-                let from = entry.tier;
-                let tiers = &self.settings.queue(entry.queue).tiers_ms;
-                // Beyond the last tier, the last tier's time applies again; then the fallback.
-                let next_ms = tiers.get(usize::from(from)).or(tiers.last()).copied().unwrap_or(0);
-                entry.tier = from.saturating_add(1);
-                entry.deadline = now + next_ms;
-                entry.held = false;
-                entry.revision += 1;
-                vec![Effect::Escalated(Box::new(Escalation {
-                    event_id,
-                    queue: entry.queue,
-                    from_tier: from,
-                    to_tier: entry.tier,
-                    age_ms: now - entry.routed_at,
-                    actor,
-                    at: now,
-                    pending: entry.clone(),
-                }))]
-            }
-            ReviewAction::RequestInfo => {
-                entry.applied.push(fingerprint);
-                entry.info_requested = true;
-                entry.revision += 1;
-                vec![Effect::InfoRequested {
-                    event_id,
-                    actor,
-                    rationale: Arc::from(&*decision.rationale),
-                    at: now,
-                    pending: entry.clone(),
-                }]
-            }
+        if decision.action.is_final() {
+            // Admitted between the two lookups: take it out now.
+            drop(entry);
+            return self.decide(decision, partition, now);
         }
+        let actor = reviewer(&decision);
+        entry.applied.push(fingerprint);
+        entry.revision += 1;
+        if decision.action == ReviewAction::RequestInfo {
+            entry.info_requested = true;
+            return vec![Effect::InfoRequested {
+                event_id,
+                actor,
+                rationale: Arc::from(&*decision.rationale),
+                at: now,
+                pending: entry.clone(),
+            }];
+        }
+        let from = entry.tier;
+        let tiers = &self.settings.queue(entry.queue).tiers_ms;
+        // Beyond the last tier, the last tier's time applies again; then the fallback.
+        let next_ms = tiers.get(usize::from(from)).or(tiers.last()).copied().unwrap_or(0);
+        entry.tier = from.saturating_add(1);
+        entry.deadline = now + next_ms;
+        entry.held = false;
+        vec![Effect::Escalated(Box::new(Escalation {
+            event_id,
+            queue: entry.queue,
+            from_tier: from,
+            to_tier: entry.tier,
+            age_ms: now - entry.routed_at,
+            actor,
+            at: now,
+            pending: entry.clone(),
+        }))]
+    }
+
+    /// Ends the review `pending` (taken out of the pending map) with a final decision.
+    fn resolve(
+        &self,
+        event_id: Arc<str>,
+        pending: Pending,
+        fingerprint: Arc<str>,
+        decision: &ReviewDecision<'_>,
+    ) -> Effect {
+        let outcome = if decision.action == ReviewAction::Approve { Outcome::Approved } else { Outcome::Rejected };
+        let fingerprints: Arc<[Arc<str>]> = pending.applied.iter().cloned().chain([fingerprint]).collect();
+        let mark = ResolvedMark {
+            fingerprints: Arc::clone(&fingerprints),
+            at: decision.decided_at,
+            partition: pending.partition,
+        };
+        self.resolved.insert(Arc::clone(&event_id), mark);
+        Effect::Resolved(Box::new(self.resolution(
+            fingerprints,
+            event_id,
+            pending,
+            outcome,
+            reviewer(decision),
+            Some(decision.action),
+            &decision.rationale,
+            decision.second_signoff.as_deref(),
+            decision.decided_at,
+        )))
     }
 
     #[allow(clippy::too_many_arguments)]
     fn resolution(
         &self,
-        fingerprints: Vec<Arc<str>>,
+        fingerprints: Arc<[Arc<str>]>,
         event_id: Arc<str>,
         pending: Pending,
         outcome: Outcome,
@@ -438,13 +454,14 @@ impl ReviewState {
                 Fallback::Approve => Outcome::Approved,
                 _ => Outcome::Rejected,
             };
+            let fingerprints: Arc<[Arc<str>]> = pending.applied.as_slice().into();
             self.resolved.insert(
                 Arc::clone(&event_id),
-                ResolvedMark { fingerprints: pending.applied.clone(), at: now, partition: pending.partition },
+                ResolvedMark { fingerprints: Arc::clone(&fingerprints), at: now, partition: pending.partition },
             );
             let rationale = format!("no decision within every tier; fallback {}", outcome.as_str());
             effects.push(Effect::Resolved(Box::new(self.resolution(
-                pending.applied.clone(),
+                fingerprints,
                 event_id,
                 pending,
                 outcome,

@@ -249,7 +249,7 @@ fn a_restored_resolution_answers_waiting_decisions() {
     let s = state();
     let d = ReviewDecision { decision_id: Some("d9".into()), ..decision("z", ReviewAction::Approve, T0) };
     assert!(s.decide(d, 1, T0).is_empty(), "parked: the event is not known yet");
-    let effects = s.restore_resolved("z", vec![Arc::from("id:d9")], T0, 1);
+    let effects = s.restore_resolved("z", [Arc::from("id:d9")].into(), T0, 1);
     assert!(matches!(&effects[..], [Effect::Duplicate { .. }]), "{effects:?}");
 }
 

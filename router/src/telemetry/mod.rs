@@ -5,13 +5,15 @@
 //! events resolve their label children once, at start-up, and update atomics per event.
 
 mod governance;
+mod review;
 
 use crate::reject::RejectReason;
 use governance::GovernanceMetrics;
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
+use review::ReviewMetrics;
 use std::time::Duration;
 use tollgate_schemas::Route;
 
@@ -48,10 +50,6 @@ pub mod names {
     pub const CONFIDENCE_BASELINE: &str = "tollgate_model_confidence_baseline";
 }
 
-/// Buckets of the review latency histogram (seconds): 10 s to 1 day.
-const REVIEW_LATENCY_BUCKETS: &[f64] =
-    &[10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 2700.0, 3600.0, 7200.0, 14400.0, 21600.0, 43200.0, 86400.0];
-
 /// Buckets of the routing latency histogram (seconds): 50 µs to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -79,125 +77,6 @@ pub struct Telemetry {
     confidence_baseline: prometheus::Gauge,
     transactions: IntCounterVec,
     governance: GovernanceMetrics,
-}
-
-/// The review loop's metrics (labels: queue, outcome, tier, action, reason: all small sets).
-#[derive(Clone)]
-struct ReviewMetrics {
-    decisions: IntCounterVec,
-    resolutions: IntCounterVec,
-    latency: HistogramVec,
-    sla: IntCounterVec,
-    escalations: IntCounterVec,
-    unjoined: IntCounterVec,
-    duplicates: IntCounter,
-    pending: IntGaugeVec,
-    oldest: GaugeVec,
-    held: IntGaugeVec,
-    sla_seconds: GaugeVec,
-    event_cache: IntGauge,
-}
-
-impl ReviewMetrics {
-    fn new(registry: &Registry) -> Self {
-        let m = ReviewMetrics {
-            decisions: IntCounterVec::new(
-                Opts::new(names::REVIEW_DECISIONS, "Reviewer decisions consumed, by action."),
-                &["action"],
-            )
-            .unwrap(),
-            resolutions: IntCounterVec::new(
-                Opts::new(
-                    names::REVIEW_RESOLUTIONS,
-                    "Reviews ended, by queue, outcome and whether the human overrode the model (timeouts: actor=policy_timeout).",
-                ),
-                &["queue", "outcome", "overridden", "actor"],
-            )
-            .unwrap(),
-            latency: HistogramVec::new(
-                HistogramOpts::new(names::REVIEW_LATENCY, "Time from routing to the review's end, by queue.")
-                    .buckets(REVIEW_LATENCY_BUCKETS.to_vec()),
-                &["queue"],
-            )
-            .unwrap(),
-            sla: IntCounterVec::new(
-                Opts::new(names::REVIEW_SLA, "Reviews ended within (met) or after (breached) the queue's SLA."),
-                &["queue", "result"],
-            )
-            .unwrap(),
-            escalations: IntCounterVec::new(
-                Opts::new(names::REVIEW_ESCALATIONS, "Escalations, by queue and tier reached (held: every tier ran out)."),
-                &["queue", "to_tier"],
-            )
-            .unwrap(),
-            unjoined: IntCounterVec::new(
-                Opts::new(names::REVIEW_UNJOINED, "Decisions sent to the dead-letter topic, by reason."),
-                &["reason"],
-            )
-            .unwrap(),
-            duplicates: IntCounter::new(names::REVIEW_DUPLICATES, "Repeated deliveries of decisions already applied.")
-                .unwrap(),
-            pending: IntGaugeVec::new(Opts::new(names::REVIEW_PENDING, "Reviews waiting, by queue."), &["queue"])
-                .unwrap(),
-            oldest: GaugeVec::new(
-                Opts::new(names::REVIEW_OLDEST, "Age of the oldest waiting review, by queue."),
-                &["queue"],
-            )
-            .unwrap(),
-            held: IntGaugeVec::new(
-                Opts::new(names::REVIEW_HELD, "Waiting reviews past their last tier (held), by queue."),
-                &["queue"],
-            )
-            .unwrap(),
-            sla_seconds: GaugeVec::new(
-                Opts::new(names::REVIEW_SLA_SECONDS, "The queue's review SLA (its first tier), in seconds."),
-                &["queue"],
-            )
-            .unwrap(),
-            event_cache: IntGauge::new(
-                names::REVIEW_EVENT_CACHE,
-                "Memory held for the original events of pending reviews (bounded by review.event_cache_mib).",
-            )
-            .unwrap(),
-        };
-        for c in [
-            Box::new(m.decisions.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(m.resolutions.clone()),
-            Box::new(m.latency.clone()),
-            Box::new(m.sla.clone()),
-            Box::new(m.escalations.clone()),
-            Box::new(m.unjoined.clone()),
-            Box::new(m.duplicates.clone()),
-            Box::new(m.pending.clone()),
-            Box::new(m.oldest.clone()),
-            Box::new(m.held.clone()),
-            Box::new(m.event_cache.clone()),
-            Box::new(m.sla_seconds.clone()),
-        ] {
-            registry.register(c).expect("metric names are unique");
-        }
-        for q in [Route::SyncReview, Route::AsyncReview] {
-            m.pending.with_label_values(&[q.as_str()]);
-            m.oldest.with_label_values(&[q.as_str()]);
-            m.held.with_label_values(&[q.as_str()]);
-            // Counters exist from zero, so the first resolutions show as an increase: a series
-            // born at its first value (say 30 resolutions in one scrape) has no rate().
-            for result in ["met", "breached"] {
-                m.sla.with_label_values(&[q.as_str(), result]);
-            }
-            for outcome in ["approved", "rejected"] {
-                for overridden in ["true", "false"] {
-                    for actor in ["reviewer", "policy_timeout"] {
-                        m.resolutions.with_label_values(&[q.as_str(), outcome, overridden, actor]);
-                    }
-                }
-            }
-        }
-        for action in ["approve", "reject", "escalate", "request_info"] {
-            m.decisions.with_label_values(&[action]);
-        }
-        m
-    }
 }
 
 fn unit_buckets() -> Vec<f64> {
@@ -451,71 +330,6 @@ impl Telemetry {
                 tracing::warn!(error = %e, "Committing consumer offsets failed.");
             }
         }
-    }
-
-    /// A reviewer's decision was consumed.
-    pub fn review_decision(&self, action: &str) {
-        self.review.decisions.with_label_values(&[action]).inc();
-    }
-
-    /// Reviewer decisions consumed so far, every action.
-    pub fn review_decisions_count(&self) -> u64 {
-        use tollgate_schemas::ReviewAction::*;
-        [Approve, Reject, Escalate, RequestInfo]
-            .iter()
-            .map(|a| self.review.decisions.with_label_values(&[a.as_str()]).get())
-            .sum()
-    }
-
-    /// A review ended.
-    pub fn review_resolved(
-        &self,
-        queue: Route,
-        outcome: &str,
-        overridden: bool,
-        by_timeout: bool,
-        latency_ms: i64,
-        sla_met: bool,
-    ) {
-        let actor = if by_timeout { "policy_timeout" } else { "reviewer" };
-        let overridden = if overridden { "true" } else { "false" };
-        self.review.resolutions.with_label_values(&[queue.as_str(), outcome, overridden, actor]).inc();
-        self.review.latency.with_label_values(&[queue.as_str()]).observe(latency_ms.max(0) as f64 / 1000.0);
-        self.review.sla.with_label_values(&[queue.as_str(), if sla_met { "met" } else { "breached" }]).inc();
-    }
-
-    /// A review moved up a tier (`to_tier` is "held" when every tier ran out).
-    pub fn review_escalated(&self, queue: Route, to_tier: &str) {
-        self.review.escalations.with_label_values(&[queue.as_str(), to_tier]).inc();
-    }
-
-    /// A decision could not be joined and was dead-lettered.
-    pub fn review_unjoined(&self, reason: &str, event_id: &str) {
-        self.review.unjoined.with_label_values(&[reason]).inc();
-        tracing::warn!(reason, event_id, "Sent a review decision to the dead-letter topic.");
-    }
-
-    /// A decision was delivered again.
-    pub fn review_duplicate(&self) {
-        self.review.duplicates.inc();
-    }
-
-    /// Waiting reviews of a queue, how many are held, and the age of the oldest.
-    pub fn review_queue(&self, queue: Route, stats: crate::review::QueueStats) {
-        let q = queue.as_str();
-        self.review.pending.with_label_values(&[q]).set(i64::try_from(stats.pending).unwrap_or(i64::MAX));
-        self.review.held.with_label_values(&[q]).set(i64::try_from(stats.held).unwrap_or(i64::MAX));
-        self.review.oldest.with_label_values(&[q]).set(stats.oldest_ms.max(0) as f64 / 1000.0);
-    }
-
-    /// Bytes held for the original events of pending reviews.
-    pub fn review_event_cache(&self, bytes: usize) {
-        self.review.event_cache.set(i64::try_from(bytes).unwrap_or(i64::MAX));
-    }
-
-    /// The configured SLA of a review queue.
-    pub fn review_sla(&self, queue: Route, sla_ms: i64) {
-        self.review.sla_seconds.with_label_values(&[queue.as_str()]).set(sla_ms.max(0) as f64 / 1000.0);
     }
 
     /// Events routed so far on `route`.

@@ -179,6 +179,23 @@ fn decisions_round_trip_and_json_may_omit_optional_fields() {
     assert_eq!((d.action, d.rationale.as_ref(), d.second_signoff.as_deref()), (ReviewAction::Escalate, "", None));
     assert_eq!(d.fingerprint(), "r|escalate|5");
     assert!(ReviewDecision::read(RecordFormat::Json, br#"{"event_id":"e","action":"maybe"}"#).is_err());
+    // Read borrowed: plain text is borrowed from the input, text with escapes is unescaped.
+    let json = br#"{"decision_id":"d-1","event_id":"e-1","reviewer_id":"ana","reviewer_role":"senior","action":"approve","rationale":"said \"ok\"","decided_at":7,"second_signoff":"ben"}"#;
+    let d = ReviewDecision::read_borrowed(RecordFormat::Json, json).unwrap();
+    let borrowed = |t: &Cow<'_, str>| matches!(t, Cow::Borrowed(_));
+    assert!([&d.event_id, &d.reviewer_id, &d.reviewer_role].into_iter().all(borrowed));
+    assert!(d.decision_id.as_ref().is_some_and(borrowed) && d.second_signoff.as_ref().is_some_and(borrowed));
+    assert_eq!(d.rationale, "said \"ok\"");
+    assert!(!borrowed(&d.rationale));
+    assert_eq!(d.clone().into_owned(), d);
+    assert_eq!(ReviewDecision::read(RecordFormat::Json, json).unwrap(), d);
+    // A missing optional field is absent, as before.
+    let d = ReviewDecision::read_borrowed(
+        RecordFormat::Json,
+        br#"{"event_id":"e","reviewer_id":"r","reviewer_role":"x","action":"approve","decided_at":5}"#,
+    )
+    .unwrap();
+    assert_eq!((d.decision_id, d.second_signoff), (None, None));
 }
 
 #[test]

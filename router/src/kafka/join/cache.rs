@@ -6,13 +6,14 @@
 //! spent, newer events are left out (and read back later) rather than older ones evicted: the
 //! older ones are the next to be needed.
 
+use crate::review::IdHasher;
 use std::collections::HashMap;
 use tollgate_schemas::EventFormat;
 
 /// Event bytes by event id (with their changelog partition), within a budget.
 #[derive(Debug, Default)]
 pub(super) struct EventCache {
-    events: HashMap<Box<str>, Kept>,
+    events: HashMap<Box<str>, Kept, IdHasher>,
     bytes: usize,
     budget: usize,
 }

@@ -117,6 +117,10 @@ pub fn run_join(
         replay: None,
         resolutions: Vec::new(),
         writer: writer_id(),
+        decisions: Arc::from(topics.review_decisions.as_str()),
+        changelog: Arc::from(topics.pending_changelog.as_str()),
+        state_key: String::new(),
+        timestamp: String::new(),
     };
     let result = join.run(&consumer, shutdown);
     consumer.context().drain_and_commit(&consumer);
@@ -149,6 +153,13 @@ struct Join<'a> {
     resolutions: Vec<(Box<Resolution>, Arc<Batch>, Option<Source>)>,
     /// This join's id on the changelog states it writes ([`headers::STATE_WRITER`]).
     writer: String,
+    /// The names of the decisions topic and the changelog, for [`Source`].
+    decisions: Arc<str>,
+    changelog: Arc<str>,
+    /// A changelog state's key, `<event id>/state`.
+    state_key: String,
+    /// An audit record's timestamp.
+    timestamp: String,
 }
 
 /// An id for this run of the join, drawn at random (with the process id and the time, so two
@@ -190,15 +201,10 @@ impl Replay {
 /// Where the record that caused an effect came from (for audit and dead-letter headers).
 #[derive(Clone)]
 struct Source {
-    topic: String,
+    /// One of the join's two input topics (a shared name: no copy per record).
+    topic: Arc<str>,
     partition: i32,
     offset: i64,
-}
-
-impl Source {
-    fn of(m: &BorrowedMessage<'_>) -> Self {
-        Source { topic: m.topic().to_owned(), partition: m.partition(), offset: m.offset() }
-    }
 }
 
 fn actor_name(actor: &Actor) -> (&str, Option<&str>) {
@@ -333,7 +339,8 @@ impl Join<'_> {
                         )
                     }
                 };
-                let source = Source::of(m);
+                let source =
+                    Source { topic: Arc::clone(&self.changelog), partition: m.partition(), offset: m.offset() };
                 for effect in effects {
                     self.publish(effect, &batch, Some(&source))?;
                 }
@@ -357,10 +364,10 @@ impl Join<'_> {
         now: i64,
     ) -> Result<(), LoopError> {
         let batch = self.inflight.open_batch();
-        let source = Source { topic: self.config.topics.review_decisions.clone(), partition, offset };
+        let source = Source { topic: Arc::clone(&self.decisions), partition, offset };
         match parse_decision(payload) {
             Ok(decision) => {
-                self.telemetry.review_decision(decision.action.as_str());
+                self.telemetry.review_decision(decision.action);
                 for effect in self.state.decide(decision, partition, now) {
                     self.publish(effect, &batch, Some(&source))?;
                 }
@@ -430,10 +437,10 @@ fn pending_from(change: &PendingChange<'_>, partition: i32) -> Pending {
 }
 
 /// Decodes a decision: JSON when it looks like JSON, else an Avro datum of the decision schema.
-fn parse_decision(payload: Option<&[u8]>) -> Result<ReviewDecision<'static>, String> {
+fn parse_decision(payload: Option<&[u8]>) -> Result<ReviewDecision<'_>, String> {
     let bytes = payload.filter(|p| !p.is_empty()).ok_or("the decision has no value")?;
-    let decision =
-        ReviewDecision::read(RecordFormat::of(bytes), bytes).map_err(|e| format!("not a review decision: {e}"))?;
+    let decision = ReviewDecision::read_borrowed(RecordFormat::of(bytes), bytes)
+        .map_err(|e| format!("not a review decision: {e}"))?;
     if decision.event_id.is_empty() || decision.reviewer_id.is_empty() {
         return Err("a decision needs an event id and a reviewer id".into());
     }

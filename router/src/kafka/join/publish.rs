@@ -4,6 +4,7 @@
 use super::{actor_name, Join, Source, STATE_SUFFIX};
 use crate::kafka::inflight::Batch;
 use crate::kafka::runner::{send, send_intake, LoopError};
+use crate::pipeline::write_timestamp;
 use crate::review::{Actor, Effect, Escalation, Pending, Resolution};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
@@ -213,17 +214,14 @@ impl Join<'_> {
         if let Err(e) = written {
             tracing::error!(error = %e, event_id = %r.event_id, "Encoding a resolved record failed.");
         }
-        let mut targets = vec![self.config.topics.resolved.clone()];
-        if r.rollback {
-            targets.push(self.config.topics.rollbacks.clone());
-        }
-        for topic in &targets {
+        let topics = &self.config.topics;
+        for topic in [Some(&topics.resolved), r.rollback.then_some(&topics.rollbacks)].into_iter().flatten() {
             let record =
                 BaseRecord::with_opaque_to(topic, Arc::clone(batch)).key(r.event_id.as_bytes()).payload(&self.buf);
             send(self.producer, record)?;
         }
         let timeout = r.action.is_none();
-        self.telemetry.review_resolved(r.queue, r.outcome.as_str(), r.overridden, timeout, r.latency_ms, r.sla_met);
+        self.telemetry.review_resolved(r.queue, r.outcome, r.overridden, timeout, r.latency_ms, r.sla_met);
         // A rollback is a reviewer's reject of a pre-accepted event: audited as the compensation
         // it causes.
         let action = match (r.rollback, timeout) {
@@ -302,12 +300,10 @@ impl Join<'_> {
     ) -> Result<(), LoopError> {
         let (actor, role) = actor_name(actor);
         let sla = self.settings.sla_ms(pending.queue);
+        write_timestamp(SystemTime::UNIX_EPOCH + Duration::from_millis(at.max(0) as u64), &mut self.timestamp);
         let record = AuditRecord {
             event_id: Cow::Borrowed(event_id),
-            timestamp: Cow::Owned(
-                humantime::format_rfc3339_millis(SystemTime::UNIX_EPOCH + Duration::from_millis(at.max(0) as u64))
-                    .to_string(),
-            ),
+            timestamp: Cow::Borrowed(&self.timestamp),
             actor: Cow::Borrowed(actor),
             actor_role: role.map(Cow::Borrowed),
             action: Cow::Borrowed(action.as_str()),
@@ -380,12 +376,13 @@ impl Join<'_> {
         };
         self.buf.clear();
         change.write(&mut self.buf);
-        let key = format!("{event_id}{STATE_SUFFIX}");
-        let topic = self.config.topics.pending_changelog.clone();
+        self.state_key.clear();
+        self.state_key.push_str(event_id);
+        self.state_key.push_str(STATE_SUFFIX);
         let writer = OwnedHeaders::new_with_capacity(1)
             .insert(Header { key: headers::STATE_WRITER, value: Some(self.writer.as_str()) });
-        let record = BaseRecord::with_opaque_to(&topic, Arc::clone(batch))
-            .key(key.as_bytes())
+        let record = BaseRecord::with_opaque_to(&self.config.topics.pending_changelog, Arc::clone(batch))
+            .key(self.state_key.as_bytes())
             .payload(&self.buf)
             .partition(pending.partition)
             .headers(writer);
@@ -401,12 +398,11 @@ impl Join<'_> {
         message: &str,
         source: Option<&Source>,
     ) -> Result<(), LoopError> {
-        let (topic, partition, offset) =
-            source.map_or((String::new(), -1, -1), |m| (m.topic.clone(), m.partition, m.offset));
+        let (topic, partition, offset) = source.map_or(("", -1, -1), |m| (&*m.topic, m.partition, m.offset));
         let h = OwnedHeaders::new_with_capacity(5)
             .insert(Header { key: headers::ERROR_REASON, value: Some(reason) })
             .insert(Header { key: headers::ERROR_MESSAGE, value: Some(message) })
-            .insert(Header { key: headers::SOURCE_TOPIC, value: Some(&topic) })
+            .insert(Header { key: headers::SOURCE_TOPIC, value: Some(topic) })
             .insert(Header { key: headers::SOURCE_PARTITION, value: Some(&partition.to_string()) })
             .insert(Header { key: headers::SOURCE_OFFSET, value: Some(&offset.to_string()) });
         let dl_topic = self.config.topics.dead_letter.clone();
