@@ -188,6 +188,9 @@ fn decisions_round_trip_and_json_may_omit_optional_fields() {
     assert_eq!(d.rationale, "said \"ok\"");
     assert!(!borrowed(&d.rationale));
     assert_eq!(d.clone().into_owned(), d);
+    assert_eq!(d.fingerprint(), "id:d-1");
+    let at = ReviewDecision { decision_id: None, decided_at: 1_790_000_100_000, ..d.clone() };
+    assert_eq!(at.fingerprint(), "ana|approve|1790000100000");
     assert_eq!(ReviewDecision::read(RecordFormat::Json, json).unwrap(), d);
     // A missing optional field is absent, as before.
     let d = ReviewDecision::read_borrowed(
