@@ -6,8 +6,10 @@
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use std::alloc::System;
 use tollgate_router::config::ReviewConfig;
-use tollgate_router::review::{PendingInput, ReviewSettings, ReviewState};
+use tollgate_router::review::{ReviewSettings, ReviewState};
 use tollgate_schemas::Route;
+
+mod support;
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -17,24 +19,7 @@ fn main() {
     let state = ReviewState::new(ReviewSettings::from_config(&ReviewConfig::default()));
     let ids: Vec<String> = (0..N).map(|i| format!("pay-{i:012}")).collect();
     let region = Region::new(GLOBAL);
-    for (i, id) in ids.iter().enumerate() {
-        state.admit(
-            PendingInput {
-                event_id: id,
-                queue: if i % 3 == 0 { Route::SyncReview } else { Route::AsyncReview },
-                risk: 0.9,
-                confidence: 0.7,
-                routed_at: 1_790_000_000_000,
-                partition: (i % 6) as i32,
-                event_offset: i as i64,
-                post_verify: false,
-                policy_version: "payments-2026.11.1",
-                model_version: "fraud-gbm-2026.10",
-                rule: "sync-review",
-            },
-            1_790_000_000_000,
-        );
-    }
+    support::admit_reviews(&state, &ids, 1_790_000_000_000);
     let stats = region.change();
     let live = stats.bytes_allocated as i64 - stats.bytes_deallocated as i64 + stats.bytes_reallocated as i64;
     println!(

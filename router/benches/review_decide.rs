@@ -13,8 +13,10 @@ use std::alloc::System;
 use std::hint::black_box;
 use std::time::Instant;
 use tollgate_router::config::ReviewConfig;
-use tollgate_router::review::{Effect, PendingInput, ReviewSettings, ReviewState};
-use tollgate_schemas::{RecordFormat, ReviewDecision, Route};
+use tollgate_router::review::{Effect, ReviewSettings, ReviewState};
+use tollgate_schemas::{RecordFormat, ReviewDecision};
+
+mod support;
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -26,24 +28,7 @@ const AT: i64 = 1_790_000_000_000;
 fn main() {
     let state = ReviewState::new(ReviewSettings::from_config(&ReviewConfig::default()));
     let ids: Vec<String> = (0..PENDING).map(|i| format!("bench-{}", i * 6 + 1)).collect();
-    for (i, id) in ids.iter().enumerate() {
-        state.admit(
-            PendingInput {
-                event_id: id,
-                queue: if i % 3 == 0 { Route::SyncReview } else { Route::AsyncReview },
-                risk: 0.9,
-                confidence: 0.7,
-                routed_at: AT,
-                partition: (i % 6) as i32,
-                event_offset: i as i64,
-                post_verify: false,
-                policy_version: "payments-2026.11.1",
-                model_version: "fraud-gbm-2026.10",
-                rule: "sync-review",
-            },
-            AT,
-        );
-    }
+    support::admit_reviews(&state, &ids, AT);
     // The decisions as the bench's reviewers send them, in a shuffled order (a fixed stride),
     // so consecutive lookups do not walk the map in insertion order.
     let decisions: Vec<Vec<u8>> = (0..PENDING)
