@@ -245,6 +245,22 @@ fn every_change_raises_the_revision() {
 }
 
 #[test]
+fn a_final_decision_repeating_an_applied_id_is_a_duplicate_and_leaves_the_review_pending() {
+    let s = state();
+    s.admit(input("q", Route::SyncReview, 0.9), T0);
+    let id = |action| ReviewDecision { decision_id: Some("d1".into()), ..decision("q", action, T0 + MIN) };
+    assert!(matches!(&s.decide(id(ReviewAction::Escalate), 1, T0 + MIN)[..], [Effect::Escalated(_)]));
+    // Same decision id, now as an approval: the id names a decision already applied.
+    assert!(matches!(&s.decide(id(ReviewAction::Approve), 1, T0 + 2 * MIN)[..], [Effect::Duplicate { .. }]));
+    let pending = s.get("q").expect("still pending");
+    assert_eq!((pending.tier, pending.applied.len()), (2, 1));
+    // A new decision still resolves it, with both fingerprints remembered.
+    let r = resolution(&s.decide(decision("q", ReviewAction::Approve, T0 + 3 * MIN), 1, T0 + 3 * MIN)).clone();
+    assert_eq!(r.fingerprints.len(), 2);
+    assert!(s.get("q").is_none());
+}
+
+#[test]
 fn a_restored_resolution_answers_waiting_decisions() {
     let s = state();
     let d = ReviewDecision { decision_id: Some("d9".into()), ..decision("z", ReviewAction::Approve, T0) };
