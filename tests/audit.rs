@@ -12,7 +12,7 @@ use rdkafka::ClientConfig;
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
-use tollgate_schemas::{AuditRecord, RecordFormat};
+use tollgate_schemas::{AuditAction, AuditRecord, RecordFormat};
 
 fn sample_records() -> Vec<TestRecord> {
     common::sample_events()
@@ -283,29 +283,16 @@ fn a_policy_change_applies_without_a_restart_is_audited_and_an_invalid_one_is_re
 /// An audit record as another writer would send it to the intake.
 fn intake_record(event_id: &str) -> Vec<u8> {
     let record = AuditRecord {
-        event_id: event_id.to_owned().into(),
-        timestamp: "2026-11-21T06:00:00.000Z".into(),
-        actor: "ana".into(),
         actor_role: Some("fraud_analyst".into()),
-        action: "review_decision".into(),
-        decision: "approve".into(),
-        rule: None,
-        guardrail: false,
-        policy_version: None,
-        model_version: None,
-        risk_score: None,
-        confidence: None,
-        explanation: vec![],
-        input_snapshot: "{}".into(),
         rationale: Some("known customer".into()),
-        sla_expected_ms: None,
-        sla_actual_ms: None,
-        source_topic: "payments".into(),
-        source_partition: 0,
-        source_offset: 0,
-        chain_seq: None,
-        chain_prev: None,
-        chain_hash: None,
+        ..AuditRecord::new(
+            event_id.to_owned(),
+            "2026-11-21T06:00:00.000Z",
+            "ana",
+            AuditAction::ReviewDecision,
+            "approve",
+            ("payments", 0, 0),
+        )
     };
     let mut datum = Vec::new();
     record.write_intake(&mut datum);

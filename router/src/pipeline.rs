@@ -486,6 +486,7 @@ impl Pipeline {
     /// The audit record's common part: who decided what about which input, when. Its
     /// `input_snapshot` is left empty for [`Pipeline::write_audit`]; the timestamp is the one
     /// [`Pipeline::audit_prelude`] wrote.
+    #[inline]
     fn audit_base<'a>(
         &'a self,
         out: &'a Output,
@@ -494,30 +495,11 @@ impl Pipeline {
         action: AuditAction,
         decision: &'a str,
     ) -> AuditRecord<'a> {
+        let source = (source.topic, source.partition, source.offset);
         AuditRecord {
-            event_id: Cow::Borrowed(&out.event_id),
-            timestamp: Cow::Borrowed(&out.timestamp),
-            actor: Cow::Borrowed(actor),
-            actor_role: None,
-            action: Cow::Borrowed(action.as_str()),
-            decision: Cow::Borrowed(decision),
-            rule: None,
-            guardrail: false,
             policy_version: Some(Cow::Borrowed(self.policy.version())),
-            model_version: None,
-            risk_score: None,
-            confidence: None,
-            explanation: Vec::new(),
             input_snapshot: Cow::Borrowed(""),
-            rationale: None,
-            sla_expected_ms: None,
-            sla_actual_ms: None,
-            source_topic: Cow::Borrowed(source.topic),
-            source_partition: source.partition,
-            source_offset: source.offset,
-            chain_seq: None,
-            chain_prev: None,
-            chain_hash: None,
+            ..AuditRecord::new(&*out.event_id, &*out.timestamp, actor, action, decision, source)
         }
     }
 

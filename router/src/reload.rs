@@ -137,30 +137,13 @@ impl Reloader {
             "file": self.config.resolve(&self.config.policy.file).display().to_string(),
             "instance": self.config.transactional_id(),
         });
+        let event_id = format!("policy/{}", r.to);
+        let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
         AuditRecord {
-            event_id: format!("policy/{}", r.to).into(),
-            timestamp: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string().into(),
-            actor: "router".into(),
-            actor_role: None,
-            action: AuditAction::PolicyChange.as_str().into(),
-            decision: r.to.clone().into(),
-            rule: None,
-            guardrail: false,
             policy_version: Some(r.to.clone().into()),
-            model_version: None,
-            risk_score: None,
-            confidence: None,
-            explanation: Vec::new(),
             input_snapshot: snapshot.to_string().into(),
             rationale: Some(format!("policy {} replaced by {} ({trigger})", r.from, r.to).into()),
-            sla_expected_ms: None,
-            sla_actual_ms: None,
-            source_topic: "".into(),
-            source_partition: -1,
-            source_offset: -1,
-            chain_seq: None,
-            chain_prev: None,
-            chain_hash: None,
+            ..AuditRecord::new(event_id, now, "router", AuditAction::PolicyChange, r.to.clone(), ("", -1, -1))
         }
     }
 }

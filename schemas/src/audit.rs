@@ -162,6 +162,48 @@ pub(crate) fn borrowed_opt<'de: 'a, 'a, D: Deserializer<'de>>(
 /// The `chain_prev` of a partition's first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+impl<'a> AuditRecord<'a> {
+    /// A record of `actor` taking `action` on `event_id` at `timestamp`, with its `decision`,
+    /// caused by the record at `source` (topic, partition, offset; `("", -1, -1)` when no record
+    /// caused it). Every optional field is empty, the snapshot is `{}` and the chain fields are
+    /// left to the chainer; writers set what else they know with struct update syntax.
+    #[inline]
+    pub fn new(
+        event_id: impl Into<Cow<'a, str>>,
+        timestamp: impl Into<Cow<'a, str>>,
+        actor: impl Into<Cow<'a, str>>,
+        action: AuditAction,
+        decision: impl Into<Cow<'a, str>>,
+        (source_topic, source_partition, source_offset): (impl Into<Cow<'a, str>>, i32, i64),
+    ) -> Self {
+        AuditRecord {
+            event_id: event_id.into(),
+            timestamp: timestamp.into(),
+            actor: actor.into(),
+            actor_role: None,
+            action: Cow::Borrowed(action.as_str()),
+            decision: decision.into(),
+            rule: None,
+            guardrail: false,
+            policy_version: None,
+            model_version: None,
+            risk_score: None,
+            confidence: None,
+            explanation: Vec::new(),
+            input_snapshot: Cow::Borrowed("{}"),
+            rationale: None,
+            sla_expected_ms: None,
+            sla_actual_ms: None,
+            source_topic: source_topic.into(),
+            source_partition,
+            source_offset,
+            chain_seq: None,
+            chain_prev: None,
+            chain_hash: None,
+        }
+    }
+}
+
 impl AuditRecord<'_> {
     /// The record with every field owned (no longer borrowing what it was read from).
     pub fn into_owned(self) -> AuditRecord<'static> {

@@ -31,13 +31,9 @@ impl Gateway {
             None => "{}".to_owned(),
         };
         let r = &case.routed;
+        let source = (&*r.source.topic, r.source.partition, r.source.offset);
         let record = AuditRecord {
-            event_id: Cow::Borrowed(&case.event_id),
-            timestamp: Cow::Owned(iso(self.now())),
-            actor: Cow::Borrowed(&who.reviewer_id),
             actor_role: Some(Cow::Borrowed(&who.role)),
-            action: Cow::Borrowed(e.action.as_str()),
-            decision: Cow::Borrowed(e.decision),
             rule: Some(Cow::Borrowed(&r.rule)),
             guardrail: r.guardrail,
             policy_version: Some(Cow::Borrowed(&r.policy_version)),
@@ -53,12 +49,7 @@ impl Gateway {
             rationale: e.rationale.map(Cow::Borrowed),
             sla_expected_ms: e.sla.map(|(expected, _)| expected),
             sla_actual_ms: e.sla.map(|(_, actual)| actual),
-            source_topic: Cow::Borrowed(&r.source.topic),
-            source_partition: r.source.partition,
-            source_offset: r.source.offset,
-            chain_seq: None,
-            chain_prev: None,
-            chain_hash: None,
+            ..AuditRecord::new(&*case.event_id, iso(self.now()), &*who.reviewer_id, e.action, e.decision, source)
         };
         let mut value = Vec::new();
         record.write(self.format, &mut value).map_err(internal)?;

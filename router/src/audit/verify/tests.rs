@@ -1,31 +1,23 @@
 use super::*;
 use std::borrow::Cow;
+use tollgate_schemas::AuditAction;
 
 fn record(n: usize) -> AuditRecord<'static> {
     AuditRecord {
-        event_id: format!("evt-{n}").into(),
-        timestamp: "2026-11-21T06:00:00.000Z".into(),
-        actor: "policy".into(),
-        actor_role: None,
-        action: "route".into(),
-        decision: "auto_commit".into(),
         rule: Some("default".into()),
-        guardrail: false,
         policy_version: Some("v1".into()),
         model_version: Some("m1".into()),
         risk_score: Some(0.1),
         confidence: Some(0.9),
-        explanation: vec![],
         input_snapshot: r#"{"amount":1}"#.into(),
-        rationale: None,
-        sla_expected_ms: None,
-        sla_actual_ms: None,
-        source_topic: "payments".into(),
-        source_partition: 0,
-        source_offset: n as i64,
-        chain_seq: None,
-        chain_prev: None,
-        chain_hash: None,
+        ..AuditRecord::new(
+            format!("evt-{n}"),
+            "2026-11-21T06:00:00.000Z",
+            "policy",
+            AuditAction::Route,
+            "auto_commit",
+            ("payments", 0, n as i64),
+        )
     }
 }
 

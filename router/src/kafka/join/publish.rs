@@ -90,30 +90,19 @@ impl Join<'_> {
                     source,
                 )?;
                 let mut audit = Vec::new();
+                let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+                let (partition, offset) = source.map_or((-1, -1), |m| (m.partition, m.offset));
                 let record = AuditRecord {
-                    event_id: Cow::Borrowed(&decision.event_id),
-                    timestamp: Cow::Owned(humantime::format_rfc3339_millis(SystemTime::now()).to_string()),
-                    actor: Cow::Borrowed(&decision.reviewer_id),
                     actor_role: Some(Cow::Borrowed(&decision.reviewer_role)),
-                    action: Cow::Borrowed(AuditAction::DecisionUnjoined.as_str()),
-                    decision: Cow::Borrowed(reason.as_str()),
-                    rule: None,
-                    guardrail: false,
-                    policy_version: None,
-                    model_version: None,
-                    risk_score: None,
-                    confidence: None,
-                    explanation: Vec::new(),
-                    input_snapshot: Cow::Borrowed("{}"),
                     rationale: Some(Cow::Borrowed(&decision.rationale)),
-                    sla_expected_ms: None,
-                    sla_actual_ms: None,
-                    source_topic: Cow::Borrowed(&self.config.topics.review_decisions),
-                    source_partition: source.map_or(-1, |m| m.partition),
-                    source_offset: source.map_or(-1, |m| m.offset),
-                    chain_seq: None,
-                    chain_prev: None,
-                    chain_hash: None,
+                    ..AuditRecord::new(
+                        &*decision.event_id,
+                        now,
+                        &*decision.reviewer_id,
+                        AuditAction::DecisionUnjoined,
+                        reason.as_str(),
+                        (&*self.config.topics.review_decisions, partition, offset),
+                    )
                 };
                 record.write_intake(&mut audit);
                 self.gather_audit(&decision.event_id, &audit)
@@ -301,31 +290,22 @@ impl Join<'_> {
         let (actor, role) = actor_name(actor);
         let sla = self.settings.sla_ms(pending.queue);
         write_timestamp(SystemTime::UNIX_EPOCH + Duration::from_millis(at.max(0) as u64), &mut self.timestamp);
+        let source = match source {
+            Some(m) => (&*m.topic, m.partition, m.offset),
+            None => (self.config.topics.pending_changelog.as_str(), pending.partition, -1),
+        };
         let record = AuditRecord {
-            event_id: Cow::Borrowed(event_id),
-            timestamp: Cow::Borrowed(&self.timestamp),
-            actor: Cow::Borrowed(actor),
             actor_role: role.map(Cow::Borrowed),
-            action: Cow::Borrowed(action.as_str()),
-            decision: Cow::Borrowed(decision),
             rule: Some(Cow::Borrowed(&pending.provenance.rule)),
-            guardrail: false,
             policy_version: Some(Cow::Borrowed(&pending.provenance.policy_version)),
             model_version: Some(Cow::Borrowed(&pending.provenance.model_version)),
             risk_score: Some(f64::from(pending.risk)),
             confidence: Some(f64::from(pending.confidence)),
-            explanation: Vec::new(),
-            // The event's redacted snapshot is on its routing audit record.
-            input_snapshot: Cow::Borrowed("{}"),
             rationale: rationale.map(Cow::Borrowed),
             sla_expected_ms: Some(sla),
             sla_actual_ms: actual_ms,
-            source_topic: Cow::Borrowed(source.map_or(self.config.topics.pending_changelog.as_str(), |m| &m.topic)),
-            source_partition: source.map_or(pending.partition, |m| m.partition),
-            source_offset: source.map_or(-1, |m| m.offset),
-            chain_seq: None,
-            chain_prev: None,
-            chain_hash: None,
+            // The snapshot stays `{}`: the event's redacted snapshot is on its routing record.
+            ..AuditRecord::new(event_id, &*self.timestamp, actor, action, decision, source)
         };
         self.audit.clear();
         record.write_intake(&mut self.audit);
