@@ -14,10 +14,6 @@ const REVIEW_LATENCY_BUCKETS: &[f64] =
 /// The review loop's metrics (labels: queue, outcome, tier, action, reason: all small sets).
 #[derive(Clone)]
 pub(super) struct ReviewMetrics {
-    decisions: IntCounterVec,
-    resolutions: IntCounterVec,
-    latency: HistogramVec,
-    sla: IntCounterVec,
     /// The series the join updates per decision, resolved once: by action
     /// ([`ReviewAction::ALL`] order), and by review queue ([`queue_index`]).
     by_action: [IntCounter; 4],
@@ -63,10 +59,6 @@ impl ReviewMetrics {
         let by_action = ReviewAction::ALL.map(|a| decisions.with_label_values(&[a.as_str()]));
         let by_queue = REVIEW_QUEUES.map(|q| QueueSeries::new(q, &resolutions, &latency, &sla));
         let m = ReviewMetrics {
-            decisions,
-            resolutions,
-            latency,
-            sla,
             by_action,
             by_queue,
             escalations: IntCounterVec::new(
@@ -108,10 +100,10 @@ impl ReviewMetrics {
             .unwrap(),
         };
         for c in [
-            Box::new(m.decisions.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(m.resolutions.clone()),
-            Box::new(m.latency.clone()),
-            Box::new(m.sla.clone()),
+            Box::new(decisions) as Box<dyn prometheus::core::Collector>,
+            Box::new(resolutions),
+            Box::new(latency),
+            Box::new(sla),
             Box::new(m.escalations.clone()),
             Box::new(m.unjoined.clone()),
             Box::new(m.duplicates.clone()),

@@ -89,23 +89,23 @@ impl Join<'_> {
                     &message,
                     source,
                 )?;
-                let mut audit = Vec::new();
-                let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+                write_timestamp(SystemTime::now(), &mut self.timestamp);
                 let (partition, offset) = source.map_or((-1, -1), |m| (m.partition, m.offset));
                 let record = AuditRecord {
                     actor_role: Some(Cow::Borrowed(&decision.reviewer_role)),
                     rationale: Some(Cow::Borrowed(&decision.rationale)),
                     ..AuditRecord::new(
                         &*decision.event_id,
-                        now,
+                        &*self.timestamp,
                         &*decision.reviewer_id,
                         AuditAction::DecisionUnjoined,
                         reason.as_str(),
                         (&*self.config.topics.review_decisions, partition, offset),
                     )
                 };
-                record.write_intake(&mut audit);
-                self.gather_audit(&decision.event_id, &audit)
+                self.audit.clear();
+                record.write_intake(&mut self.audit);
+                self.gather_audit(&decision.event_id, &self.audit)
             }
             Effect::Duplicate { .. } => {
                 self.telemetry.review_duplicate();
