@@ -6,8 +6,8 @@
 //! the routed record is JSON, writes the event's JSON form in the same walk: no `Value` tree, and
 //! strings and field text are borrowed from the record.
 
+use super::keys::Keys;
 use crate::fields::{FieldRegistry, FieldValue};
-use fnv::FnvHashMap;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::fmt;
@@ -26,7 +26,7 @@ struct Node {
     /// The fields whose path ends at this value.
     ends: Vec<usize>,
     /// The keys of this value that lead to a registered path, with their nodes.
-    children: FnvHashMap<Box<str>, usize>,
+    children: Keys,
 }
 
 impl PathTree {
@@ -36,11 +36,11 @@ impl PathTree {
             let mut at = 0;
             for segment in path.segments() {
                 at = match nodes[at].children.get(segment.as_str()) {
-                    Some(&next) => next,
+                    Some(next) => next,
                     None => {
                         nodes.push(Node::default());
                         let next = nodes.len() - 1;
-                        nodes[at].children.insert(segment.as_str().into(), next);
+                        nodes[at].children.insert(segment, next);
                         next
                     }
                 };
@@ -56,7 +56,7 @@ impl PathTree {
         if children.is_empty() {
             return None;
         }
-        children.get(key).copied()
+        children.get(key)
     }
 }
 
@@ -160,6 +160,7 @@ struct KeySeed<'s, 'r, 'v, 'o, 'de, const WRITE: bool> {
 impl<'de, const WRITE: bool> DeserializeSeed<'de> for KeySeed<'_, '_, '_, '_, '_, WRITE> {
     type Value = Option<usize>;
 
+    #[inline]
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<usize>, D::Error> {
         deserializer.deserialize_str(self)
     }
@@ -172,6 +173,7 @@ impl<'de, const WRITE: bool> Visitor<'de> for KeySeed<'_, '_, '_, '_, '_, WRITE>
         f.write_str("a string key")
     }
 
+    #[inline]
     fn visit_str<E: de::Error>(self, key: &str) -> Result<Option<usize>, E> {
         let map = self.map;
         let first = self.first;

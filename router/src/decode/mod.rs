@@ -3,6 +3,7 @@
 mod avro;
 mod extract;
 mod json;
+mod keys;
 
 use crate::fields::{EventFields, FieldRegistry};
 use crate::reject::{RejectReason, Rejection};
