@@ -4,6 +4,7 @@
 //! [`FieldId`]; the decoder then extracts exactly those fields once per event into an
 //! [`EventFields`], so the later stages index a slice instead of walking the event again.
 
+use crate::recycle::recycle;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -129,6 +130,35 @@ impl<'a> EventFields<'a> {
     pub fn get(&self, id: FieldId) -> &FieldValue<'a> {
         self.values.get(id.0).unwrap_or(&FieldValue::Missing)
     }
+
+    /// Sets field `id` (an index in registry order).
+    pub(crate) fn set(&mut self, id: usize, value: FieldValue<'a>) {
+        self.values[id] = value;
+    }
+}
+
+/// The vector of an event's fields, kept between events so that decoding one allocates none.
+#[derive(Debug, Default)]
+pub struct FieldBuffer(Vec<FieldValue<'static>>);
+
+impl FieldBuffer {
+    /// `count` missing fields, for an event borrowing from its own record, in the kept vector.
+    pub(crate) fn take<'a>(&mut self, count: usize) -> EventFields<'a> {
+        let mut values = recycle(std::mem::take(&mut self.0));
+        values.resize(count, FieldValue::Missing);
+        EventFields { values }
+    }
+
+    /// Keeps the vector of an event's fields for the next event.
+    pub(crate) fn put_back(&mut self, fields: EventFields<'_>) {
+        self.0 = recycle(fields.values);
+    }
+
+    /// The kept vector's capacity (for tests).
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
 }
 
 #[cfg(test)]
@@ -150,6 +180,21 @@ mod tests {
         assert!(FieldPath::parse("").is_err());
         assert!(FieldPath::parse("a..b").is_err());
         assert!(FieldPath::parse(".a").is_err());
+    }
+
+    #[test]
+    fn the_field_vector_is_kept_between_events() {
+        let mut buffer = FieldBuffer::default();
+        let first = String::from("first");
+        let mut fields = buffer.take(3);
+        fields.set(1, FieldValue::Text(first.as_str().into()));
+        let kept = fields.values.as_ptr().cast::<u8>();
+        buffer.put_back(fields);
+        drop(first);
+        assert!(buffer.capacity() >= 3);
+        let second = buffer.take(2);
+        assert_eq!(second.values.as_ptr().cast::<u8>(), kept, "the same allocation");
+        assert_eq!(second, EventFields::from_values(vec![FieldValue::Missing; 2]));
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub mod http;
 pub mod kafka;
 pub mod pipeline;
 pub mod policy;
+mod recycle;
 pub mod reject;
 pub mod reload;
 pub mod replay;

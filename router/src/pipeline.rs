@@ -5,9 +5,10 @@
 //! Either way an audit record is encoded, so every decision leaves a trace.
 
 use crate::config::{RouterConfig, ScorerKind};
-use crate::decode::{Body, Decoded, Decoder};
+use crate::decode::{Body, Decoded, Decoder, Reuse};
 use crate::fields::{EventFields, FieldId, FieldRegistry, FieldValue};
 use crate::policy::{Policy, PolicyError};
+use crate::recycle::recycle;
 use crate::reject::{RejectReason, Rejection};
 use crate::score::{FieldScorer, LogisticModel, LogisticScorer, ModelError, Score, Scorer};
 use snapshot::SnapshotWriter;
@@ -18,7 +19,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tollgate_schemas::routed::AvroBytes;
 use tollgate_schemas::{
-    AuditAction, AuditRecord, ChangeState, EventFormat, PendingChange, RecordFormat, Route, RoutedRecord,
+    AuditAction, AuditRecord, ChangeState, Contribution, EventFormat, PendingChange, RecordFormat, Route, RoutedRecord,
 };
 
 /// Errors building the pipeline from configuration.
@@ -66,6 +67,12 @@ pub struct Output {
     /// For an audit-sampled auto-commit event: its routed record for the async-review topic.
     pub sample: Vec<u8>,
     snapshot: Vec<u8>,
+    /// The decoder's buffers, kept from event to event.
+    reuse: Reuse,
+    /// The score's explanation vector, kept from event to event.
+    explanation: Vec<Contribution<'static>>,
+    /// The vector a routed record's copy of the explanation is written from.
+    routed_explanation: Vec<Contribution<'static>>,
     timestamp: String,
     /// The millisecond `timestamp` was formatted for: events of one batch share it.
     timestamp_ms: Option<i64>,
@@ -226,16 +233,31 @@ impl Pipeline {
         out.model_version.clear();
         let decoded = match payload {
             None | Some([]) => Err(Rejection::new(RejectReason::EmptyPayload, "the record has no value")),
-            Some(p) => self.decoder.decode(p),
+            Some(p) => self.decoder.decode(p, &mut out.reuse),
         };
         let decoded = match decoded {
             Ok(d) => d,
             Err(r) => return self.reject(r, None, source, now, out),
         };
+        let verdict = self.route(&decoded, payload.unwrap_or_default(), source, now, out);
+        out.reuse.recycle(decoded);
+        verdict
+    }
+
+    /// [`Pipeline::process`] once the event is decoded.
+    fn route<'p>(
+        &'p self,
+        decoded: &Decoded<'_>,
+        payload: &[u8],
+        source: Source<'_>,
+        now: SystemTime,
+        out: &mut Output,
+    ) -> Verdict<'p> {
         if let Err(r) = self.event_id(&decoded.fields, &mut out.event_id) {
             return self.reject(r, Some(&decoded.fields), source, now, out);
         }
-        let score = match self.scorer.score(&decoded.fields) {
+        let explanation = recycle(std::mem::take(&mut out.explanation));
+        let mut score = match self.scorer.score_into(&decoded.fields, explanation) {
             Ok(s) => s,
             Err(r) => return self.reject(r, Some(&decoded.fields), source, now, out),
         };
@@ -244,7 +266,7 @@ impl Pipeline {
             Some(Some(text)) if !text.is_empty() => out.fallback_key.push_str(&text),
             _ => out.fallback_key.push_str(&out.event_id),
         }
-        match self.encode_routed(&decoded, &score, payload.unwrap_or_default(), source, now, out) {
+        match self.encode_routed(decoded, &mut score, payload, source, now, out) {
             Ok(verdict) => verdict,
             Err(r) => self.reject(r, Some(&decoded.fields), source, now, out),
         }
@@ -271,7 +293,7 @@ impl Pipeline {
     fn encode_routed<'p>(
         &'p self,
         decoded: &Decoded<'_>,
-        score: &Score<'_>,
+        score: &mut Score<'_>,
         payload: &[u8],
         source: Source<'_>,
         now: SystemTime,
@@ -283,6 +305,7 @@ impl Pipeline {
         let sla = self.sla[decision.route as usize];
         let deadline = sla.map(|d| routed_at + d.as_millis() as i64);
         let record = RecordParts {
+            event_id: &out.event_id,
             route: decision.route,
             rule: decision.rule,
             guardrail: decision.guardrail,
@@ -290,7 +313,7 @@ impl Pipeline {
             deadline,
         };
         let mut value = std::mem::take(&mut out.value);
-        let written = self.write_routed(&record, decoded, score, payload, &out.event_id, &mut value);
+        let written = self.write_routed(&record, decoded, score, payload, &mut out.routed_explanation, &mut value);
         out.value = value;
         written?;
         let post_verify = self.post_verify[decision.route as usize];
@@ -299,11 +322,12 @@ impl Pipeline {
         let sampled = decision.route == Route::AutoCommit && self.sampled(&out.event_id);
         if decision.route.is_review() {
             let mut buf = std::mem::take(&mut out.changelog);
-            self.write_change(&record, score, payload, post_verify, &out.event_id, &mut buf);
+            self.write_change(&record, score, payload, post_verify, &mut buf);
             out.changelog = buf;
         } else if sampled {
             let async_sla = self.sla[Route::AsyncReview as usize];
             let sample = RecordParts {
+                event_id: &out.event_id,
                 route: Route::AsyncReview,
                 rule: AUDIT_SAMPLE_RULE,
                 guardrail: false,
@@ -311,25 +335,29 @@ impl Pipeline {
                 deadline: async_sla.map(|d| routed_at + d.as_millis() as i64),
             };
             let (mut value, mut change) = (std::mem::take(&mut out.sample), std::mem::take(&mut out.changelog));
-            let written = self.write_routed(&sample, decoded, score, payload, &out.event_id, &mut value);
-            self.write_change(&sample, score, payload, true, &out.event_id, &mut change);
+            let written = self.write_routed(&sample, decoded, score, payload, &mut out.routed_explanation, &mut value);
+            self.write_change(&sample, score, payload, true, &mut change);
             (out.sample, out.changelog) = (value, change);
             written?;
         }
         self.audit_prelude(Some(&decoded.fields), now, out);
         let mut buf = std::mem::take(&mut out.audit);
+        // The audit record is the explanation's last reader: it takes the vector, and hands it
+        // back for the next event.
+        let explanation = std::mem::take(&mut score.explanation);
         let audit = AuditRecord {
             rule: Some(Cow::Borrowed(decision.rule)),
             guardrail: decision.guardrail,
             model_version: Some(Cow::Borrowed(&score.model_version)),
             risk_score: Some(score.risk),
             confidence: Some(score.confidence),
-            explanation: score.explanation.clone(),
+            explanation,
             sla_expected_ms: sla.map(|d| d.as_millis() as i64),
             rationale: sampled.then_some(Cow::Borrowed("sampled for a post-verify review")),
             ..self.audit_base(out, source, "policy", AuditAction::Route, decision.route.as_str())
         };
-        self.write_audit(audit, &out.snapshot, &mut buf);
+        let explanation = self.write_audit(audit, &out.snapshot, &mut buf);
+        out.explanation = recycle(explanation);
         out.audit = buf;
         let pre_accept = if post_verify { self.topics[Route::AutoCommit as usize].as_deref() } else { None };
         let sample = if sampled { self.topics[Route::AsyncReview as usize].as_deref() } else { None };
@@ -360,14 +388,39 @@ impl Pipeline {
         decoded: &Decoded<'_>,
         score: &Score<'_>,
         payload: &[u8],
-        event_id: &str,
+        spare: &mut Vec<Contribution<'static>>,
         into: &mut Vec<u8>,
     ) -> Result<(), Rejection> {
-        // One constructor for the three event encodings (the types differ only in `event`).
+        // The event's JSON text, for a JSON routed record (`None`: Avro, the datum as it is).
+        let text = match (self.output_format, &decoded.body) {
+            (RecordFormat::Avro, _) => None,
+            (RecordFormat::Json, Body::Json(text)) => Some(*text),
+            (RecordFormat::Json, Body::Avro(Some(json))) if !json.non_finite => {
+                // Written from a record's strings and keys, which the decoder checked as UTF-8,
+                // so this check does not fail.
+                let text = std::str::from_utf8(&json.text)
+                    .map_err(|e| Rejection::new(RejectReason::EncodeFailed, e.to_string()))?;
+                Some(text)
+            }
+            (RecordFormat::Json, Body::Avro(Some(_))) => {
+                return Err(Rejection::new(
+                    RejectReason::EncodeFailed,
+                    "event has no JSON form: it holds a NaN or an infinite number",
+                ))
+            }
+            (RecordFormat::Json, Body::Avro(None)) => {
+                return Err(Rejection::new(
+                    RejectReason::EncodeFailed,
+                    "the Avro event was decoded without its JSON form",
+                ))
+            }
+        };
+        // One constructor for both event encodings (the types differ only in `event`). The
+        // record's explanation is a copy of the score's in `spare`, a vector kept for it.
         macro_rules! routed {
-            ($event:expr) => {
+            ($event:expr, $explanation:expr) => {
                 RoutedRecord {
-                    event_id: Cow::Borrowed(event_id),
+                    event_id: Cow::Borrowed(record.event_id),
                     route: record.route,
                     rule: Cow::Borrowed(record.rule),
                     guardrail: record.guardrail,
@@ -375,7 +428,7 @@ impl Pipeline {
                     confidence: score.confidence,
                     model_version: Cow::Borrowed(&score.model_version),
                     policy_version: Cow::Borrowed(self.policy.version()),
-                    explanation: score.explanation.clone(),
+                    explanation: $explanation,
                     routed_at: record.routed_at,
                     sla_deadline: record.deadline,
                     event_format: self.event_format,
@@ -383,35 +436,28 @@ impl Pipeline {
                 }
             };
         }
-        let written = match self.output_format {
-            RecordFormat::Avro => routed!(AvroBytes(Cow::Borrowed(payload))).write_avro(into),
-            RecordFormat::Json => match &decoded.body {
-                Body::Json(text) => {
-                    routed!(()).write_json_with_event(text, into);
-                    Ok(())
-                }
-                Body::Avro(Some(json)) if !json.non_finite => {
-                    // Written from a record's strings and keys, which the decoder checked as
-                    // UTF-8, so this check does not fail.
-                    let text = std::str::from_utf8(&json.text)
-                        .map_err(|e| Rejection::new(RejectReason::EncodeFailed, e.to_string()))?;
-                    routed!(()).write_json_with_event(text, into);
-                    Ok(())
-                }
-                Body::Avro(Some(_)) => {
-                    return Err(Rejection::new(
-                        RejectReason::EncodeFailed,
-                        "event has no JSON form: it holds a NaN or an infinite number",
-                    ))
-                }
-                Body::Avro(None) => {
-                    return Err(Rejection::new(
-                        RejectReason::EncodeFailed,
-                        "the Avro event was decoded without its JSON form",
-                    ))
-                }
-            },
+        let explanation = match score.explanation.as_slice() {
+            [] => Vec::new(),
+            items => {
+                let mut copy = recycle(std::mem::take(spare));
+                copy.extend_from_slice(items);
+                copy
+            }
         };
+        let (written, explanation) = match text {
+            None => {
+                let routed = routed!(AvroBytes(Cow::Borrowed(payload)), explanation);
+                (routed.write_avro(into), routed.explanation)
+            }
+            Some(text) => {
+                let routed = routed!((), explanation);
+                routed.write_json_with_event(text, into);
+                (Ok(()), routed.explanation)
+            }
+        };
+        if explanation.capacity() > 0 {
+            *spare = recycle(explanation);
+        }
         written.map_err(|e| Rejection::new(RejectReason::EncodeFailed, e.to_string()))
     }
 
@@ -422,11 +468,10 @@ impl Pipeline {
         score: &Score<'_>,
         payload: &[u8],
         post_verify: bool,
-        event_id: &str,
         into: &mut Vec<u8>,
     ) {
         PendingChange {
-            event_id: Cow::Borrowed(event_id),
+            event_id: Cow::Borrowed(record.event_id),
             state: ChangeState::Pending,
             queue: record.route,
             revision: 0,
@@ -475,12 +520,15 @@ impl Pipeline {
     }
 
     /// Encodes `audit` (built by [`Pipeline::audit_base`]) with `snapshot` (written by
-    /// [`Pipeline::audit_prelude`]) into `into`, as the audit intake takes it.
-    fn write_audit(&self, audit: AuditRecord<'_>, snapshot: &[u8], into: &mut Vec<u8>) {
+    /// [`Pipeline::audit_prelude`]) into `into`, as the audit intake takes it. Returns the
+    /// record's explanation vector, to be kept for the next event.
+    fn write_audit<'a>(&self, audit: AuditRecord<'a>, snapshot: &'a [u8], into: &mut Vec<u8>) -> Vec<Contribution<'a>> {
         into.clear();
         // The snapshot is JSON text written from `str` values.
         let snapshot = std::str::from_utf8(snapshot).unwrap_or("{}");
-        AuditRecord { input_snapshot: Cow::Borrowed(snapshot), ..audit }.write_intake(into);
+        let record = AuditRecord { input_snapshot: Cow::Borrowed(snapshot), ..audit };
+        record.write_intake(into);
+        record.explanation
     }
 
     /// The audit record's common part: who decided what about which input, when. Its
@@ -519,8 +567,10 @@ impl Pipeline {
 /// The rule name of post-verify audit samples.
 pub const AUDIT_SAMPLE_RULE: &str = "audit-sample";
 
-/// What differs between the routed records an event may get (its route, or an audit sample).
+/// What the records an event may get carry besides the score: its id, and its route (or an
+/// audit sample's).
 struct RecordParts<'a> {
+    event_id: &'a str,
     route: Route,
     rule: &'a str,
     guardrail: bool,

@@ -2,8 +2,8 @@
 //! format (magic byte 0, a big-endian 4-byte schema id, then the datum).
 
 use super::extract::{Extract, JsonOut, PathTree};
-use super::{Body, Decoded};
-use crate::fields::{EventFields, FieldRegistry, FieldValue};
+use super::{Body, Decoded, Reuse};
+use crate::fields::FieldRegistry;
 use crate::reject::{RejectReason, Rejection};
 use serde::de::DeserializeSeed;
 use serde_avro_fast::de::DeserializerState;
@@ -42,7 +42,7 @@ impl AvroInput {
     /// The JSON form of one datum; `None` when it does not decode, or holds a number JSON
     /// cannot carry.
     pub fn json_form(&self, payload: &[u8]) -> Option<Vec<u8>> {
-        match self.decode(payload).ok()?.body {
+        match self.decode(payload, &mut Reuse::default()).ok()?.body {
             Body::Avro(Some(json)) if !json.non_finite => Some(json.text),
             _ => None,
         }
@@ -50,22 +50,26 @@ impl AvroInput {
 
     /// Decodes one datum in a single walk against the schema: the registered fields are read
     /// (text borrowed from the record) and, for a JSON routed record, the JSON form is written.
-    pub(super) fn decode<'a>(&self, payload: &'a [u8]) -> Result<Decoded<'a>, Rejection> {
+    pub(super) fn decode<'a>(&self, payload: &'a [u8], reuse: &mut Reuse) -> Result<Decoded<'a>, Rejection> {
         let mut datum = payload;
         if self.confluent {
             datum = self.strip_confluent_header(payload)?;
         }
-        let mut values = vec![FieldValue::Missing; self.registry.paths().len()];
-        // About what the JSON form of a small record takes, so it rarely grows.
-        let mut json =
-            self.json_body.then(|| JsonOut { text: Vec::with_capacity(64 + 2 * datum.len()), non_finite: false });
+        let mut fields = reuse.fields.take(self.registry.paths().len());
+        let mut json = self.json_body.then(|| {
+            let mut text = std::mem::take(&mut reuse.json);
+            text.clear();
+            // About what the JSON form of a small record takes, so it rarely grows.
+            text.reserve(64 + 2 * datum.len());
+            JsonOut { text, non_finite: false }
+        });
         let mut state = DeserializerState::from_slice(datum, &self.schema);
         let (tree, node) = (&self.tree, Some(0));
         let walked = match json.as_mut() {
             Some(out) => {
-                Extract::<true> { tree, node, values: &mut values, out: Some(out) }.deserialize(state.deserializer())
+                Extract::<true> { tree, node, fields: &mut fields, out: Some(out) }.deserialize(state.deserializer())
             }
-            None => Extract::<false> { tree, node, values: &mut values, out: None }.deserialize(state.deserializer()),
+            None => Extract::<false> { tree, node, fields: &mut fields, out: None }.deserialize(state.deserializer()),
         };
         walked.map_err(|e| {
             Rejection::new(RejectReason::AvroDecode, format!("does not decode with the configured schema: {e}"))
@@ -78,7 +82,7 @@ impl AvroInput {
                 format!("{left} bytes left over after the datum: not written with the configured schema"),
             ));
         }
-        Ok(Decoded { fields: EventFields::from_values(values), body: Body::Avro(json) })
+        Ok(Decoded { fields, body: Body::Avro(json) })
     }
 
     fn strip_confluent_header<'a>(&self, payload: &'a [u8]) -> Result<&'a [u8], Rejection> {
@@ -102,7 +106,7 @@ impl AvroInput {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fields::FieldId;
+    use crate::fields::{FieldId, FieldValue};
     use apache_avro::types::Value;
 
     const SCHEMA: &str = r#"{"type":"record","name":"P","fields":[
@@ -137,13 +141,13 @@ mod tests {
     #[test]
     fn plain_datum_decodes() {
         let bytes = datum(Some("FR"));
-        let d = input(false, vec![]).decode(&bytes).unwrap();
+        let d = input(false, vec![]).decode(&bytes, &mut Reuse::default()).unwrap();
         assert_eq!(d.fields.get(FieldId(0)), &FieldValue::Text("e7".into()));
         assert_eq!(d.fields.get(FieldId(1)), &FieldValue::Number(99.5));
         assert_eq!(d.fields.get(FieldId(2)), &FieldValue::Text("FR".into()));
         assert_eq!(d.fields.get(FieldId(3)), &FieldValue::Number(0.25));
         let bytes = datum(None);
-        let d = input(false, vec![]).decode(&bytes).unwrap();
+        let d = input(false, vec![]).decode(&bytes, &mut Reuse::default()).unwrap();
         assert_eq!(d.fields.get(FieldId(2)), &FieldValue::Missing);
     }
 
@@ -151,23 +155,32 @@ mod tests {
     fn confluent_framing_is_checked() {
         let mut framed = vec![0, 0, 0, 0, 42];
         framed.extend(datum(Some("FR")));
-        assert!(input(true, vec![]).decode(&framed).is_ok());
-        assert!(input(true, vec![42]).decode(&framed).is_ok());
-        let err = input(true, vec![7]).decode(&framed).unwrap_err();
+        assert!(input(true, vec![]).decode(&framed, &mut Reuse::default()).is_ok());
+        assert!(input(true, vec![42]).decode(&framed, &mut Reuse::default()).is_ok());
+        let err = input(true, vec![7]).decode(&framed, &mut Reuse::default()).unwrap_err();
         assert_eq!(err.reason, RejectReason::SchemaMismatch);
         let mut bad_magic = framed.clone();
         bad_magic[0] = 1;
-        assert_eq!(input(true, vec![]).decode(&bad_magic).unwrap_err().reason, RejectReason::SchemaMismatch);
-        assert_eq!(input(true, vec![]).decode(&[0, 1]).unwrap_err().reason, RejectReason::SchemaMismatch);
+        assert_eq!(
+            input(true, vec![]).decode(&bad_magic, &mut Reuse::default()).unwrap_err().reason,
+            RejectReason::SchemaMismatch
+        );
+        assert_eq!(
+            input(true, vec![]).decode(&[0, 1], &mut Reuse::default()).unwrap_err().reason,
+            RejectReason::SchemaMismatch
+        );
     }
 
     #[test]
     fn mismatched_bytes_are_rejected() {
-        let err = input(false, vec![]).decode(b"{\"event_id\":\"x\"}").unwrap_err();
+        let err = input(false, vec![]).decode(b"{\"event_id\":\"x\"}", &mut Reuse::default()).unwrap_err();
         assert_eq!(err.reason, RejectReason::AvroDecode);
         let mut long = datum(None);
         long.extend_from_slice(&[1, 2, 3]);
-        assert_eq!(input(false, vec![]).decode(&long).unwrap_err().reason, RejectReason::AvroDecode);
+        assert_eq!(
+            input(false, vec![]).decode(&long, &mut Reuse::default()).unwrap_err().reason,
+            RejectReason::AvroDecode
+        );
     }
 
     const RICH: &str = r#"{"type":"record","name":"Rich","fields":[
@@ -244,7 +257,7 @@ mod tests {
         }
         let input = AvroInput::new(r, RICH.parse().unwrap(), false, Vec::new(), true);
         let bytes = rich("e1");
-        let d = input.decode(&bytes).unwrap();
+        let d = input.decode(&bytes, &mut Reuse::default()).unwrap();
         let get = |p: &str| d.fields.get(FieldId(paths.iter().position(|x| *x == p).unwrap())).clone();
         assert_eq!(get("card.country"), FieldValue::Text("DE".into()));
         assert_eq!(get("card.bin"), FieldValue::Text("4111".into()));
@@ -264,7 +277,7 @@ mod tests {
         let mut r = FieldRegistry::default();
         r.register("amount").unwrap();
         let without = AvroInput::new(r, SCHEMA.parse().unwrap(), false, Vec::new(), false);
-        assert!(matches!(without.decode(&datum(None)).unwrap().body, Body::Avro(None)));
+        assert!(matches!(without.decode(&datum(None), &mut Reuse::default()).unwrap().body, Body::Avro(None)));
 
         let schema = apache_avro::Schema::parse_str(SCHEMA).unwrap();
         let nan = Value::Record(vec![
@@ -274,7 +287,7 @@ mod tests {
             ("risk".into(), Value::Float(f32::NAN)),
         ]);
         let bytes = apache_avro::to_avro_datum(&schema, nan).unwrap();
-        let d = input(false, vec![]).decode(&bytes).unwrap();
+        let d = input(false, vec![]).decode(&bytes, &mut Reuse::default()).unwrap();
         assert_eq!(d.fields.get(FieldId(1)), &FieldValue::Number(f64::INFINITY));
         assert!(matches!(d.body, Body::Avro(Some(ref j)) if j.non_finite));
         assert_eq!(AvroInput::json_form_only(SCHEMA.parse().unwrap(), false).json_form(&bytes), None);
@@ -289,7 +302,7 @@ mod tests {
         let input = AvroInput::new(r, PRICED.parse().unwrap(), false, Vec::new(), true);
         // 1234 as two big-endian bytes, after the length 2 (zigzag: 4).
         let datum = [4, 0x04, 0xd2];
-        let d = input.decode(&datum).unwrap();
+        let d = input.decode(&datum, &mut Reuse::default()).unwrap();
         assert_eq!(d.fields.get(FieldId(0)), &FieldValue::Text("12.34".into()));
         assert!(matches!(d.body, Body::Avro(Some(ref j)) if j.text == br#"{"price":"12.34"}"#));
     }

@@ -7,7 +7,7 @@
 //! strings and field text are borrowed from the record.
 
 use super::keys::Keys;
-use crate::fields::{FieldRegistry, FieldValue};
+use crate::fields::{EventFields, FieldRegistry, FieldValue};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::fmt;
@@ -87,7 +87,7 @@ impl JsonOut {
 pub struct Extract<'r, 'v, 'o, 'de, const WRITE: bool> {
     pub tree: &'r PathTree,
     pub node: Option<usize>,
-    pub values: &'v mut Vec<FieldValue<'de>>,
+    pub fields: &'v mut EventFields<'de>,
     pub out: Option<&'o mut JsonOut>,
 }
 
@@ -97,10 +97,10 @@ impl<'de, const WRITE: bool> Extract<'_, '_, '_, 'de, WRITE> {
         let Some(node) = self.node else { return };
         match self.tree.nodes[node].ends.as_slice() {
             [] => {}
-            [one] => self.values[*one] = value,
+            [one] => self.fields.set(*one, value),
             many => {
                 for &field in many {
-                    self.values[field] = value.clone();
+                    self.fields.set(field, value.clone());
                 }
             }
         }
@@ -121,7 +121,7 @@ impl<'de, const WRITE: bool> Extract<'_, '_, '_, 'de, WRITE> {
 
     /// The walker of a value below this one, at `node`.
     fn child(&mut self, node: Option<usize>) -> Extract<'_, '_, '_, 'de, WRITE> {
-        Extract { tree: self.tree, node, values: self.values, out: self.out.as_deref_mut() }
+        Extract { tree: self.tree, node, fields: self.fields, out: self.out.as_deref_mut() }
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::extract::{Extract, PathTree};
 use super::{Body, Decoded};
-use crate::fields::{EventFields, FieldRegistry, FieldValue};
+use crate::fields::{FieldBuffer, FieldRegistry};
 use crate::reject::{RejectReason, Rejection};
 use serde::de::DeserializeSeed;
 
@@ -12,6 +12,7 @@ pub(super) fn decode<'a>(
     registry: &FieldRegistry,
     tree: &PathTree,
     payload: &'a [u8],
+    buffer: &mut FieldBuffer,
 ) -> Result<Decoded<'a>, Rejection> {
     let malformed = |e: serde_json::Error| Rejection::new(RejectReason::MalformedJson, format!("invalid JSON: {e}"));
     // UTF-8 once for the whole record, so the parser (and the routed record that embeds the
@@ -21,18 +22,19 @@ pub(super) fn decode<'a>(
     if !text.starts_with('{') {
         return Err(Rejection::new(RejectReason::MalformedJson, "the event must be a JSON object"));
     }
-    let mut values = vec![FieldValue::Missing; registry.paths().len()];
+    let mut fields = buffer.take(registry.paths().len());
     let mut de = serde_json::Deserializer::from_str(text);
-    Extract::<false> { tree, node: Some(0), values: &mut values, out: None }
+    Extract::<false> { tree, node: Some(0), fields: &mut fields, out: None }
         .deserialize(&mut de)
         .and_then(|()| de.end())
         .map_err(malformed)?;
-    Ok(Decoded { fields: EventFields::from_values(values), body: Body::Json(text) })
+    Ok(Decoded { fields, body: Body::Json(text) })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fields::FieldValue;
     use std::borrow::Cow;
 
     fn registry() -> FieldRegistry {
@@ -47,7 +49,7 @@ mod tests {
     fn extracts_nested_and_scalar_fields() {
         let r = registry();
         let payload = br#"{"event_id":"e1","amount":12.5,"card":{"country":"DE"},"flag":true,"nested":{"a":1}}"#;
-        let d = decode(&r, &PathTree::new(&r), payload).unwrap();
+        let d = decode(&r, &PathTree::new(&r), payload, &mut FieldBuffer::default()).unwrap();
         let get = |p: &str| {
             d.fields.get(r.paths().iter().position(|x| x.as_str() == p).map(crate::fields::FieldId).unwrap()).clone()
         };
@@ -71,7 +73,7 @@ mod tests {
             r.register(p).unwrap();
         }
         let payload = br#"{"other":{"card":{"country":"no"},"country":"no"},"card":{"x":{"country":"no"},"country":"DE","bin":"4111"},"a":{"b":{"c":true,"d":1}},"a2":[{"b":2}]}"#;
-        let d = decode(&r, &PathTree::new(&r), payload).unwrap();
+        let d = decode(&r, &PathTree::new(&r), payload, &mut FieldBuffer::default()).unwrap();
         let get = |p: &str| {
             d.fields.get(r.paths().iter().position(|x| x.as_str() == p).map(crate::fields::FieldId).unwrap()).clone()
         };
@@ -85,7 +87,13 @@ mod tests {
     #[test]
     fn text_without_escapes_is_borrowed_and_whitespace_trimmed() {
         let r = registry();
-        let d = decode(&r, &PathTree::new(&r), b" {\"event_id\":\"e1\",\"amount\":\"a\\\"b\"}\n").unwrap();
+        let d = decode(
+            &r,
+            &PathTree::new(&r),
+            b" {\"event_id\":\"e1\",\"amount\":\"a\\\"b\"}\n",
+            &mut FieldBuffer::default(),
+        )
+        .unwrap();
         assert!(matches!(d.fields.get(crate::fields::FieldId(0)), FieldValue::Text(Cow::Borrowed("e1"))));
         assert!(matches!(d.fields.get(crate::fields::FieldId(1)), FieldValue::Text(Cow::Owned(s)) if s == "a\"b"));
         assert!(matches!(d.body, Body::Json(t) if t.starts_with('{') && t.ends_with('}')));
@@ -94,7 +102,7 @@ mod tests {
     #[test]
     fn absent_and_null_are_missing() {
         let r = registry();
-        let d = decode(&r, &PathTree::new(&r), br#"{"event_id":null}"#).unwrap();
+        let d = decode(&r, &PathTree::new(&r), br#"{"event_id":null}"#, &mut FieldBuffer::default()).unwrap();
         assert_eq!(d.fields.get(crate::fields::FieldId(0)), &FieldValue::Missing);
         assert_eq!(d.fields.get(crate::fields::FieldId(2)), &FieldValue::Missing);
     }
@@ -114,7 +122,7 @@ mod tests {
             b"{\"a\":[1,}",
             bad_utf8_in_skipped_value,
         ] {
-            let err = decode(&r, &PathTree::new(&r), bad).unwrap_err();
+            let err = decode(&r, &PathTree::new(&r), bad, &mut FieldBuffer::default()).unwrap_err();
             assert_eq!(err.reason, RejectReason::MalformedJson, "{:?}", String::from_utf8_lossy(bad));
         }
     }

@@ -5,7 +5,7 @@ mod extract;
 mod json;
 mod keys;
 
-use crate::fields::{EventFields, FieldRegistry};
+use crate::fields::{EventFields, FieldBuffer, FieldRegistry};
 use crate::reject::{RejectReason, Rejection};
 
 pub use avro::AvroInput;
@@ -60,14 +60,33 @@ impl Decoder {
         Decoder::Avro(Box::new(AvroInput::new(registry, schema, confluent, accepted_ids, json_body)))
     }
 
-    /// Decodes one record value.
-    pub fn decode<'a>(&self, payload: &'a [u8]) -> Result<Decoded<'a>, Rejection> {
+    /// Decodes one record value, in buffers kept from earlier events (`reuse`; give the event
+    /// back with [`Reuse::recycle`]).
+    pub fn decode<'a>(&self, payload: &'a [u8], reuse: &mut Reuse) -> Result<Decoded<'a>, Rejection> {
         if payload.is_empty() {
             return Err(Rejection::new(RejectReason::EmptyPayload, "the record has no value"));
         }
         match self {
-            Decoder::Json { registry, tree } => json::decode(registry, tree, payload),
-            Decoder::Avro(input) => input.decode(payload),
+            Decoder::Json { registry, tree } => json::decode(registry, tree, payload, &mut reuse.fields),
+            Decoder::Avro(input) => input.decode(payload, reuse),
+        }
+    }
+}
+
+/// What decoding keeps between events, so that an event allocates nothing once the buffers
+/// have grown to the events' size: the vector of fields and an Avro event's JSON form.
+#[derive(Debug, Default)]
+pub struct Reuse {
+    fields: FieldBuffer,
+    json: Vec<u8>,
+}
+
+impl Reuse {
+    /// Takes back the buffers of an event that is done with.
+    pub fn recycle(&mut self, decoded: Decoded<'_>) {
+        self.fields.put_back(decoded.fields);
+        if let Body::Avro(Some(json)) = decoded.body {
+            self.json = json.text;
         }
     }
 }

@@ -353,3 +353,43 @@ fn a_policy_that_uses_a_disabled_route_is_refused() {
     let err = Pipeline::from_config(&c).unwrap_err();
     assert!(matches!(err, PipelineError::DisabledRoute(Route::AutoReject)), "{err}");
 }
+
+/// The buffers an `Output` keeps between events (fields, JSON form, explanations) carry nothing
+/// from one event to the next: each event's records are byte for byte those of a fresh
+/// `Output`, with rejected events in between, for JSON and Avro input and both scorers.
+#[test]
+fn records_do_not_depend_on_the_events_before_them() {
+    let mut logistic = example_config();
+    logistic.scorer.kind = crate::config::ScorerKind::Logistic;
+    logistic.scorer.model = Some("model.toml".into());
+    let json_events: Vec<Vec<u8>> = sample()
+        .into_iter()
+        .map(String::into_bytes)
+        .chain([
+            br#"{"event_id":"l1","amount":4800,"currency":"NGN","merchant_category":"crypto","country":"NG"}"#.to_vec(),
+            b"{not json".to_vec(),
+            br#"{"event_id":"l2","amount":20,"currency":"EUR","merchant_category":"grocery","country":"DE"}"#.to_vec(),
+            br#"{"event_id":"e\"3","amount":1e2,"risk_score":0.5,"model_confidence":0.7,"model_version":"m"}"#.to_vec(),
+        ])
+        .collect();
+    let avro_events =
+        vec![avro_payment(0.1, 0.99), avro_payment_of(9.5, 0.97, 0.4), b"\x01".to_vec(), avro_payment(0.7, 0.8)];
+    let cases = [(example_config(), &json_events), (logistic, &json_events), (avro_config(false), &avro_events)];
+    for (config, events) in cases {
+        let p = Pipeline::from_config(&config).unwrap();
+        let mut kept = Output::default();
+        for round in 0..2 {
+            for event in events.iter() {
+                let mut fresh = Output::default();
+                let expected = p.process(Some(event), source(), now(), &mut fresh);
+                let verdict = p.process(Some(event), source(), now(), &mut kept);
+                let what = format!("round {round}, {}", String::from_utf8_lossy(event));
+                assert_eq!(verdict, expected, "{what}");
+                assert_eq!(kept.value, fresh.value, "{what}");
+                assert_eq!(kept.audit, fresh.audit, "{what}");
+                assert_eq!(kept.changelog, fresh.changelog, "{what}");
+                assert_eq!((&kept.event_id, &kept.fallback_key), (&fresh.event_id, &fresh.fallback_key), "{what}");
+            }
+        }
+    }
+}

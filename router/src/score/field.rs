@@ -4,6 +4,7 @@ use super::{unit_interval, Score};
 use crate::fields::{EventFields, FieldId, FieldValue};
 use crate::reject::{RejectReason, Rejection};
 use std::borrow::Cow;
+use tollgate_schemas::Contribution;
 
 /// Reads risk, confidence and model version from configured fields.
 #[derive(Debug)]
@@ -25,7 +26,18 @@ impl FieldScorer {
         FieldScorer { risk, confidence, model_version, default_model_version }
     }
 
+    #[cfg(test)]
     pub(super) fn score<'a>(&'a self, fields: &'a EventFields) -> Result<Score<'a>, Rejection> {
+        self.score_into(fields, Vec::new())
+    }
+
+    /// Scores one event from its fields, returning `explanation` emptied: this scorer explains
+    /// nothing.
+    pub(super) fn score_into<'a>(
+        &'a self,
+        fields: &'a EventFields,
+        mut explanation: Vec<Contribution<'a>>,
+    ) -> Result<Score<'a>, Rejection> {
         let risk = unit_interval(fields.get(self.risk), "risk score")?;
         let confidence = unit_interval(fields.get(self.confidence), "model confidence")?;
         let from_event = self.model_version.map(|id| fields.get(id));
@@ -42,7 +54,8 @@ impl FieldScorer {
                 ))
             }
         };
-        Ok(Score { risk, confidence, model_version, explanation: Vec::new() })
+        explanation.clear();
+        Ok(Score { risk, confidence, model_version, explanation })
     }
 }
 

@@ -183,7 +183,18 @@ impl LogisticScorer {
         Ok(LogisticScorer { version: model.version, intercept: model.intercept, numeric, categorical })
     }
 
+    #[cfg(test)]
     pub(super) fn score<'a>(&'a self, fields: &'a EventFields) -> Result<Score<'a>, Rejection> {
+        self.score_into(fields, Vec::new())
+    }
+
+    /// Scores one event: the logistic of the weighted features, with the largest contributions
+    /// written into `explanation` (emptied first).
+    pub(super) fn score_into<'a>(
+        &'a self,
+        fields: &'a EventFields,
+        explanation: Vec<Contribution<'a>>,
+    ) -> Result<Score<'a>, Rejection> {
         let mut z = self.intercept;
         let mut top = TopK::default();
         for f in &self.numeric {
@@ -219,7 +230,7 @@ impl LogisticScorer {
             risk,
             confidence: risk.max(1.0 - risk),
             model_version: Cow::Borrowed(&self.version),
-            explanation: top.into_contributions(),
+            explanation: top.into_contributions(explanation),
         })
     }
 }
@@ -248,11 +259,15 @@ impl<'a> TopK<'a> {
         }
     }
 
-    fn into_contributions(self) -> Vec<Contribution<'a>> {
-        self.items[..self.len]
-            .iter()
-            .map(|&(feature, contribution)| Contribution { feature: Cow::Borrowed(feature), contribution })
-            .collect()
+    /// The contributions, largest first, in `into` (emptied first).
+    fn into_contributions(self, mut into: Vec<Contribution<'a>>) -> Vec<Contribution<'a>> {
+        into.clear();
+        into.extend(
+            self.items[..self.len]
+                .iter()
+                .map(|&(feature, contribution)| Contribution { feature: Cow::Borrowed(feature), contribution }),
+        );
+        into
     }
 }
 
