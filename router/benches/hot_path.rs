@@ -5,7 +5,9 @@
 //!
 //! Four cases, on the reference example's events (about 200 bytes each, all four routes):
 //! JSON input with the `field` scorer, the same events as Avro input (with JSON output, as in
-//! the example, and with Avro output), and JSON input scored by a 20-feature `logistic` model. Before criterion's timings, it prints heap allocations and bytes
+//! the example, and with Avro output), and JSON input scored by a 20-feature `logistic` model.
+//! Beside them, `json_parse_only`: serde_json only checking the JSON events, the floor under
+//! JSON input. Before criterion's timings, it prints heap allocations and bytes
 //! per event (instrumented allocator) and the CPU time per event of the routing thread.
 
 use cpu_time::ThreadTime;
@@ -146,11 +148,37 @@ fn run(case: &Case, out: &mut Output, now: SystemTime) -> usize {
     routed
 }
 
+/// The floor under JSON input, measured beside it: serde_json checking each event (UTF-8, then
+/// the text into `IgnoredAny`, which keeps nothing), what the decoder does before it reads any
+/// field. Returns the events that are valid JSON.
+#[inline(never)]
+fn parse_only(events: &[Vec<u8>]) -> usize {
+    let valid =
+        |e: &Vec<u8>| std::str::from_utf8(e).is_ok_and(|t| serde_json::from_str::<serde::de::IgnoredAny>(t).is_ok());
+    events.iter().filter(|e| valid(e)).count()
+}
+
+/// CPU time per event of `round` (over `events` events), best of five.
+fn cpu_per_event(rounds: usize, events: usize, mut round: impl FnMut()) -> f64 {
+    let cpu = (0..5)
+        .map(|_| {
+            let start = ThreadTime::now();
+            for _ in 0..rounds {
+                round();
+            }
+            start.elapsed()
+        })
+        .min()
+        .unwrap();
+    cpu.as_nanos() as f64 / (rounds * events) as f64
+}
+
 fn bench(c: &mut Criterion) {
     let now = SystemTime::now();
     // `HOT_PATH_CASE=avro_field` keeps one case (for counting its instructions under callgrind).
     let only = std::env::var("HOT_PATH_CASE").ok();
     let cases: Vec<Case> = cases().into_iter().filter(|c| only.as_deref().is_none_or(|o| o == c.name)).collect();
+    let mut json_field_ns = None;
     for case in &cases {
         let mut out = Output::default();
         assert_eq!(run(case, &mut out, now), case.events.len(), "{}: every sample event routes", case.name);
@@ -168,17 +196,12 @@ fn bench(c: &mut Criterion) {
         let n = (rounds * case.events.len()) as f64;
         // The thread's CPU time, best of five: time the scheduler gives to other jobs on a shared
         // machine is not counted, unlike criterion's wall-clock figures below.
-        let cpu = (0..5)
-            .map(|_| {
-                let start = ThreadTime::now();
-                for _ in 0..rounds {
-                    run(case, &mut out, now);
-                }
-                start.elapsed()
-            })
-            .min()
-            .unwrap();
-        let ns = cpu.as_nanos() as f64 / n;
+        let ns = cpu_per_event(rounds, case.events.len(), || {
+            run(case, &mut out, now);
+        });
+        if case.name == "json_field" {
+            json_field_ns = Some(ns);
+        }
         println!(
             "{:<16} input {:>4} B/event   allocations {:>5.2}/event   allocated {:>6.0} B/event   CPU {:>6.0} ns/event ({:.0} k events/CPU s)",
             case.name,
@@ -189,7 +212,21 @@ fn bench(c: &mut Criterion) {
             1e6 / ns
         );
     }
+    // The JSON case's events.
+    let json: Vec<Vec<u8>> = sample().iter().map(|e| serde_json::to_vec(e).unwrap()).collect();
+    if only.as_deref().is_none_or(|o| o == "json_parse_only") {
+        assert_eq!(parse_only(&json), json.len());
+        let ns = cpu_per_event(500, json.len(), || {
+            parse_only(&json);
+        });
+        let ratio = json_field_ns.map(|j| format!("   json_field takes {:.1}× this", j / ns)).unwrap_or_default();
+        println!("{:<16} serde_json checking the JSON events alone   CPU {ns:>6.0} ns/event{ratio}", "json_parse_only");
+    }
     let mut group = c.benchmark_group("hot_path");
+    if only.as_deref().is_none_or(|o| o == "json_parse_only") {
+        group.throughput(Throughput::Elements(json.len() as u64));
+        group.bench_function("json_parse_only", |b| b.iter(|| parse_only(&json)));
+    }
     for case in &cases {
         let mut out = Output::default();
         group.throughput(Throughput::Elements(case.events.len() as u64));
@@ -197,18 +234,17 @@ fn bench(c: &mut Criterion) {
     }
     // The audit chainer's work per record: decode the intake record (Avro), link it (SHA-256 of
     // its canonical JSON), encode it for the audit topic (JSON).
+    let Some(first) = cases.first() else {
+        group.finish();
+        return;
+    };
     let audits: Vec<Vec<u8>> = {
         let mut out = Output::default();
-        cases[0]
+        first
             .events
             .iter()
             .map(|e| {
-                cases[0].pipeline.process(
-                    Some(e),
-                    Source { topic: "payments", partition: 0, offset: 0 },
-                    now,
-                    &mut out,
-                );
+                first.pipeline.process(Some(e), Source { topic: "payments", partition: 0, offset: 0 }, now, &mut out);
                 out.audit.clone()
             })
             .collect()
