@@ -154,19 +154,39 @@ pub fn first_escape(bytes: &[u8]) -> Option<usize> {
     const fn below(x: u64, n: u8) -> u64 {
         x.wrapping_sub(ONES * n as u64) & !x & HIGH
     }
-    let mut chunks = bytes.chunks_exact(8);
-    for (i, chunk) in (&mut chunks).enumerate() {
-        let mut word = [0; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word);
+    /// The first flagged byte of `x` (little-endian: the lowest set bit is the first byte).
+    fn first(x: u64) -> Option<usize> {
         let found = below(x, 0x20) | below(x ^ (ONES * b'"' as u64), 1) | below(x ^ (ONES * b'\\' as u64), 1);
-        if found != 0 {
-            // Little-endian: the lowest set bit is the first byte.
-            return Some(i * 8 + found.trailing_zeros() as usize / 8);
-        }
+        (found != 0).then(|| found.trailing_zeros() as usize / 8)
     }
-    let tail = bytes.len() - chunks.remainder().len();
-    chunks.remainder().iter().position(|&b| b < 0x20 || b == b'"' || b == b'\\').map(|p| tail + p)
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or_default());
+    let half = |at: usize| u64::from(u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or_default()));
+    let n = bytes.len();
+    match n {
+        // Short strings, most field values: no byte-by-byte tail. Two words (or halves) that
+        // overlap cover every byte; the overlap was found clean the first time, so a byte
+        // flagged in the second is past it.
+        8.. => {
+            let mut at = 0;
+            while at + 8 <= n {
+                if let Some(i) = first(word(at)) {
+                    return Some(at + i);
+                }
+                at += 8;
+            }
+            if at == n {
+                None
+            } else {
+                first(word(n - 8)).map(|i| n - 8 + i)
+            }
+        }
+        4..=7 => match first(half(0) | half(n - 4) << 32) {
+            Some(i) if i < 4 => Some(i),
+            Some(i) => Some(i + n - 8),
+            None => None,
+        },
+        _ => bytes.iter().position(|&b| b < 0x20 || b == b'"' || b == b'\\'),
+    }
 }
 
 /// Appends a number (or `null`) exactly as serde_json writes it (non-finite floats are `null`).
