@@ -5,22 +5,20 @@
 //! Either way an audit record is encoded, so every decision leaves a trace.
 
 use crate::config::{RouterConfig, ScorerKind};
-use crate::decode::{Body, Decoded, Decoder, Reuse};
+use crate::decode::{Decoded, Decoder, Reuse};
 use crate::fields::{EventFields, FieldId, FieldRegistry, FieldValue};
 use crate::policy::{Policy, PolicyError};
 use crate::recycle::recycle;
 use crate::reject::{RejectReason, Rejection};
 use crate::score::{FieldScorer, LogisticModel, LogisticScorer, ModelError, Score, Scorer};
+use encode::RecordParts;
 use snapshot::SnapshotWriter;
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::hash::Hasher;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tollgate_schemas::routed::AvroBytes;
-use tollgate_schemas::{
-    AuditAction, AuditRecord, ChangeState, Contribution, EventFormat, PendingChange, RecordFormat, Route, RoutedRecord,
-};
+use tollgate_schemas::{AuditAction, AuditRecord, Contribution, EventFormat, RecordFormat, Route};
 
 /// Errors building the pipeline from configuration.
 #[derive(Debug, thiserror::Error)]
@@ -381,119 +379,6 @@ impl Pipeline {
         (h.finish() % 1_000_000) < (self.sample_rate * 1_000_000.0) as u64
     }
 
-    /// Encodes the routed record of `record` (with the original event) into `into`.
-    fn write_routed(
-        &self,
-        record: &RecordParts<'_>,
-        decoded: &Decoded<'_>,
-        score: &Score<'_>,
-        payload: &[u8],
-        spare: &mut Vec<Contribution<'static>>,
-        into: &mut Vec<u8>,
-    ) -> Result<(), Rejection> {
-        // The event's JSON text, for a JSON routed record (`None`: Avro, the datum as it is).
-        let text = match (self.output_format, &decoded.body) {
-            (RecordFormat::Avro, _) => None,
-            (RecordFormat::Json, Body::Json(text)) => Some(*text),
-            (RecordFormat::Json, Body::Avro(Some(json))) if !json.non_finite => {
-                // Written from a record's strings and keys, which the decoder checked as UTF-8,
-                // so this check does not fail.
-                let text = std::str::from_utf8(&json.text)
-                    .map_err(|e| Rejection::new(RejectReason::EncodeFailed, e.to_string()))?;
-                Some(text)
-            }
-            (RecordFormat::Json, Body::Avro(Some(_))) => {
-                return Err(Rejection::new(
-                    RejectReason::EncodeFailed,
-                    "event has no JSON form: it holds a NaN or an infinite number",
-                ))
-            }
-            (RecordFormat::Json, Body::Avro(None)) => {
-                return Err(Rejection::new(
-                    RejectReason::EncodeFailed,
-                    "the Avro event was decoded without its JSON form",
-                ))
-            }
-        };
-        // One constructor for both event encodings (the types differ only in `event`). The
-        // record's explanation is a copy of the score's in `spare`, a vector kept for it.
-        macro_rules! routed {
-            ($event:expr, $explanation:expr) => {
-                RoutedRecord {
-                    event_id: Cow::Borrowed(record.event_id),
-                    route: record.route,
-                    rule: Cow::Borrowed(record.rule),
-                    guardrail: record.guardrail,
-                    risk_score: score.risk,
-                    confidence: score.confidence,
-                    model_version: Cow::Borrowed(&score.model_version),
-                    policy_version: Cow::Borrowed(self.policy.version()),
-                    explanation: $explanation,
-                    routed_at: record.routed_at,
-                    sla_deadline: record.deadline,
-                    event_format: self.event_format,
-                    event: $event,
-                }
-            };
-        }
-        let explanation = match score.explanation.as_slice() {
-            [] => Vec::new(),
-            items => {
-                let mut copy = recycle(std::mem::take(spare));
-                copy.extend_from_slice(items);
-                copy
-            }
-        };
-        let (written, explanation) = match text {
-            None => {
-                let routed = routed!(AvroBytes(Cow::Borrowed(payload)), explanation);
-                (routed.write_avro(into), routed.explanation)
-            }
-            Some(text) => {
-                let routed = routed!((), explanation);
-                routed.write_json_with_event(text, into);
-                (Ok(()), routed.explanation)
-            }
-        };
-        if explanation.capacity() > 0 {
-            *spare = recycle(explanation);
-        }
-        written.map_err(|e| Rejection::new(RejectReason::EncodeFailed, e.to_string()))
-    }
-
-    /// Encodes the changelog entry of an event entering review (with the original event).
-    fn write_change(
-        &self,
-        record: &RecordParts<'_>,
-        score: &Score<'_>,
-        payload: &[u8],
-        post_verify: bool,
-        into: &mut Vec<u8>,
-    ) {
-        PendingChange {
-            event_id: Cow::Borrowed(record.event_id),
-            state: ChangeState::Pending,
-            queue: record.route,
-            revision: 0,
-            tier: 1,
-            held: false,
-            info_requested: false,
-            post_verify,
-            risk_score: score.risk,
-            confidence: score.confidence,
-            routed_at: record.routed_at,
-            deadline: record.deadline.unwrap_or(record.routed_at),
-            policy_version: Cow::Borrowed(self.policy.version()),
-            model_version: Cow::Borrowed(&score.model_version),
-            rule: Cow::Borrowed(record.rule),
-            applied: Vec::new(),
-            resolved_at: None,
-            event_format: self.event_format,
-            event: AvroBytes(Cow::Borrowed(payload)),
-        }
-        .write(into);
-    }
-
     fn reject<'p>(
         &'p self,
         rejection: Rejection,
@@ -518,65 +403,10 @@ impl Pipeline {
         out.audit = buf;
         Verdict::Rejected(rejection)
     }
-
-    /// Encodes `audit` (built by [`Pipeline::audit_base`]) with `snapshot` (written by
-    /// [`Pipeline::audit_prelude`]) into `into`, as the audit intake takes it. Returns the
-    /// record's explanation vector, to be kept for the next event.
-    fn write_audit<'a>(&self, audit: AuditRecord<'a>, snapshot: &'a [u8], into: &mut Vec<u8>) -> Vec<Contribution<'a>> {
-        into.clear();
-        // The snapshot is JSON text written from `str` values.
-        let snapshot = std::str::from_utf8(snapshot).unwrap_or("{}");
-        let record = AuditRecord { input_snapshot: Cow::Borrowed(snapshot), ..audit };
-        record.write_intake(into);
-        record.explanation
-    }
-
-    /// The audit record's common part: who decided what about which input, when. Its
-    /// `input_snapshot` is left empty for [`Pipeline::write_audit`]; the timestamp is the one
-    /// [`Pipeline::audit_prelude`] wrote.
-    #[inline]
-    fn audit_base<'a>(
-        &'a self,
-        out: &'a Output,
-        source: Source<'a>,
-        actor: &'static str,
-        action: AuditAction,
-        decision: &'a str,
-    ) -> AuditRecord<'a> {
-        let source = (source.topic, source.partition, source.offset);
-        AuditRecord {
-            policy_version: Some(Cow::Borrowed(self.policy.version())),
-            input_snapshot: Cow::Borrowed(""),
-            ..AuditRecord::new(&*out.event_id, &*out.timestamp, actor, action, decision, source)
-        }
-    }
-
-    /// Prepares what every audit record carries: the snapshot of the event fields the decision
-    /// read in `out.snapshot`, and the timestamp in `out.timestamp` (formatted once per
-    /// millisecond).
-    fn audit_prelude(&self, fields: Option<&EventFields>, now: SystemTime, out: &mut Output) {
-        self.snapshot.write(fields, &mut out.snapshot);
-        let ms = millis(now);
-        if out.timestamp_ms != Some(ms) {
-            write_timestamp(now, &mut out.timestamp);
-            out.timestamp_ms = Some(ms);
-        }
-    }
 }
 
 /// The rule name of post-verify audit samples.
 pub const AUDIT_SAMPLE_RULE: &str = "audit-sample";
-
-/// What the records an event may get carry besides the score: its id, and its route (or an
-/// audit sample's).
-struct RecordParts<'a> {
-    event_id: &'a str,
-    route: Route,
-    rule: &'a str,
-    guardrail: bool,
-    routed_at: i64,
-    deadline: Option<i64>,
-}
 
 /// Milliseconds since the Unix epoch.
 pub fn millis(t: SystemTime) -> i64 {
@@ -589,6 +419,7 @@ pub(crate) fn write_timestamp(now: SystemTime, into: &mut String) {
     let _ = write!(into, "{}", humantime::format_rfc3339_millis(now));
 }
 
+mod encode;
 mod snapshot;
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,7 @@
 use super::*;
 use crate::config::{InputFormat, RouterConfig};
 use std::path::Path;
-use tollgate_schemas::AvroBytes;
+use tollgate_schemas::{AvroBytes, RoutedRecord};
 
 const EXAMPLE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/payments");
 
