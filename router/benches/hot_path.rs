@@ -7,8 +7,8 @@
 //! JSON input with the `field` scorer, the same events as Avro input (with JSON output, as in
 //! the example, and with Avro output), and JSON input scored by a 20-feature `logistic` model.
 //! Beside them, `json_parse_only`: serde_json only checking the JSON events, the floor under
-//! JSON input. Before criterion's timings, it prints heap allocations and bytes
-//! per event (instrumented allocator) and the CPU time per event of the routing thread.
+//! JSON input. Before criterion's timings, it prints heap allocations and bytes per event
+//! (instrumented allocator) and the CPU time per event of the routing thread.
 
 use cpu_time::ThreadTime;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
