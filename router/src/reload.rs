@@ -6,7 +6,7 @@
 //! "refused"}`). An applied change is logged, counted and audited (`policy_change`).
 
 use crate::config::RouterConfig;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{write_timestamp, Pipeline};
 use crate::telemetry::Telemetry;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sha2::{Digest, Sha256};
@@ -138,7 +138,8 @@ impl Reloader {
             "instance": self.config.transactional_id(),
         });
         let event_id = format!("policy/{}", r.to);
-        let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        let mut now = String::new();
+        write_timestamp(std::time::SystemTime::now(), &mut now);
         AuditRecord {
             policy_version: Some(r.to.clone().into()),
             input_snapshot: snapshot.to_string().into(),

@@ -52,11 +52,7 @@ impl PathTree {
 
     /// The node below `node` by `key`.
     fn child(&self, node: usize, key: &str) -> Option<usize> {
-        let children = &self.nodes[node].children;
-        if children.is_empty() {
-            return None;
-        }
-        children.get(key)
+        self.nodes[node].children.get(key)
     }
 }
 

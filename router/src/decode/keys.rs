@@ -13,10 +13,6 @@ pub(super) struct Keys {
 }
 
 impl Keys {
-    pub(super) fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     #[inline]
     fn start(&self, key: &[u8]) -> usize {
         let n = key.len();

@@ -35,11 +35,6 @@ pub enum Scorer {
 }
 
 impl Scorer {
-    /// Scores one event.
-    pub fn score<'a>(&'a self, fields: &'a EventFields) -> Result<Score<'a>, Rejection> {
-        self.score_into(fields, Vec::new())
-    }
-
     /// Scores one event, with its explanation in `explanation` (emptied first): a vector kept
     /// from earlier events, so that scoring allocates none.
     pub fn score_into<'a>(
