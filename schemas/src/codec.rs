@@ -162,18 +162,6 @@ pub(crate) fn decode_avro<'a, T: Deserialize<'a>>(contract: &Contract, bytes: &'
     Ok(serde_avro_fast::from_datum_slice(bytes, contract.fast())?)
 }
 
-/// [`decode_avro`], and the datum must take all of `bytes`: what follows it would be lost.
-pub(crate) fn decode_avro_whole<'a, T: Deserialize<'a>>(contract: &Contract, bytes: &'a [u8]) -> Result<T, CodecError> {
-    use std::io::BufRead;
-    let mut state = serde_avro_fast::de::DeserializerState::from_slice(bytes, contract.fast());
-    let value = T::deserialize(state.deserializer())?;
-    let left = state.into_reader().fill_buf().map(<[u8]>::len).unwrap_or_default();
-    if left > 0 {
-        return Err(CodecError::AvroRead(serde::de::Error::custom(format!("{left} bytes follow the datum"))));
-    }
-    Ok(value)
-}
-
 /// Appends `value` in `format` (Avro: a datum of `schema`).
 fn write_in<T: Serialize>(
     format: RecordFormat,

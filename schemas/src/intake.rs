@@ -14,7 +14,8 @@
 //! array encoding that lets a record be appended without knowing how many will follow.
 
 use crate::audit::AuditRecord;
-use crate::codec::{decode_avro_whole, CodecError, Contract, AUDIT_RECORD_AVSC};
+use crate::avro::read::Datum;
+use crate::codec::{CodecError, Contract, AUDIT_RECORD_AVSC};
 use apache_avro::Schema;
 
 static AUDIT_BATCH: Contract = Contract::composed(|| format!(r#"{{"type": "array", "items": {AUDIT_RECORD_AVSC}}}"#));
@@ -79,7 +80,16 @@ impl<'a> AuditRecord<'a> {
     /// Decodes an intake batch, borrowing the records' text from `bytes` where it can. Bytes
     /// left after the array are an error: the record was not a batch.
     pub fn read_batch(bytes: &'a [u8]) -> Result<Vec<AuditRecord<'a>>, CodecError> {
-        decode_avro_whole(&AUDIT_BATCH, bytes)
+        let mut datum = Datum::new(bytes);
+        let mut records = Vec::new();
+        datum.array(|d| {
+            records.push(AuditRecord::read_laid(d)?);
+            Ok(())
+        })?;
+        match datum.left() {
+            0 => Ok(records),
+            left => Err(CodecError::AvroRead(serde::de::Error::custom(format!("{left} bytes follow the datum")))),
+        }
     }
 }
 

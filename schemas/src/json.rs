@@ -112,33 +112,98 @@ pub fn write_str(out: &mut Vec<u8>, value: &str) {
 }
 
 /// The body of a string with something to escape, the first at `at`.
-fn write_escaped(out: &mut Vec<u8>, bytes: &[u8], mut at: usize) {
-    let mut rest = bytes;
-    loop {
-        out.extend_from_slice(&rest[..at]);
-        let byte = rest[at];
-        match byte {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x0c => out.extend_from_slice(b"\\f"),
+///
+/// Past the first escape, the text is staged eight bytes at a time in a buffer on the stack:
+/// a word with nothing to escape is staged whole; one with an escape is staged up to it (the
+/// position comes from the same word test as [`first_escape`]), then the escape is staged. A
+/// string that holds JSON text, such as the audit record's input snapshot, has an escape every
+/// few bytes; copying each run between two escapes into `out` on its own cost a call per run.
+fn write_escaped(out: &mut Vec<u8>, bytes: &[u8], at: usize) {
+    const STAGE: usize = 256;
+    out.extend_from_slice(&bytes[..at]);
+    let mut stage = [0u8; STAGE];
+    let mut n = 0;
+    let mut i = at;
+    while i < bytes.len() {
+        // Room for what one step stages: a word (eight bytes), or up to seven bytes of one
+        // and then an escape (at most six).
+        if n > STAGE - 16 {
+            out.extend_from_slice(&stage[..n]);
+            n = 0;
+        }
+        let byte = match bytes.get(i..i + 8) {
+            Some(chunk) => {
+                let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+                stage[n..n + 8].copy_from_slice(chunk);
+                match first_flagged(word) {
+                    None => {
+                        n += 8;
+                        i += 8;
+                        continue;
+                    }
+                    Some(run) => {
+                        n += run;
+                        i += run;
+                        bytes[i]
+                    }
+                }
+            }
+            // The last few bytes, one by one.
+            None => {
+                let byte = bytes[i];
+                if !escaped(byte) {
+                    stage[n] = byte;
+                    n += 1;
+                    i += 1;
+                    continue;
+                }
+                byte
+            }
+        };
+        let escape: &[u8] = match byte {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
             _ => {
                 const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[usize::from(byte >> 4)]);
-                out.push(HEX[usize::from(byte & 0xf)]);
+                let unicode = [b'\\', b'u', b'0', b'0', HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]];
+                stage[n..n + 6].copy_from_slice(&unicode);
+                n += 6;
+                i += 1;
+                continue;
             }
-        }
-        rest = &rest[at + 1..];
-        match first_escape(rest) {
-            Some(next) => at = next,
-            None => break,
-        }
+        };
+        stage[n..n + escape.len()].copy_from_slice(escape);
+        n += escape.len();
+        i += 1;
     }
-    out.extend_from_slice(rest);
+    out.extend_from_slice(&stage[..n]);
+}
+
+/// Whether JSON escapes `byte` in a string: a control character, `"` or `\\`.
+const fn escaped(byte: u8) -> bool {
+    byte < 0x20 || byte == b'"' || byte == b'\\'
+}
+
+const ONES: u64 = u64::from_le_bytes([1; 8]);
+const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+
+/// High bit set in the bytes of `x` below `n`. A borrow only reaches past a byte that was
+/// itself below `n`, so the lowest flagged byte is always a true one.
+const fn below(x: u64, n: u8) -> u64 {
+    x.wrapping_sub(ONES * n as u64) & !x & HIGH
+}
+
+/// The first byte of the eight in `x` (little-endian: the lowest set bit is the first byte)
+/// that JSON escapes.
+#[inline]
+fn first_flagged(x: u64) -> Option<usize> {
+    let found = below(x, 0x20) | below(x ^ (ONES * b'"' as u64), 1) | below(x ^ (ONES * b'\\' as u64), 1);
+    (found != 0).then(|| found.trailing_zeros() as usize / 8)
 }
 
 /// The position of the first byte that is a control character, `"` or `\\`: what a JSON string
@@ -147,18 +212,7 @@ fn write_escaped(out: &mut Vec<u8>, bytes: &[u8], mut at: usize) {
 /// of every record the router reads and writes.
 #[inline]
 pub fn first_escape(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = u64::from_le_bytes([1; 8]);
-    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
-    /// High bit set in the bytes of `x` below `n`. A borrow only reaches past a byte that was
-    /// itself below `n`, so the lowest flagged byte is always a true one.
-    const fn below(x: u64, n: u8) -> u64 {
-        x.wrapping_sub(ONES * n as u64) & !x & HIGH
-    }
-    /// The first flagged byte of `x` (little-endian: the lowest set bit is the first byte).
-    fn first(x: u64) -> Option<usize> {
-        let found = below(x, 0x20) | below(x ^ (ONES * b'"' as u64), 1) | below(x ^ (ONES * b'\\' as u64), 1);
-        (found != 0).then(|| found.trailing_zeros() as usize / 8)
-    }
+    let first = first_flagged;
     let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or_default());
     let half = |at: usize| u64::from(u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or_default()));
     let n = bytes.len();
@@ -185,7 +239,7 @@ pub fn first_escape(bytes: &[u8]) -> Option<usize> {
             Some(i) => Some(i + n - 8),
             None => None,
         },
-        _ => bytes.iter().position(|&b| b < 0x20 || b == b'"' || b == b'\\'),
+        _ => bytes.iter().position(|&b| escaped(b)),
     }
 }
 
@@ -407,12 +461,14 @@ mod tests {
     }
 
     /// Strings with many escapes, next to each other and between runs of plain text of every
-    /// length, with characters of two, three and four bytes.
+    /// length, with characters of two, three and four bytes; short and long.
     #[test]
     fn runs_and_escapes_are_written_exactly_as_serde_json_writes_them() {
         let alphabet: Vec<char> = (0u8..0x80).map(char::from).chain(['é', '€', '😀']).collect();
+        // Long strings too: their escaped form fills the stage buffer, at every phase.
+        let lengths = (0..=40).chain([127, 128, 129, 255, 256, 257, 300, 511, 700, 1500]);
         for step in 1..=13 {
-            for len in 0..=40 {
+            for len in lengths.clone() {
                 let text: String = (0..len).map(|i| alphabet[(i * step * 7 + len) % alphabet.len()]).collect();
                 let mut out = b"prefix".to_vec();
                 super::write_str(&mut out, &text);

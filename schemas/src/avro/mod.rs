@@ -6,12 +6,14 @@
 //! The datums' layouts are fixed by their schemas, so they are written here field by field. The
 //! tests check them byte for byte against `apache_avro`'s encoding.
 
+pub(crate) mod read;
+
 use crate::audit::AuditRecord;
 use crate::review::PendingChange;
 use crate::routed::Contribution;
 
 /// A `long` (or `int`): zig-zag, then variable length.
-fn long(out: &mut Vec<u8>, n: i64) {
+pub(crate) fn long(out: &mut Vec<u8>, n: i64) {
     let mut v = ((n << 1) ^ (n >> 63)) as u64;
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
