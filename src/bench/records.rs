@@ -254,8 +254,8 @@ pub(super) fn chain_copies(
     done: &CancellationToken,
 ) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(30);
-    let mut producer_settings = tollgate_router::kafka::producer_config(config);
-    producer_settings.set("transactional.id", format!("{}.{}", config.kafka.group_id, topics.tag));
+    let producer_settings =
+        tollgate_router::kafka::chain_producer_config(config, &format!("{}.{}", config.kafka.group_id, topics.tag));
     let producer: ThreadedProducer<DefaultProducerContext> = producer_settings.create()?;
     producer.init_transactions(timeout)?;
     let mut settings = tollgate_router::kafka::consumer_config(config);

@@ -122,14 +122,23 @@ impl ProducerContext for ChainProducerContext {
     }
 }
 
+/// The chainer's producer settings: [`producer_config`], transactional as `transactional_id`.
+/// It reports failed deliveries only: a transaction fails as a whole when one of its records
+/// does, so a report per chained record would only cost the producer's polling thread its
+/// work. Failures are still counted, and abort the batch before its commit.
+pub fn chain_producer_config(config: &RouterConfig, transactional_id: &str) -> rdkafka::ClientConfig {
+    let mut settings = producer_config(config);
+    settings.set("transactional.id", transactional_id).set("delivery.report.only.error", "true");
+    settings
+}
+
 /// Runs the chainer on the current thread until `shutdown` is cancelled.
 pub fn run_chain(config: &RouterConfig, telemetry: &Telemetry, shutdown: &CancellationToken) -> Result<(), LoopError> {
     let topics = &config.topics;
-    let mut producer_settings = producer_config(config);
     // Stable across restarts of this instance, so a restarted chainer aborts what a crashed one
     // left open (else the group's offsets stay unstable until the broker times it out, which
     // some brokers never do). Distinct per instance (see `processing.transactional_id`).
-    producer_settings.set("transactional.id", format!("{}.audit", config.transactional_id()));
+    let producer_settings = chain_producer_config(config, &format!("{}.audit", config.transactional_id()));
     let producer: ThreadedProducer<ChainProducerContext> = producer_settings
         .create_with_context(ChainProducerContext { failures: AtomicUsize::new(0), telemetry: telemetry.clone() })?;
     producer.init_transactions(TXN_TIMEOUT)?;

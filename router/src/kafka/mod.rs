@@ -19,7 +19,7 @@ pub mod reader;
 mod runner;
 
 pub use admin::ensure_topics;
-pub use chain::{run_chain, Head};
+pub use chain::{chain_producer_config, run_chain, Head};
 pub use join::{run_join, STATE_SUFFIX};
 pub use runner::{run_loop, LoopError};
 
