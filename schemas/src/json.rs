@@ -16,6 +16,13 @@ use crate::decision::ReviewAction;
 use crate::review::ResolvedEvent;
 use crate::routed::{Contribution, RoutedRecord};
 
+/// A field name as [`Object`]'s writers take it: `"name":`.
+macro_rules! field {
+    ($name:literal) => {
+        concat!("\"", $name, "\":")
+    };
+}
+
 /// One JSON object being written.
 struct Object<'o> {
     out: &'o mut Vec<u8>,
@@ -28,16 +35,17 @@ impl<'o> Object<'o> {
         Object { out, first: true }
     }
 
-    /// `"name":` (names are plain ASCII identifiers: nothing to escape).
-    fn key(&mut self, name: &'static str) -> &mut Vec<u8> {
-        debug_assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+    /// A field's name, given as `"name":` ([`field!`] writes it at compile time: names are
+    /// plain ASCII identifiers, nothing to escape). Inlined, so each name is copied as a
+    /// constant of known length.
+    #[inline]
+    fn key(&mut self, quoted: &'static str) -> &mut Vec<u8> {
+        debug_assert!(quoted.starts_with('"') && quoted.ends_with("\":"));
         if !self.first {
             self.out.push(b',');
         }
         self.first = false;
-        self.out.push(b'"');
-        self.out.extend_from_slice(name.as_bytes());
-        self.out.extend_from_slice(b"\":");
+        self.out.extend_from_slice(quoted.as_bytes());
         self.out
     }
 
@@ -80,8 +88,8 @@ impl<'o> Object<'o> {
                 out.push(b',');
             }
             let mut item = Object::begin(out);
-            item.str("feature", &c.feature);
-            item.f64("contribution", c.contribution);
+            item.str(field!("feature"), &c.feature);
+            item.f64(field!("contribution"), c.contribution);
             item.end();
         }
         out.push(b']');
@@ -292,29 +300,29 @@ impl AuditRecord<'_> {
     /// Appends the JSON encoding (what serde_json writes for the record).
     pub(crate) fn lay_json(&self, out: &mut Vec<u8>) {
         let mut o = Object::begin(out);
-        o.str("event_id", &self.event_id);
-        o.str("timestamp", &self.timestamp);
-        o.str("actor", &self.actor);
-        o.opt_str("actor_role", self.actor_role.as_deref());
-        o.str("action", &self.action);
-        o.str("decision", &self.decision);
-        o.opt_str("rule", self.rule.as_deref());
-        o.bool("guardrail", self.guardrail);
-        o.opt_str("policy_version", self.policy_version.as_deref());
-        o.opt_str("model_version", self.model_version.as_deref());
-        o.opt_f64("risk_score", self.risk_score);
-        o.opt_f64("confidence", self.confidence);
-        o.explanation("explanation", &self.explanation);
-        o.str("input_snapshot", &self.input_snapshot);
-        o.opt_str("rationale", self.rationale.as_deref());
-        o.opt_i64("sla_expected_ms", self.sla_expected_ms);
-        o.opt_i64("sla_actual_ms", self.sla_actual_ms);
-        o.str("source_topic", &self.source_topic);
-        o.i64("source_partition", i64::from(self.source_partition));
-        o.i64("source_offset", self.source_offset);
-        o.opt_i64("chain_seq", self.chain_seq);
-        o.opt_str("chain_prev", self.chain_prev.as_deref());
-        o.opt_str("chain_hash", self.chain_hash.as_deref());
+        o.str(field!("event_id"), &self.event_id);
+        o.str(field!("timestamp"), &self.timestamp);
+        o.str(field!("actor"), &self.actor);
+        o.opt_str(field!("actor_role"), self.actor_role.as_deref());
+        o.str(field!("action"), &self.action);
+        o.str(field!("decision"), &self.decision);
+        o.opt_str(field!("rule"), self.rule.as_deref());
+        o.bool(field!("guardrail"), self.guardrail);
+        o.opt_str(field!("policy_version"), self.policy_version.as_deref());
+        o.opt_str(field!("model_version"), self.model_version.as_deref());
+        o.opt_f64(field!("risk_score"), self.risk_score);
+        o.opt_f64(field!("confidence"), self.confidence);
+        o.explanation(field!("explanation"), &self.explanation);
+        o.str(field!("input_snapshot"), &self.input_snapshot);
+        o.opt_str(field!("rationale"), self.rationale.as_deref());
+        o.opt_i64(field!("sla_expected_ms"), self.sla_expected_ms);
+        o.opt_i64(field!("sla_actual_ms"), self.sla_actual_ms);
+        o.str(field!("source_topic"), &self.source_topic);
+        o.i64(field!("source_partition"), i64::from(self.source_partition));
+        o.i64(field!("source_offset"), self.source_offset);
+        o.opt_i64(field!("chain_seq"), self.chain_seq);
+        o.opt_str(field!("chain_prev"), self.chain_prev.as_deref());
+        o.opt_str(field!("chain_hash"), self.chain_hash.as_deref());
         o.end();
     }
 }
@@ -323,19 +331,19 @@ impl RoutedRecord<'_, ()> {
     /// Appends the JSON encoding with `event` (JSON text) as the event.
     pub(crate) fn lay_json(&self, event: &[u8], out: &mut Vec<u8>) {
         let mut o = Object::begin(out);
-        o.str("event_id", &self.event_id);
-        o.str("route", self.route.as_str());
-        o.str("rule", &self.rule);
-        o.bool("guardrail", self.guardrail);
-        o.f64("risk_score", self.risk_score);
-        o.f64("confidence", self.confidence);
-        o.str("model_version", &self.model_version);
-        o.str("policy_version", &self.policy_version);
-        o.explanation("explanation", &self.explanation);
-        o.i64("routed_at", self.routed_at);
-        o.opt_i64("sla_deadline", self.sla_deadline);
-        o.str("event_format", self.event_format.as_str());
-        o.raw("event", event);
+        o.str(field!("event_id"), &self.event_id);
+        o.str(field!("route"), self.route.as_str());
+        o.str(field!("rule"), &self.rule);
+        o.bool(field!("guardrail"), self.guardrail);
+        o.f64(field!("risk_score"), self.risk_score);
+        o.f64(field!("confidence"), self.confidence);
+        o.str(field!("model_version"), &self.model_version);
+        o.str(field!("policy_version"), &self.policy_version);
+        o.explanation(field!("explanation"), &self.explanation);
+        o.i64(field!("routed_at"), self.routed_at);
+        o.opt_i64(field!("sla_deadline"), self.sla_deadline);
+        o.str(field!("event_format"), self.event_format.as_str());
+        o.raw(field!("event"), event);
         o.end();
     }
 }
@@ -344,28 +352,28 @@ impl ResolvedEvent<'_, ()> {
     /// Appends the JSON encoding with `event` (JSON text) as the event.
     pub(crate) fn lay_json(&self, event: &[u8], out: &mut Vec<u8>) {
         let mut o = Object::begin(out);
-        o.str("event_id", &self.event_id);
-        o.str("queue", self.queue.as_str());
-        o.str("rule", &self.rule);
-        o.str("recommendation", self.recommendation.as_str());
-        o.opt_str("action", self.action.map(ReviewAction::as_str));
-        o.str("outcome", self.outcome.as_str());
-        o.str("actor", &self.actor);
-        o.opt_str("actor_role", self.actor_role.as_deref());
-        o.str("rationale", &self.rationale);
-        o.opt_str("second_signoff", self.second_signoff.as_deref());
-        o.bool("overridden", self.overridden);
-        o.i64("review_latency_ms", self.review_latency_ms);
-        o.bool("sla_met", self.sla_met);
-        o.i64("tier", i64::from(self.tier));
-        o.i64("decided_at", self.decided_at);
-        o.bool("rollback", self.rollback);
-        o.f64("risk_score", self.risk_score);
-        o.f64("confidence", self.confidence);
-        o.str("policy_version", &self.policy_version);
-        o.str("model_version", &self.model_version);
-        o.str("event_format", self.event_format.as_str());
-        o.raw("event", event);
+        o.str(field!("event_id"), &self.event_id);
+        o.str(field!("queue"), self.queue.as_str());
+        o.str(field!("rule"), &self.rule);
+        o.str(field!("recommendation"), self.recommendation.as_str());
+        o.opt_str(field!("action"), self.action.map(ReviewAction::as_str));
+        o.str(field!("outcome"), self.outcome.as_str());
+        o.str(field!("actor"), &self.actor);
+        o.opt_str(field!("actor_role"), self.actor_role.as_deref());
+        o.str(field!("rationale"), &self.rationale);
+        o.opt_str(field!("second_signoff"), self.second_signoff.as_deref());
+        o.bool(field!("overridden"), self.overridden);
+        o.i64(field!("review_latency_ms"), self.review_latency_ms);
+        o.bool(field!("sla_met"), self.sla_met);
+        o.i64(field!("tier"), i64::from(self.tier));
+        o.i64(field!("decided_at"), self.decided_at);
+        o.bool(field!("rollback"), self.rollback);
+        o.f64(field!("risk_score"), self.risk_score);
+        o.f64(field!("confidence"), self.confidence);
+        o.str(field!("policy_version"), &self.policy_version);
+        o.str(field!("model_version"), &self.model_version);
+        o.str(field!("event_format"), self.event_format.as_str());
+        o.raw(field!("event"), event);
         o.end();
     }
 }
