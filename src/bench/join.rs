@@ -10,8 +10,8 @@
 //! decisions the join has consumed; a join that keeps up shows a lag bounded by the rate times
 //! one produce-and-fetch round trip, as large at the end of the phase as at its start.
 
+use super::machine::{cpu_by_thread, cpu_spent_since, MachineShare, Mark, Spent};
 use crate::synth::{send_waiting, Mix, PaymentGenerator};
-use cpu_time::ProcessTime;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use serde::Serialize;
 use std::borrow::Cow;
@@ -49,13 +49,15 @@ pub struct JoinPhase {
     pub cpu_seconds_per_million: f64,
     /// The same by thread group (librdkafka's threads, the review join, the audit chainer…).
     pub cpu_by_thread: Vec<(String, f64)>,
+    /// How busy the box was, and how much of it went to other processes.
+    pub machine: Option<MachineShare>,
 }
 
 impl JoinPhase {
     /// The phase's figures on one line.
     pub fn figures(&self) -> String {
         format!(
-            "{} decisions offered at {:.0}/s (asked {}/s), joined at {:.0}/s, {:.1} CPU s per M; lag max {} (first half) / {} (second half), {} at the end of production, drained {:.0} ms later (warm-up {:.0} ms)",
+            "{} decisions offered at {:.0}/s (asked {}/s), joined at {:.0}/s, {:.1} CPU s per M; lag max {} (first half) / {} (second half), {} at the end of production, drained {:.0} ms later (warm-up {:.0} ms); {}",
             self.decisions,
             self.offered_per_second,
             self.target_rate,
@@ -66,6 +68,7 @@ impl JoinPhase {
             self.lag_at_end,
             self.drain_ms,
             self.warm_up_ms,
+            MachineShare::figures(self.machine.as_ref()),
         )
     }
 }
@@ -144,17 +147,17 @@ pub async fn measure(
 
     let total = ids.len() as u64;
     let timed = total - warm_up as u64;
-    let (t0, c0, threads_before) = (Instant::now(), ProcessTime::now(), super::cpu_by_thread());
+    let (t0, start, threads_before) = (Instant::now(), Mark::now(), cpu_by_thread());
     let producing = produce_range(warm_up..ids.len(), rate);
     let mut samples: Vec<(f64, u64)> = Vec::new();
     // When the last decision was consumed, if that came before the producer's final flush.
-    let mut all_joined: Option<(Duration, Duration)> = None;
+    let mut all_joined: Option<Spent> = None;
     while !producing.is_finished() && !shutdown.is_cancelled() {
         let consumed = joined();
         let lag = sent.load(Ordering::Relaxed).saturating_sub(consumed);
         samples.push((t0.elapsed().as_secs_f64(), lag));
         if consumed >= total && all_joined.is_none() {
-            all_joined = Some((t0.elapsed(), c0.elapsed()));
+            all_joined = Some(start.spent());
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -162,25 +165,26 @@ pub async fn measure(
     let produced_at = Instant::now();
     let lag_at_end = total.saturating_sub(joined());
     wait_joined(total).await;
-    let (wall, cpu) = all_joined.unwrap_or_else(|| (t0.elapsed(), c0.elapsed()));
+    let spent = all_joined.unwrap_or_else(|| start.spent());
     let drain_ms = produced_at.elapsed().as_secs_f64() * 1e3;
     let half = production.as_secs_f64() / 2.0;
     let max_lag =
         |first: bool| samples.iter().filter(|(t, _)| (*t < half) == first).map(|(_, lag)| *lag).max().unwrap_or(0);
     let timed_joined = joined().min(total).saturating_sub(warm_up as u64);
-    let cpu_by_thread = super::cpu_spent_since(&threads_before, timed);
+    let cpu_by_thread = cpu_spent_since(&threads_before, timed);
     Ok(JoinPhase {
         decisions: timed,
         warm_up_ms,
         target_rate: rate,
         offered_per_second: timed as f64 / production.as_secs_f64().max(1e-9),
-        joined_per_second: timed_joined as f64 / wall.as_secs_f64().max(1e-9),
+        joined_per_second: timed_joined as f64 / spent.wall.as_secs_f64().max(1e-9),
         lag_max_first_half: max_lag(true),
         lag_max_second_half: max_lag(false),
         lag_at_end,
         drain_ms,
-        cpu_seconds_per_million: cpu.as_secs_f64() * 1e6 / timed.max(1) as f64,
+        cpu_seconds_per_million: spent.cpu.as_secs_f64() * 1e6 / timed.max(1) as f64,
         cpu_by_thread,
+        machine: spent.machine,
     })
 }
 

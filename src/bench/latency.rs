@@ -3,6 +3,7 @@
 //! consume → produce copy fed at the same rate on the same broker: what the broker and the
 //! client take at that rate with no router in between.
 
+use super::machine::MachineShare;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::{Message, Timestamp};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -22,6 +23,9 @@ pub struct Latency {
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     pub max_ms: Option<f64>,
+    /// How busy the box was while the input was offered, and how much of it went to other
+    /// processes (set by the harness, which times the offer).
+    pub machine: Option<MachineShare>,
 }
 
 impl Latency {
@@ -29,12 +33,13 @@ impl Latency {
     pub fn figures(&self) -> String {
         let ms = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), |x| format!("{x:.2} ms"));
         format!(
-            "{} samples, {} timestamps: p50 {}  p99 {}  max {}",
+            "{} samples, {} timestamps: p50 {}  p99 {}  max {}; {}",
             self.samples,
             self.timestamps,
             ms(self.p50_ms),
             ms(self.p99_ms),
-            ms(self.max_ms)
+            ms(self.max_ms),
+            MachineShare::figures(self.machine.as_ref())
         )
     }
 }
@@ -100,6 +105,7 @@ pub fn measure(
         p50_ms: pct(0.5),
         p99_ms: pct(0.99),
         max_ms: samples.last().copied(),
+        machine: None,
     })
 }
 

@@ -20,20 +20,22 @@
 //!    the latency the broker and the client give at that rate with no router in between.
 //!
 //! It prints a table (events/s, ratios to both baselines, CPU seconds per million events, RSS,
-//! latency percentiles) and can write it as JSON. Figures are measured, never asserted.
+//! latency percentiles, and per phase how busy the box was and how much of it went to other
+//! processes, such as a broker beside the harness: [`machine`]) and can write it as JSON.
+//! Figures are measured, never asserted.
 
 pub mod join;
 pub mod join_records;
 pub mod latency;
+pub mod machine;
 pub mod records;
 
 use crate::synth::{produce, send_waiting, Load, Mix};
-use cpu_time::ProcessTime;
+use machine::{cpu_by_thread, cpu_spent_since, rss_mib, MachineShare, Mark, Spent};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use serde::Serialize;
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -73,6 +75,8 @@ pub struct Phase {
     pub events_per_second: f64,
     pub cpu_seconds_per_million: f64,
     pub rss_mib: f64,
+    /// How busy the box was, and how much of it went to other processes.
+    pub machine: Option<MachineShare>,
 }
 
 /// The run's figures.
@@ -107,22 +111,28 @@ pub struct Report {
 impl Report {
     pub fn table(&self) -> String {
         let row = |p: &Phase, ratio: f64| {
+            let (busy, others) = p.machine.map_or_else(
+                || ("—".to_owned(), "—".to_owned()),
+                |m| (format!("{:.0}%", 100.0 * m.busy), format!("{:.2}", m.other_processes_cores)),
+            );
             format!(
-                "{:<14} {:>10} {:>12.0} {:>8.2} {:>14.1} {:>9.0}\n",
-                p.name, p.events, p.events_per_second, ratio, p.cpu_seconds_per_million, p.rss_mib
+                "{:<14} {:>10} {:>12.0} {:>8.2} {:>14.1} {:>9.0} {:>9} {:>16}\n",
+                p.name, p.events, p.events_per_second, ratio, p.cpu_seconds_per_million, p.rss_mib, busy, others
             )
         };
         let threads: Vec<String> =
             self.router_cpu_by_thread.iter().map(|(name, cpu)| format!("{name} {cpu:.1}")).collect();
         let j = &self.join;
         format!(
-            "{:<14} {:>10} {:>12} {:>8} {:>14} {:>9}\n{}{}{}router over same records: {:.2} (same records per event: routed {} B, audit {} B, changelog {} B for {:.1}% of events)\nrouter CPU s per M events by thread: {}\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {}\npass-through latency at the same rate, {}\n\njoin: {}\njoin CPU s per M decisions by thread: {}\njoin, same records: {} (resolved {} B, state {} B, audit {} B per decision)\njoin over same records: {:.2}\n",
+            "{:<14} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>16}\n{}{}{}router over same records: {:.2} (same records per event: routed {} B, audit {} B, changelog {} B for {:.1}% of events)\nrouter CPU s per M events by thread: {}\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {}\npass-through latency at the same rate, {}\n\njoin: {}\njoin CPU s per M decisions by thread: {}\njoin, same records: {} (resolved {} B, state {} B, audit {} B per decision)\njoin over same records: {:.2}\n",
             "phase",
             "events",
             "events/s",
             "ratio",
             "CPU s / M ev",
             "RSS MiB",
+            "box busy",
+            "others (cores)",
             row(&self.pass_through, 1.0),
             row(&self.same_records, self.same_records.events_per_second / self.pass_through.events_per_second.max(1e-9)),
             row(&self.router, self.ratio),
@@ -147,70 +157,16 @@ impl Report {
     }
 }
 
-/// Resident set size of this process (MiB), from /proc.
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").trim().to_owned()))
-        })
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-/// CPU seconds used so far by this process's live threads, by thread group (from /proc; Linux's
-/// clock tick of 100 Hz).
-fn cpu_by_thread() -> HashMap<String, f64> {
-    let mut out: HashMap<String, f64> = HashMap::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return out };
-    for task in tasks.flatten() {
-        let dir = task.path();
-        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default().trim().to_owned();
-        let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else { continue };
-        // Fields after the parenthesised name: state is the first, utime the 12th, stime the 13th.
-        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-        let group = if name.starts_with("rdk:") {
-            "librdkafka"
-        } else if name.contains("poll") {
-            // rdkafka's ThreadedProducer thread: it runs the delivery callbacks.
-            "delivery callbacks"
-        } else if name.starts_with("tollgate-") {
-            name.as_str()
-        } else if name.starts_with("tokio") {
-            "tokio"
-        } else {
-            "other"
-        };
-        *out.entry(group.to_owned()).or_default() += (ticks(11) + ticks(12)) / 100.0;
-    }
-    out
-}
-
-/// CPU seconds per million `units` spent since `before` (a [`cpu_by_thread`] reading), by thread
-/// group, largest first.
-fn cpu_spent_since(before: &HashMap<String, f64>, units: u64) -> Vec<(String, f64)> {
-    let mut spent: Vec<(String, f64)> = cpu_by_thread()
-        .into_iter()
-        .map(|(group, after)| {
-            let seconds = (after - before.get(&group).copied().unwrap_or(0.0)).max(0.0);
-            (group, seconds * 1e6 / units.max(1) as f64)
-        })
-        .collect();
-    spent.sort_by(|a, b| b.1.total_cmp(&a.1));
-    spent
-}
-
-fn phase(name: &str, events: u64, wall: Duration, cpu: Duration) -> Phase {
-    let seconds = wall.as_secs_f64().max(1e-9);
+fn phase(name: &str, events: u64, spent: Spent) -> Phase {
+    let seconds = spent.wall.as_secs_f64().max(1e-9);
     Phase {
         name: name.to_owned(),
         events,
         seconds,
         events_per_second: events as f64 / seconds,
-        cpu_seconds_per_million: cpu.as_secs_f64() * 1e6 / events.max(1) as f64,
+        cpu_seconds_per_million: spent.cpu.as_secs_f64() * 1e6 / events.max(1) as f64,
         rss_mib: rss_mib(),
+        machine: spent.machine,
     }
 }
 
@@ -345,6 +301,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     };
     let brokers = options.brokers.clone();
     let stop = shutdown.clone();
+    let offer = Mark::now();
     let producing = {
         let load = load.clone();
         tokio::task::spawn_blocking(move || produce(&brokers, &load, &stop, |_| {}))
@@ -352,6 +309,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     let target = options.events + latency_events;
     wait_until(|| handled(&telemetry) >= target, Duration::from_secs(options.latency_seconds + 120), &shutdown).await;
     producing.await??;
+    let latency_machine = offer.spent().machine;
 
     let ids = {
         let (config, events, seed, limit) = (config.clone(), options.events, options.seed, options.decisions);
@@ -389,13 +347,16 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         wait_until(|| ready.load(Ordering::Relaxed), Duration::from_secs(60), &shutdown).await;
         let load = Load { prefix: "pass".into(), ..load.clone() };
         let (brokers, stop) = (options.brokers.clone(), shutdown.clone());
+        let offer = Mark::now();
         tokio::task::spawn_blocking(move || produce(&brokers, &load, &stop, |_| {})).await??;
+        let machine = offer.spent().machine;
         copying.await??;
         let config = config.clone();
-        tokio::task::spawn_blocking(move || {
+        let measured = tokio::task::spawn_blocking(move || {
             latency::measure(&config, &config.kafka.input_topic, &[&live_copy], "pass-", rate)
         })
-        .await??
+        .await??;
+        latency::Latency { machine, ..measured }
     };
     let latency = {
         let config = config.clone();
@@ -404,7 +365,8 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
             let routed = [&*t.auto_commit, &*t.async_review, &*t.sync_review, &*t.auto_reject];
             latency::measure(&config, &config.kafka.input_topic, &routed, "live-", rate)
         })
-        .await??
+        .await?
+        .map(|measured| latency::Latency { machine: latency_machine, ..measured })?
     };
     Ok(Report {
         events: options.events,
@@ -458,7 +420,7 @@ fn pass_through(
     }
     ready.store(true, Ordering::Relaxed);
     let mut copied = 0u64;
-    let mut started: Option<(Instant, ProcessTime)> = None;
+    let mut started: Option<Mark> = None;
     let (deadline, mut last) = (Instant::now() + Duration::from_secs(600), Instant::now());
     while copied < copy.events && Instant::now() < deadline && !stop.is_cancelled() {
         if copy.live && started.is_some() && last.elapsed() > Duration::from_secs(5) {
@@ -467,7 +429,7 @@ fn pass_through(
         let Some(m) = consumer.poll(Duration::from_millis(100)) else { continue };
         let m = m?;
         last = Instant::now();
-        started.get_or_insert_with(|| (Instant::now(), ProcessTime::now()));
+        started.get_or_insert_with(Mark::now);
         let mut record = BaseRecord::<[u8], [u8]>::to(copy.to).payload(m.payload().unwrap_or_default());
         if let Some(k) = m.key() {
             record = record.key(k);
@@ -476,8 +438,7 @@ fn pass_through(
         copied += 1;
     }
     producer.flush(Duration::from_secs(60))?;
-    let (wall, cpu) = started.map_or((Duration::ZERO, Duration::ZERO), |(w, c)| (w.elapsed(), c.elapsed()));
-    Ok(phase("pass-through", copied, wall, cpu))
+    Ok(phase("pass-through", copied, started.map(|m| m.spent()).unwrap_or_default()))
 }
 
 /// Starts the router on the preloaded input and measures it until every event is routed; the
@@ -501,12 +462,12 @@ async fn route(
     let limit = Duration::from_secs(600);
     // Measured from the first event routed (the consumer group's join is not routing).
     wait_until(|| handled(&telemetry) > 0, limit, shutdown).await;
-    let (first, t0, c0) = (handled(&telemetry), Instant::now(), ProcessTime::now());
+    let (first, start) = (handled(&telemetry), Mark::now());
     wait_until(|| handled(&telemetry) >= events, limit, shutdown).await;
     // Done when the audit trail has caught up too: every event's audit record chained.
     wait_until(|| telemetry.audit_chained_count() >= events, limit, shutdown).await;
     let routed = handled(&telemetry);
-    Ok((phase("router", routed - first, t0.elapsed(), c0.elapsed()), telemetry, stop, handle))
+    Ok((phase("router", routed - first, start.spent()), telemetry, stop, handle))
 }
 
 /// Events the router has finished with: routed on any route, or dead-lettered.

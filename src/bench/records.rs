@@ -21,9 +21,9 @@
 //! must write two to three records per event (routed, chained audit, for one in six a changelog
 //! entry), plus a share of an intake batch, where the pass-through writes one.
 
+use super::machine::Mark;
 use super::{phase, Phase};
 use crate::synth::{send_waiting, Mix, PaymentGenerator};
-use cpu_time::ProcessTime;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -100,7 +100,7 @@ pub fn run(
     stop: &CancellationToken,
 ) -> anyhow::Result<Phase> {
     let chained = Arc::new(AtomicU64::new(0));
-    let started: Arc<std::sync::OnceLock<(Instant, ProcessTime)>> = Arc::default();
+    let started: Arc<std::sync::OnceLock<Mark>> = Arc::default();
     let deadline = Instant::now() + LIMIT;
     let done = stop.child_token();
     std::thread::scope(|s| -> anyhow::Result<Phase> {
@@ -109,13 +109,12 @@ pub fn run(
         let read = s.spawn(|| read_copies(config, topics, &done));
         let chain_result = chain.join().map_err(|_| anyhow::anyhow!("the chain stage panicked"))?;
         // Stage 2 is last: once it is done (or failed), the others stop too.
-        let wall_cpu = started.get().map(|(w, c)| (w.elapsed(), c.elapsed()));
+        let spent = started.get().map(Mark::spent);
         done.cancel();
         copy.join().map_err(|_| anyhow::anyhow!("the copy stage panicked"))??;
         read.join().map_err(|_| anyhow::anyhow!("the read stage panicked"))??;
         chain_result?;
-        let (wall, cpu) = wall_cpu.unwrap_or_default();
-        Ok(phase("same records", chained.load(Ordering::Acquire), wall, cpu))
+        Ok(phase("same records", chained.load(Ordering::Acquire), spent.unwrap_or_default()))
     })
 }
 
@@ -125,7 +124,7 @@ fn copy_input(
     topics: &Topics,
     shape: Shape,
     events: u64,
-    started: &std::sync::OnceLock<(Instant, ProcessTime)>,
+    started: &std::sync::OnceLock<Mark>,
     deadline: Instant,
     done: &CancellationToken,
 ) -> anyhow::Result<()> {
@@ -140,7 +139,7 @@ fn copy_input(
         while polled < config.processing.batch_size && copied < events {
             let Some(m) = consumer.poll(wait) else { break };
             let m = m?;
-            started.get_or_init(|| (Instant::now(), ProcessTime::now()));
+            started.get_or_init(Mark::now);
             let key = m.key().unwrap_or_default();
             send_waiting(&producer, BaseRecord::to(&topics.routed).key(key).payload(routed.as_slice()), done)?;
             gathered.add(&producer, key, &audit, done)?;
