@@ -68,3 +68,10 @@ pub(crate) fn audit_records() -> Vec<AuditRecord<'static>> {
     }
     records
 }
+
+/// `record`'s Avro datum, as the audit intake carries it.
+pub(crate) fn avro_datum(record: &AuditRecord<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    record.write_intake(&mut out);
+    out
+}

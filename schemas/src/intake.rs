@@ -96,13 +96,7 @@ impl<'a> AuditRecord<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures;
-
-    fn datum(record: &AuditRecord<'_>) -> Vec<u8> {
-        let mut out = Vec::new();
-        record.write_intake(&mut out);
-        out
-    }
+    use crate::fixtures::{self, avro_datum as datum};
 
     #[test]
     fn a_batch_is_an_avro_array_of_audit_records_read_back_in_order() {

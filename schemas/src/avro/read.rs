@@ -172,13 +172,7 @@ impl<'a> AuditRecord<'a> {
 mod tests {
     use super::*;
     use crate::codec::RecordFormat;
-    use crate::fixtures;
-
-    fn laid(record: &AuditRecord<'_>) -> Vec<u8> {
-        let mut out = Vec::new();
-        record.lay_avro(&mut out);
-        out
-    }
+    use crate::fixtures::{self, avro_datum as laid};
 
     /// A record read back, re-encoded (records holding NaN do not compare equal).
     type Read = Option<Vec<u8>>;
