@@ -220,7 +220,6 @@ fn first_flagged(x: u64) -> Option<usize> {
 /// of every record the router reads and writes.
 #[inline]
 pub fn first_escape(bytes: &[u8]) -> Option<usize> {
-    let first = first_flagged;
     let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or_default());
     let half = |at: usize| u64::from(u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or_default()));
     let n = bytes.len();
@@ -231,7 +230,7 @@ pub fn first_escape(bytes: &[u8]) -> Option<usize> {
         8.. => {
             let mut at = 0;
             while at + 8 <= n {
-                if let Some(i) = first(word(at)) {
+                if let Some(i) = first_flagged(word(at)) {
                     return Some(at + i);
                 }
                 at += 8;
@@ -239,10 +238,10 @@ pub fn first_escape(bytes: &[u8]) -> Option<usize> {
             if at == n {
                 None
             } else {
-                first(word(n - 8)).map(|i| n - 8 + i)
+                first_flagged(word(n - 8)).map(|i| n - 8 + i)
             }
         }
-        4..=7 => match first(half(0) | half(n - 4) << 32) {
+        4..=7 => match first_flagged(half(0) | half(n - 4) << 32) {
             Some(i) if i < 4 => Some(i),
             Some(i) => Some(i + n - 8),
             None => None,
