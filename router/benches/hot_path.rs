@@ -163,8 +163,7 @@ fn parse_only(events: &[Vec<u8>]) -> usize {
 }
 
 /// The JSON case's audit records, as the routing loop gathers them into an intake batch.
-fn intake_batch(now: SystemTime) -> AuditBatch {
-    let case = cases().into_iter().next().unwrap();
+fn intake_batch(case: &Case, now: SystemTime) -> AuditBatch {
     let mut out = Output::default();
     let mut batch = AuditBatch::default();
     for (i, e) in case.events.iter().enumerate() {
@@ -175,10 +174,10 @@ fn intake_batch(now: SystemTime) -> AuditBatch {
     batch
 }
 
-/// The audit chainer's work on one intake batch of `records` audit records: decode it, then
-/// link and encode each record into `buf`. Returns the records chained.
+/// The audit chainer's work on one intake batch: decode it, then link and encode each record
+/// into `buf`. Returns the records chained.
 #[inline(never)]
-fn chain_link(batch: &[u8], records: usize, buf: &mut Vec<u8>) -> usize {
+fn chain_link(batch: &[u8], buf: &mut Vec<u8>) -> usize {
     let mut prev = GENESIS.to_owned();
     let mut chained = 0;
     for (seq, mut record) in AuditRecord::read_batch(batch).unwrap().into_iter().enumerate() {
@@ -186,7 +185,6 @@ fn chain_link(batch: &[u8], records: usize, buf: &mut Vec<u8>) -> usize {
         prev = record.seal_and_write(seq as i64, &prev, RecordFormat::Json, buf).unwrap();
         chained += 1;
     }
-    assert_eq!(chained, records);
     chained
 }
 
@@ -209,7 +207,10 @@ fn bench(c: &mut Criterion) {
     let now = SystemTime::now();
     // `HOT_PATH_CASE=avro_field` keeps one case (for counting its instructions under callgrind).
     let only = std::env::var("HOT_PATH_CASE").ok();
-    let cases: Vec<Case> = cases().into_iter().filter(|c| only.as_deref().is_none_or(|o| o == c.name)).collect();
+    let all = cases();
+    // The chainer's case reads the JSON case's audit records, whichever cases run.
+    let batch = only.as_deref().is_none_or(|o| o == "audit_chain_link").then(|| intake_batch(&all[0], now));
+    let cases: Vec<Case> = all.into_iter().filter(|c| only.as_deref().is_none_or(|o| o == c.name)).collect();
     let mut json_field_ns = None;
     for case in &cases {
         let mut out = Output::default();
@@ -267,17 +268,16 @@ fn bench(c: &mut Criterion) {
     // The audit chainer's work per record, on the JSON case's audit records gathered in one
     // intake batch: decode the batch (Avro), link each record (SHA-256 of its canonical JSON)
     // and encode it for the audit topic (JSON).
-    if only.as_deref().is_none_or(|o| o == "audit_chain_link") {
-        let batch = intake_batch(now);
+    if let Some(batch) = batch {
         let records = batch.records();
         let mut buf = Vec::new();
-        assert_eq!(chain_link(batch.as_bytes(), records, &mut buf), records);
+        assert_eq!(chain_link(batch.as_bytes(), &mut buf), records);
         let ns = cpu_per_event(500, records, || {
-            chain_link(batch.as_bytes(), records, &mut buf);
+            chain_link(batch.as_bytes(), &mut buf);
         });
         println!("{:<16} the audit chainer's work per audit record   CPU {ns:>6.0} ns/record", "audit_chain_link");
         group.throughput(Throughput::Elements(records as u64));
-        group.bench_function("audit_chain_link", |b| b.iter(|| chain_link(batch.as_bytes(), records, &mut buf)));
+        group.bench_function("audit_chain_link", |b| b.iter(|| chain_link(batch.as_bytes(), &mut buf)));
     }
     group.finish();
 }

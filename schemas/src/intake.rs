@@ -14,7 +14,7 @@
 //! array encoding that lets a record be appended without knowing how many will follow.
 
 use crate::audit::AuditRecord;
-use crate::avro::read::Datum;
+use crate::avro::read::{malformed, Datum};
 use crate::codec::{CodecError, Contract, AUDIT_RECORD_AVSC};
 use apache_avro::Schema;
 
@@ -88,7 +88,7 @@ impl<'a> AuditRecord<'a> {
         })?;
         match datum.left() {
             0 => Ok(records),
-            left => Err(CodecError::AvroRead(serde::de::Error::custom(format!("{left} bytes follow the datum")))),
+            left => Err(malformed(&format!("{left} bytes follow the datum"))),
         }
     }
 }

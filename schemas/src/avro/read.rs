@@ -17,7 +17,8 @@ pub(crate) struct Datum<'a> {
     rest: &'a [u8],
 }
 
-fn malformed(what: &str) -> CodecError {
+/// A datum that is not what the layout says, with what was wrong.
+pub(crate) fn malformed(what: &str) -> CodecError {
     CodecError::AvroRead(serde::de::Error::custom(what))
 }
 
