@@ -118,12 +118,42 @@ impl FieldValue<'_> {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EventFields<'a> {
     values: Vec<FieldValue<'a>>,
+    /// Per field: a number's text as the JSON input wrote it (empty when there is none), so
+    /// the audit snapshot copies it instead of formatting the number again.
+    number_texts: Vec<&'a str>,
+    /// The JSON input's text the number texts are read from (empty for other inputs).
+    input: &'a str,
 }
 
 impl<'a> EventFields<'a> {
     /// Builds the fields from values in registry order.
     pub fn from_values(values: Vec<FieldValue<'a>>) -> Self {
-        EventFields { values }
+        let number_texts = vec![""; values.len()];
+        EventFields { values, number_texts, input: "" }
+    }
+
+    /// The text of number field `id` as the input wrote it, when the input is JSON text.
+    pub fn number_text(&self, id: FieldId) -> Option<&'a str> {
+        self.number_texts.get(id.0).copied().filter(|t| !t.is_empty())
+    }
+
+    /// The JSON input's text, whose numbers keep their text (empty for other inputs).
+    #[inline]
+    pub(crate) fn input(&self) -> &'a str {
+        self.input
+    }
+
+    /// Makes `text` the JSON input's text the number texts are read from.
+    pub(crate) fn set_input(&mut self, text: &'a str) {
+        self.input = text;
+    }
+
+    /// Sets number field `id` (an index in registry order), with its text when the input has
+    /// it.
+    #[inline]
+    pub(crate) fn set_number(&mut self, id: usize, value: f64, text: Option<&'a str>) {
+        self.values[id] = FieldValue::Number(value);
+        self.number_texts[id] = text.unwrap_or_default();
     }
 
     /// The value of field `id`.
@@ -131,27 +161,39 @@ impl<'a> EventFields<'a> {
         self.values.get(id.0).unwrap_or(&FieldValue::Missing)
     }
 
+    /// Makes every field missing again.
+    pub(crate) fn reset(&mut self) {
+        self.values.fill(FieldValue::Missing);
+        self.number_texts.fill("");
+    }
+
     /// Sets field `id` (an index in registry order).
+    #[inline]
     pub(crate) fn set(&mut self, id: usize, value: FieldValue<'a>) {
         self.values[id] = value;
+        // A key repeated in the input may have set a number here before.
+        self.number_texts[id] = "";
     }
 }
 
-/// The vector of an event's fields, kept between events so that decoding one allocates none.
+/// The vectors of an event's fields, kept between events so that decoding one allocates none.
 #[derive(Debug, Default)]
-pub struct FieldBuffer(Vec<FieldValue<'static>>);
+pub struct FieldBuffer(Vec<FieldValue<'static>>, Vec<&'static str>);
 
 impl FieldBuffer {
-    /// `count` missing fields, for an event borrowing from its own record, in the kept vector.
+    /// `count` missing fields, for an event borrowing from its own record, in the kept vectors.
     pub(crate) fn take<'a>(&mut self, count: usize) -> EventFields<'a> {
         let mut values = recycle(std::mem::take(&mut self.0));
         values.resize(count, FieldValue::Missing);
-        EventFields { values }
+        let mut number_texts = recycle(std::mem::take(&mut self.1));
+        number_texts.resize(count, "");
+        EventFields { values, number_texts, input: "" }
     }
 
-    /// Keeps the vector of an event's fields for the next event.
+    /// Keeps the vectors of an event's fields for the next event.
     pub(crate) fn put_back(&mut self, fields: EventFields<'_>) {
         self.0 = recycle(fields.values);
+        self.1 = recycle(fields.number_texts);
     }
 
     /// The kept vector's capacity (for tests).

@@ -14,7 +14,7 @@ use crate::audit::AuditRecord;
 use crate::decision::ReviewDecision;
 use crate::gateway::CaseGate;
 use crate::review::{EscalationRecord, PendingChange, ResolvedEvent};
-use crate::routed::{AvroBytes, RoutedRecord};
+use crate::routed::{AvroBytes, RoutedRecord, ScoreTexts};
 use apache_avro::Schema;
 use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
@@ -207,7 +207,15 @@ impl RoutedRecord<'_, ()> {
     /// JSON text (the router embeds the input record it has just validated): nothing here
     /// checks it again, which is the point.
     pub fn write_json_with_event(&self, event: &str, out: &mut Vec<u8>) {
-        self.lay_json(event.as_bytes(), out);
+        self.lay_json(event.as_bytes(), ScoreTexts::default(), out);
+    }
+
+    /// As [`RoutedRecord::write_json_with_event`], with the risk score and confidence written
+    /// as `scores` gives them: the text the input wrote each as, when they were read from a
+    /// JSON input. Each must be a JSON number whose value is the record's (unchecked, as the
+    /// event is).
+    pub fn write_json_with_event_and_scores(&self, event: &str, scores: ScoreTexts<'_>, out: &mut Vec<u8>) {
+        self.lay_json(event.as_bytes(), scores, out);
     }
 }
 

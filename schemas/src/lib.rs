@@ -36,4 +36,4 @@ pub use gateway::{CaseGate, Claim, PendingSignoff, SignoffAction};
 pub use review::{ChangeState, EscalationRecord, PendingChange, ResolvedEvent, ReviewOutcome};
 pub use route::Route;
 pub use routed::AvroBytes;
-pub use routed::{Contribution, EventFormat, RoutedRecord};
+pub use routed::{Contribution, EventFormat, RoutedRecord, ScoreTexts};

@@ -15,6 +15,15 @@ pub struct Contribution<'a> {
     pub contribution: f64,
 }
 
+/// The risk score and confidence of a routed record as an input wrote them (JSON number text),
+/// when they were read from it: a JSON record then copies them instead of formatting the
+/// numbers again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScoreTexts<'a> {
+    pub risk: Option<&'a str>,
+    pub confidence: Option<&'a str>,
+}
+
 /// How the original event inside a routed record is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

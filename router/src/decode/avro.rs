@@ -64,12 +64,10 @@ impl AvroInput {
             JsonOut { text, non_finite: false }
         });
         let mut state = DeserializerState::from_slice(datum, &self.schema);
-        let (tree, node) = (&self.tree, Some(0));
+        let tree = &self.tree;
         let walked = match json.as_mut() {
-            Some(out) => {
-                Extract::<true> { tree, node, fields: &mut fields, out: Some(out) }.deserialize(state.deserializer())
-            }
-            None => Extract::<false> { tree, node, fields: &mut fields, out: None }.deserialize(state.deserializer()),
+            Some(out) => Extract::<true>::record(tree, &mut fields, Some(out)).deserialize(state.deserializer()),
+            None => Extract::<false>::record(tree, &mut fields, None).deserialize(state.deserializer()),
         };
         walked.map_err(|e| {
             Rejection::new(RejectReason::AvroDecode, format!("does not decode with the configured schema: {e}"))

@@ -11,7 +11,7 @@ use crate::fields::{EventFields, FieldRegistry, FieldValue};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::fmt;
-use tollgate_schemas::json::{write_number, write_str};
+use tollgate_schemas::json::{number_len, write_number, write_str};
 
 /// The registered paths as a tree of map keys, so a walk follows only the keys that lead to a
 /// registered path, looking each up once.
@@ -51,8 +51,15 @@ impl PathTree {
     }
 
     /// The node below `node` by `key`.
-    fn child(&self, node: usize, key: &str) -> Option<usize> {
+    #[inline]
+    pub(super) fn child(&self, node: usize, key: &str) -> Option<usize> {
         self.nodes[node].children.get(key)
+    }
+
+    /// The fields whose path ends at `node`.
+    #[inline]
+    pub(super) fn ends(&self, node: usize) -> &[usize] {
+        &self.nodes[node].ends
     }
 }
 
@@ -85,9 +92,37 @@ pub struct Extract<'r, 'v, 'o, 'de, const WRITE: bool> {
     pub node: Option<usize>,
     pub fields: &'v mut EventFields<'de>,
     pub out: Option<&'o mut JsonOut>,
+    /// For the value of a map key read straight from a JSON input's text (the fields' input),
+    /// the offset just past that key, where the number's text is found; 0 otherwise.
+    key_end: usize,
+}
+
+impl<'r, 'v, 'o, 'de, const WRITE: bool> Extract<'r, 'v, 'o, 'de, WRITE> {
+    /// The walker of a whole record, reading the registered fields into `fields` (and, with
+    /// `WRITE`, its JSON form into `out`).
+    pub fn record(tree: &'r PathTree, fields: &'v mut EventFields<'de>, out: Option<&'o mut JsonOut>) -> Self {
+        Extract { tree, node: Some(0), fields, out, key_end: 0 }
+    }
 }
 
 impl<'de, const WRITE: bool> Extract<'_, '_, '_, 'de, WRITE> {
+    /// Sets every number field whose path ends here, with the number's text when the input
+    /// has one.
+    fn set_number(&mut self, value: f64) {
+        let Some(node) = self.node else { return };
+        let ends = self.tree.nodes[node].ends.as_slice();
+        if ends.is_empty() {
+            return;
+        }
+        let text = match self.key_end {
+            0 => None,
+            at => number_text(self.fields.input(), at),
+        };
+        for &field in ends {
+            self.fields.set_number(field, value, text);
+        }
+    }
+
     /// Sets every field whose path ends here.
     fn set(&mut self, value: FieldValue<'de>) {
         let Some(node) = self.node else { return };
@@ -117,7 +152,13 @@ impl<'de, const WRITE: bool> Extract<'_, '_, '_, 'de, WRITE> {
 
     /// The walker of a value below this one, at `node`.
     fn child(&mut self, node: Option<usize>) -> Extract<'_, '_, '_, 'de, WRITE> {
-        Extract { tree: self.tree, node, fields: self.fields, out: self.out.as_deref_mut() }
+        Extract { tree: self.tree, node, fields: self.fields, out: self.out.as_deref_mut(), key_end: 0 }
+    }
+
+    /// The walker of the value of the map key just read, which ended at input offset `key_end`
+    /// when it was read straight from the JSON input (0 otherwise).
+    fn value(&mut self, node: Option<usize>, key_end: usize) -> Extract<'_, '_, '_, 'de, WRITE> {
+        Extract { key_end, ..self.child(node) }
     }
 }
 
@@ -153,24 +194,22 @@ struct KeySeed<'s, 'r, 'v, 'o, 'de, const WRITE: bool> {
     first: bool,
 }
 
-impl<'de, const WRITE: bool> DeserializeSeed<'de> for KeySeed<'_, '_, '_, '_, '_, WRITE> {
-    type Value = Option<usize>;
+/// The node a key leads to, and the input offset just past the key when it was read straight
+/// from a JSON input's text (0 otherwise).
+type KeyRead = (Option<usize>, usize);
+
+impl<'de, const WRITE: bool> DeserializeSeed<'de> for KeySeed<'_, '_, '_, '_, 'de, WRITE> {
+    type Value = KeyRead;
 
     #[inline]
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<usize>, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<KeyRead, D::Error> {
         deserializer.deserialize_str(self)
     }
 }
 
-impl<'de, const WRITE: bool> Visitor<'de> for KeySeed<'_, '_, '_, '_, '_, WRITE> {
-    type Value = Option<usize>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string key")
-    }
-
+impl<'de, const WRITE: bool> KeySeed<'_, '_, '_, '_, 'de, WRITE> {
     #[inline]
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<Option<usize>, E> {
+    fn read<E: de::Error>(self, key: &str, key_end: usize) -> Result<KeyRead, E> {
         let map = self.map;
         let first = self.first;
         map.write(|out| {
@@ -180,8 +219,48 @@ impl<'de, const WRITE: bool> Visitor<'de> for KeySeed<'_, '_, '_, '_, '_, WRITE>
             write_str(&mut out.text, key);
             out.text.push(b':');
         });
-        Ok(map.node.and_then(|n| map.tree.child(n, key)))
+        Ok((map.node.and_then(|n| map.tree.child(n, key)), key_end))
     }
+}
+
+impl<'de, const WRITE: bool> Visitor<'de> for KeySeed<'_, '_, '_, '_, 'de, WRITE> {
+    type Value = KeyRead;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string key")
+    }
+
+    /// A key borrowed from the input: when that is a JSON input's text, where the key ends is
+    /// known.
+    #[inline]
+    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<KeyRead, E> {
+        let input = self.map.fields.input();
+        let at = (key.as_ptr() as usize).wrapping_sub(input.as_ptr() as usize);
+        let key_end = if at < input.len() && at + key.len() < input.len() { at + key.len() } else { 0 };
+        self.read(key, key_end)
+    }
+
+    #[inline]
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<KeyRead, E> {
+        self.read(key, 0)
+    }
+}
+
+/// The text of the JSON number that follows offset `key_end` (just past a key's last
+/// character): past the key's closing quote, the colon and any whitespace, up to the first
+/// byte that may follow a number. The parser has read a valid number there; `None` if no key
+/// ends at `key_end` or no number starts past it.
+fn number_text(input: &str, key_end: usize) -> Option<&str> {
+    let bytes = input.as_bytes();
+    if bytes.get(key_end) != Some(&b'"') {
+        return None;
+    }
+    let mut start = key_end + 1;
+    while bytes.get(start).is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b':')) {
+        start += 1;
+    }
+    let rest = bytes.get(start..).filter(|rest| matches!(rest.first(), Some(b'-' | b'0'..=b'9')))?;
+    input.get(start..start + number_len(rest))
 }
 
 impl<'de, const WRITE: bool> Visitor<'de> for Extract<'_, '_, '_, 'de, WRITE> {
@@ -196,12 +275,12 @@ impl<'de, const WRITE: bool> Visitor<'de> for Extract<'_, '_, '_, 'de, WRITE> {
         self.set(FieldValue::Other);
         self.write(|o| o.text.push(b'{'));
         let mut first = true;
-        while let Some(next) = map.next_key_seed(KeySeed { map: &mut self, first })? {
+        while let Some((next, key_end)) = map.next_key_seed(KeySeed { map: &mut self, first })? {
             first = false;
             if next.is_none() && !WRITE {
                 map.next_value::<IgnoredAny>()?;
             } else {
-                map.next_value_seed(self.child(next))?;
+                map.next_value_seed(self.value(next, key_end))?;
             }
         }
         self.write(|o| o.text.push(b'}'));
@@ -238,19 +317,19 @@ impl<'de, const WRITE: bool> Visitor<'de> for Extract<'_, '_, '_, 'de, WRITE> {
     }
 
     fn visit_f64<E: de::Error>(mut self, v: f64) -> Result<(), E> {
-        self.set(FieldValue::Number(v));
+        self.set_number(v);
         self.write(|o| o.float(v));
         Ok(())
     }
 
     fn visit_i64<E: de::Error>(mut self, v: i64) -> Result<(), E> {
-        self.set(FieldValue::Number(v as f64));
+        self.set_number(v as f64);
         self.write(|o| write_number(&mut o.text, &v));
         Ok(())
     }
 
     fn visit_u64<E: de::Error>(mut self, v: u64) -> Result<(), E> {
-        self.set(FieldValue::Number(v as f64));
+        self.set_number(v as f64);
         self.write(|o| write_number(&mut o.text, &v));
         Ok(())
     }
@@ -290,5 +369,20 @@ impl<'de, const WRITE: bool> Visitor<'de> for Extract<'_, '_, '_, 'de, WRITE> {
 
     fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         deserializer.deserialize_any(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_number_text_is_found_past_its_key() {
+        let input = r#"{"a":1.5,"b" :	-2e3}"#;
+        assert_eq!(number_text(input, 3), Some("1.5"));
+        assert_eq!(number_text(input, 11), Some("-2e3"), "spaced");
+        assert_eq!(number_text(input, 2), None, "not at a closing quote");
+        assert_eq!(number_text(r#"{"a":"x"}"#, 3), None, "not a number");
+        assert_eq!(number_text(r#"{"a":7"#, 3), Some("7"), "at the end of the input");
     }
 }

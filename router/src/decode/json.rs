@@ -1,13 +1,15 @@
 //! JSON input: one object per record.
 
 use super::extract::{Extract, PathTree};
+use super::scan::{scan, Scan};
 use super::{Body, Decoded};
-use crate::fields::{FieldBuffer, FieldRegistry};
+use crate::fields::{EventFields, FieldBuffer, FieldRegistry};
 use crate::reject::{RejectReason, Rejection};
 use serde::de::DeserializeSeed;
 
 /// Decodes one JSON object in a single pass: the parser validates the whole record while it
-/// reads the registered fields and skips everything else without building a tree.
+/// reads the registered fields and skips everything else without building a tree. Events in
+/// the usual shape take the scan ([`super::scan`]); serde_json reads the others.
 pub(super) fn decode<'a>(
     registry: &FieldRegistry,
     tree: &PathTree,
@@ -23,18 +25,28 @@ pub(super) fn decode<'a>(
         return Err(Rejection::new(RejectReason::MalformedJson, "the event must be a JSON object"));
     }
     let mut fields = buffer.take(registry.paths().len());
-    let mut de = serde_json::Deserializer::from_str(text);
-    Extract::<false> { tree, node: Some(0), fields: &mut fields, out: None }
-        .deserialize(&mut de)
-        .and_then(|()| de.end())
-        .map_err(malformed)?;
+    if scan(tree, text, &mut fields) == Scan::Read {
+        return Ok(Decoded { fields, body: Body::Json(text) });
+    }
+    // Declined: serde_json reads the event from the start, and accepts it or says what is
+    // wrong with it.
+    fields.reset();
+    walk(tree, text, &mut fields).map_err(malformed)?;
     Ok(Decoded { fields, body: Body::Json(text) })
+}
+
+/// Reads the registered fields of the JSON text `text` with serde_json, which checks all of it.
+/// Numbers whose key the input writes without escapes keep their text, as the scan keeps it.
+pub(super) fn walk<'a>(tree: &PathTree, text: &'a str, fields: &mut EventFields<'a>) -> Result<(), serde_json::Error> {
+    fields.set_input(text);
+    let mut de = serde_json::Deserializer::from_str(text);
+    Extract::<false>::record(tree, fields, None).deserialize(&mut de).and_then(|()| de.end())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fields::FieldValue;
+    use crate::fields::{FieldId, FieldValue};
     use std::borrow::Cow;
 
     fn registry() -> FieldRegistry {
@@ -97,6 +109,31 @@ mod tests {
         assert!(matches!(d.fields.get(crate::fields::FieldId(0)), FieldValue::Text(Cow::Borrowed("e1"))));
         assert!(matches!(d.fields.get(crate::fields::FieldId(1)), FieldValue::Text(Cow::Owned(s)) if s == "a\"b"));
         assert!(matches!(d.body, Body::Json(t) if t.starts_with('{') && t.ends_with('}')));
+    }
+
+    /// A number keeps its text as written, wherever the key sits and however it is spaced;
+    /// a number whose key was escaped, or that sits in an array, has its value only. A repeated
+    /// key leaves no stale text behind.
+    #[test]
+    fn numbers_keep_their_input_text() {
+        let mut r = FieldRegistry::default();
+        for p in ["a", "b", "c.d", "e", "f", "g", "h"] {
+            r.register(p).unwrap();
+        }
+        let payload = concat!(
+            r#"{"a" : 12.50 ,"b":-2E+3,"c":{ "d"	:"#,
+            "\n7}",
+            r#","\u0065":1.0,"f":[1.5],"g":3,"g":4.25e-1,"h":1,"\u0068":2}"#
+        );
+        let d = decode(&r, &PathTree::new(&r), payload.as_bytes(), &mut FieldBuffer::default()).unwrap();
+        let at = |i: usize| (d.fields.get(FieldId(i)).clone(), d.fields.number_text(FieldId(i)));
+        assert_eq!(at(0), (FieldValue::Number(12.5), Some("12.50")));
+        assert_eq!(at(1), (FieldValue::Number(-2000.0), Some("-2E+3")));
+        assert_eq!(at(2), (FieldValue::Number(7.0), Some("7")));
+        assert_eq!(at(3), (FieldValue::Number(1.0), None), "escaped key");
+        assert_eq!(at(4), (FieldValue::Other, None), "array");
+        assert_eq!(at(5), (FieldValue::Number(0.425), Some("4.25e-1")), "the last of a repeated key");
+        assert_eq!(at(6), (FieldValue::Number(2.0), None), "repeated by an escaped key");
     }
 
     #[test]

@@ -4,6 +4,7 @@ mod avro;
 mod extract;
 mod json;
 mod keys;
+mod scan;
 
 use crate::fields::{EventFields, FieldBuffer, FieldRegistry};
 use crate::reject::{RejectReason, Rejection};

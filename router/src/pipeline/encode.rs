@@ -97,7 +97,7 @@ impl Pipeline {
             }
             Some(text) => {
                 let routed = routed!((), explanation);
-                routed.write_json_with_event(text, into);
+                routed.write_json_with_event_and_scores(text, score.texts, into);
                 (Ok(()), routed.explanation)
             }
         };

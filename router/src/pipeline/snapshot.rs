@@ -50,7 +50,11 @@ impl SnapshotWriter {
                 out.extend_from_slice(name);
                 match value {
                     _ if self.redacted[i] => write_str(out, "[redacted]"),
-                    FieldValue::Number(n) => write_number(out, n),
+                    FieldValue::Number(n) => match fields.number_text(FieldId(i)) {
+                        // The input's own text of the number: valid JSON, already checked.
+                        Some(text) => out.extend_from_slice(text.as_bytes()),
+                        None => write_number(out, n),
+                    },
                     FieldValue::Text(s) => write_str(out, s),
                     FieldValue::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
                     FieldValue::Other => write_str(out, "[non-scalar]"),
@@ -100,6 +104,18 @@ mod tests {
             "big": null,
         });
         assert_eq!(serde_json::from_slice::<serde_json::Value>(&out).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_number_read_from_json_text_is_written_as_the_input_wrote_it() {
+        let (writer, mut fields) = fixture();
+        fields.set_number(0, 12.5, Some("1.250e1"));
+        fields.set_number(7, 3.0, None);
+        let mut out = Vec::new();
+        writer.write(Some(&fields), &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with(r#"{"amount":1.250e1,"#), "{text}");
+        assert!(text.ends_with(r#","big":3.0}"#), "{text}");
     }
 
     #[test]

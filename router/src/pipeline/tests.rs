@@ -95,6 +95,27 @@ fn snapshot_text_that_needs_escaping_is_recorded_exactly_whatever_the_output_for
     assert_eq!(snapshots[0], snapshots[1], "the same snapshot whatever the output format");
 }
 
+/// Numbers read from a JSON input are recorded as the input wrote them, in the routed record's
+/// scores and in the audit snapshot, and read back as the values the decision used.
+#[test]
+fn numbers_are_recorded_as_the_json_input_wrote_them() {
+    let line = r#"{"event_id":"pay-n","account_id":"a","amount":1.250e2,"currency":"EUR","merchant_category":"grocery","country":"DE","risk_score":9.5e-1,"model_confidence": 0.990 ,"model_version":"m"}"#;
+    let p = Pipeline::from_config(&example_config()).unwrap();
+    let mut out = Output::default();
+    let verdict = p.process(Some(line.as_bytes()), source(), now(), &mut out);
+    assert!(matches!(verdict, Verdict::Routed { .. }), "{verdict:?}");
+    let routed = std::str::from_utf8(&out.value).unwrap();
+    assert!(routed.contains(r#""risk_score":9.5e-1,"confidence":0.990,"#), "{routed}");
+    let rec = RoutedRecord::from_json(&out.value).unwrap();
+    assert_eq!((rec.risk_score, rec.confidence), (0.95, 0.99));
+    let audit = AuditRecord::read(RecordFormat::Avro, &out.audit).unwrap();
+    assert!(audit.input_snapshot.contains(r#""amount":1.250e2"#), "{}", audit.input_snapshot);
+    assert!(audit.input_snapshot.contains(r#""risk_score":9.5e-1"#), "{}", audit.input_snapshot);
+    let snapshot: serde_json::Value = serde_json::from_str(&audit.input_snapshot).unwrap();
+    assert_eq!(snapshot["amount"], 125.0);
+    assert_eq!((audit.risk_score, audit.confidence), (Some(0.95), Some(0.99)));
+}
+
 fn reason_of(p: &Pipeline, payload: Option<&[u8]>) -> RejectReason {
     let mut out = Output::default();
     match p.process(payload, source(), now(), &mut out) {

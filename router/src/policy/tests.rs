@@ -7,7 +7,7 @@ use std::borrow::Cow;
 const REFERENCE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/payments/policy.toml"));
 
 fn score(risk: f64, confidence: f64) -> Score<'static> {
-    Score { risk, confidence, model_version: Cow::Borrowed("m"), explanation: vec![] }
+    Score { risk, confidence, model_version: Cow::Borrowed("m"), explanation: vec![], texts: Default::default() }
 }
 
 /// The reference routing, written independently of the policy engine, straight from the spec

@@ -4,7 +4,7 @@ use super::{unit_interval, Score};
 use crate::fields::{EventFields, FieldId, FieldValue};
 use crate::reject::{RejectReason, Rejection};
 use std::borrow::Cow;
-use tollgate_schemas::Contribution;
+use tollgate_schemas::{Contribution, ScoreTexts};
 
 /// Reads risk, confidence and model version from configured fields.
 #[derive(Debug)]
@@ -55,7 +55,8 @@ impl FieldScorer {
             }
         };
         explanation.clear();
-        Ok(Score { risk, confidence, model_version, explanation })
+        let texts = ScoreTexts { risk: fields.number_text(self.risk), confidence: fields.number_text(self.confidence) };
+        Ok(Score { risk, confidence, model_version, explanation, texts })
     }
 }
 

@@ -12,7 +12,7 @@ use crate::reject::{RejectReason, Rejection};
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use tollgate_schemas::Contribution;
+use tollgate_schemas::{Contribution, ScoreTexts};
 
 /// How many contributions an explanation lists.
 pub const EXPLANATION_SIZE: usize = 3;
@@ -231,6 +231,7 @@ impl LogisticScorer {
             confidence: risk.max(1.0 - risk),
             model_version: Cow::Borrowed(&self.version),
             explanation: top.into_contributions(explanation),
+            texts: ScoreTexts::default(),
         })
     }
 }

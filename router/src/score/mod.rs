@@ -10,7 +10,7 @@ mod logistic;
 use crate::fields::{EventFields, FieldValue};
 use crate::reject::{RejectReason, Rejection};
 use std::borrow::Cow;
-use tollgate_schemas::Contribution;
+use tollgate_schemas::{Contribution, ScoreTexts};
 
 pub use field::FieldScorer;
 pub use logistic::{LogisticModel, LogisticScorer, ModelError};
@@ -25,6 +25,8 @@ pub struct Score<'a> {
     pub model_version: Cow<'a, str>,
     /// Top contributions, largest magnitude first (empty when the model gives none).
     pub explanation: Vec<Contribution<'a>>,
+    /// Risk and confidence as a JSON input wrote them, when they were read from it.
+    pub texts: ScoreTexts<'a>,
 }
 
 /// The configured scorer.

@@ -1,5 +1,5 @@
 use super::*;
-use crate::routed::{Contribution, EventFormat};
+use crate::routed::{Contribution, EventFormat, ScoreTexts};
 use crate::Route;
 use std::borrow::Cow;
 
@@ -89,6 +89,19 @@ fn an_embedded_event_text_encodes_as_the_event_value_would() {
     routed(()).write_json_with_event(text, &mut spliced);
     routed(&value).write_json(&mut serialized).unwrap();
     assert_eq!(String::from_utf8(spliced).unwrap(), String::from_utf8(serialized).unwrap());
+}
+
+#[test]
+fn score_texts_are_written_as_given_and_read_back_as_the_scores() {
+    let text = r#"{"event_id":"evt-1"}"#;
+    let record = routed(());
+    let scores = ScoreTexts { risk: Some("9.30e-1"), confidence: None };
+    let mut buf = Vec::new();
+    record.write_json_with_event_and_scores(text, scores, &mut buf);
+    let written = String::from_utf8(buf.clone()).unwrap();
+    assert!(written.contains(r#""risk_score":9.30e-1,"confidence":"#), "{written}");
+    let back = RoutedRecord::from_json(&buf).unwrap();
+    assert_eq!((back.risk_score, back.confidence), (record.risk_score, record.confidence));
 }
 
 /// A routing audit record with every kind of field set.
