@@ -209,7 +209,7 @@ const fn below(x: u64, n: u8) -> u64 {
 /// The first byte of the eight in `x` (little-endian: the lowest set bit is the first byte)
 /// that JSON escapes.
 #[inline]
-fn first_flagged(x: u64) -> Option<usize> {
+pub fn first_flagged(x: u64) -> Option<usize> {
     let found = below(x, 0x20) | below(x ^ (ONES * b'"' as u64), 1) | below(x ^ (ONES * b'\\' as u64), 1);
     (found != 0).then(|| found.trailing_zeros() as usize / 8)
 }

@@ -18,7 +18,7 @@
 use super::extract::PathTree;
 use crate::fields::{EventFields, FieldValue};
 use std::borrow::Cow;
-use tollgate_schemas::json::first_escape;
+use tollgate_schemas::json::{first_escape, first_flagged};
 
 /// Deeper nesting is left to serde_json (which refuses past 128 levels).
 pub(super) const MAX_DEPTH: usize = 64;
@@ -112,8 +112,17 @@ impl<'a> Cursor<'a> {
     #[inline]
     fn string(&mut self) -> Step<&'a str> {
         let start = self.at + 1;
-        let len = first_escape(self.bytes.get(start..)?)?;
-        let end = start + len;
+        // Eight bytes at a time while eight are left (a closing quote or `}` always follows).
+        let mut end = start;
+        let end = loop {
+            match self.bytes.get(end..end + 8) {
+                Some(word) => match first_flagged(u64::from_le_bytes(word.try_into().ok()?)) {
+                    Some(i) => break end + i,
+                    None => end += 8,
+                },
+                None => break end + first_escape(self.bytes.get(end..)?)?,
+            }
+        };
         // The first byte a JSON string escapes must be its closing quote.
         if self.bytes.get(end) != Some(&b'"') {
             return None;
