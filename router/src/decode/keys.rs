@@ -66,8 +66,9 @@ impl Keys {
     }
 }
 
-/// Byte equality, comparing keys of 4 to 16 bytes as two overlapping words each (`==` on
-/// slices calls `memcmp`, which costs more than the rest of a lookup).
+/// Byte equality, comparing keys of 4 to 16 bytes as two overlapping words each, and shorter
+/// ones by their first, middle and last byte, which are all of theirs (`==` on slices calls
+/// `memcmp`, which costs more than the rest of a lookup).
 #[inline]
 fn same(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
@@ -79,6 +80,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     match n {
         8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
         4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
         _ => a == b,
     }
 }
