@@ -132,14 +132,42 @@ impl<'a> Cursor<'a> {
         self.text.get(start..end)
     }
 
-    fn object(&mut self, tree: &PathTree, node: Option<usize>, fields: &mut EventFields<'a>, depth: usize) -> Step {
+    /// Steps into an object or array (opened by the byte at the cursor) one level down:
+    /// `true` when it closes with `close` at once.
+    #[inline]
+    fn open(&mut self, close: u8, depth: usize) -> Step<bool> {
         if depth > MAX_DEPTH {
             return None;
         }
         self.at += 1;
         self.skip_whitespace();
-        if self.peek()? == b'}' {
+        let empty = self.peek()? == close;
+        if empty {
             self.at += 1;
+        }
+        Some(empty)
+    }
+
+    /// After a member or element: `true` when `close` ends the object or array, `false` when a
+    /// comma says another follows.
+    #[inline]
+    fn after_item(&mut self, close: u8) -> Step<bool> {
+        match self.peek()? {
+            b',' => {
+                self.at += 1;
+                self.skip_whitespace();
+                Some(false)
+            }
+            byte if byte == close => {
+                self.at += 1;
+                Some(true)
+            }
+            _ => None,
+        }
+    }
+
+    fn object(&mut self, tree: &PathTree, node: Option<usize>, fields: &mut EventFields<'a>, depth: usize) -> Step {
+        if self.open(b'}', depth)? {
             return Some(());
         }
         loop {
@@ -155,43 +183,21 @@ impl<'a> Cursor<'a> {
             self.skip_whitespace();
             let child = node.and_then(|n| tree.child(n, key));
             self.value(tree, child, fields, depth)?;
-            match self.peek()? {
-                b',' => {
-                    self.at += 1;
-                    self.skip_whitespace();
-                }
-                b'}' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
+            if self.after_item(b'}')? {
+                return Some(());
             }
         }
     }
 
     /// An array: no registered path goes into one.
     fn array(&mut self, tree: &PathTree, fields: &mut EventFields<'a>, depth: usize) -> Step {
-        if depth > MAX_DEPTH {
-            return None;
-        }
-        self.at += 1;
-        self.skip_whitespace();
-        if self.peek()? == b']' {
-            self.at += 1;
+        if self.open(b']', depth)? {
             return Some(());
         }
         loop {
             self.value(tree, None, fields, depth)?;
-            match self.peek()? {
-                b',' => {
-                    self.at += 1;
-                    self.skip_whitespace();
-                }
-                b']' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
+            if self.after_item(b']')? {
+                return Some(());
             }
         }
     }
