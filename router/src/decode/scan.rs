@@ -112,7 +112,7 @@ impl<'a> Cursor<'a> {
     #[inline]
     fn string(&mut self) -> Step<&'a str> {
         let start = self.at + 1;
-        // Eight bytes at a time while eight are left (a closing quote or `}` always follows).
+        // Eight bytes at a time while eight are left, then what is left in one go.
         let mut end = start;
         let end = loop {
             match self.bytes.get(end..end + 8) {
