@@ -56,10 +56,40 @@ impl PathTree {
         self.nodes[node].children.get(key)
     }
 
-    /// The fields whose path ends at `node`.
+    /// Sets every field whose path ends at `node` (none below any registered path) to `value`.
     #[inline]
-    pub(super) fn ends(&self, node: usize) -> &[usize] {
-        &self.nodes[node].ends
+    pub(super) fn set<'a>(&self, node: Option<usize>, fields: &mut EventFields<'a>, value: FieldValue<'a>) {
+        let Some(node) = node else { return };
+        match self.nodes[node].ends.as_slice() {
+            [] => {}
+            [one] => fields.set(*one, value),
+            many => {
+                for &field in many {
+                    fields.set(field, value.clone());
+                }
+            }
+        }
+    }
+
+    /// Sets every number field whose path ends at `node` to `value`, with the number's text
+    /// when `text` finds one (asked only when some field ends there).
+    #[inline]
+    pub(super) fn set_number<'a>(
+        &self,
+        node: Option<usize>,
+        fields: &mut EventFields<'a>,
+        value: f64,
+        text: impl FnOnce(&EventFields<'a>) -> Option<&'a str>,
+    ) {
+        let Some(node) = node else { return };
+        let ends = self.nodes[node].ends.as_slice();
+        if ends.is_empty() {
+            return;
+        }
+        let text = text(fields);
+        for &field in ends {
+            fields.set_number(field, value, text);
+        }
     }
 }
 
@@ -109,32 +139,16 @@ impl<'de, const WRITE: bool> Extract<'_, '_, '_, 'de, WRITE> {
     /// Sets every number field whose path ends here, with the number's text when the input
     /// has one.
     fn set_number(&mut self, value: f64) {
-        let Some(node) = self.node else { return };
-        let ends = self.tree.nodes[node].ends.as_slice();
-        if ends.is_empty() {
-            return;
-        }
-        let text = match self.key_end {
+        let key_end = self.key_end;
+        self.tree.set_number(self.node, self.fields, value, |fields| match key_end {
             0 => None,
-            at => number_text(self.fields.input(), at),
-        };
-        for &field in ends {
-            self.fields.set_number(field, value, text);
-        }
+            at => number_text(fields.input(), at),
+        });
     }
 
     /// Sets every field whose path ends here.
     fn set(&mut self, value: FieldValue<'de>) {
-        let Some(node) = self.node else { return };
-        match self.tree.nodes[node].ends.as_slice() {
-            [] => {}
-            [one] => self.fields.set(*one, value),
-            many => {
-                for &field in many {
-                    self.fields.set(field, value.clone());
-                }
-            }
-        }
+        self.tree.set(self.node, self.fields, value);
     }
 
     fn write(&mut self, json: impl FnOnce(&mut JsonOut)) {

@@ -90,12 +90,13 @@ impl<'a> Cursor<'a> {
             _ => {
                 let start = self.at;
                 let value = self.number()?;
-                set_number(tree, node, fields, value, self.text.get(start..self.at)?);
+                let text = self.text.get(start..self.at)?;
+                tree.set_number(node, fields, value, |_| Some(text));
                 self.skip_whitespace();
                 return Some(());
             }
         };
-        set(tree, node, fields, value);
+        tree.set(node, fields, value);
         self.skip_whitespace();
         Some(())
     }
@@ -280,30 +281,6 @@ impl<'a> Cursor<'a> {
         };
         // As serde_json: `-0` is the float -0.0; other integers convert exactly.
         Some(if negative { -value } else { value })
-    }
-}
-
-/// Sets every number field whose path ends at `node`, with the number's text.
-#[inline]
-fn set_number<'a>(tree: &PathTree, node: Option<usize>, fields: &mut EventFields<'a>, value: f64, text: &'a str) {
-    let Some(node) = node else { return };
-    for &field in tree.ends(node) {
-        fields.set_number(field, value, Some(text));
-    }
-}
-
-/// Sets every field whose path ends at `node`.
-#[inline]
-fn set<'a>(tree: &PathTree, node: Option<usize>, fields: &mut EventFields<'a>, value: FieldValue<'a>) {
-    let Some(node) = node else { return };
-    match tree.ends(node) {
-        [] => {}
-        [one] => fields.set(*one, value),
-        many => {
-            for &field in many {
-                fields.set(field, value.clone());
-            }
-        }
     }
 }
 
