@@ -119,6 +119,9 @@ enum Command {
         /// librdkafka consumer setting for the router and the pass-through, key=value (repeatable).
         #[arg(long = "consumer", value_name = "KEY=VALUE")]
         consumer: Vec<String>,
+        /// The router's routing loops (`processing.routing_threads`).
+        #[arg(long, default_value_t = 1)]
+        routing_threads: usize,
         /// Reviewer decisions produced in the join phase (at most one per event in review).
         #[arg(long, default_value_t = 100_000)]
         decisions: u64,
@@ -388,6 +391,7 @@ async fn main() -> ExitCode {
             latency_seconds,
             producer,
             consumer,
+            routing_threads,
             decisions,
             decision_rate,
             json,
@@ -415,6 +419,7 @@ async fn main() -> ExitCode {
                 latency_seconds: if short { latency_seconds.min(5) } else { latency_seconds },
                 producer: settings,
                 consumer,
+                routing_threads,
                 decisions,
                 decision_rate,
             };

@@ -143,3 +143,63 @@ fn nothing_is_lost_when_a_second_router_joins_mid_stream() {
         first.log_text()
     );
 }
+
+/// Each routing loop's "Stopping" line of a router log: its index and the events it handled.
+fn loops_handled(log: &str) -> HashMap<usize, u64> {
+    let field = |line: &str, name: &str| -> Option<u64> {
+        let at = line.find(&format!("{name}="))? + name.len() + 1;
+        line[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    };
+    log.lines()
+        .filter(|l| l.contains("Stopping: draining in-flight records and committing"))
+        .map(without_colours)
+        .filter_map(|l| Some((field(&l, "routing_thread")? as usize, field(&l, "handled")?)))
+        .collect()
+}
+
+/// A log line without its terminal colour codes (`ESC [ … m`).
+fn without_colours(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(at) = rest.find('\x1b') {
+        out.push_str(&rest[..at]);
+        rest = rest[at..].find('m').map_or("", |end| &rest[at + end + 1..]);
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn two_routing_threads_split_the_input_and_a_graceful_stop_commits_both() {
+    let broker = Broker::get();
+    let topics = Topics::new("threads");
+    create_topics(&broker.addr, &[&topics.input], 4);
+    let ids = produce_payments(&broker.addr, &topics.input, EVENTS, "th");
+    let is_route = |t: &str| topics.route_of(t).is_some();
+
+    let env = [("TOLLGATE__PROCESSING__ROUTING_THREADS", "2"), ("TOLLGATE__PROCESSING__BATCH_SIZE", "200")];
+    let mut first = RouterProcess::spawn(&topics, &broker.addr, &env);
+    let mut out = Collector::new(&broker.addr, &topics.outputs());
+    out.until("the router to be mid-stream", Duration::from_secs(90), |r| {
+        r.iter().filter(|c| is_route(&c.topic)).count() >= EVENTS / 2
+    });
+    let status = first.terminate(Duration::from_secs(30));
+    assert!(status.success(), "exit status {status}; log:\n{}", first.log_text());
+    let handled = loops_handled(&first.log_text());
+    assert_eq!(handled.len(), 2, "both loops stopped and said so:\n{}", first.log_text());
+    assert!(handled.values().all(|n| *n > 0), "both loops routed part of the input: {handled:?}");
+
+    // Both loops committed what they routed: the restart routes every event exactly once.
+    let mut second = RouterProcess::spawn(&topics, &broker.addr, &env);
+    out.until("every event routed and audited after the restart", Duration::from_secs(180), |r| {
+        all_present(&ids, &id_counts(r, is_route)) && all_present(&ids, &id_counts(r, |t| t == topics.audit))
+    });
+    out.poll_for(Duration::from_secs(2));
+    let routed = id_counts(&out.records, is_route);
+    assert_eq!(routed.len(), EVENTS, "only the produced ids were routed");
+    let twice: Vec<_> = routed.iter().filter(|(_, n)| **n > 1).map(|(id, _)| id).take(5).collect();
+    assert!(twice.is_empty(), "a graceful stop of two loops committed everything they routed: {twice:?}");
+    let audited = id_counts(&out.records, |t| t == topics.audit);
+    assert!(audited.values().all(|n| *n == 1), "one audit record per event");
+    assert!(second.terminate(Duration::from_secs(30)).success(), "{}", second.log_text());
+}

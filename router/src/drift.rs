@@ -35,14 +35,37 @@ pub struct DriftReading {
     pub confidence_mean: f64,
 }
 
-/// Accumulates one window of events (owned by the routing loop: no synchronisation).
+/// Events observed by one routing loop since it last handed them to the window.
+#[derive(Debug, Clone, Default)]
+pub struct DriftTally {
+    counts: [u64; BINS],
+    seen: u64,
+    confidence_sum: f64,
+}
+
+impl DriftTally {
+    /// Adds one event.
+    pub fn observe(&mut self, risk: f64, confidence: f64) {
+        let bin = ((risk * BINS as f64) as usize).min(BINS - 1);
+        self.counts[bin] += 1;
+        self.seen += 1;
+        self.confidence_sum += confidence;
+    }
+
+    /// Events observed.
+    pub fn seen(&self) -> u64 {
+        self.seen
+    }
+}
+
+/// Accumulates one window of events, from tallies the routing loops hand over once per poll
+/// batch (so that several loops feed one window without a lock per event). A window closes
+/// with the tally that brings it to its size: it may hold up to a batch more.
 #[derive(Debug)]
 pub struct DriftWindow {
     baseline: [f64; BINS],
     size: u64,
-    counts: [u64; BINS],
-    seen: u64,
-    confidence_sum: f64,
+    open: DriftTally,
 }
 
 impl DriftWindow {
@@ -51,26 +74,26 @@ impl DriftWindow {
         let b = config.baseline_risk.as_ref()?;
         let mut baseline = [0.0; BINS];
         baseline.copy_from_slice(b);
-        Some(DriftWindow { baseline, size: config.window_events, counts: [0; BINS], seen: 0, confidence_sum: 0.0 })
+        Some(DriftWindow { baseline, size: config.window_events, open: DriftTally::default() })
     }
 
-    /// Adds one event; returns the window's reading when it completes it.
-    pub fn observe(&mut self, risk: f64, confidence: f64) -> Option<DriftReading> {
-        let bin = ((risk * BINS as f64) as usize).min(BINS - 1);
-        self.counts[bin] += 1;
-        self.seen += 1;
-        self.confidence_sum += confidence;
-        if self.seen < self.size {
+    /// Adds `tally` (left empty); returns the window's reading when this fills the window, which
+    /// then starts over.
+    pub fn absorb(&mut self, tally: &mut DriftTally) -> Option<DriftReading> {
+        let t = std::mem::take(tally);
+        for (sum, n) in self.open.counts.iter_mut().zip(t.counts) {
+            *sum += n;
+        }
+        self.open.seen += t.seen;
+        self.open.confidence_sum += t.confidence_sum;
+        if self.open.seen < self.size {
             return None;
         }
-        let reading = DriftReading {
-            psi: psi(&self.baseline, &self.counts),
-            confidence_mean: self.confidence_sum / self.seen as f64,
-        };
-        self.counts = [0; BINS];
-        self.seen = 0;
-        self.confidence_sum = 0.0;
-        Some(reading)
+        let full = std::mem::take(&mut self.open);
+        Some(DriftReading {
+            psi: psi(&self.baseline, &full.counts),
+            confidence_mean: full.confidence_sum / full.seen as f64,
+        })
     }
 }
 
@@ -100,16 +123,43 @@ mod tests {
         assert_eq!(psi(&expected, &[0; BINS]), 0.0);
     }
 
+    fn observe(w: &mut DriftWindow, risk: f64, confidence: f64) -> Option<DriftReading> {
+        let mut t = DriftTally::default();
+        t.observe(risk, confidence);
+        w.absorb(&mut t)
+    }
+
     #[test]
     fn a_window_reports_once_full_then_starts_over() {
         let mut w = DriftWindow::new(&config(4)).unwrap();
-        assert_eq!(w.observe(0.05, 0.9), None);
-        assert_eq!(w.observe(0.15, 0.8), None);
-        assert_eq!(w.observe(1.0, 0.7), None, "risk 1.0 falls in the last bin");
-        let r = w.observe(0.55, 0.6).unwrap();
+        assert_eq!(observe(&mut w, 0.05, 0.9), None);
+        assert_eq!(observe(&mut w, 0.15, 0.8), None);
+        assert_eq!(observe(&mut w, 1.0, 0.7), None, "risk 1.0 falls in the last bin");
+        let r = observe(&mut w, 0.55, 0.6).unwrap();
         assert!((r.confidence_mean - 0.75).abs() < 1e-12);
         assert!(r.psi > 0.0);
-        assert_eq!(w.observe(0.5, 0.5), None, "a new window");
+        assert_eq!(observe(&mut w, 0.5, 0.5), None, "a new window");
         assert!(DriftWindow::new(&DriftConfig::default()).is_none());
+    }
+
+    #[test]
+    fn tallies_of_several_loops_make_one_window_closed_by_the_tally_that_fills_it() {
+        let mut w = DriftWindow::new(&config(5)).unwrap();
+        let (mut a, mut b) = (DriftTally::default(), DriftTally::default());
+        for _ in 0..3 {
+            a.observe(0.95, 1.0);
+        }
+        assert_eq!(w.absorb(&mut a), None);
+        assert_eq!(a.seen(), 0, "an absorbed tally starts over");
+        for _ in 0..3 {
+            b.observe(0.95, 0.5);
+        }
+        // Six events in a window of five: the second tally closes it, whole.
+        let r = w.absorb(&mut b).unwrap();
+        assert!((r.confidence_mean - 0.75).abs() < 1e-12, "{r:?}");
+        let mut one_bin = [0u64; BINS];
+        one_bin[9] = 6;
+        assert!((r.psi - psi(&[0.1; BINS], &one_bin)).abs() < 1e-12, "{r:?}");
+        assert_eq!(w.absorb(&mut DriftTally::default()), None, "the next window starts empty");
     }
 }

@@ -90,6 +90,16 @@ fn spawn_loop(
     Ok(())
 }
 
+/// The name of routing loop `index` of `threads`: `tollgate-route` for a single loop, else
+/// `tollgate-rt-<index>` (Linux keeps 15 bytes of a thread's name).
+pub fn routing_thread_name(index: usize, threads: usize) -> String {
+    if threads == 1 {
+        "tollgate-route".to_owned()
+    } else {
+        format!("tollgate-rt-{index}")
+    }
+}
+
 /// Builds the pipeline from `config` and runs the router until `shutdown` is cancelled.
 pub async fn run(config: RouterConfig, shutdown: CancellationToken) -> Result<(), RouterError> {
     let pipeline = Pipeline::from_config(&config)?;
@@ -128,9 +138,13 @@ pub async fn run_with(
     let slot = std::sync::Arc::new(reload::PipelineSlot::new(pipeline));
     let reloader = reload::Reloader::new(config.clone(), slot.clone(), telemetry.clone());
     let watcher = tokio::spawn(reload::watch(reloader, stop.clone()));
-    {
-        let (config, telemetry, stop) = (config.clone(), telemetry.clone(), stop.clone());
-        spawn_loop(&mut loops, "tollgate-route", move || kafka::run_loop(&config, &slot, &telemetry, &stop))?;
+    let routing = std::sync::Arc::new(kafka::Routing::new(&config, slot, telemetry.clone()));
+    let threads = config.processing.routing_threads;
+    for index in 0..threads {
+        let (config, routing, stop) = (config.clone(), routing.clone(), stop.clone());
+        spawn_loop(&mut loops, &routing_thread_name(index, threads), move || {
+            kafka::run_loop(&config, &routing, index, &stop)
+        })?;
     }
     if config.review.join {
         let (config, telemetry, stop) = (config.clone(), telemetry.clone(), stop.clone());

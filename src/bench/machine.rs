@@ -129,6 +129,9 @@ pub fn cpu_by_thread() -> HashMap<String, f64> {
         } else if name.contains("poll") {
             // rdkafka's ThreadedProducer thread: it runs the delivery callbacks.
             "delivery callbacks"
+        } else if name.starts_with("tollgate-rt-") {
+            // Several routing loops (`processing.routing_threads`): one group, as with one loop.
+            "tollgate-route"
         } else if name.starts_with("tollgate-") {
             name.as_str()
         } else if name.starts_with("tokio") {

@@ -60,6 +60,8 @@ pub struct BenchOptions {
     pub producer: Vec<(String, String)>,
     /// librdkafka consumer settings for the router and the pass-through (e.g. fetch.wait.max.ms).
     pub consumer: Vec<(String, String)>,
+    /// The router's routing loops (`processing.routing_threads`).
+    pub routing_threads: usize,
     /// Reviewer decisions produced in the join phase (at most one per event in review).
     pub decisions: u64,
     /// Their rate (decisions/s; 0: flat out).
@@ -90,6 +92,8 @@ pub struct Report {
     /// The router's mean output per event, which `same_records` reproduces.
     pub shape: records::Shape,
     pub router: Phase,
+    /// The router's routing loops (`processing.routing_threads`).
+    pub routing_threads: usize,
     /// Router events/s over pass-through events/s.
     pub ratio: f64,
     /// Router events/s over same-records events/s.
@@ -124,7 +128,7 @@ impl Report {
             self.router_cpu_by_thread.iter().map(|(name, cpu)| format!("{name} {cpu:.1}")).collect();
         let j = &self.join;
         format!(
-            "{:<14} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>16}\n{}{}{}router over same records: {:.2} (same records per event: routed {} B, audit {} B, changelog {} B for {:.1}% of events)\nrouter CPU s per M events by thread: {}\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {}\npass-through latency at the same rate, {}\n\njoin: {}\njoin CPU s per M decisions by thread: {}\njoin, same records: {} (resolved {} B, state {} B, audit {} B per decision)\njoin over same records: {:.2}\n",
+            "{:<14} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>16}\n{}{}{}router over same records: {:.2} (same records per event: routed {} B, audit {} B, changelog {} B for {:.1}% of events)\nrouter CPU s per M events by thread ({} routing thread(s)): {}\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {}\npass-through latency at the same rate, {}\n\njoin: {}\njoin CPU s per M decisions by thread: {}\njoin, same records: {} (resolved {} B, state {} B, audit {} B per decision)\njoin over same records: {:.2}\n",
             "phase",
             "events",
             "events/s",
@@ -141,6 +145,7 @@ impl Report {
             self.shape.audit_bytes,
             self.shape.changelog_bytes,
             100.0 * self.shape.changelog_share,
+            self.routing_threads,
             threads.join(", "),
             self.latency.rate,
             100.0 * self.latency.rate / self.router.events_per_second.max(1.0),
@@ -182,6 +187,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     config.kafka.create_topics = true;
     config.metrics.enabled = false;
     config.processing.shutdown_timeout = tollgate_router::config::HumanDuration::secs(10);
+    config.processing.routing_threads = options.routing_threads;
     for (name, topic) in [
         ("auto-commit", &mut config.topics.auto_commit),
         ("async-review", &mut config.topics.async_review),
@@ -371,6 +377,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     Ok(Report {
         events: options.events,
         partitions: options.partitions,
+        routing_threads: options.routing_threads,
         ratio: router.events_per_second / pass.events_per_second.max(1e-9),
         ratio_to_same_records: router.events_per_second / same_records.events_per_second.max(1e-9),
         pass_through: pass,

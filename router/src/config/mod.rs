@@ -383,6 +383,9 @@ pub enum Guarantee {
     ExactlyOnce,
 }
 
+/// Most routing loops one process runs (`processing.routing_threads`).
+pub const MAX_ROUTING_THREADS: usize = 64;
+
 /// Throughput and shutdown settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -399,6 +402,10 @@ pub struct ProcessingConfig {
     pub max_in_flight: usize,
     /// Most events taken per poll round (one offset-tracking unit).
     pub batch_size: usize,
+    /// Routing loops in this process, each on its own thread with its own consumer (a member
+    /// of the group: the input partitions are split between them, and with other instances')
+    /// and its own producer. `max_in_flight` applies to each.
+    pub routing_threads: usize,
     /// On SIGTERM: how long to wait for in-flight records before exiting.
     pub shutdown_timeout: HumanDuration,
 }
@@ -410,6 +417,7 @@ impl Default for ProcessingConfig {
             transactional_id: None,
             max_in_flight: 50_000,
             batch_size: 1_000,
+            routing_threads: 1,
             shutdown_timeout: HumanDuration::secs(30),
         }
     }
@@ -471,13 +479,23 @@ impl RouterConfig {
         tollgate_common::load_text(text, base_dir)
     }
 
-    /// The transactional id of this instance (the `exactly_once` routing loop's; the audit
-    /// chainer appends `.audit`).
+    /// The transactional id of this instance (the first `exactly_once` routing loop's; the
+    /// audit chainer appends `.audit`).
     pub fn transactional_id(&self) -> String {
         self.processing.transactional_id.clone().unwrap_or_else(|| {
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
             format!("{}.{host}", self.kafka.group_id)
         })
+    }
+
+    /// The transactional id of routing loop `index`: the instance's for the first loop, so that
+    /// adding loops leaves it as it was, and `-<index>` appended for the others. Each loop's
+    /// producer needs its own: two producers with one id fence each other.
+    pub fn routing_transactional_id(&self, index: usize) -> String {
+        match index {
+            0 => self.transactional_id(),
+            i => format!("{}-{i}", self.transactional_id()),
+        }
     }
 
     /// Resolves a configured path against the configuration file's directory.
@@ -572,6 +590,9 @@ impl RouterConfig {
         let p = &self.processing;
         if p.max_in_flight == 0 || p.batch_size == 0 || p.batch_size > p.max_in_flight {
             return bad("processing: need 0 < batch_size <= max_in_flight".into());
+        }
+        if !(1..=MAX_ROUTING_THREADS).contains(&p.routing_threads) {
+            return bad(format!("processing.routing_threads must be between 1 and {MAX_ROUTING_THREADS}"));
         }
         // The routing loop places its batched audit records as the producer places keys.
         if let Some(name) = self.kafka.producer.get("partitioner") {

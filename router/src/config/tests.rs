@@ -48,6 +48,8 @@ fn invalid_configs_say_what_is_wrong() {
         ("[topics]\naudit = \"tollgate.auto-commit\"", "two outputs"),
         ("[review.sync_review]\ntiers = []", "review.sync_review.tiers"),
         ("[processing]\nbatch_size = 0", "batch_size"),
+        ("[processing]\nrouting_threads = 0", "routing_threads must be between 1 and 64"),
+        ("[processing]\nrouting_threads = 65", "routing_threads must be between 1 and 64"),
         ("[kafka.producer]\npartitioner = \"fnv1a\"", "partitioner \"fnv1a\" is not supported"),
         ("[kafka2]\nx = 1", "unknown field"),
         ("[review.async_review]\ntiers = [\"soon\"]", "not a duration"),
@@ -56,6 +58,15 @@ fn invalid_configs_say_what_is_wrong() {
         let err = load(&format!("{MINIMAL}\n{extra}")).unwrap_err().to_string();
         assert!(err.contains(expected), "{extra:?}: {err}");
     }
+}
+
+#[test]
+fn each_routing_loop_has_its_own_transactional_id_and_the_first_keeps_the_instance_one() {
+    let config =
+        load(&format!("{MINIMAL}\n[processing]\ntransactional_id = \"router-a\"\nrouting_threads = 3")).unwrap();
+    let ids: Vec<String> = (0..3).map(|i| config.routing_transactional_id(i)).collect();
+    assert_eq!(ids, ["router-a", "router-a-1", "router-a-2"]);
+    assert_eq!(config.transactional_id(), "router-a");
 }
 
 #[test]

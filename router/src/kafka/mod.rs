@@ -21,7 +21,7 @@ mod runner;
 pub use admin::ensure_topics;
 pub use chain::{chain_producer_config, run_chain, Head};
 pub use join::{run_join, STATE_SUFFIX};
-pub use runner::{run_loop, LoopError};
+pub use runner::{run_loop, LoopError, Routing};
 
 use crate::config::{Guarantee, RouterConfig};
 use rdkafka::ClientConfig;
@@ -119,11 +119,12 @@ pub fn producer_config(config: &RouterConfig) -> ClientConfig {
     c
 }
 
-/// The routing loop's producer settings: [`producer_config`], transactional for `exactly_once`.
-pub fn routing_producer_config(config: &RouterConfig) -> ClientConfig {
+/// Routing loop `index`'s producer settings: [`producer_config`], transactional for
+/// `exactly_once`.
+pub fn routing_producer_config(config: &RouterConfig, index: usize) -> ClientConfig {
     let mut c = producer_config(config);
     if config.processing.guarantee == Guarantee::ExactlyOnce {
-        c.set("transactional.id", config.transactional_id());
+        c.set("transactional.id", config.routing_transactional_id(index));
     }
     c
 }

@@ -7,6 +7,7 @@ use super::inflight::{Batch, DeliveryFailed, InFlight, IntakeRecord};
 use super::intake::{IntakeBatches, TOPIC_WAIT};
 use super::{consumer_config, poll_batch, routing_producer_config, BACKPRESSURE_WAIT};
 use crate::config::{Guarantee, RouterConfig};
+use crate::drift::{DriftTally, DriftWindow};
 use crate::pipeline::{Output, Pipeline, Source, Verdict};
 use crate::reload::PipelineSlot;
 use crate::telemetry::Telemetry;
@@ -17,7 +18,7 @@ use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
@@ -54,6 +55,26 @@ pub enum LoopError {
     Delivery(#[from] DeliveryFailed),
 }
 
+/// What the routing loops of one process share.
+pub struct Routing {
+    /// The running pipeline, replaced on reload.
+    pub slot: Arc<PipelineSlot>,
+    pub telemetry: Telemetry,
+    /// The drift window every loop feeds (`None` without a configured baseline).
+    pub drift: Option<Mutex<DriftWindow>>,
+}
+
+impl Routing {
+    /// The shared parts of `config`'s routing loops.
+    pub fn new(config: &RouterConfig, slot: Arc<PipelineSlot>, telemetry: Telemetry) -> Routing {
+        if let Some(mean) = config.drift.baseline_confidence_mean {
+            telemetry.set_confidence_baseline(mean);
+        }
+        telemetry.expect_routing_loops(config.processing.routing_threads);
+        Routing { slot, telemetry, drift: DriftWindow::new(&config.drift).map(Mutex::new) }
+    }
+}
+
 struct Loop<'a> {
     slot: &'a PipelineSlot,
     /// The slot's pipeline as of the current batch, and the slot generation it came from.
@@ -66,20 +87,27 @@ struct Loop<'a> {
     audit_topic: &'a str,
     changelog_topic: &'a str,
     out: Output,
-    drift: Option<crate::drift::DriftWindow>,
+    drift: Option<&'a Mutex<DriftWindow>>,
+    /// This loop's drift observations since the last poll batch.
+    tally: DriftTally,
+    /// The in-flight events this loop last added to the gauge.
+    reported_in_flight: usize,
+    /// Events routed or dead-lettered by this loop.
+    handled: u64,
 }
 
-/// Runs the router's loop on the current thread until `shutdown` is cancelled or a delivery
-/// fails. On the way out it drains in-flight records, stores and commits their offsets, and
-/// leaves the consumer group.
+/// Runs routing loop `index` (of `processing.routing_threads`) on the current thread until
+/// `shutdown` is cancelled or a delivery fails. On the way out it drains in-flight records,
+/// stores and commits their offsets, and leaves the consumer group.
 pub fn run_loop(
     config: &RouterConfig,
-    slot: &PipelineSlot,
-    telemetry: &Telemetry,
+    routing: &Routing,
+    index: usize,
     shutdown: &CancellationToken,
 ) -> Result<(), LoopError> {
+    let (slot, telemetry) = (routing.slot.as_ref(), &routing.telemetry);
     let transactional = config.processing.guarantee == Guarantee::ExactlyOnce;
-    let settings = routing_producer_config(config);
+    let settings = routing_producer_config(config, index);
     // Audit records go to the intake in batches, placed as the producer would place them keyed.
     let intake_topic = config.topics.audit_intake.as_str();
     let intake = IntakeBatches::placed_like(&settings, &consumer_config(config), intake_topic, TOPIC_WAIT)?;
@@ -92,7 +120,11 @@ pub fn run_loop(
         .create_with_context(DeliveryContext { telemetry: telemetry.clone(), inflight: Arc::clone(&inflight) })?;
     if transactional {
         producer.init_transactions(TXN_TIMEOUT)?;
-        tracing::info!(transactional_id = %config.transactional_id(), "Routing exactly once (Kafka transactions).");
+        tracing::info!(
+            routing_thread = index,
+            transactional_id = %config.routing_transactional_id(index),
+            "Routing exactly once (Kafka transactions)."
+        );
     }
     let input_topic = config.kafka.input_topic.as_str();
     let consumer: BaseConsumer<RouterConsumerContext> =
@@ -107,8 +139,8 @@ pub fn run_loop(
             generation: Default::default(),
         })?;
     consumer.subscribe(&[input_topic])?;
-    tracing::info!(topic = input_topic, group = %config.kafka.group_id, "Consuming.");
-    telemetry.set_ready(true);
+    tracing::info!(routing_thread = index, topic = input_topic, group = %config.kafka.group_id, "Consuming.");
+    telemetry.routing_loop_ready(true);
     let mut state = Loop {
         slot,
         pipeline: slot.get(),
@@ -120,21 +152,26 @@ pub fn run_loop(
         audit_topic: &config.topics.audit_intake,
         changelog_topic: &config.topics.pending_changelog,
         out: Output::default(),
-        drift: crate::drift::DriftWindow::new(&config.drift),
+        drift: routing.drift.as_ref(),
+        tally: DriftTally::default(),
+        reported_in_flight: 0,
+        handled: 0,
     };
-    if let Some(mean) = config.drift.baseline_confidence_mean {
-        telemetry.set_confidence_baseline(mean);
-    }
     let result = if transactional {
         state.run_transactional(&consumer, config, shutdown)
     } else {
         state.run(&consumer, config, shutdown)
     };
-    telemetry.set_ready(false);
-    tracing::info!(in_flight = inflight.events(), "Stopping: draining in-flight records and committing.");
+    telemetry.routing_loop_ready(false);
+    tracing::info!(
+        routing_thread = index,
+        handled = state.handled,
+        in_flight = inflight.events(),
+        "Stopping: draining in-flight records and committing."
+    );
     consumer.context().drain_and_commit(&consumer);
     consumer.unsubscribe();
-    telemetry.set_in_flight(inflight.events());
+    state.report_in_flight();
     result
 }
 
@@ -149,6 +186,25 @@ impl Loop<'_> {
         }
     }
 
+    /// Moves this loop's share of the in-flight gauge to its current count.
+    fn report_in_flight(&mut self) {
+        let now = self.inflight.events();
+        self.telemetry.in_flight_moved(self.reported_in_flight, now);
+        self.reported_in_flight = now;
+    }
+
+    /// Hands the batch's drift observations to the shared window.
+    fn measure_drift(&mut self) {
+        let Some(window) = self.drift else { return };
+        if self.tally.seen() == 0 {
+            return;
+        }
+        let reading = window.lock().unwrap_or_else(std::sync::PoisonError::into_inner).absorb(&mut self.tally);
+        if let Some(reading) = reading {
+            self.telemetry.drift_measured(reading);
+        }
+    }
+
     fn run(
         &mut self,
         consumer: &BaseConsumer<RouterConsumerContext>,
@@ -158,7 +214,7 @@ impl Loop<'_> {
         let (batch_size, max_in_flight) = (config.processing.batch_size, config.processing.max_in_flight);
         while !shutdown.is_cancelled() {
             self.inflight.settle(consumer)?;
-            self.telemetry.set_in_flight(self.inflight.events());
+            self.report_in_flight();
             if self.inflight.events() + batch_size > max_in_flight {
                 // Backpressure: wait for acknowledgements rather than buffer more input.
                 thread::park_timeout(BACKPRESSURE_WAIT);
@@ -169,6 +225,7 @@ impl Loop<'_> {
             let telemetry = self.telemetry;
             poll_batch(consumer, batch_size, telemetry, |message| self.route(&message, now))?;
             self.inflight.seal_with(|r| send_intake(self.producer, self.audit_topic, r))?;
+            self.measure_drift();
         }
         Ok(())
     }
@@ -200,7 +257,9 @@ impl Loop<'_> {
                 rewind(consumer, &messages);
                 continue;
             }
-            match self.route_in_transaction(consumer, &messages) {
+            let routed = self.route_in_transaction(consumer, &messages);
+            self.measure_drift();
+            match routed {
                 Ok(()) => self.telemetry.transaction(true, None),
                 Err(TxnError::Abort(e)) => {
                     self.telemetry.transaction(false, Some(&e));
@@ -266,6 +325,7 @@ impl Loop<'_> {
 
     /// Processes one input record and enqueues its output records.
     fn route(&mut self, message: &BorrowedMessage<'_>, now: SystemTime) -> Result<(), LoopError> {
+        self.handled += 1;
         let batch = self.inflight.open_batch();
         let source = Source { topic: message.topic(), partition: message.partition(), offset: message.offset() };
         let verdict = self.pipeline.process(message.payload(), source, now, &mut self.out);
@@ -301,8 +361,8 @@ impl Loop<'_> {
                     send(self.producer, record)?;
                 }
                 self.telemetry.routed(route, risk, confidence);
-                if let Some(reading) = self.drift.as_mut().and_then(|d| d.observe(risk, confidence)) {
-                    self.telemetry.drift_measured(reading);
+                if self.drift.is_some() {
+                    self.tally.observe(risk, confidence);
                 }
             }
             Verdict::Rejected(rejection) => {

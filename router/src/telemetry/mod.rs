@@ -14,6 +14,7 @@ use prometheus::{
     TextEncoder,
 };
 use review::ReviewMetrics;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tollgate_schemas::Route;
 
@@ -69,6 +70,8 @@ pub struct Telemetry {
     delivery_failures: IntCounter,
     kafka_errors: IntCounter,
     ready: IntGauge,
+    /// Routing loops started and ready (the router is ready when all are).
+    loops: Arc<Mutex<LoopCount>>,
     policy_info: IntGaugeVec,
     offset_commits: IntCounterVec,
     review: ReviewMetrics,
@@ -77,6 +80,13 @@ pub struct Telemetry {
     confidence_baseline: prometheus::Gauge,
     transactions: IntCounterVec,
     governance: GovernanceMetrics,
+}
+
+/// Routing loops expected and ready.
+#[derive(Debug)]
+struct LoopCount {
+    expected: usize,
+    ready: usize,
 }
 
 fn unit_buckets() -> Vec<f64> {
@@ -194,6 +204,7 @@ impl Telemetry {
             delivery_failures,
             kafka_errors,
             ready,
+            loops: Arc::new(Mutex::new(LoopCount { expected: 1, ready: 0 })),
             policy_info,
             offset_commits,
             review,
@@ -294,9 +305,11 @@ impl Telemetry {
         tracing::warn!(%error, "The Kafka client reported an error.");
     }
 
-    /// Events in flight right now.
-    pub fn set_in_flight(&self, n: usize) {
-        self.in_flight.set(i64::try_from(n).unwrap_or(i64::MAX));
+    /// One routing loop's events in flight went from `from` to `to` (the gauge is the sum over
+    /// the loops).
+    pub fn in_flight_moved(&self, from: usize, to: usize) {
+        let signed = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.in_flight.add(signed(to) - signed(from));
     }
 
     /// Consumer lag of one input partition, from the client's statistics.
@@ -304,9 +317,22 @@ impl Telemetry {
         self.consumer_lag.with_label_values(&[topic, &partition.to_string()]).set(lag);
     }
 
-    /// The router became ready or stopped being ready.
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.set(i64::from(ready));
+    /// How many routing loops the router runs: it is ready while all of them are.
+    pub fn expect_routing_loops(&self, n: usize) {
+        self.count_loops(|c| c.expected = n);
+    }
+
+    /// A routing loop became ready (consuming) or stopped being ready.
+    pub fn routing_loop_ready(&self, ready: bool) {
+        self.count_loops(|c| c.ready = if ready { c.ready + 1 } else { c.ready.saturating_sub(1) });
+    }
+
+    /// Changes the loop count and sets the ready gauge from it, under one lock (two loops
+    /// becoming ready at once must not leave the gauge at 0).
+    fn count_loops(&self, change: impl FnOnce(&mut LoopCount)) {
+        let mut count = self.loops.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        change(&mut count);
+        self.ready.set(i64::from(count.ready > 0 && count.ready >= count.expected));
     }
 
     /// True while the router is ready.
