@@ -26,6 +26,7 @@ fn the_benchmark_harness_runs_its_short_mode_and_reports_every_figure() {
         "router over same records",
         "latency at",
         "pass-through latency",
+        "same records' latency",
         "join:",
         "join, same records:",
         "join over same records",
@@ -46,8 +47,8 @@ fn the_benchmark_harness_runs_its_short_mode_and_reports_every_figure() {
     assert!(shape["audit_bytes"].as_u64() > Some(100), "{report}");
     assert!(shape["changelog_share"].as_f64().is_some_and(|s| s > 0.05 && s < 0.5), "{report}");
     assert!(report["ratio_to_same_records"].as_f64() > Some(0.0), "{report}");
-    // The router's latency, and the pass-through's at the same offered rate.
-    for phase in ["latency", "pass_through_latency"] {
+    // The router's latency, and the pass-through's and same records' at the same offered rate.
+    for phase in ["latency", "pass_through_latency", "same_records_latency"] {
         let latency = &report[phase];
         assert!(latency["samples"].as_u64() > Some(0), "{phase}: {report}");
         assert!(latency["p99_ms"].as_f64() >= latency["p50_ms"].as_f64(), "{phase}: {report}");

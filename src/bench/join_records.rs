@@ -108,10 +108,13 @@ pub async fn run(
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             let deadline = Instant::now() + LIMIT;
             let chained = AtomicU64::new(0);
+            // Stages that have joined their groups (stage 1 here does not wait for them).
+            let members = std::sync::atomic::AtomicUsize::new(0);
             std::thread::scope(|s| {
                 let copy = s.spawn(|| copy_decisions(&config, &topics, &decisions, shape, &joined, deadline, &done));
-                let chain = s.spawn(|| records::chain_copies(&config, &topics, total, &chained, deadline, &done));
-                let read = s.spawn(|| records::read_copies(&config, &topics, &done));
+                let chain =
+                    s.spawn(|| records::chain_copies(&config, &topics, (total, &members), &chained, deadline, &done));
+                let read = s.spawn(|| records::read_copies(&config, &topics, &members, &done));
                 let panicked = |stage: &str| anyhow::anyhow!("the {stage} stage panicked");
                 let results = [
                     copy.join().map_err(|_| panicked("copy")),
@@ -140,7 +143,7 @@ fn copy_decisions(
     deadline: Instant,
     done: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let (consumer, producer) = records::copy_clients(config, topics, decisions)?;
+    let (consumer, producer) = records::copy_clients(config, topics, decisions, records::Start::Preloaded)?;
     let (resolved, state, audit) =
         (vec![b'r'; shape.resolved_bytes], vec![b's'; shape.state_bytes], vec![b'a'; shape.audit_bytes]);
     let mut gathered = GatheredCopies::new(config, &topics.intake)?;

@@ -102,6 +102,8 @@ pub struct Report {
     pub latency: latency::Latency,
     /// The pass-through's latency at the same rate.
     pub pass_through_latency: latency::Latency,
+    /// Same records' latency at the same rate: the router's Kafka work without Tollgate's.
+    pub same_records_latency: latency::Latency,
     /// The router phase's CPU seconds per million events, by thread group (librdkafka's
     /// threads, the routing loop, the review join, the audit chainer, tokio, the rest).
     pub router_cpu_by_thread: Vec<(String, f64)>,
@@ -128,7 +130,7 @@ impl Report {
             self.router_cpu_by_thread.iter().map(|(name, cpu)| format!("{name} {cpu:.1}")).collect();
         let j = &self.join;
         format!(
-            "{:<14} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>16}\n{}{}{}router over same records: {:.2} (same records per event: routed {} B, audit {} B, changelog {} B for {:.1}% of events)\nrouter CPU s per M events by thread ({} routing thread(s)): {}\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {}\npass-through latency at the same rate, {}\n\njoin: {}\njoin CPU s per M decisions by thread: {}\njoin, same records: {} (resolved {} B, state {} B, audit {} B per decision)\njoin over same records: {:.2}\n",
+            "{:<14} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>16}\n{}{}{}router over same records: {:.2} (same records per event: routed {} B, audit {} B, changelog {} B for {:.1}% of events)\nrouter CPU s per M events by thread ({} routing thread(s)): {}\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {}\npass-through latency at the same rate, {}\nsame records' latency at the same rate, {}\n\njoin: {}\njoin CPU s per M decisions by thread: {}\njoin, same records: {} (resolved {} B, state {} B, audit {} B per decision)\njoin over same records: {:.2}\n",
             "phase",
             "events",
             "events/s",
@@ -151,6 +153,7 @@ impl Report {
             100.0 * self.latency.rate / self.router.events_per_second.max(1.0),
             self.latency.figures(),
             self.pass_through_latency.figures(),
+            self.same_records_latency.figures(),
             j.figures(),
             j.cpu_by_thread.iter().map(|(name, cpu)| format!("{name} {cpu:.1}")).collect::<Vec<_>>().join(", "),
             self.join_same_records.figures(),
@@ -221,6 +224,13 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         audit: format!("{run_id}.same-audit"),
         changelog: format!("{run_id}.same-changelog"),
     };
+    let same_live = records::Topics {
+        tag: "same-live",
+        routed: format!("{run_id}.same-live-routed"),
+        intake: format!("{run_id}.same-live-intake"),
+        audit: format!("{run_id}.same-live-audit"),
+        changelog: format!("{run_id}.same-live-changelog"),
+    };
     let same_join = records::Topics {
         tag: "same-join",
         routed: format!("{run_id}.same-resolved"),
@@ -236,6 +246,10 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         &same.intake,
         &same.audit,
         &same.changelog,
+        &same_live.routed,
+        &same_live.intake,
+        &same_live.audit,
+        &same_live.changelog,
         &same_join.routed,
         &same_join.intake,
         &same_join.audit,
@@ -286,7 +300,8 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     eprintln!("same records…");
     let same_records = {
         let (config, n, stop) = (config.clone(), options.events, shutdown.clone());
-        tokio::task::spawn_blocking(move || records::run(&config, &same, shape, n, &stop)).await??
+        tokio::task::spawn_blocking(move || records::run(&config, &same, shape, n, records::Start::Preloaded, &stop))
+            .await??
     };
     eprintln!("router…");
     let threads_before = cpu_by_thread();
@@ -336,33 +351,26 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     let join_same_records =
         join_records::run(&config, same_join, same_decisions, join_shape, ids, options.decision_rate, &shutdown)
             .await?;
-    // The pass-through at the same rate, on the same input topic, once the router has stopped:
-    // assigned at the topic's end, so the broker serves it from the same state.
+    // The baselines at the same rate, on the same input topic, once the router has stopped:
+    // each is assigned the topic at its end, so the broker serves it from the same state.
     eprintln!("pass-through latency at {rate:.0} events/s for {} s…", options.latency_seconds);
     let pass_through_latency = {
-        let ready = Arc::new(AtomicBool::new(false));
-        let copying = {
-            let (config, ready, stop) = (config.clone(), Arc::clone(&ready), shutdown.clone());
-            let to = live_copy.clone();
-            tokio::task::spawn_blocking(move || {
-                let copy = Copy { from: &config.kafka.input_topic, to: &to, events: latency_events, live: true };
-                pass_through(&config, &copy, &ready, &stop)
-            })
-        };
-        // Offered once the copy knows where every partition ends, so the backlog is not copied.
-        wait_until(|| ready.load(Ordering::Relaxed), Duration::from_secs(60), &shutdown).await;
-        let load = Load { prefix: "pass".into(), ..load.clone() };
-        let (brokers, stop) = (options.brokers.clone(), shutdown.clone());
-        let offer = Mark::now();
-        tokio::task::spawn_blocking(move || produce(&brokers, &load, &stop, |_| {})).await??;
-        let machine = offer.spent().machine;
-        copying.await??;
-        let config = config.clone();
-        let measured = tokio::task::spawn_blocking(move || {
-            latency::measure(&config, &config.kafka.input_topic, &[&live_copy], "pass-", rate)
+        let (c, to, stop) = (config.clone(), live_copy.clone(), shutdown.clone());
+        let offer = (&load, "pass", rate);
+        baseline_latency(&options, &config, offer, vec![live_copy], &shutdown, move |ready| {
+            let copy = Copy { from: &c.kafka.input_topic, to: &to, events: latency_events, live: true };
+            pass_through(&c, &copy, ready, &stop).map(|_| ())
         })
-        .await??;
-        latency::Latency { machine, ..measured }
+        .await?
+    };
+    eprintln!("same records' latency at {rate:.0} events/s for {} s…", options.latency_seconds);
+    let same_records_latency = {
+        let (c, stop) = (config.clone(), shutdown.clone());
+        let (offer, outputs) = ((&load, "same", rate), vec![same_live.routed.clone()]);
+        baseline_latency(&options, &config, offer, outputs, &shutdown, move |ready| {
+            records::run(&c, &same_live, shape, latency_events, records::Start::Live(ready), &stop).map(|_| ())
+        })
+        .await?
     };
     let latency = {
         let config = config.clone();
@@ -386,11 +394,46 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         router,
         latency,
         pass_through_latency,
+        same_records_latency,
         router_cpu_by_thread,
         join,
         join_same_records,
         join_shape,
     })
+}
+
+/// A latency baseline: `copy` runs on its own thread from the input's end and sets the flag it
+/// is given once it knows where every partition ends; then live input (ids `<prefix>-…`, the
+/// latency phase's rate and count) is offered, and each event's latency is measured on
+/// `outputs`.
+async fn baseline_latency(
+    options: &BenchOptions,
+    config: &RouterConfig,
+    (load, prefix, rate): (&Load, &str, f64),
+    outputs: Vec<String>,
+    shutdown: &CancellationToken,
+    copy: impl FnOnce(&AtomicBool) -> anyhow::Result<()> + Send + 'static,
+) -> anyhow::Result<latency::Latency> {
+    let ready = Arc::new(AtomicBool::new(false));
+    let copying = {
+        let ready = Arc::clone(&ready);
+        tokio::task::spawn_blocking(move || copy(&ready))
+    };
+    // Offered once the copy knows where every partition ends, so the backlog is not copied.
+    wait_until(|| ready.load(Ordering::Acquire), Duration::from_secs(60), shutdown).await;
+    let load = Load { prefix: prefix.into(), ..load.clone() };
+    let (brokers, stop) = (options.brokers.clone(), shutdown.clone());
+    let offer = Mark::now();
+    tokio::task::spawn_blocking(move || produce(&brokers, &load, &stop, |_| {})).await??;
+    let machine = offer.spent().machine;
+    copying.await??;
+    let (config, prefix) = (config.clone(), format!("{prefix}-"));
+    let measured = tokio::task::spawn_blocking(move || {
+        let outputs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+        latency::measure(&config, &config.kafka.input_topic, &outputs, &prefix, rate)
+    })
+    .await??;
+    Ok(latency::Latency { machine, ..measured })
 }
 
 /// What the pass-through copies.

@@ -21,6 +21,7 @@
 //! must write two to three records per event (routed, chained audit, for one in six a changelog
 //! entry), plus a share of an intake batch, where the pass-through writes one.
 
+use super::latency;
 use super::machine::Mark;
 use super::{phase, Phase};
 use crate::synth::{send_waiting, Mix, PaymentGenerator};
@@ -28,7 +29,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
@@ -91,22 +92,34 @@ pub struct Topics {
     pub changelog: String,
 }
 
-/// Runs the baseline on the preloaded input until `events` records went through every stage.
+/// Where stage 1 starts reading the input.
+#[derive(Clone, Copy)]
+pub enum Start<'a> {
+    /// The preloaded input, from its beginning.
+    Preloaded,
+    /// Live input: from the input's end, then `ready` is set (the caller offers input once it
+    /// is, so stage 1 copies only what is offered, all of it).
+    Live(&'a std::sync::atomic::AtomicBool),
+}
+
+/// Runs the baseline until `events` records of the input went through every stage.
 pub fn run(
     config: &RouterConfig,
     topics: &Topics,
     shape: Shape,
     events: u64,
+    start: Start<'_>,
     stop: &CancellationToken,
 ) -> anyhow::Result<Phase> {
     let chained = Arc::new(AtomicU64::new(0));
     let started: Arc<std::sync::OnceLock<Mark>> = Arc::default();
     let deadline = Instant::now() + LIMIT;
     let done = stop.child_token();
+    let joined = AtomicUsize::new(0);
     std::thread::scope(|s| -> anyhow::Result<Phase> {
-        let copy = s.spawn(|| copy_input(config, topics, shape, events, &started, deadline, &done));
-        let chain = s.spawn(|| chain_copies(config, topics, events, &chained, deadline, &done));
-        let read = s.spawn(|| read_copies(config, topics, &done));
+        let copy = s.spawn(|| copy_input(config, topics, (shape, events, start), (&started, &joined), deadline, &done));
+        let chain = s.spawn(|| chain_copies(config, topics, (events, &joined), &chained, deadline, &done));
+        let read = s.spawn(|| read_copies(config, topics, &joined, &done));
         let chain_result = chain.join().map_err(|_| anyhow::anyhow!("the chain stage panicked"))?;
         // Stage 2 is last: once it is done (or failed), the others stop too.
         let spent = started.get().map(Mark::spent);
@@ -118,19 +131,27 @@ pub fn run(
     })
 }
 
-/// Stage 1: the routing loop's records.
+/// Stage 1: the routing loop's records. Each routed copy is the input record padded with
+/// spaces to the routed record's size: still the input's JSON, so a latency phase finds its
+/// event id in it. Live, it says it is ready once the other two stages have joined their
+/// groups, as the router's chainer and join have when its latency is measured.
 fn copy_input(
     config: &RouterConfig,
     topics: &Topics,
-    shape: Shape,
-    events: u64,
-    started: &std::sync::OnceLock<Mark>,
+    (shape, events, start): (Shape, u64, Start<'_>),
+    (started, joined): (&std::sync::OnceLock<Mark>, &AtomicUsize),
     deadline: Instant,
     done: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let (consumer, producer) = copy_clients(config, topics, &config.kafka.input_topic)?;
-    let (routed, audit, changelog) =
-        (vec![b'r'; shape.routed_bytes], vec![b'a'; shape.audit_bytes], vec![b'c'; shape.changelog_bytes]);
+    let (consumer, producer) = copy_clients(config, topics, &config.kafka.input_topic, start)?;
+    if let Start::Live(ready) = start {
+        while joined.load(Ordering::Acquire) < 2 && Instant::now() < deadline && !done.is_cancelled() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        ready.store(true, Ordering::Release);
+    }
+    let mut routed = Vec::with_capacity(shape.routed_bytes);
+    let (audit, changelog) = (vec![b'a'; shape.audit_bytes], vec![b'c'; shape.changelog_bytes]);
     let mut gathered = GatheredCopies::new(config, &topics.intake)?;
     let mut copied = 0u64;
     while copied < events && Instant::now() < deadline && !done.is_cancelled() {
@@ -141,6 +162,9 @@ fn copy_input(
             let m = m?;
             started.get_or_init(Mark::now);
             let key = m.key().unwrap_or_default();
+            routed.clear();
+            routed.extend_from_slice(m.payload().unwrap_or_default());
+            routed.resize(routed.len().max(shape.routed_bytes), b' ');
             send_waiting(&producer, BaseRecord::to(&topics.routed).key(key).payload(routed.as_slice()), done)?;
             gathered.add(&producer, key, &audit, done)?;
             // The same share as the router, spread evenly.
@@ -163,11 +187,12 @@ fn copy_input(
 }
 
 /// A first stage's clients, with the router's settings: a consumer of `from` in the baseline's
-/// group and a producer.
+/// group (live: assigned every partition of `from` at its end) and a producer.
 pub(super) fn copy_clients(
     config: &RouterConfig,
     topics: &Topics,
     from: &str,
+    start: Start<'_>,
 ) -> anyhow::Result<(BaseConsumer, ThreadedProducer<DefaultProducerContext>)> {
     let mut settings = tollgate_router::kafka::consumer_config(config);
     settings
@@ -176,7 +201,10 @@ pub(super) fn copy_clients(
     let consumer: BaseConsumer = settings.create()?;
     let producer: ThreadedProducer<DefaultProducerContext> =
         tollgate_router::kafka::producer_config(config).create()?;
-    consumer.subscribe(&[from])?;
+    match start {
+        Start::Preloaded => consumer.subscribe(&[from])?,
+        Start::Live(_) => latency::assign_at_end(&consumer, from)?,
+    }
     Ok((consumer, producer))
 }
 
@@ -247,7 +275,7 @@ impl<'t> GatheredCopies<'t> {
 pub(super) fn chain_copies(
     config: &RouterConfig,
     topics: &Topics,
-    events: u64,
+    (events, joined): (u64, &AtomicUsize),
     chained: &AtomicU64,
     deadline: Instant,
     done: &CancellationToken,
@@ -264,7 +292,9 @@ pub(super) fn chain_copies(
         .set("isolation.level", "read_committed");
     let consumer: BaseConsumer = settings.create()?;
     consumer.subscribe(&[&topics.intake])?;
+    let mut member = Member::default();
     while chained.load(Ordering::Acquire) < events && Instant::now() < deadline && !done.is_cancelled() {
+        member.note(&consumer, joined);
         let mut batch = Vec::new();
         let mut wait = Duration::from_millis(100);
         let mut weight = 0;
@@ -310,16 +340,39 @@ pub(super) fn chain_copies(
 }
 
 /// Stage 3: the review join reading the changelog back.
-pub(super) fn read_copies(config: &RouterConfig, topics: &Topics, done: &CancellationToken) -> anyhow::Result<()> {
+pub(super) fn read_copies(
+    config: &RouterConfig,
+    topics: &Topics,
+    joined: &AtomicUsize,
+    done: &CancellationToken,
+) -> anyhow::Result<()> {
     let topic = topics.changelog.as_str();
     let mut settings = tollgate_router::kafka::consumer_config(config);
     settings.set("group.id", format!("{}.{}-read", config.kafka.group_id, topics.tag));
     let consumer: BaseConsumer = settings.create()?;
     consumer.subscribe(&[topic])?;
+    let mut member = Member::default();
     while !done.is_cancelled() {
         if let Some(m) = consumer.poll(Duration::from_millis(100)) {
             m?;
         }
+        member.note(&consumer, joined);
     }
     Ok(())
+}
+
+/// Whether a stage's consumer has joined its group (has an assignment) yet.
+#[derive(Default)]
+struct Member {
+    joined: bool,
+}
+
+impl Member {
+    /// Counts the stage into `joined` the first time its consumer has an assignment.
+    fn note(&mut self, consumer: &BaseConsumer, joined: &AtomicUsize) {
+        if !self.joined && consumer.assignment().is_ok_and(|a| a.count() > 0) {
+            self.joined = true;
+            joined.fetch_add(1, Ordering::AcqRel);
+        }
+    }
 }
