@@ -152,21 +152,8 @@ fn loops_handled(log: &str) -> HashMap<usize, u64> {
     };
     log.lines()
         .filter(|l| l.contains("Stopping: draining in-flight records and committing"))
-        .map(without_colours)
-        .filter_map(|l| Some((field(&l, "routing_thread")? as usize, field(&l, "handled")?)))
+        .filter_map(|l| Some((field(l, "routing_thread")? as usize, field(l, "handled")?)))
         .collect()
-}
-
-/// A log line without its terminal colour codes (`ESC [ … m`).
-fn without_colours(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut rest = line;
-    while let Some(at) = rest.find('\x1b') {
-        out.push_str(&rest[..at]);
-        rest = rest[at..].find('m').map_or("", |end| &rest[at + end + 1..]);
-    }
-    out.push_str(rest);
-    out
 }
 
 #[test]

@@ -92,7 +92,7 @@ fn spawn_loop(
 
 /// The name of routing loop `index` of `threads`: `tollgate-route` for a single loop, else
 /// `tollgate-rt-<index>` (Linux keeps 15 bytes of a thread's name).
-pub fn routing_thread_name(index: usize, threads: usize) -> String {
+fn routing_thread_name(index: usize, threads: usize) -> String {
     if threads == 1 {
         "tollgate-route".to_owned()
     } else {

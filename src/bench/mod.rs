@@ -217,27 +217,12 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     tollgate_router::kafka::ensure_topics(&config).await?;
     let copy_topic = format!("{run_id}.pass-through");
     let live_copy = format!("{run_id}.live-pass-through");
-    let same = records::Topics {
-        tag: "same-records",
-        routed: format!("{run_id}.same-routed"),
-        intake: format!("{run_id}.same-intake"),
-        audit: format!("{run_id}.same-audit"),
-        changelog: format!("{run_id}.same-changelog"),
-    };
+    let same = records::Topics::named("same-records", &format!("{run_id}.same"));
     let same_live_input = format!("{run_id}.same-live-payments");
-    let same_live = records::Topics {
-        tag: "same-live",
-        routed: format!("{run_id}.same-live-routed"),
-        intake: format!("{run_id}.same-live-intake"),
-        audit: format!("{run_id}.same-live-audit"),
-        changelog: format!("{run_id}.same-live-changelog"),
-    };
+    let same_live = records::Topics::named("same-live", &format!("{run_id}.same-live"));
     let same_join = records::Topics {
-        tag: "same-join",
         routed: format!("{run_id}.same-resolved"),
-        intake: format!("{run_id}.same-join-intake"),
-        audit: format!("{run_id}.same-join-audit"),
-        changelog: format!("{run_id}.same-join-changelog"),
+        ..records::Topics::named("same-join", &format!("{run_id}.same-join"))
     };
     let same_decisions = format!("{run_id}.same-decisions");
     let specs: Vec<tollgate_common::kafka::TopicSpec> = [

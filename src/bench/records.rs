@@ -102,6 +102,19 @@ pub enum Start<'a> {
     Live(&'a std::sync::atomic::AtomicBool),
 }
 
+impl Topics {
+    /// Topics `<prefix>-routed`, `<prefix>-intake`, `<prefix>-audit` and `<prefix>-changelog`.
+    pub fn named(tag: &'static str, prefix: &str) -> Topics {
+        Topics {
+            tag,
+            routed: format!("{prefix}-routed"),
+            intake: format!("{prefix}-intake"),
+            audit: format!("{prefix}-audit"),
+            changelog: format!("{prefix}-changelog"),
+        }
+    }
+}
+
 /// Runs the baseline until `events` records of the input went through every stage.
 pub fn run(
     config: &RouterConfig,
