@@ -338,8 +338,9 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     let join_same_records =
         join_records::run(&config, same_join, same_decisions, join_shape, ids, options.decision_rate, &shutdown)
             .await?;
-    // The baselines at the same rate, on the same input topic, once the router has stopped:
-    // each is assigned the topic at its end, so the broker serves it from the same state.
+    // The baselines at the same rate, once the router has stopped, each assigned its input at
+    // the end: the pass-through reads the router's input topic, so the broker serves it from
+    // the same state; same records read a topic of their own (below).
     eprintln!("pass-through latency at {rate:.0} events/s for {} s…", options.latency_seconds);
     let pass_through_latency = {
         let (c, to, stop) = (config.clone(), live_copy.clone(), shutdown.clone());
