@@ -46,6 +46,15 @@ fn the_benchmark_harness_runs_its_short_mode_and_reports_every_figure() {
     assert!(shape["routed_bytes"].as_u64() > Some(200), "{report}");
     assert!(shape["audit_bytes"].as_u64() > Some(100), "{report}");
     assert!(shape["changelog_share"].as_f64().is_some_and(|s| s > 0.05 && s < 0.5), "{report}");
+    // A chained audit record carries its chain fields besides the intake record's.
+    assert!(shape["chained_bytes"].as_u64() > shape["audit_bytes"].as_u64(), "{report}");
+    assert!(shape["chained_key_bytes"].as_u64() > Some(0), "{report}");
+    // Every event has one routed record or dead letter, spread over the router's topics.
+    let routed = shape["routed"].as_array().expect("routed topics");
+    let shares: Vec<f64> = routed.iter().map(|d| d["share"].as_f64().unwrap()).collect();
+    assert_eq!(shares.len(), 5, "{report}");
+    assert!((shares.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{report}");
+    assert!(shares.iter().filter(|s| **s > 0.0).count() >= 3, "{report}");
     assert!(report["ratio_to_same_records"].as_f64() > Some(0.0), "{report}");
     // The router's latency, and the pass-through's and same records' at the same offered rate.
     for phase in ["latency", "pass_through_latency", "same_records_latency"] {

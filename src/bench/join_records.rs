@@ -110,10 +110,14 @@ pub async fn run(
             let chained = AtomicU64::new(0);
             // Stages that have joined their groups (stage 1 here does not wait for them).
             let members = std::sync::atomic::AtomicUsize::new(0);
+            // Each audit copy goes on at its intake size (the join's chained size is not
+            // measured).
+            let chained_copy = records::ChainedCopy::sized(shape.audit_bytes, 1);
             std::thread::scope(|s| {
                 let copy = s.spawn(|| copy_decisions(&config, &topics, &decisions, shape, &joined, deadline, &done));
-                let chain =
-                    s.spawn(|| records::chain_copies(&config, &topics, (total, &members), &chained, deadline, &done));
+                let chain = s.spawn(|| {
+                    records::chain_copies(&config, &topics, &chained_copy, (total, &members), &chained, deadline, &done)
+                });
                 let read = s.spawn(|| records::read_copies(&config, &topics, &members, &done));
                 let panicked = |stage: &str| anyhow::anyhow!("the {stage} stage panicked");
                 let results = [
@@ -155,7 +159,7 @@ fn copy_decisions(
             let Some(m) = consumer.poll(wait) else { break };
             let m = m?;
             let id = m.key().unwrap_or_default();
-            send_waiting(&producer, BaseRecord::to(&topics.routed).key(id).payload(resolved.as_slice()), done)?;
+            send_waiting(&producer, BaseRecord::to(&topics.routed[0]).key(id).payload(resolved.as_slice()), done)?;
             key.clear();
             key.extend_from_slice(id);
             key.extend_from_slice(STATE_SUFFIX.as_bytes());

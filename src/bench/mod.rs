@@ -130,7 +130,7 @@ impl Report {
             self.router_cpu_by_thread.iter().map(|(name, cpu)| format!("{name} {cpu:.1}")).collect();
         let j = &self.join;
         format!(
-            "{:<14} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>16}\n{}{}{}router over same records: {:.2} (same records per event: routed {} B, audit {} B, changelog {} B for {:.1}% of events)\nrouter CPU s per M events by thread ({} routing thread(s)): {}\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {}\npass-through latency at the same rate, {}\nsame records' latency at the same rate, {}\n\njoin: {}\njoin CPU s per M decisions by thread: {}\njoin, same records: {} (resolved {} B, state {} B, audit {} B per decision)\njoin over same records: {:.2}\n",
+            "{:<14} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>16}\n{}{}{}router over same records: {:.2} (same records per event: {})\nrouter CPU s per M events by thread ({} routing thread(s)): {}\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {}\npass-through latency at the same rate, {}\nsame records' latency at the same rate, {}\n\njoin: {}\njoin CPU s per M decisions by thread: {}\njoin, same records: {} (resolved {} B, state {} B, audit {} B per decision)\njoin over same records: {:.2}\n",
             "phase",
             "events",
             "events/s",
@@ -143,10 +143,7 @@ impl Report {
             row(&self.same_records, self.same_records.events_per_second / self.pass_through.events_per_second.max(1e-9)),
             row(&self.router, self.ratio),
             self.ratio_to_same_records,
-            self.shape.routed_bytes,
-            self.shape.audit_bytes,
-            self.shape.changelog_bytes,
-            100.0 * self.shape.changelog_share,
+            self.shape.describe(),
             self.routing_threads,
             threads.join(", "),
             self.latency.rate,
@@ -221,31 +218,17 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     let same_live_input = format!("{run_id}.same-live-payments");
     let same_live = records::Topics::named("same-live", &format!("{run_id}.same-live"));
     let same_join = records::Topics {
-        routed: format!("{run_id}.same-resolved"),
+        routed: vec![format!("{run_id}.same-resolved")],
         ..records::Topics::named("same-join", &format!("{run_id}.same-join"))
     };
     let same_decisions = format!("{run_id}.same-decisions");
-    let specs: Vec<tollgate_common::kafka::TopicSpec> = [
-        &copy_topic,
-        &live_copy,
-        &same.routed,
-        &same.intake,
-        &same.audit,
-        &same.changelog,
-        &same_live_input,
-        &same_live.routed,
-        &same_live.intake,
-        &same_live.audit,
-        &same_live.changelog,
-        &same_join.routed,
-        &same_join.intake,
-        &same_join.audit,
-        &same_join.changelog,
-        &same_decisions,
-    ]
-    .into_iter()
-    .map(|name| tollgate_common::kafka::TopicSpec { name, compacted: false })
-    .collect();
+    let mut names = vec![&copy_topic, &live_copy, &same_live_input, &same_decisions];
+    for topics in [&same, &same_live, &same_join] {
+        names.extend(&topics.routed);
+        names.extend([&topics.intake, &topics.audit, &topics.changelog]);
+    }
+    let specs: Vec<tollgate_common::kafka::TopicSpec> =
+        names.into_iter().map(|name| tollgate_common::kafka::TopicSpec { name, compacted: false }).collect();
     tollgate_common::kafka::ensure_topics(
         &tollgate_router::kafka::producer_config(&config),
         &specs,
@@ -286,8 +269,8 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     };
     eprintln!("same records…");
     let same_records = {
-        let (config, n, stop) = (config.clone(), options.events, shutdown.clone());
-        tokio::task::spawn_blocking(move || records::run(&config, &same, shape, n, records::Start::Preloaded, &stop))
+        let (config, n, stop, shape) = (config.clone(), options.events, shutdown.clone(), shape.clone());
+        tokio::task::spawn_blocking(move || records::run(&config, &same, &shape, n, records::Start::Preloaded, &stop))
             .await??
     };
     eprintln!("router…");
@@ -358,10 +341,12 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         // baseline is favoured by this, not the router.
         let mut c = config.clone();
         c.kafka.input_topic = same_live_input.clone();
-        let (offer, outputs) = ((&load, "same", rate), vec![same_live.routed.clone()]);
-        let (live_config, stop) = (c.clone(), shutdown.clone());
+        // Its routed records, as the router's latency reads them (dead letters aside).
+        let outputs = same_live.routed[..records::ROUTE_TOPICS].to_vec();
+        let offer = (&load, "same", rate);
+        let (live_config, stop, shape) = (c.clone(), shutdown.clone(), shape.clone());
         baseline_latency(&options, &live_config, offer, outputs, &shutdown, move |ready| {
-            records::run(&c, &same_live, shape, latency_events, records::Start::Live(ready), &stop).map(|_| ())
+            records::run(&c, &same_live, &shape, latency_events, records::Start::Live(ready), &stop).map(|_| ())
         })
         .await?
     };

@@ -35,8 +35,12 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 use tollgate_router::config::RouterConfig;
 use tollgate_router::kafka::intake::{self, KeyHash, MAX_BATCH_BYTES};
+use tollgate_router::kafka::{dead_letter_headers, routed_headers, sample_headers};
 use tollgate_router::pipeline::{Output, Pipeline, Source, Verdict};
+use tollgate_schemas::audit::GENESIS;
 use tollgate_schemas::headers;
+use tollgate_schemas::intake::AuditBatch;
+use tollgate_schemas::AuditRecord;
 
 /// Records a transaction of stage 2 holds at most (the audit chainer's smallest batch).
 const CHAIN_BATCH: usize = 20_000;
@@ -44,49 +48,167 @@ const CHAIN_BATCH: usize = 20_000;
 const LIMIT: Duration = Duration::from_secs(600);
 
 /// The router's mean output per input record, from routing a sample of the input in process.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Shape {
+    /// Mean size of a routed record or dead letter.
     pub routed_bytes: usize,
+    /// Mean size of an audit record in the intake.
     pub audit_bytes: usize,
+    /// Mean size of a chained audit record (the audit topic's), and of its key (the event id).
+    pub chained_bytes: usize,
+    pub chained_key_bytes: usize,
     pub changelog_bytes: usize,
     /// Share of input records that write a changelog entry.
     pub changelog_share: f64,
+    /// Routed records and dead letters per topic, in [`destinations`] order.
+    pub routed: Vec<Destination>,
+}
+
+/// The routed records (or dead letters) the router writes to one topic.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Destination {
+    /// The router's topic.
+    pub topic: String,
+    /// Records per input record.
+    pub share: f64,
+    /// Their mean size.
+    pub bytes: usize,
+    /// The headers of the first of them (their values' sizes hardly vary).
+    #[serde(skip)]
+    pub headers: Option<OwnedHeaders>,
+}
+
+/// The topics a router's routed records and dead letters go to; the baseline has one for each.
+fn destinations(config: &RouterConfig) -> [&str; 5] {
+    let t = &config.topics;
+    [&t.auto_commit, &t.async_review, &t.sync_review, &t.auto_reject, &t.dead_letter]
+}
+
+/// How many of the baseline's routed topics hold routed records (the last holds dead letters).
+pub const ROUTE_TOPICS: usize = 4;
+
+/// Running totals of one destination while a sample is routed.
+#[derive(Default)]
+struct Tally {
+    records: usize,
+    bytes: usize,
+    headers: Option<OwnedHeaders>,
+}
+
+impl Tally {
+    fn add(&mut self, bytes: usize, headers: impl FnOnce() -> OwnedHeaders) {
+        self.records += 1;
+        self.bytes += bytes;
+        self.headers.get_or_insert_with(headers);
+    }
 }
 
 impl Shape {
-    /// Routes the first `sample` events of the generator stream (the same seed as the preload).
+    /// Routes the first `sample` events of the generator stream (the same seed as the preload),
+    /// and chains their audit records as the chainer would.
     pub fn measure(config: &RouterConfig, seed: u64, sample: u64) -> anyhow::Result<Shape> {
         let pipeline = Pipeline::from_config(config)?;
+        let targets = destinations(config);
+        let at = |topic: &str| targets.iter().position(|t| *t == topic);
         let mut generator = PaymentGenerator::new(seed, Mix::default(), "bench");
         let (mut buf, mut out, now) = (Vec::new(), Output::default(), SystemTime::now());
-        let (mut routed, mut audit, mut changelog, mut changes) = (0usize, 0usize, 0usize, 0u64);
+        let mut tallies: Vec<Tally> = targets.iter().map(|_| Tally::default()).collect();
+        let (mut audit, mut changelog, mut changes) = (0usize, 0usize, 0u64);
+        let (mut intake, mut sealed, mut prev) = (AuditBatch::default(), Vec::new(), GENESIS.to_owned());
+        let (mut chained, mut keys) = (0usize, 0usize);
         for offset in 0..sample as i64 {
             generator.next_into(&mut buf);
             let source = Source { topic: &config.kafka.input_topic, partition: 0, offset };
-            // A rejected record's routed "record" is its dead letter, the original bytes.
-            let verdict = pipeline.process(Some(&buf), source, now, &mut out);
-            routed += if let Verdict::Routed { .. } = verdict { out.value.len() } else { buf.len() };
+            match pipeline.process(Some(&buf), source, now, &mut out) {
+                Verdict::Routed { route, topic, pre_accept, sample, .. } => {
+                    let version = (pipeline.policy_version(), out.model_version.as_str());
+                    for topic in [Some(topic), pre_accept].into_iter().flatten() {
+                        if let Some(i) = at(topic) {
+                            tallies[i].add(out.value.len(), || routed_headers(route, version.0, version.1));
+                        }
+                    }
+                    if let Some(i) = sample.and_then(at) {
+                        tallies[i].add(out.sample.len(), || sample_headers(version.0));
+                    }
+                }
+                // A dead letter is the original bytes.
+                Verdict::Rejected(rejection) => {
+                    tallies[ROUTE_TOPICS].add(buf.len(), || dead_letter_headers(&rejection, &source));
+                }
+            }
             audit += out.audit.len();
             if !out.changelog.is_empty() {
                 changelog += out.changelog.len();
                 changes += 1;
             }
+            intake.clear();
+            intake.push_datum(&out.audit);
+            for mut record in AuditRecord::read_batch(intake.as_bytes())? {
+                sealed.clear();
+                prev = record.seal_and_write(offset, &prev, config.output.format, &mut sealed)?;
+                chained += sealed.len();
+                keys += record.event_id.len();
+            }
         }
         let n = sample.max(1) as usize;
+        let all: usize = tallies.iter().map(|t| t.records).sum();
         Ok(Shape {
-            routed_bytes: routed / n,
+            routed_bytes: tallies.iter().map(|t| t.bytes).sum::<usize>() / all.max(1),
             audit_bytes: audit / n,
+            chained_bytes: chained / n,
+            chained_key_bytes: keys / n,
             changelog_bytes: changelog / changes.max(1) as usize,
             changelog_share: changes as f64 / n as f64,
+            routed: tallies
+                .into_iter()
+                .zip(targets)
+                .map(|(t, topic)| Destination {
+                    topic: topic.to_owned(),
+                    share: t.records as f64 / n as f64,
+                    bytes: t.bytes / t.records.max(1),
+                    headers: t.headers,
+                })
+                .collect(),
         })
     }
+}
+
+impl Shape {
+    /// One line: what the baseline writes per input record.
+    pub fn describe(&self) -> String {
+        let shares: Vec<String> = self
+            .routed
+            .iter()
+            .filter(|d| d.share > 0.0)
+            // The run's topics are `<run id>.<name>`.
+            .map(|d| {
+                format!("{} {:.1}% at {} B", d.topic.rsplit('.').next().unwrap_or(&d.topic), 100.0 * d.share, d.bytes)
+            })
+            .collect();
+        format!(
+            "routed {} B ({}), audit {} B into the intake and {} B chained, changelog {} B for {:.1}% of events",
+            self.routed_bytes,
+            shares.join(", "),
+            self.audit_bytes,
+            self.chained_bytes,
+            self.changelog_bytes,
+            100.0 * self.changelog_share
+        )
+    }
+}
+
+/// Whether the `n`th record (from 0) is one of a `share` of records spread evenly.
+fn falls(n: u64, share: f64) -> bool {
+    ((n + 1) as f64 * share) as u64 > (n as f64 * share) as u64
 }
 
 /// The topics of the baseline (created by the caller).
 pub struct Topics {
     /// Names the baseline's consumer groups and transactional id.
     pub tag: &'static str,
-    pub routed: String,
+    /// One per topic the router writes routed records or dead letters to, in [`destinations`]
+    /// order (the review join's baseline has one, for its resolved records).
+    pub routed: Vec<String>,
     pub intake: String,
     pub audit: String,
     pub changelog: String,
@@ -103,11 +225,12 @@ pub enum Start<'a> {
 }
 
 impl Topics {
-    /// Topics `<prefix>-routed`, `<prefix>-intake`, `<prefix>-audit` and `<prefix>-changelog`.
+    /// Topics `<prefix>-routed-<n>` (n from 0 to 4), `<prefix>-intake`, `<prefix>-audit` and
+    /// `<prefix>-changelog`.
     pub fn named(tag: &'static str, prefix: &str) -> Topics {
         Topics {
             tag,
-            routed: format!("{prefix}-routed"),
+            routed: (0..=ROUTE_TOPICS).map(|n| format!("{prefix}-routed-{n}")).collect(),
             intake: format!("{prefix}-intake"),
             audit: format!("{prefix}-audit"),
             changelog: format!("{prefix}-changelog"),
@@ -119,7 +242,7 @@ impl Topics {
 pub fn run(
     config: &RouterConfig,
     topics: &Topics,
-    shape: Shape,
+    shape: &Shape,
     events: u64,
     start: Start<'_>,
     stop: &CancellationToken,
@@ -129,9 +252,11 @@ pub fn run(
     let deadline = Instant::now() + LIMIT;
     let done = stop.child_token();
     let joined = AtomicUsize::new(0);
+    let chained_copy = ChainedCopy::sized(shape.chained_bytes, shape.chained_key_bytes);
     std::thread::scope(|s| -> anyhow::Result<Phase> {
         let copy = s.spawn(|| copy_input(config, topics, (shape, events, start), (&started, &joined), deadline, &done));
-        let chain = s.spawn(|| chain_copies(config, topics, (events, &joined), &chained, deadline, &done));
+        let chain =
+            s.spawn(|| chain_copies(config, topics, &chained_copy, (events, &joined), &chained, deadline, &done));
         let read = s.spawn(|| read_copies(config, topics, &joined, &done));
         let chain_result = chain.join().map_err(|_| anyhow::anyhow!("the chain stage panicked"))?;
         // Stage 2 is last: once it is done (or failed), the others stop too.
@@ -144,14 +269,16 @@ pub fn run(
     })
 }
 
-/// Stage 1: the routing loop's records. Each routed copy is the input record padded with
-/// spaces to the routed record's size: still the input's JSON, so a latency phase finds its
-/// event id in it. Live, it says it is ready once the other two stages have joined their
-/// groups, as the router's chainer and join have when its latency is measured.
+/// Stage 1: the routing loop's records. Each input record's routed copies go to the topics the
+/// router's would, each topic's share spread evenly, with the router's headers. A routed copy
+/// is the input record padded with spaces to the mean size of that topic's records: still the
+/// input's JSON, so a latency phase finds its event id in it. Live, it says it is ready once
+/// the other two stages have joined their groups, as the router's chainer and join have when
+/// its latency is measured.
 fn copy_input(
     config: &RouterConfig,
     topics: &Topics,
-    (shape, events, start): (Shape, u64, Start<'_>),
+    (shape, events, start): (&Shape, u64, Start<'_>),
     (started, joined): (&std::sync::OnceLock<Mark>, &AtomicUsize),
     deadline: Instant,
     done: &CancellationToken,
@@ -175,14 +302,21 @@ fn copy_input(
             let m = m?;
             started.get_or_init(Mark::now);
             let key = m.key().unwrap_or_default();
-            routed.clear();
-            routed.extend_from_slice(m.payload().unwrap_or_default());
-            routed.resize(routed.len().max(shape.routed_bytes), b' ');
-            send_waiting(&producer, BaseRecord::to(&topics.routed).key(key).payload(routed.as_slice()), done)?;
+            for (destination, topic) in shape.routed.iter().zip(&topics.routed) {
+                if !falls(copied, destination.share) {
+                    continue;
+                }
+                routed.clear();
+                routed.extend_from_slice(m.payload().unwrap_or_default());
+                routed.resize(routed.len().max(destination.bytes), b' ');
+                let mut record = BaseRecord::to(topic).key(key).payload(routed.as_slice());
+                if let Some(headers) = &destination.headers {
+                    record = record.headers(headers.clone());
+                }
+                send_waiting(&producer, record, done)?;
+            }
             gathered.add(&producer, key, &audit, done)?;
-            // The same share as the router, spread evenly.
-            let before = (copied as f64 * shape.changelog_share) as u64;
-            if ((copied + 1) as f64 * shape.changelog_share) as u64 > before {
+            if falls(copied, shape.changelog_share) {
                 send_waiting(
                     &producer,
                     BaseRecord::to(&topics.changelog).key(key).payload(changelog.as_slice()),
@@ -284,10 +418,25 @@ impl<'t> GatheredCopies<'t> {
     }
 }
 
-/// Stage 2: the audit chainer's copy, in transactions, until `events` copies are chained.
+/// What stage 2 writes for each gathered copy: a record of a chained audit record's size, with
+/// a key of an event id's.
+pub(super) struct ChainedCopy {
+    pub payload: Vec<u8>,
+    pub key: Vec<u8>,
+}
+
+impl ChainedCopy {
+    pub(super) fn sized(payload: usize, key: usize) -> ChainedCopy {
+        ChainedCopy { payload: vec![b'h'; payload], key: vec![b'k'; key] }
+    }
+}
+
+/// Stage 2: the audit chainer's copy, in transactions, until `events` copies are chained. Each
+/// gathered copy goes on as a record of its own, of the chained record's size.
 pub(super) fn chain_copies(
     config: &RouterConfig,
     topics: &Topics,
+    chained_copy: &ChainedCopy,
     (events, joined): (u64, &AtomicUsize),
     chained: &AtomicU64,
     deadline: Instant,
@@ -330,10 +479,11 @@ pub(super) fn chain_copies(
         let mut copies = 0;
         for m in &batch {
             // Each gathered audit copy goes on as a record of its own.
-            let payload = m.payload().unwrap_or_default();
-            let n = intake::announced_records(m).unwrap_or(1).max(1);
-            for item in payload.chunks(payload.len().div_ceil(n).max(1)) {
-                let record = BaseRecord::to(&topics.audit).partition(m.partition()).key(b"k").payload(item);
+            for _ in 0..intake::announced_records(m).unwrap_or(1).max(1) {
+                let record = BaseRecord::to(&topics.audit)
+                    .partition(m.partition())
+                    .key(chained_copy.key.as_slice())
+                    .payload(chained_copy.payload.as_slice());
                 send_waiting(&producer, record, done)?;
                 copies += 1;
             }

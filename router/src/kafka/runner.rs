@@ -9,6 +9,7 @@ use super::{consumer_config, poll_batch, routing_producer_config, BACKPRESSURE_W
 use crate::config::{Guarantee, RouterConfig};
 use crate::drift::{DriftTally, DriftWindow};
 use crate::pipeline::{Output, Pipeline, Source, Verdict};
+use crate::reject::Rejection;
 use crate::reload::PipelineSlot;
 use crate::telemetry::Telemetry;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -333,10 +334,7 @@ impl Loop<'_> {
             Verdict::Routed { route, topic, pre_accept, sample, risk, confidence } => {
                 let key = message.key().unwrap_or(self.out.fallback_key.as_bytes());
                 for topic in [Some(topic), pre_accept].into_iter().flatten() {
-                    let h = OwnedHeaders::new_with_capacity(3)
-                        .insert(Header { key: headers::ROUTE, value: Some(route.as_str()) })
-                        .insert(Header { key: headers::POLICY_VERSION, value: Some(self.pipeline.policy_version()) })
-                        .insert(Header { key: headers::MODEL_VERSION, value: Some(self.out.model_version.as_str()) });
+                    let h = routed_headers(route, self.pipeline.policy_version(), &self.out.model_version);
                     let record = BaseRecord::with_opaque_to(topic, Arc::clone(&batch))
                         .key(key)
                         .payload(&self.out.value)
@@ -344,9 +342,7 @@ impl Loop<'_> {
                     send(self.producer, record)?;
                 }
                 if let Some(sample_topic) = sample {
-                    let h = OwnedHeaders::new_with_capacity(2)
-                        .insert(Header { key: headers::ROUTE, value: Some(Route::AsyncReview.as_str()) })
-                        .insert(Header { key: headers::POLICY_VERSION, value: Some(self.pipeline.policy_version()) });
+                    let h = sample_headers(self.pipeline.policy_version());
                     let record = BaseRecord::with_opaque_to(sample_topic, Arc::clone(&batch))
                         .key(key)
                         .payload(&self.out.sample)
@@ -366,14 +362,9 @@ impl Loop<'_> {
                 }
             }
             Verdict::Rejected(rejection) => {
-                let h = OwnedHeaders::new_with_capacity(5)
-                    .insert(Header { key: headers::ERROR_REASON, value: Some(rejection.reason.as_str()) })
-                    .insert(Header { key: headers::ERROR_MESSAGE, value: Some(rejection.message.as_str()) })
-                    .insert(Header { key: headers::SOURCE_TOPIC, value: Some(source.topic) })
-                    .insert(Header { key: headers::SOURCE_PARTITION, value: Some(&source.partition.to_string()) })
-                    .insert(Header { key: headers::SOURCE_OFFSET, value: Some(&source.offset.to_string()) });
                 let mut record: BaseRecord<'_, [u8], [u8], Arc<Batch>> =
-                    BaseRecord::with_opaque_to(self.dead_letter_topic, Arc::clone(&batch)).headers(h);
+                    BaseRecord::with_opaque_to(self.dead_letter_topic, Arc::clone(&batch))
+                        .headers(dead_letter_headers(&rejection, &source));
                 if let Some(key) = message.key() {
                     record = record.key(key);
                 }
@@ -392,6 +383,31 @@ impl Loop<'_> {
             |r| send_intake(producer, topic, r),
         )
     }
+}
+
+/// The headers of a routed record (the `tollgate bench` baseline writes the same).
+pub fn routed_headers(route: Route, policy_version: &str, model_version: &str) -> OwnedHeaders {
+    OwnedHeaders::new_with_capacity(3)
+        .insert(Header { key: headers::ROUTE, value: Some(route.as_str()) })
+        .insert(Header { key: headers::POLICY_VERSION, value: Some(policy_version) })
+        .insert(Header { key: headers::MODEL_VERSION, value: Some(model_version) })
+}
+
+/// The headers of an auto-committed event's copy drawn for a post-verify audit sample.
+pub fn sample_headers(policy_version: &str) -> OwnedHeaders {
+    OwnedHeaders::new_with_capacity(2)
+        .insert(Header { key: headers::ROUTE, value: Some(Route::AsyncReview.as_str()) })
+        .insert(Header { key: headers::POLICY_VERSION, value: Some(policy_version) })
+}
+
+/// The headers of a dead letter: why, and where the original record was read.
+pub fn dead_letter_headers(rejection: &Rejection, source: &Source<'_>) -> OwnedHeaders {
+    OwnedHeaders::new_with_capacity(5)
+        .insert(Header { key: headers::ERROR_REASON, value: Some(rejection.reason.as_str()) })
+        .insert(Header { key: headers::ERROR_MESSAGE, value: Some(rejection.message.as_str()) })
+        .insert(Header { key: headers::SOURCE_TOPIC, value: Some(source.topic) })
+        .insert(Header { key: headers::SOURCE_PARTITION, value: Some(&source.partition.to_string()) })
+        .insert(Header { key: headers::SOURCE_OFFSET, value: Some(&source.offset.to_string()) })
 }
 
 /// Seeks each partition of an abandoned batch back to its first record (partitions no longer
