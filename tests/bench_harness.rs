@@ -77,4 +77,5 @@ fn the_benchmark_harness_runs_its_short_mode_and_reports_every_figure() {
     let join_shape = &report["join_shape"];
     assert!(join_shape["resolved_bytes"].as_u64() > Some(200), "{report}");
     assert!(join_shape["state_bytes"].as_u64() > Some(0), "{report}");
+    assert!(join_shape["chained_bytes"].as_u64() > join_shape["audit_bytes"].as_u64(), "{report}");
 }

@@ -10,8 +10,8 @@
 //! 1. consume the decisions in batches of the join's size; per decision, produce a
 //!    resolved-sized and a state-sized record keyed by its event id, and gather an audit-sized
 //!    copy per intake partition, sent at the end of the poll batch;
-//! 2. the audit chainer's transactional copy of the gathered audit copies
-//!    ([`records::chain_copies`]);
+//! 2. the audit chainer's transactional copy of the gathered audit copies, each written at a
+//!    chained record's size ([`records::chain_copies`]);
 //! 3. read the state copies back ([`records::read_copies`]).
 //!
 //! Its lag is sampled like the join's ([`join::measure`]). A baseline that falls behind the
@@ -41,18 +41,27 @@ pub struct JoinShape {
     pub resolved_bytes: usize,
     pub state_bytes: usize,
     pub audit_bytes: usize,
+    /// A chained audit record's size and key size.
+    pub chained_bytes: usize,
+    pub chained_key_bytes: usize,
 }
 
 impl JoinShape {
-    /// Mean sizes of up to `sample` resolved records and changelog states the join wrote;
-    /// `audit_bytes` is the router's mean audit record, of about the size of the join's.
-    pub fn measure(config: &RouterConfig, audit_bytes: usize, sample: usize) -> anyhow::Result<JoinShape> {
+    /// Mean sizes of up to `sample` resolved records and changelog states the join wrote; the
+    /// audit records' sizes are the router's (`routing`), of about the size of the join's.
+    pub fn measure(config: &RouterConfig, routing: &records::Shape, sample: usize) -> anyhow::Result<JoinShape> {
         let t = &config.topics;
         let resolved_bytes = mean_size(config, &t.resolved, sample, |_| true)?;
         let state_bytes = mean_size(config, &t.pending_changelog, sample, |key| {
             key.is_some_and(|k| k.ends_with(STATE_SUFFIX.as_bytes()))
         })?;
-        Ok(JoinShape { resolved_bytes, state_bytes, audit_bytes })
+        Ok(JoinShape {
+            resolved_bytes,
+            state_bytes,
+            audit_bytes: routing.audit_bytes,
+            chained_bytes: routing.chained_bytes,
+            chained_key_bytes: routing.chained_key_bytes,
+        })
     }
 }
 
@@ -110,9 +119,7 @@ pub async fn run(
             let chained = AtomicU64::new(0);
             // Stages that have joined their groups (stage 1 here does not wait for them).
             let members = std::sync::atomic::AtomicUsize::new(0);
-            // Each audit copy goes on at its intake size (the join's chained size is not
-            // measured).
-            let chained_copy = records::ChainedCopy::sized(shape.audit_bytes, 1);
+            let chained_copy = records::ChainedCopy::sized(shape.chained_bytes, shape.chained_key_bytes);
             std::thread::scope(|s| {
                 let copy = s.spawn(|| copy_decisions(&config, &topics, &decisions, shape, &joined, deadline, &done));
                 let chain = s.spawn(|| {

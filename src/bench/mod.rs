@@ -130,7 +130,7 @@ impl Report {
             self.router_cpu_by_thread.iter().map(|(name, cpu)| format!("{name} {cpu:.1}")).collect();
         let j = &self.join;
         format!(
-            "{:<14} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>16}\n{}{}{}router over same records: {:.2} (same records per event: {})\nrouter CPU s per M events by thread ({} routing thread(s)): {}\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {}\npass-through latency at the same rate, {}\nsame records' latency at the same rate, {}\n\njoin: {}\njoin CPU s per M decisions by thread: {}\njoin, same records: {} (resolved {} B, state {} B, audit {} B per decision)\njoin over same records: {:.2}\n",
+            "{:<14} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>16}\n{}{}{}router over same records: {:.2} (same records per event: {})\nrouter CPU s per M events by thread ({} routing thread(s)): {}\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {}\npass-through latency at the same rate, {}\nsame records' latency at the same rate, {}\n\njoin: {}\njoin CPU s per M decisions by thread: {}\njoin, same records: {} (resolved {} B, state {} B, audit {} B into the intake and {} B chained per decision)\njoin over same records: {:.2}\n",
             "phase",
             "events",
             "events/s",
@@ -157,6 +157,7 @@ impl Report {
             self.join_shape.resolved_bytes,
             self.join_shape.state_bytes,
             self.join_shape.audit_bytes,
+            self.join_shape.chained_bytes,
             j.joined_per_second / self.join_same_records.joined_per_second.max(1e-9),
         )
     }
@@ -315,8 +316,8 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     let _ = handle.await;
     eprintln!("join, same records: {} decisions at {} decisions/s…", ids.len(), options.decision_rate);
     let join_shape = {
-        let (config, audit_bytes) = (config.clone(), shape.audit_bytes);
-        tokio::task::spawn_blocking(move || join_records::JoinShape::measure(&config, audit_bytes, 2_000)).await??
+        let (config, routing) = (config.clone(), shape.clone());
+        tokio::task::spawn_blocking(move || join_records::JoinShape::measure(&config, &routing, 2_000)).await??
     };
     let join_same_records =
         join_records::run(&config, same_join, same_decisions, join_shape, ids, options.decision_rate, &shutdown)
