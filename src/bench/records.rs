@@ -4,15 +4,16 @@
 //! For each input record the router publishes a routed record, and for an event entering review
 //! a changelog entry, which its review join reads back. Its audit records go to the intake
 //! gathered per poll batch and intake partition; its audit chainer writes each of them to the
-//! audit topic in transactions. This baseline moves the same records, of the router's mean
-//! sizes, with the same client settings, on three threads:
+//! audit topic in transactions. This baseline moves the same records, measured by routing and
+//! chaining a sample in process ([`Shape`]), with the same client settings, on three threads:
 //!
-//! 1. consume the input in batches of the router's size; produce a routed-sized record per input
-//!    record (keyed like the input), an audit-sized copy gathered like the router's audit
-//!    records, and a changelog-sized one for the same share of records the policy sends to
-//!    review;
-//! 2. consume the gathered audit copies and produce each copy to a second topic, committing the
-//!    offsets in transactions of the chainer's size;
+//! 1. consume the input in batches of the router's size; produce routed copies (keyed like the
+//!    input) to one topic per topic the router routes to, each at that topic's share of events
+//!    and mean size, with the router's headers; an audit-sized copy gathered like the router's
+//!    audit records; and a changelog-sized one for the same share of records the policy sends
+//!    to review;
+//! 2. consume the gathered audit copies and produce a chained-sized record for each, committing
+//!    the offsets in transactions of the chainer's size;
 //! 3. read the changelog copies.
 //!
 //! Measured from the first input record read until stage 2 has committed every record. So the
