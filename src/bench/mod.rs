@@ -354,8 +354,8 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     let latency = {
         let config = config.clone();
         tokio::task::spawn_blocking(move || {
-            let t = &config.topics;
-            let routed = [&*t.auto_commit, &*t.async_review, &*t.sync_review, &*t.auto_reject];
+            let routed: Vec<&str> =
+                tollgate_schemas::Route::ALL.iter().filter_map(|r| config.topics.for_route(*r)).collect();
             latency::measure(&config, &config.kafka.input_topic, &routed, "live-", rate)
         })
         .await?

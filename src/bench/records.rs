@@ -41,7 +41,7 @@ use tollgate_router::pipeline::{Output, Pipeline, Source, Verdict};
 use tollgate_schemas::audit::GENESIS;
 use tollgate_schemas::headers;
 use tollgate_schemas::intake::AuditBatch;
-use tollgate_schemas::AuditRecord;
+use tollgate_schemas::{AuditRecord, Route};
 
 /// Records a transaction of stage 2 holds at most (the audit chainer's smallest batch).
 const CHAIN_BATCH: usize = 20_000;
@@ -79,14 +79,16 @@ pub struct Destination {
     pub headers: Option<OwnedHeaders>,
 }
 
-/// The topics a router's routed records and dead letters go to; the baseline has one for each.
-fn destinations(config: &RouterConfig) -> [&str; 5] {
+/// The topics a router's routed records and dead letters go to: each route's (empty for a
+/// disabled route), then the dead-letter topic. The baseline has one for each.
+fn destinations(config: &RouterConfig) -> [&str; ROUTE_TOPICS + 1] {
     let t = &config.topics;
-    [&t.auto_commit, &t.async_review, &t.sync_review, &t.auto_reject, &t.dead_letter]
+    let [a, b, c, d] = Route::ALL.map(|r| t.for_route(r).unwrap_or_default());
+    [a, b, c, d, &t.dead_letter]
 }
 
 /// How many of the baseline's routed topics hold routed records (the last holds dead letters).
-pub const ROUTE_TOPICS: usize = 4;
+pub const ROUTE_TOPICS: usize = Route::ALL.len();
 
 /// Running totals of one destination while a sample is routed.
 #[derive(Default)]
@@ -172,9 +174,7 @@ impl Shape {
                 .collect(),
         })
     }
-}
 
-impl Shape {
     /// One line: what the baseline writes per input record.
     pub fn describe(&self) -> String {
         let shares: Vec<String> = self
