@@ -14,6 +14,13 @@ scripts/broker.sh start
 trap 'scripts/broker.sh stop' EXIT
 export TOLLGATE_TEST_BROKERS="127.0.0.1:$TOLLGATE_BROKER_PORT"
 
+# The tests' scratch files (copies of the example, service logs, reports) go to one folder of
+# the checkout, emptied at the start of each run: the last run's files stay for a look after a
+# failure, and runs do not pile up in /tmp.
+export TMPDIR="$root/target/test-tmp"
+rm -rf "$TMPDIR"
+mkdir -p "$TMPDIR"
+
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
 else

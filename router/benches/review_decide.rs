@@ -1,6 +1,10 @@
 //! The review state's share of the join's work per decision, without Kafka: decode a reviewer's
 //! decision as the join does and apply it to a state holding many pending reviews. Prints CPU
-//! time and allocations per decision (figures, not pass/fail).
+//! time and allocations per decision (figures, not pass/fail). Then the join's once-a-second
+//! tick over that state (the resolved marks and as many pending reviews again): its first
+//! tick, which also sweeps the resolved marks, a later one, and a pass of
+//! `ReviewState::queue_stats` for one queue, the join's way of gathering a queue's gauges
+//! until session 14.
 //!
 //!     cargo bench -p tollgate-router --bench review_decide
 //!
@@ -14,7 +18,7 @@ use std::hint::black_box;
 use std::time::Instant;
 use tollgate_router::config::ReviewConfig;
 use tollgate_router::review::{Effect, ReviewSettings, ReviewState};
-use tollgate_schemas::{RecordFormat, ReviewDecision};
+use tollgate_schemas::{RecordFormat, ReviewDecision, Route};
 
 mod support;
 
@@ -54,6 +58,24 @@ fn main() {
         elapsed.as_nanos() as f64 / PENDING as f64,
         stats.allocations as f64 / PENDING as f64
     );
+    let more: Vec<String> = (0..PENDING).map(|i| format!("bench-{}", i * 6 + 2)).collect();
+    support::admit_reviews(&state, &more, AT);
+    // Nothing is due at this time: what is timed is the walk itself.
+    let now = AT + 120_000;
+    let timed = |what: &str, run: &dyn Fn()| {
+        let started = Instant::now();
+        run();
+        println!("{what}: {:.1} ms", started.elapsed().as_secs_f64() * 1000.0);
+    };
+    timed(&format!("first tick over {PENDING} pending reviews and {PENDING} resolved marks"), &|| {
+        black_box(state.tick(now));
+    });
+    timed("a later tick (no sweep of the resolved marks due)", &|| {
+        black_box(state.tick(now + 1_000));
+    });
+    timed("a pass of queue_stats for one queue", &|| {
+        black_box(state.queue_stats(Route::SyncReview, now));
+    });
 }
 
 /// Decodes and applies every decision; returns how many resolved a review.

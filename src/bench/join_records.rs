@@ -8,8 +8,9 @@
 //! on three threads:
 //!
 //! 1. consume the decisions in batches of the join's size; per decision, produce a
-//!    resolved-sized and a state-sized record keyed by its event id, and gather an audit-sized
-//!    copy per intake partition, sent at the end of the poll batch;
+//!    resolved-sized and a state-sized record keyed by its event id (the state with the join's
+//!    writer header, [`state_headers`]), and gather an audit-sized copy per intake partition,
+//!    sent at the end of the poll batch;
 //! 2. the audit chainer's transactional copy of the gathered audit copies, each written at a
 //!    chained record's size ([`records::chain_copies`]);
 //! 3. read the state copies back ([`records::read_copies`]).
@@ -30,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tollgate_router::config::RouterConfig;
-use tollgate_router::kafka::STATE_SUFFIX;
+use tollgate_router::kafka::{sample_writer_id, state_headers, STATE_SUFFIX};
 
 /// How long the phase may take.
 const LIMIT: Duration = Duration::from_secs(300);
@@ -158,6 +159,7 @@ fn copy_decisions(
     let (resolved, state, audit) =
         (vec![b'r'; shape.resolved_bytes], vec![b's'; shape.state_bytes], vec![b'a'; shape.audit_bytes]);
     let mut gathered = GatheredCopies::new(config, &topics.intake)?;
+    let writer = sample_writer_id();
     let mut key = Vec::new();
     while Instant::now() < deadline && !done.is_cancelled() {
         let mut wait = Duration::from_millis(100);
@@ -172,7 +174,10 @@ fn copy_decisions(
             key.extend_from_slice(STATE_SUFFIX.as_bytes());
             send_waiting(
                 &producer,
-                BaseRecord::to(&topics.changelog).key(key.as_slice()).payload(state.as_slice()),
+                BaseRecord::to(&topics.changelog)
+                    .key(key.as_slice())
+                    .payload(state.as_slice())
+                    .headers(state_headers(&writer)),
                 done,
             )?;
             gathered.add(&producer, id, &audit, done)?;

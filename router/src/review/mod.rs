@@ -11,7 +11,7 @@ mod state;
 
 pub use effects::{Actor, Effect, Escalation, Resolution, UnjoinedReason};
 pub(crate) use state::IdHasher;
-pub use state::{Pending, PendingInput, Provenance, QueueStats, ReviewSettings, ReviewState};
+pub use state::{Pending, PendingInput, Provenance, QueueStats, ReviewSettings, ReviewState, Tick};
 
 /// The outcome of a review.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

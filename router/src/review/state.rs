@@ -4,8 +4,15 @@ use super::effects::{Actor, Effect, Escalation, Resolution, UnjoinedReason};
 use super::Outcome;
 use crate::config::{Fallback, QueueConfig, ReviewConfig};
 use dashmap::DashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use tollgate_schemas::{ReviewAction, ReviewDecision, Route};
+
+/// The longest between two sweeps of the resolved marks for those past their retention. A
+/// week of marks is many more entries than are pending: walking them on every tick made the
+/// tick's work grow with the retention instead of the traffic. A mark is forgotten at most
+/// this long (or an eighth of the retention, when shorter) after its time.
+const RESOLVED_SWEEP_MS: i64 = 60_000;
 
 /// One queue's SLA tiers and rules, in milliseconds.
 #[derive(Debug, Clone)]
@@ -97,6 +104,23 @@ pub struct QueueStats {
     pub oldest_ms: i64,
 }
 
+impl QueueStats {
+    fn count(&mut self, entry: &Pending, now: i64) {
+        self.pending += 1;
+        self.held += usize::from(entry.held);
+        self.oldest_ms = self.oldest_ms.max(now - entry.routed_at);
+    }
+}
+
+/// What a tick did, and the review queues' figures after it.
+#[derive(Debug)]
+pub struct Tick {
+    pub effects: Vec<Effect>,
+    /// The sync and async review queues' figures, gathered in the tick's one pass over the
+    /// pending reviews (a pass per queue on top of it doubled the tick's work).
+    pub queues: [(Route, QueueStats); 2],
+}
+
 /// An event waiting for a human. Small on purpose (no payload): see the README for the
 /// measured size per entry.
 #[derive(Debug, Clone, PartialEq)]
@@ -162,6 +186,8 @@ pub struct ReviewState {
     parked: DashMap<Arc<str>, (i32, Vec<Parked>), IdHasher>,
     /// Policy and model versions and rule names are few; entries share one copy of each.
     provenances: Mutex<Vec<Arc<Provenance>>>,
+    /// When the resolved marks are next swept for those past their retention (ms).
+    next_sweep: AtomicI64,
 }
 
 /// The reviewer who made `decision`.
@@ -177,6 +203,7 @@ impl ReviewState {
             resolved: DashMap::default(),
             parked: DashMap::default(),
             provenances: Mutex::new(Vec::new()),
+            next_sweep: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -409,13 +436,17 @@ impl ReviewState {
     }
 
     /// Advances time: escalates cases whose tier ran out, applies fallbacks, dead-letters
-    /// decisions whose event never came, and forgets old resolutions.
-    pub fn tick(&self, now: i64) -> Vec<Effect> {
+    /// decisions whose event never came, forgets old resolutions, and gathers the queues'
+    /// figures. One pass over the pending reviews; the resolved marks are swept at most every
+    /// [`RESOLVED_SWEEP_MS`].
+    pub fn tick(&self, now: i64) -> Tick {
         let mut effects = Vec::new();
         let mut timed_out = Vec::new();
+        let mut queues = [(Route::SyncReview, QueueStats::default()), (Route::AsyncReview, QueueStats::default())];
         for mut entry in self.pending.iter_mut() {
             let tiers = &self.settings.queue(entry.queue).tiers_ms;
             // Catch up on every tier that ran out (after downtime there may be several).
+            let mut ended = false;
             while !entry.held && now >= entry.deadline {
                 if usize::from(entry.tier) < tiers.len() {
                     let from = entry.tier;
@@ -444,8 +475,12 @@ impl ReviewState {
                     });
                 } else {
                     timed_out.push(Arc::clone(entry.key()));
+                    ended = true;
                     break;
                 }
+            }
+            if let (false, Some((_, stats))) = (ended, queues.iter_mut().find(|(q, _)| *q == entry.queue)) {
+                stats.count(&entry, now);
             }
         }
         for id in timed_out {
@@ -487,14 +522,17 @@ impl ReviewState {
             !decisions.is_empty()
         });
         let retention = self.settings.resolved_retention_ms;
-        self.resolved.retain(|id, mark| {
-            let keep = now < mark.at + retention;
-            if !keep {
-                effects.push(Effect::Forget { event_id: Arc::clone(id), partition: mark.partition });
-            }
-            keep
-        });
-        effects
+        if now >= self.next_sweep.load(Ordering::Relaxed) {
+            self.next_sweep.store(now + RESOLVED_SWEEP_MS.min(retention / 8).max(1), Ordering::Relaxed);
+            self.resolved.retain(|id, mark| {
+                let keep = now < mark.at + retention;
+                if !keep {
+                    effects.push(Effect::Forget { event_id: Arc::clone(id), partition: mark.partition });
+                }
+                keep
+            });
+        }
+        Tick { effects, queues }
     }
 
     /// Drops the state of a partition this instance no longer owns (its new owner restores it
@@ -511,12 +549,13 @@ impl ReviewState {
     }
 
     /// Pending reviews in `queue`, how many are held, and the age of the oldest at `now`.
+    /// (A pass of its own: [`ReviewState::tick`] gathers the same figures in its pass.)
     pub fn queue_stats(&self, queue: Route, now: i64) -> QueueStats {
-        self.pending.iter().filter(|e| e.queue == queue).fold(QueueStats::default(), |s, e| QueueStats {
-            pending: s.pending + 1,
-            held: s.held + usize::from(e.held),
-            oldest_ms: s.oldest_ms.max(now - e.routed_at),
-        })
+        let mut stats = QueueStats::default();
+        for entry in self.pending.iter().filter(|e| e.queue == queue) {
+            stats.count(&entry, now);
+        }
+        stats
     }
 
     /// Decisions waiting for their event.

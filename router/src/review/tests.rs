@@ -110,7 +110,7 @@ fn a_decision_that_arrives_before_its_event_waits_for_it() {
     let s = state();
     assert!(s.decide(decision("e4", ReviewAction::Approve, T0 + MIN), 1, T0 + MIN).is_empty());
     assert_eq!(s.parked_count(), 1);
-    assert!(s.tick(T0 + MIN + 30_000).is_empty(), "still within the grace period");
+    assert!(s.tick(T0 + MIN + 30_000).effects.is_empty(), "still within the grace period");
     let effects = s.admit(input("e4", Route::SyncReview, 0.4), T0 + MIN + 40_000);
     assert_eq!(resolution(&effects).outcome, Outcome::Approved);
     assert_eq!(s.parked_count(), 0);
@@ -120,8 +120,8 @@ fn a_decision_that_arrives_before_its_event_waits_for_it() {
 fn a_decision_for_an_event_that_never_comes_is_dead_lettered_after_the_grace() {
     let s = state();
     s.decide(decision("ghost", ReviewAction::Reject, T0), 2, T0);
-    assert!(s.tick(T0 + 59_999).is_empty());
-    match &s.tick(T0 + 60_000)[..] {
+    assert!(s.tick(T0 + 59_999).effects.is_empty());
+    match &s.tick(T0 + 60_000).effects[..] {
         [Effect::Unjoined { reason, decision }] => {
             assert_eq!(*reason, UnjoinedReason::UnknownEvent);
             assert_eq!(decision.event_id, "ghost");
@@ -145,15 +145,15 @@ fn escalations(effects: &[Effect]) -> Vec<(u8, u8, bool)> {
 fn sync_review_escalates_through_its_tiers_then_holds() {
     let s = state();
     s.admit(input("e5", Route::SyncReview, 0.95), T0);
-    assert!(s.tick(T0 + 30 * MIN - 1).is_empty());
-    assert_eq!(escalations(&s.tick(T0 + 30 * MIN)), [(1, 2, true)]);
+    assert!(s.tick(T0 + 30 * MIN - 1).effects.is_empty());
+    assert_eq!(escalations(&s.tick(T0 + 30 * MIN).effects), [(1, 2, true)]);
     assert_eq!(s.get("e5").unwrap().deadline, T0 + 90 * MIN);
-    assert_eq!(escalations(&s.tick(T0 + 90 * MIN)), [(2, 3, true)], "tier 3: page");
-    match &s.tick(T0 + 120 * MIN)[..] {
+    assert_eq!(escalations(&s.tick(T0 + 90 * MIN).effects), [(2, 3, true)], "tier 3: page");
+    match &s.tick(T0 + 120 * MIN).effects[..] {
         [Effect::Held { age_ms, queue, .. }] => assert_eq!((*age_ms, *queue), (120 * MIN, Route::SyncReview)),
         other => panic!("{other:?}"),
     }
-    assert!(s.tick(T0 + 500 * MIN).is_empty(), "held once, not again");
+    assert!(s.tick(T0 + 500 * MIN).effects.is_empty(), "held once, not again");
     assert!(s.get("e5").unwrap().held);
     assert_eq!(s.queue_stats(Route::SyncReview, T0 + 500 * MIN).held, 1, "the held gauge counts it");
     // A human can still decide a held case.
@@ -166,7 +166,7 @@ fn the_reject_fallback_resolves_by_policy_timeout_catching_up_after_downtime() {
     let s = ReviewState::new(settings(Fallback::Reject, false));
     s.admit(input("e6", Route::SyncReview, 0.3), T0);
     // One tick long after every tier ran out: both escalations, then the fallback.
-    let effects = s.tick(T0 + 10 * 60 * MIN);
+    let effects = s.tick(T0 + 10 * 60 * MIN).effects;
     assert_eq!(escalations(&effects), [(1, 2, true), (2, 3, true)]);
     let r = match effects.last() {
         Some(Effect::Resolved(r)) => r,
@@ -270,16 +270,42 @@ fn a_restored_resolution_answers_waiting_decisions() {
 }
 
 #[test]
-fn resolutions_are_forgotten_after_the_retention() {
+fn resolutions_are_forgotten_at_the_first_sweep_after_the_retention() {
     let s = state();
     s.admit(input("old", Route::SyncReview, 0.9), T0);
     s.decide(decision("old", ReviewAction::Approve, T0), 1, T0);
     let week = 7 * 24 * 60 * MIN;
-    assert!(s.tick(T0 + week - 1).iter().all(|e| !matches!(e, Effect::Forget { .. })));
-    match &s.tick(T0 + week)[..] {
+    let forgotten = |effects: &[Effect]| effects.iter().any(|e| matches!(e, Effect::Forget { .. }));
+    // This tick sweeps (the first one does); the next sweep is a minute later.
+    assert!(!forgotten(&s.tick(T0 + week - 1).effects));
+    assert!(!forgotten(&s.tick(T0 + week).effects), "past its time, but no sweep is due");
+    match &s.tick(T0 + week - 1 + MIN).effects[..] {
         [Effect::Forget { event_id, partition }] => assert_eq!((&**event_id, *partition), ("old", 1)),
         other => panic!("{other:?}"),
     }
+    assert!(!forgotten(&s.tick(T0 + week + 2 * MIN).effects), "forgotten once");
+}
+
+#[test]
+fn a_tick_gathers_the_queue_figures_a_pass_of_their_own_finds() {
+    let s = ReviewState::new(settings(Fallback::Reject, false));
+    for (i, queue) in
+        [Route::SyncReview, Route::AsyncReview, Route::SyncReview, Route::AsyncReview].into_iter().enumerate()
+    {
+        let id = format!("q{i}");
+        s.admit(PendingInput { routed_at: T0 + i as i64 * MIN, ..input(&id, queue, 0.5) }, T0 + i as i64 * MIN);
+    }
+    s.decide(decision("q2", ReviewAction::Approve, T0 + 5 * MIN), 1, T0 + 5 * MIN);
+    s.decide(decision("q3", ReviewAction::Escalate, T0 + 5 * MIN), 1, T0 + 5 * MIN);
+    for at in [T0 + 6 * MIN, T0 + 45 * MIN, T0 + 10 * 60 * MIN] {
+        let tick = s.tick(at);
+        for (queue, stats) in tick.queues {
+            assert_eq!(stats, s.queue_stats(queue, at), "{queue:?} at {}", at - T0);
+        }
+    }
+    // The sync fallback (reject) resolved q0 by the last tick; it is no longer counted.
+    assert_eq!(s.queue_stats(Route::SyncReview, T0 + 10 * 60 * MIN).pending, 0);
+    assert_eq!(s.queue_stats(Route::AsyncReview, T0 + 10 * 60 * MIN).pending, 2);
 }
 
 #[test]

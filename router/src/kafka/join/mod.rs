@@ -172,6 +172,19 @@ fn writer_id() -> String {
     format!("{:016x}", h.finish())
 }
 
+/// The headers of a state entry the join writes to the changelog: its writer, so the join
+/// knows its own entries when it reads them back (the `tollgate bench` baseline writes the
+/// same).
+pub fn state_headers(writer: &str) -> rdkafka::message::OwnedHeaders {
+    rdkafka::message::OwnedHeaders::new_with_capacity(1)
+        .insert(rdkafka::message::Header { key: headers::STATE_WRITER, value: Some(writer) })
+}
+
+/// A writer id of the length [`state_headers`] gets (for the bench's baseline).
+pub fn sample_writer_id() -> String {
+    writer_id()
+}
+
 /// Whether `m` carries `writer` as its [`headers::STATE_WRITER`].
 fn written_by(m: &BorrowedMessage<'_>, writer: &str) -> bool {
     super::header(m, headers::STATE_WRITER) == Some(Some(writer.as_bytes()))
@@ -270,11 +283,12 @@ impl Join<'_> {
             if self.replay.is_none() && last_tick.elapsed() >= tick_every {
                 last_tick = Instant::now();
                 let batch = self.inflight.open_batch();
-                for effect in self.state.tick(now) {
+                let tick = self.state.tick(now);
+                for effect in tick.effects {
                     self.publish(effect, &batch, None)?;
                 }
-                for queue in [tollgate_schemas::Route::SyncReview, tollgate_schemas::Route::AsyncReview] {
-                    self.telemetry.review_queue(queue, self.state.queue_stats(queue, now));
+                for (queue, stats) in tick.queues {
+                    self.telemetry.review_queue(queue, stats);
                 }
                 self.telemetry.review_event_cache(self.events.bytes());
             }

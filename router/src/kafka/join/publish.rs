@@ -359,8 +359,7 @@ impl Join<'_> {
         self.state_key.clear();
         self.state_key.push_str(event_id);
         self.state_key.push_str(STATE_SUFFIX);
-        let writer = OwnedHeaders::new_with_capacity(1)
-            .insert(Header { key: headers::STATE_WRITER, value: Some(self.writer.as_str()) });
+        let writer = super::state_headers(&self.writer);
         let record = BaseRecord::with_opaque_to(&self.config.topics.pending_changelog, Arc::clone(batch))
             .key(self.state_key.as_bytes())
             .payload(&self.buf)
