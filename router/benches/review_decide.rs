@@ -3,8 +3,8 @@
 //! time and allocations per decision (figures, not pass/fail). Then the join's once-a-second
 //! tick over that state (the resolved marks and as many pending reviews again): its first
 //! tick, which also sweeps the resolved marks, a later one, and a pass of
-//! `ReviewState::queue_stats` for one queue, the join's way of gathering a queue's gauges
-//! until session 14.
+//! `ReviewState::queue_stats` for one queue (before the tick gathered the queues' gauges, the
+//! join made two such passes per tick).
 //!
 //!     cargo bench -p tollgate-router --bench review_decide
 //!
