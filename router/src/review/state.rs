@@ -308,6 +308,15 @@ impl ReviewState {
     pub fn decide(&self, decision: ReviewDecision<'_>, partition: i32, now: i64) -> Vec<Effect> {
         let fingerprint: Arc<str> = Arc::from(decision.fingerprint());
         let id: &str = &decision.event_id;
+        // An event is never pending and resolved at once (every transition takes it out of
+        // one map before putting it in the other), so the usual case, a final decision on a
+        // pending review, needs no look-up among the resolved marks.
+        if decision.action.is_final() {
+            // Taken out at once (no copy of the entry), unless this decision was applied before.
+            if let Some((event_id, pending)) = self.pending.remove_if(id, |_, p| !p.applied.contains(&fingerprint)) {
+                return vec![self.resolve(event_id, pending, fingerprint, &decision)];
+            }
+        }
         if let Some(mark) = self.resolved.get(id) {
             let event_id = Arc::clone(mark.key());
             if mark.fingerprints.contains(&fingerprint) {
@@ -316,12 +325,6 @@ impl ReviewState {
             drop(mark);
             let decision = Box::new(decision.into_owned());
             return vec![Effect::Unjoined { decision, reason: UnjoinedReason::AlreadyResolved }];
-        }
-        if decision.action.is_final() {
-            // Taken out at once (no copy of the entry), unless this decision was applied before.
-            if let Some((event_id, pending)) = self.pending.remove_if(id, |_, p| !p.applied.contains(&fingerprint)) {
-                return vec![self.resolve(event_id, pending, fingerprint, &decision)];
-            }
         }
         let Some(mut entry) = self.pending.get_mut(id) else {
             // The routed event may not be visible yet (decisions travel on another topic).
