@@ -259,6 +259,11 @@ impl ReviewState {
         effects
     }
 
+    /// The state's own copy of a pending event's id, to share rather than copy.
+    pub fn pending_key(&self, event_id: &str) -> Option<Arc<str>> {
+        self.pending.get(event_id).map(|entry| Arc::clone(entry.key()))
+    }
+
     /// True when `event_id` is pending or was resolved (an entry for it would not be admitted).
     pub fn is_known(&self, event_id: &str) -> bool {
         self.pending.contains_key(event_id) || self.resolved.contains_key(event_id)

@@ -8,12 +8,14 @@
 
 use crate::review::IdHasher;
 use std::collections::HashMap;
+use std::sync::Arc;
 use tollgate_schemas::EventFormat;
 
-/// Event bytes by event id (with their changelog partition), within a budget.
+/// Event bytes by event id (with their changelog partition), within a budget. The ids are the
+/// review state's own (shared, not copied).
 #[derive(Debug, Default)]
 pub(super) struct EventCache {
-    events: HashMap<Box<str>, Kept, IdHasher>,
+    events: HashMap<Arc<str>, Kept, IdHasher>,
     bytes: usize,
     budget: usize,
 }
@@ -39,13 +41,13 @@ impl EventCache {
 
     /// Keeps `event` for `id` (from changelog `partition`) when it fits in the budget; says
     /// whether it was kept.
-    pub(super) fn insert(&mut self, id: &str, partition: i32, format: EventFormat, event: Vec<u8>) -> bool {
-        let cost = Self::cost(id, &event);
-        if self.bytes + cost > self.budget || self.events.contains_key(id) {
+    pub(super) fn insert(&mut self, id: Arc<str>, partition: i32, format: EventFormat, event: Vec<u8>) -> bool {
+        let cost = Self::cost(&id, &event);
+        if self.bytes + cost > self.budget || self.events.contains_key(&*id) {
             return false;
         }
         self.bytes += cost;
-        self.events.insert(id.into(), Kept { partition, format, event });
+        self.events.insert(id, Kept { partition, format, event });
         true
     }
 
@@ -85,18 +87,18 @@ mod tests {
         let event = vec![7u8; 100];
         let one = EventCache::cost("e1", &event);
         let mut cache = EventCache::new(2 * one);
-        assert!(cache.insert("e1", 0, EventFormat::Json, event.clone()));
-        assert!(cache.insert("e2", 1, EventFormat::Avro, event.clone()));
+        assert!(cache.insert("e1".into(), 0, EventFormat::Json, event.clone()));
+        assert!(cache.insert("e2".into(), 1, EventFormat::Avro, event.clone()));
         // Full: a newer event is left out rather than an older one evicted.
-        assert!(!cache.insert("e3", 0, EventFormat::Json, event.clone()));
+        assert!(!cache.insert("e3".into(), 0, EventFormat::Json, event.clone()));
         assert_eq!(cache.bytes(), 2 * one);
         assert_eq!(cache.take("e2"), Some((EventFormat::Avro, event.clone())));
         assert_eq!(cache.take("e2"), None);
-        assert!(cache.insert("e3", 2, EventFormat::Json, event.clone()));
+        assert!(cache.insert("e3".into(), 2, EventFormat::Json, event.clone()));
         assert_eq!(cache.take("e1").map(|(f, _)| f), Some(EventFormat::Json));
         assert_eq!(cache.bytes(), one);
         // A repeated entry is not counted twice.
-        assert!(!cache.insert("e3", 2, EventFormat::Json, event));
+        assert!(!cache.insert("e3".into(), 2, EventFormat::Json, event));
         assert_eq!(cache.bytes(), one);
     }
 
@@ -105,7 +107,7 @@ mod tests {
         let event = vec![1u8; 10];
         let mut cache = EventCache::new(1 << 20);
         for (id, partition) in [("a", 0), ("b", 1), ("c", 2)] {
-            assert!(cache.insert(id, partition, EventFormat::Json, event.clone()));
+            assert!(cache.insert(id.into(), partition, EventFormat::Json, event.clone()));
         }
         cache.retain_partitions(&[1]);
         assert_eq!(cache.bytes(), EventCache::cost("b", &event));

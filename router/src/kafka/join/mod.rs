@@ -330,12 +330,8 @@ impl Join<'_> {
                         Vec::new()
                     }
                     None => {
-                        // An event entering review: keep its bytes for when the review ends.
-                        if !self.state.is_known(key) && !change.event.0.is_empty() {
-                            let event = std::mem::take(change.event.0.to_mut());
-                            self.events.insert(key, m.partition(), change.event_format, event);
-                        }
-                        self.state.admit(
+                        let known = self.state.is_known(key);
+                        let effects = self.state.admit(
                             PendingInput {
                                 event_id: key,
                                 queue: change.queue,
@@ -350,7 +346,17 @@ impl Join<'_> {
                                 rule: &change.rule,
                             },
                             now,
-                        )
+                        );
+                        // An event entering review: keep its bytes for when the review ends,
+                        // keyed by the review state's own copy of its id. The resolution looks
+                        // the event up right after the state has read that id, so the key's
+                        // bytes are still in the cache.
+                        if !known && !change.event.0.is_empty() {
+                            let id = self.state.pending_key(key).unwrap_or_else(|| Arc::from(key));
+                            let event = std::mem::take(change.event.0.to_mut());
+                            self.events.insert(id, m.partition(), change.event_format, event);
+                        }
+                        effects
                     }
                 };
                 let source =
