@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tollgate_router::config::RouterConfig;
-use tollgate_router::kafka::{sample_writer_id, state_headers, STATE_SUFFIX};
+use tollgate_router::kafka::{state_headers, writer_id, STATE_SUFFIX};
 
 /// How long the phase may take.
 const LIMIT: Duration = Duration::from_secs(300);
@@ -159,7 +159,7 @@ fn copy_decisions(
     let (resolved, state, audit) =
         (vec![b'r'; shape.resolved_bytes], vec![b's'; shape.state_bytes], vec![b'a'; shape.audit_bytes]);
     let mut gathered = GatheredCopies::new(config, &topics.intake)?;
-    let writer = sample_writer_id();
+    let writer = writer_id();
     let mut key = Vec::new();
     while Instant::now() < deadline && !done.is_cancelled() {
         let mut wait = Duration::from_millis(100);

@@ -20,7 +20,7 @@ mod runner;
 
 pub use admin::ensure_topics;
 pub use chain::{chain_producer_config, run_chain, Head};
-pub use join::{run_join, sample_writer_id, state_headers, STATE_SUFFIX};
+pub use join::{run_join, state_headers, writer_id, STATE_SUFFIX};
 pub use runner::{dead_letter_headers, routed_headers, run_loop, sample_headers, LoopError, Routing};
 
 use crate::config::{Guarantee, RouterConfig};

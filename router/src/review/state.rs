@@ -229,8 +229,15 @@ impl ReviewState {
     /// An event entered review. Re-admitting a pending or resolved event (a replayed routing)
     /// changes nothing. Decisions that arrived first are applied now.
     pub fn admit(&self, input: PendingInput<'_>, now: i64) -> Vec<Effect> {
+        self.admit_keyed(input, now).1
+    }
+
+    /// [`ReviewState::admit`], also returning the state's own copy of the event id when the
+    /// event was admitted (`None` when it was pending or resolved already), to share rather
+    /// than copy.
+    pub fn admit_keyed(&self, input: PendingInput<'_>, now: i64) -> (Option<Arc<str>>, Vec<Effect>) {
         if self.pending.contains_key(input.event_id) || self.resolved.contains_key(input.event_id) {
-            return Vec::new();
+            return (None, Vec::new());
         }
         let pending = Pending {
             queue: input.queue,
@@ -256,17 +263,7 @@ impl ReviewState {
                 effects.extend(self.decide(p.decision, input.partition, now));
             }
         }
-        effects
-    }
-
-    /// The state's own copy of a pending event's id, to share rather than copy.
-    pub fn pending_key(&self, event_id: &str) -> Option<Arc<str>> {
-        self.pending.get(event_id).map(|entry| Arc::clone(entry.key()))
-    }
-
-    /// True when `event_id` is pending or was resolved (an entry for it would not be admitted).
-    pub fn is_known(&self, event_id: &str) -> bool {
-        self.pending.contains_key(event_id) || self.resolved.contains_key(event_id)
+        (Some(id), effects)
     }
 
     /// Restores a pending entry from the changelog (no effects: they happened before) when it

@@ -317,3 +317,13 @@ fn a_pending_entry_stays_small() {
     s.admit(input("y", Route::SyncReview, 0.9), T0);
     assert!(Arc::ptr_eq(&s.get("x").unwrap().provenance, &s.get("y").unwrap().provenance));
 }
+
+#[test]
+fn admitting_returns_the_state_s_own_id_only_for_a_new_event() {
+    let s = state();
+    let (id, effects) = s.admit_keyed(input("k", Route::SyncReview, 0.9), T0);
+    assert_eq!((id.as_deref(), effects.len()), (Some("k"), 0));
+    assert!(s.admit_keyed(input("k", Route::SyncReview, 0.9), T0).0.is_none(), "pending already");
+    s.decide(decision("k", ReviewAction::Approve, T0 + MIN), 1, T0 + MIN);
+    assert!(s.admit_keyed(input("k", Route::SyncReview, 0.9), T0).0.is_none(), "resolved already");
+}

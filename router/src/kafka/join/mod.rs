@@ -163,8 +163,8 @@ struct Join<'a> {
 }
 
 /// An id for this run of the join, drawn at random (with the process id and the time, so two
-/// joins never share one in practice).
-fn writer_id() -> String {
+/// joins never share one in practice). The bench's baseline draws one for its state copies.
+pub fn writer_id() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u32(std::process::id());
@@ -178,11 +178,6 @@ fn writer_id() -> String {
 pub fn state_headers(writer: &str) -> rdkafka::message::OwnedHeaders {
     rdkafka::message::OwnedHeaders::new_with_capacity(1)
         .insert(rdkafka::message::Header { key: headers::STATE_WRITER, value: Some(writer) })
-}
-
-/// A writer id of the length [`state_headers`] gets (for the bench's baseline).
-pub fn sample_writer_id() -> String {
-    writer_id()
 }
 
 /// Whether `m` carries `writer` as its [`headers::STATE_WRITER`].
@@ -330,8 +325,7 @@ impl Join<'_> {
                         Vec::new()
                     }
                     None => {
-                        let known = self.state.is_known(key);
-                        let effects = self.state.admit(
+                        let (admitted, effects) = self.state.admit_keyed(
                             PendingInput {
                                 event_id: key,
                                 queue: change.queue,
@@ -351,8 +345,7 @@ impl Join<'_> {
                         // keyed by the review state's own copy of its id. The resolution looks
                         // the event up right after the state has read that id, so the key's
                         // bytes are still in the cache.
-                        if !known && !change.event.0.is_empty() {
-                            let id = self.state.pending_key(key).unwrap_or_else(|| Arc::from(key));
+                        if let (Some(id), false) = (admitted, change.event.0.is_empty()) {
                             let event = std::mem::take(change.event.0.to_mut());
                             self.events.insert(id, m.partition(), change.event_format, event);
                         }
