@@ -7,7 +7,7 @@ mod common;
 use common::{create_topics, free_port, http_get, metric_value, produce, Broker, Collector, Topics, EXAMPLE_DIR};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tollgate_router::config::{InputFormat, RouterConfig};
 use tollgate_schemas::routed::AvroBytes;
@@ -172,6 +172,41 @@ fn reference_example_routes_every_event_as_specified() {
     assert_eq!(metric_value(&exposition, "tollgate_risk_score_count"), Some((events.len() + 1) as f64));
     assert_eq!(metric_value(&exposition, "tollgate_ready"), Some(1.0));
     assert!(exposition.contains("tollgate_policy_info{policy_version=\"payments-2026.11.1\"} 1"));
+}
+
+/// Readiness follows the consumer group: the router is ready once its group has given every
+/// routing loop an assignment. With two loops and one partition, one loop's assignment is
+/// empty, which counts: the group has settled and the other loop routes everything.
+#[test]
+fn a_router_with_more_routing_loops_than_partitions_becomes_ready() {
+    let broker = Broker::get();
+    let topics = Topics::new("ready");
+    create_topics(&broker.addr, &[&topics.input], 1);
+    let events = sample();
+    let records: Vec<common::TestRecord> = events
+        .iter()
+        .map(|e| (Some(e["account_id"].as_str().unwrap().as_bytes().to_vec()), Some(e.to_string().into_bytes())))
+        .collect();
+    produce(&broker.addr, &topics.input, &records);
+    let mut config = topics.config(&broker.addr);
+    config.processing.routing_threads = 2;
+    let metrics = format!("127.0.0.1:{}", free_port());
+    config.metrics.listen = metrics.parse().unwrap();
+    let exposition = with_router(config, || {
+        let mut out = Collector::new(&broker.addr, &topics.outputs());
+        out.until("every event routed", Duration::from_secs(90), |r| {
+            r.iter().filter(|c| topics.route_of(&c.topic).is_some()).count() >= events.len()
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while http_get(&metrics, "/readyz").0 != 200 {
+            assert!(Instant::now() < deadline, "not ready a minute after routing every event");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        http_get(&metrics, "/metrics").1
+    });
+    assert_eq!(metric_value(&exposition, "tollgate_ready"), Some(1.0));
+    let unsettled = r#"tollgate_consumer_group_unsettled_total{consumer="routing"}"#;
+    assert_eq!(metric_value(&exposition, unsettled), Some(0.0), "{exposition}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Client contexts: the callbacks librdkafka makes into the router (deliveries, rebalances,
 //! statistics, errors and logs).
 
+use super::group::{GroupChange, Member, Membership};
 use super::inflight::{Batch, InFlight};
 use crate::review::ReviewState;
 use crate::telemetry::Telemetry;
@@ -71,6 +72,8 @@ pub struct RouterConsumerContext {
     pub review: Option<ReviewHandOver>,
     /// Counts rebalances; a transactional batch polled across one is discarded and re-read.
     pub generation: AtomicU64,
+    /// The consumer's place in its group: a routing loop is ready while it holds an assignment.
+    pub membership: Membership,
 }
 
 /// How the review join hands state over on rebalance: a revoked changelog partition's state is
@@ -109,6 +112,13 @@ impl RouterConsumerContext {
             Err(e) => tracing::warn!(error = %e, "Synchronous offset commit failed."),
         }
     }
+
+    /// The consumer holds no assignment any more (a revocation, or it leaves the group).
+    pub fn unassigned(&self) {
+        if self.membership.revoke() && self.membership.member == Member::Routing {
+            self.telemetry.routing_loop_ready(false);
+        }
+    }
 }
 
 impl ClientContext for RouterConsumerContext {
@@ -121,6 +131,15 @@ impl ClientContext for RouterConsumerContext {
     }
 
     fn stats(&self, statistics: Statistics) {
+        if let Some(group) = &statistics.cgrp {
+            match self.membership.observe(group, Instant::now()) {
+                GroupChange::Quiet => {}
+                GroupChange::Unsettled(waited) => self.telemetry.group_unsettled(self.membership.member, waited, group),
+                GroupChange::Settled(waited) => {
+                    self.telemetry.group_settled(self.membership.member, waited, group.assignment_size);
+                }
+            }
+        }
         let Some(topic) = statistics.topics.get(&self.input_topic) else {
             return;
         };
@@ -137,6 +156,7 @@ impl ConsumerContext for RouterConsumerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(partitions) = rebalance {
             tracing::info!(partitions = partitions.count(), "Partitions revoked; draining and committing.");
+            self.unassigned();
             self.drain_and_commit(consumer);
             if let Some(review) = &self.review {
                 for e in partitions.elements_for_topic(&review.changelog_topic) {
@@ -153,6 +173,11 @@ impl ConsumerContext for RouterConsumerContext {
                 let list: Vec<(String, i32)> =
                     partitions.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
                 tracing::info!(?list, "Partitions assigned.");
+                // An empty assignment counts: the group has settled with more members than
+                // partitions.
+                if self.membership.assign() && self.membership.member == Member::Routing {
+                    self.telemetry.routing_loop_ready(true);
+                }
                 if let Some(review) = &self.review {
                     // Replay the changelog partitions from the beginning to rebuild their state;
                     // other topics resume from their committed offsets.
@@ -169,7 +194,11 @@ impl ConsumerContext for RouterConsumerContext {
                 }
             }
             Rebalance::Revoke(_) => {}
-            Rebalance::Error(e) => self.telemetry.kafka_error(&format_args!("rebalance: {e}")),
+            Rebalance::Error(e) => {
+                // The client unassigns after a failed rebalance.
+                self.unassigned();
+                self.telemetry.kafka_error(&format_args!("rebalance: {e}"));
+            }
         }
     }
 

@@ -12,6 +12,7 @@
 mod admin;
 mod chain;
 mod context;
+pub mod group;
 mod inflight;
 pub mod intake;
 mod join;

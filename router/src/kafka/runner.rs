@@ -3,6 +3,7 @@
 //! the producer) and needs no async runtime.
 
 use super::context::{DeliveryContext, RouterConsumerContext};
+use super::group::{Member, Membership};
 use super::inflight::{Batch, DeliveryFailed, InFlight, IntakeRecord};
 use super::intake::{IntakeBatches, TOPIC_WAIT};
 use super::{consumer_config, poll_batch, routing_producer_config, BACKPRESSURE_WAIT};
@@ -138,10 +139,11 @@ pub fn run_loop(
             drain_timeout: config.processing.shutdown_timeout.0,
             review: None,
             generation: Default::default(),
+            membership: Membership::new(Member::Routing),
         })?;
     consumer.subscribe(&[input_topic])?;
+    // Ready once the group assigns this loop its partitions (the consumer context says so).
     tracing::info!(routing_thread = index, topic = input_topic, group = %config.kafka.group_id, "Consuming.");
-    telemetry.routing_loop_ready(true);
     let mut state = Loop {
         slot,
         pipeline: slot.get(),
@@ -163,7 +165,7 @@ pub fn run_loop(
     } else {
         state.run(&consumer, config, shutdown)
     };
-    telemetry.routing_loop_ready(false);
+    consumer.context().unassigned();
     tracing::info!(
         routing_thread = index,
         handled = state.handled,

@@ -7,6 +7,7 @@
 mod governance;
 mod review;
 
+use crate::kafka::group::Member;
 use crate::reject::RejectReason;
 use governance::GovernanceMetrics;
 use prometheus::{
@@ -30,6 +31,7 @@ pub mod names {
     pub const IN_FLIGHT: &str = "tollgate_in_flight_events";
     pub const DELIVERY_FAILURES: &str = "tollgate_delivery_failures_total";
     pub const KAFKA_ERRORS: &str = "tollgate_kafka_errors_total";
+    pub const GROUP_UNSETTLED: &str = "tollgate_consumer_group_unsettled_total";
     pub const READY: &str = "tollgate_ready";
     pub const POLICY_INFO: &str = "tollgate_policy_info";
     pub const OFFSET_COMMITS: &str = "tollgate_offset_commits_total";
@@ -69,6 +71,7 @@ pub struct Telemetry {
     in_flight: IntGauge,
     delivery_failures: IntCounter,
     kafka_errors: IntCounter,
+    group_unsettled: [IntCounter; Member::ALL.len()],
     ready: IntGauge,
     /// Routing loops started and ready (the router is ready when all are).
     loops: Arc<Mutex<LoopCount>>,
@@ -136,8 +139,20 @@ impl Telemetry {
         .unwrap();
         let kafka_errors =
             IntCounter::new(names::KAFKA_ERRORS, "Errors reported by the Kafka client (usually transient).").unwrap();
-        let ready =
-            IntGauge::new(names::READY, "1 while the router is consuming, 0 while starting or stopping.").unwrap();
+        let unsettled_vec = IntCounterVec::new(
+            Opts::new(
+                names::GROUP_UNSETTLED,
+                "Times a consumer waited over a minute for its consumer group to settle (a join or rebalance that did not complete), by consumer.",
+            ),
+            &["consumer"],
+        )
+        .unwrap();
+        let group_unsettled = Member::ALL.map(|m| unsettled_vec.with_label_values(&[m.as_str()]));
+        let ready = IntGauge::new(
+            names::READY,
+            "1 while every routing loop holds an assignment of its consumer group (possibly empty), 0 while starting, joining, rebalancing or stopping.",
+        )
+        .unwrap();
         let policy_info = IntGaugeVec::new(
             Opts::new(names::POLICY_INFO, "The running policy version (value 1)."),
             &["policy_version"],
@@ -155,6 +170,7 @@ impl Telemetry {
             Box::new(in_flight.clone()),
             Box::new(delivery_failures.clone()),
             Box::new(kafka_errors.clone()),
+            Box::new(unsettled_vec),
             Box::new(ready.clone()),
             Box::new(policy_info.clone()),
             Box::new(offset_commits.clone()),
@@ -203,6 +219,7 @@ impl Telemetry {
             in_flight,
             delivery_failures,
             kafka_errors,
+            group_unsettled,
             ready,
             loops: Arc::new(Mutex::new(LoopCount { expected: 1, ready: 0 })),
             policy_info,
@@ -305,6 +322,31 @@ impl Telemetry {
         tracing::warn!(%error, "The Kafka client reported an error.");
     }
 
+    /// A consumer's group has not settled for `waited`: it reads nothing until it does.
+    pub fn group_unsettled(&self, member: Member, waited: Duration, group: &rdkafka::statistics::ConsumerGroup) {
+        self.group_unsettled[member as usize].inc();
+        tracing::warn!(
+            consumer = member.as_str(),
+            waited_s = waited.as_secs(),
+            state = %group.state,
+            join_state = %group.join_state,
+            rebalances = group.rebalance_cnt,
+            last_rebalance_reason = %group.rebalance_reason,
+            "The consumer's group has not settled: it reads nothing until its join or rebalance completes \
+             (a member that does not rejoin holds it up to its max.poll.interval.ms)."
+        );
+    }
+
+    /// A consumer's group settled after an unsettled time that was reported.
+    pub fn group_settled(&self, member: Member, waited: Duration, assigned: i32) {
+        tracing::info!(
+            consumer = member.as_str(),
+            waited_s = waited.as_secs(),
+            assigned,
+            "The consumer's group settled."
+        );
+    }
+
     /// One routing loop's events in flight went from `from` to `to` (the gauge is the sum over
     /// the loops).
     pub fn in_flight_moved(&self, from: usize, to: usize) {
@@ -322,7 +364,8 @@ impl Telemetry {
         self.count_loops(|c| c.expected = n);
     }
 
-    /// A routing loop became ready (consuming) or stopped being ready.
+    /// A routing loop became ready (its group assigned it partitions, possibly none) or stopped
+    /// being ready (a revocation, or leaving the group).
     pub fn routing_loop_ready(&self, ready: bool) {
         self.count_loops(|c| c.ready = if ready { c.ready + 1 } else { c.ready.saturating_sub(1) });
     }
@@ -421,6 +464,7 @@ mod tests {
             names::IN_FLIGHT,
             names::DELIVERY_FAILURES,
             names::KAFKA_ERRORS,
+            names::GROUP_UNSETTLED,
             names::READY,
             names::POLICY_INFO,
             names::OFFSET_COMMITS,

@@ -30,6 +30,7 @@ use lookup::EventLookup;
 use tollgate_schemas::headers;
 
 use super::context::{DeliveryContext, ReviewHandOver, RouterConsumerContext};
+use super::group::{Member, Membership};
 use super::inflight::InFlight;
 use super::intake::{IntakeBatches, TOPIC_WAIT};
 use super::runner::{send_intake, LoopError};
@@ -93,6 +94,7 @@ pub fn run_join(
                 assigned_at: Mutex::new(None),
             }),
             generation: Default::default(),
+            membership: Membership::new(Member::ReviewJoin),
         })?;
     consumer.subscribe(&[&topics.review_decisions, &topics.pending_changelog])?;
     tracing::info!(decisions = %topics.review_decisions, changelog = %topics.pending_changelog, "Joining review decisions.");
