@@ -6,12 +6,13 @@
 #   scripts/broker.sh status
 #
 # Listens on 127.0.0.1:${TOLLGATE_BROKER_PORT:-19092}. State (pid, log) lives in
-# ${TOLLGATE_BROKER_DIR:-/tmp/tollgate-broker}.
+# ${TOLLGATE_BROKER_DIR:-/tmp/tollgate-broker-<port>}: one folder per port, so a broker started for
+# another port is never taken for this one's.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PORT="${TOLLGATE_BROKER_PORT:-19092}"
-DIR="${TOLLGATE_BROKER_DIR:-/tmp/tollgate-broker}"
+DIR="${TOLLGATE_BROKER_DIR:-/tmp/tollgate-broker-$PORT}"
 PIDFILE="$DIR/nisshi.pid"
 LOG="$DIR/nisshi.log"
 

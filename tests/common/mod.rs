@@ -26,6 +26,16 @@ pub const EXAMPLE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/pay
 /// and a killed member holds its partitions for the full timeout; 6 s keeps tests quick.
 pub const SESSION_TIMEOUT_MS: &str = "6000";
 
+/// Poll interval bound of the test routers. librdkafka waits for the answer to a group join for
+/// this long plus 3 s before it asks again, and under load nisshi sometimes never answers one:
+/// a restarted router's routing loops, joining right after the earlier process's loops left,
+/// stayed in `wait-join` for minutes (the router's unsettled-group warning names the state).
+/// At 60 s a lost join is asked again after 63 s instead of the default's 303 s, within the
+/// tests' deadlines; the router's consumers poll many times a second. (Collectors keep the
+/// default: a test may leave one unpolled for longer, and one that left its group would read
+/// its topics again from the start.)
+pub const MAX_POLL_INTERVAL_MS: &str = "60000";
+
 /// The reference example's sample events.
 pub fn sample_events() -> Vec<serde_json::Value> {
     std::fs::read_to_string(Path::new(EXAMPLE_DIR).join("sample.jsonl"))
@@ -200,12 +210,13 @@ impl Topics {
         c.topics.rollbacks = self.rollbacks.clone();
         c.metrics.listen = ([127, 0, 0, 1], 0).into();
         c.kafka.consumer.insert("session.timeout.ms".into(), SESSION_TIMEOUT_MS.into());
+        c.kafka.consumer.insert("max.poll.interval.ms".into(), MAX_POLL_INTERVAL_MS.into());
         c.validate().unwrap();
         c
     }
 
     /// A copy of the reference example in a fresh directory, with the test session timeout and
-    /// extra librdkafka producer settings; returns the path of its `router.toml`.
+    /// poll interval and extra librdkafka producer settings; returns the path of its `router.toml`.
     pub fn config_file(&self, producer: &[(&str, &str)]) -> PathBuf {
         let dir = std::env::temp_dir().join(unique("example"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -223,7 +234,9 @@ impl Topics {
             text = text.lines().filter(|l| !l.starts_with(&own)).map(|l| format!("{l}\n")).collect();
             text = text.replacen("[kafka.producer]\n", &format!("[kafka.producer]\n\"{k}\" = \"{v}\"\n"), 1);
         }
-        text.push_str(&format!("\n[kafka.consumer]\n\"session.timeout.ms\" = \"{SESSION_TIMEOUT_MS}\"\n"));
+        text.push_str(&format!(
+            "\n[kafka.consumer]\n\"session.timeout.ms\" = \"{SESSION_TIMEOUT_MS}\"\n\"max.poll.interval.ms\" = \"{MAX_POLL_INTERVAL_MS}\"\n"
+        ));
         std::fs::write(&config, text).unwrap();
         config
     }

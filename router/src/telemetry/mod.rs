@@ -333,7 +333,8 @@ impl Telemetry {
             rebalances = group.rebalance_cnt,
             last_rebalance_reason = %group.rebalance_reason,
             "The consumer's group has not settled: it reads nothing until its join or rebalance completes \
-             (a member that does not rejoin holds it up to its max.poll.interval.ms)."
+             (a member that does not rejoin holds it up to its max.poll.interval.ms, and a join the \
+             coordinator does not answer is asked again after max.poll.interval.ms + 3 s)."
         );
     }
 
