@@ -26,16 +26,6 @@ pub const EXAMPLE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/pay
 /// and a killed member holds its partitions for the full timeout; 6 s keeps tests quick.
 pub const SESSION_TIMEOUT_MS: &str = "6000";
 
-/// Poll interval bound of the test routers. librdkafka waits for the answer to a group join for
-/// this long plus 3 s before it asks again, and under load nisshi sometimes never answers one:
-/// a restarted router's routing loops, joining right after the earlier process's loops left,
-/// stayed in `wait-join` for minutes (the router's unsettled-group warning names the state).
-/// At 60 s a lost join is asked again after 63 s instead of the default's 303 s, within the
-/// tests' deadlines; the router's consumers poll many times a second. (Collectors keep the
-/// default: a test may leave one unpolled for longer, and one that left its group would read
-/// its topics again from the start.)
-pub const MAX_POLL_INTERVAL_MS: &str = "60000";
-
 /// The reference example's sample events.
 pub fn sample_events() -> Vec<serde_json::Value> {
     std::fs::read_to_string(Path::new(EXAMPLE_DIR).join("sample.jsonl"))
@@ -210,13 +200,12 @@ impl Topics {
         c.topics.rollbacks = self.rollbacks.clone();
         c.metrics.listen = ([127, 0, 0, 1], 0).into();
         c.kafka.consumer.insert("session.timeout.ms".into(), SESSION_TIMEOUT_MS.into());
-        c.kafka.consumer.insert("max.poll.interval.ms".into(), MAX_POLL_INTERVAL_MS.into());
         c.validate().unwrap();
         c
     }
 
     /// A copy of the reference example in a fresh directory, with the test session timeout and
-    /// poll interval and extra librdkafka producer settings; returns the path of its `router.toml`.
+    /// extra librdkafka producer settings; returns the path of its `router.toml`.
     pub fn config_file(&self, producer: &[(&str, &str)]) -> PathBuf {
         let dir = std::env::temp_dir().join(unique("example"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -234,9 +223,7 @@ impl Topics {
             text = text.lines().filter(|l| !l.starts_with(&own)).map(|l| format!("{l}\n")).collect();
             text = text.replacen("[kafka.producer]\n", &format!("[kafka.producer]\n\"{k}\" = \"{v}\"\n"), 1);
         }
-        text.push_str(&format!(
-            "\n[kafka.consumer]\n\"session.timeout.ms\" = \"{SESSION_TIMEOUT_MS}\"\n\"max.poll.interval.ms\" = \"{MAX_POLL_INTERVAL_MS}\"\n"
-        ));
+        text.push_str(&format!("\n[kafka.consumer]\n\"session.timeout.ms\" = \"{SESSION_TIMEOUT_MS}\"\n"));
         std::fs::write(&config, text).unwrap();
         config
     }
@@ -295,6 +282,7 @@ pub fn produce(brokers: &str, topic: &str, records: &[TestRecord]) {
 pub struct Collected {
     pub topic: String,
     pub partition: i32,
+    pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     pub headers: HashMap<String, String>,
@@ -374,6 +362,7 @@ impl Collector {
                     self.records.push(Collected {
                         topic: m.topic().to_owned(),
                         partition: m.partition(),
+                        offset: m.offset(),
                         key: m.key().map(<[u8]>::to_vec),
                         value: m.payload().map(<[u8]>::to_vec),
                         headers,
@@ -392,6 +381,24 @@ impl Collector {
     pub fn on(&self, topic: &str) -> Vec<&Collected> {
         self.records.iter().filter(|r| r.topic == topic).collect()
     }
+}
+
+/// The offsets `group` has committed on partitions `0..partitions` of `topic` (`None`: none
+/// committed), read with an offset fetch: the reader does not join the group.
+pub fn committed_offsets(brokers: &str, group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", group).create().unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer.committed_offsets(tpl, Duration::from_secs(30)).expect("committed offsets");
+    (0..partitions)
+        .map(|p| match committed.find_partition(topic, p).map(|e| e.offset()) {
+            Some(rdkafka::Offset::Offset(o)) => Some(o),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A `tollgate router` process on the reference example's configuration.
@@ -432,6 +439,26 @@ impl RouterProcess {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the router's `/readyz` answers 200 (every routing loop holds its group's
+    /// assignment); panics after `timeout`. The address comes from the router's log.
+    pub fn wait_ready(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.log_text();
+            let addr = log.lines().find(|l| l.contains("Serving /metrics")).and_then(|l| {
+                let at = l.find("address=")? + "address=".len();
+                l[at..].split_whitespace().next().map(str::to_owned)
+            });
+            if let Some(addr) = addr {
+                if std::net::TcpStream::connect(&addr).is_ok() && http_get(&addr, "/readyz").0 == 200 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "the router was not ready in {timeout:?}; log:\n{log}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// Sends SIGTERM and waits up to `timeout` for the exit status.
