@@ -14,13 +14,6 @@ use std::process::Command;
 use std::time::Duration;
 use tollgate_schemas::{AuditAction, AuditRecord, RecordFormat};
 
-fn sample_records() -> Vec<TestRecord> {
-    common::sample_events()
-        .iter()
-        .map(|e| (Some(e["account_id"].as_str().unwrap().as_bytes().to_vec()), Some(e.to_string().into_bytes())))
-        .collect()
-}
-
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
@@ -73,7 +66,7 @@ fn the_trail_is_chained_verified_and_exported() {
     create_topics(&broker.addr, &[&topics.input], 3);
     let mut router = RouterProcess::spawn(&topics, &broker.addr, &[]);
     let mut out = Collector::new(&broker.addr, &[&topics.audit, &topics.resolved, &topics.audit_intake]);
-    produce(&broker.addr, &topics.input, &sample_records());
+    produce(&broker.addr, &topics.input, &common::sample_records());
     out.until("every routing record", Duration::from_secs(90), |c| {
         c.iter().filter(|r| r.topic == topics.audit).filter(|r| audit_of(r).action == "route").count() >= 20
     });

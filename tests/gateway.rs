@@ -6,19 +6,10 @@
 
 mod common;
 
-use common::{
-    create_topics, produce, Broker, Collector, GatewayProcess, RouterProcess, TestRecord, Topics, WebhookReceiver,
-};
+use common::{create_topics, produce, Broker, Collector, GatewayProcess, RouterProcess, Topics, WebhookReceiver};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use tollgate_schemas::{AuditRecord, RecordFormat, ResolvedEvent};
-
-fn sample_records() -> Vec<TestRecord> {
-    common::sample_events()
-        .iter()
-        .map(|e| (Some(e["account_id"].as_str().unwrap().as_bytes().to_vec()), Some(e.to_string().into_bytes())))
-        .collect()
-}
 
 /// A token minted by the CLI, as the README shows.
 fn token(reviewer: &str, role: &str) -> String {
@@ -62,7 +53,7 @@ fn reviewers_decide_through_the_gateway_and_the_router_joins_their_decisions() {
     let mut gateway = GatewayProcess::spawn(&topics, &broker.addr, &state_topic, &webhook_env);
     gateway.wait_ready(Duration::from_secs(120));
     let mut out = Collector::new(&broker.addr, &[&topics.resolved, &topics.audit]);
-    produce(&broker.addr, &topics.input, &sample_records());
+    produce(&broker.addr, &topics.input, &common::sample_records());
 
     let (ana, triage) = (token("ana", "fraud_analyst"), token("tom", "async_triage"));
     // The reference sample sends six events to sync review and five to async review.

@@ -14,13 +14,6 @@ fn sample() -> Vec<serde_json::Value> {
     common::sample_events()
 }
 
-fn sample_records() -> Vec<TestRecord> {
-    sample()
-        .iter()
-        .map(|e| (Some(e["account_id"].as_str().unwrap().as_bytes().to_vec()), Some(e.to_string().into_bytes())))
-        .collect()
-}
-
 fn decision(event_id: &str, action: &str, id: &str) -> TestRecord {
     let d = serde_json::json!({
         "decision_id": id, "event_id": event_id, "reviewer_id": "ana", "reviewer_role": "fraud_analyst",
@@ -75,7 +68,7 @@ fn decisions_join_and_sla_tiers_escalate_and_fall_back() {
     config.review.decision_grace = HumanDuration::secs(2);
     config.review.tick = HumanDuration(Duration::from_millis(200));
     let running = start(config);
-    produce(&broker.addr, &topics.input, &sample_records());
+    produce(&broker.addr, &topics.input, &common::sample_records());
     let mut out = Collector::new(
         &broker.addr,
         &[
@@ -189,7 +182,7 @@ fn pending_reviews_survive_a_restart() {
     create_topics(&broker.addr, &[&topics.input], 3);
     let config = topics.config(&broker.addr);
     let running = start(config.clone());
-    produce(&broker.addr, &topics.input, &sample_records());
+    produce(&broker.addr, &topics.input, &common::sample_records());
     let events: std::collections::HashMap<String, serde_json::Value> =
         sample().into_iter().map(|e| (e["event_id"].as_str().unwrap().to_owned(), e)).collect();
     let mut out = Collector::new(&broker.addr, &[&topics.async_review, &topics.resolved, &topics.changelog]);
@@ -246,7 +239,7 @@ fn post_verify_events_proceed_at_once_and_a_reject_rolls_them_back() {
     config.review.async_review.post_verify = true;
     config.review.audit_sample_rate = 1.0;
     let running = start(config);
-    produce(&broker.addr, &topics.input, &sample_records());
+    produce(&broker.addr, &topics.input, &common::sample_records());
     let mut out =
         Collector::new(&broker.addr, &[&topics.auto_commit, &topics.async_review, &topics.resolved, &topics.rollbacks]);
     // 6 auto-committed events, all sampled; 5 async (post-verify) events, pre-accepted.

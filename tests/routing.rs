@@ -48,10 +48,7 @@ fn reference_example_routes_every_event_as_specified() {
     let topics = Topics::new("routing");
     create_topics(&broker.addr, &[&topics.input], 3);
     let events = sample();
-    let mut records: Vec<common::TestRecord> = events
-        .iter()
-        .map(|e| (Some(e["account_id"].as_str().unwrap().as_bytes().to_vec()), Some(e.to_string().into_bytes())))
-        .collect();
+    let mut records = common::sample_records();
     // A keyless event: its output is keyed by its event id.
     let keyless = r#"{"event_id":"keyless-1","account_id":"a","amount":5,"currency":"EUR","merchant_category":"grocery","country":"DE","risk_score":0.02,"model_confidence":0.97,"model_version":"fraud-gbm-2026.10"}"#;
     records.push((None, Some(keyless.as_bytes().to_vec())));
@@ -183,11 +180,7 @@ fn a_router_with_more_routing_loops_than_partitions_becomes_ready() {
     let topics = Topics::new("ready");
     create_topics(&broker.addr, &[&topics.input], 1);
     let events = sample();
-    let records: Vec<common::TestRecord> = events
-        .iter()
-        .map(|e| (Some(e["account_id"].as_str().unwrap().as_bytes().to_vec()), Some(e.to_string().into_bytes())))
-        .collect();
-    produce(&broker.addr, &topics.input, &records);
+    produce(&broker.addr, &topics.input, &common::sample_records());
     let mut config = topics.config(&broker.addr);
     config.processing.routing_threads = 2;
     let metrics = format!("127.0.0.1:{}", free_port());

@@ -35,6 +35,14 @@ pub fn sample_events() -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The sample events as input records, keyed by account as a payment producer would.
+pub fn sample_records() -> Vec<TestRecord> {
+    sample_events()
+        .iter()
+        .map(|e| (Some(e["account_id"].as_str().unwrap().as_bytes().to_vec()), Some(e.to_string().into_bytes())))
+        .collect()
+}
+
 /// A Kafka-protocol broker reachable over TCP.
 pub struct Broker {
     pub addr: String,
