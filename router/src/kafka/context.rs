@@ -156,7 +156,6 @@ impl ConsumerContext for RouterConsumerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(partitions) = rebalance {
             tracing::info!(partitions = partitions.count(), "Partitions revoked; draining and committing.");
-            self.unassigned();
             self.drain_and_commit(consumer);
             if let Some(review) = &self.review {
                 for e in partitions.elements_for_topic(&review.changelog_topic) {
@@ -193,7 +192,13 @@ impl ConsumerContext for RouterConsumerContext {
                         Some(Instant::now());
                 }
             }
-            Rebalance::Revoke(_) => {}
+            Rebalance::Revoke(_) => {
+                // An eager revocation takes every partition; an incremental one (cooperative
+                // assignment) may leave some, and the loop stays ready while it holds any.
+                if consumer.assignment().map_or(true, |held| held.count() == 0) {
+                    self.unassigned();
+                }
+            }
             Rebalance::Error(e) => {
                 // The client unassigns after a failed rebalance.
                 self.unassigned();

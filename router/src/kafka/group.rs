@@ -1,7 +1,8 @@
 //! A consumer's membership of its consumer group, as the router reports it.
 //!
 //! A routing loop is ready while its group has given it an assignment (an empty one counts:
-//! more loops than partitions is a settled group), from the assignment to the next revocation.
+//! more loops than partitions is a settled group), from the assignment to a revocation that
+//! leaves it nothing (every eager one; an incremental one may leave some partitions).
 //! So `/readyz` and `tollgate_ready` say 0 while a loop is still joining, rebalancing or
 //! leaving, which is what the "router not ready" alert is for.
 //!
