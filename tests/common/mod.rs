@@ -451,22 +451,12 @@ impl RouterProcess {
 
     /// Waits until the router's `/readyz` answers 200 (every routing loop holds its group's
     /// assignment); panics after `timeout`. The address comes from the router's log.
-    pub fn wait_ready(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let log = self.log_text();
-            let addr = log.lines().find(|l| l.contains("Serving /metrics")).and_then(|l| {
-                let at = l.find("address=")? + "address=".len();
-                l[at..].split_whitespace().next().map(str::to_owned)
-            });
-            if let Some(addr) = addr {
-                if std::net::TcpStream::connect(&addr).is_ok() && http_get(&addr, "/readyz").0 == 200 {
-                    return;
-                }
-            }
-            assert!(Instant::now() < deadline, "the router was not ready in {timeout:?}; log:\n{log}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
+    pub fn wait_ready(&mut self, timeout: Duration) {
+        wait_ready(&mut self.child, &self.log, "router", timeout, |log| {
+            let line = log.lines().find(|l| l.contains("Serving /metrics"))?;
+            let at = line.find("address=")? + "address=".len();
+            line[at..].split_whitespace().next().map(str::to_owned)
+        });
     }
 
     /// Sends SIGTERM and waits up to `timeout` for the exit status.
@@ -479,6 +469,25 @@ impl Drop for RouterProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Waits until a service's `/readyz` answers 200 at the address `addr` finds (given the
+/// service's log so far); panics with its log when it exits or `timeout` passes first.
+fn wait_ready(child: &mut Child, log: &Path, what: &str, timeout: Duration, addr: impl Fn(&str) -> Option<String>) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the {what} exited with {status}; log:\n{text}");
+        }
+        if let Some(addr) = addr(&text) {
+            if std::net::TcpStream::connect(&addr).is_ok() && http_get(&addr, "/readyz").0 == 200 {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "the {what} was not ready within {timeout:?}; log:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -591,21 +600,8 @@ impl GatewayProcess {
 
     /// Waits until `/readyz` answers 200.
     pub fn wait_ready(&mut self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("the gateway exited with {status}; log:\n{}", self.log_text());
-            }
-            if std::net::TcpStream::connect(&self.addr).is_ok() && http_get(&self.addr, "/readyz").0 == 200 {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the gateway was not ready within {timeout:?}; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let addr = self.addr.clone();
+        wait_ready(&mut self.child, &self.log, "gateway", timeout, |_| Some(addr.clone()));
     }
 
     /// A request with a bearer token and a JSON body; returns (status, JSON body).
