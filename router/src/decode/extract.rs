@@ -35,7 +35,7 @@ impl PathTree {
         for (field, path) in registry.paths().iter().enumerate() {
             let mut at = 0;
             for segment in path.segments() {
-                at = match nodes[at].children.get(segment.as_str()) {
+                at = match nodes[at].children.get(segment.as_bytes()) {
                     Some(next) => next,
                     None => {
                         nodes.push(Node::default());
@@ -52,7 +52,7 @@ impl PathTree {
 
     /// The node below `node` by `key`.
     #[inline]
-    pub(super) fn child(&self, node: usize, key: &str) -> Option<usize> {
+    pub(super) fn child(&self, node: usize, key: &[u8]) -> Option<usize> {
         self.nodes[node].children.get(key)
     }
 
@@ -233,7 +233,7 @@ impl<'de, const WRITE: bool> KeySeed<'_, '_, '_, '_, 'de, WRITE> {
             write_str(&mut out.text, key);
             out.text.push(b':');
         });
-        Ok((map.node.and_then(|n| map.tree.child(n, key)), key_end))
+        Ok((map.node.and_then(|n| map.tree.child(n, key.as_bytes())), key_end))
     }
 }
 

@@ -72,7 +72,9 @@ impl<'a> Cursor<'a> {
     }
 
     /// One value at `node` of the path tree (`None`: below no registered path), then the
-    /// whitespace after it.
+    /// whitespace after it. Inlined into the object and array loops (and so into itself one
+    /// level down): a call per member cost 1.4% of a 20-feature event's instructions.
+    #[inline(always)]
     fn value(&mut self, tree: &PathTree, node: Option<usize>, fields: &mut EventFields<'a>, depth: usize) -> Step {
         let value = match self.peek()? {
             b'"' => FieldValue::Text(Cow::Borrowed(self.string()?)),
@@ -112,6 +114,22 @@ impl<'a> Cursor<'a> {
     /// A string without escapes or control characters (the text between its quotes).
     #[inline]
     fn string(&mut self) -> Step<&'a str> {
+        let (start, end) = self.string_span()?;
+        // Between two quotes of a text checked as UTF-8: on character boundaries.
+        self.text.get(start..end)
+    }
+
+    /// A map key: the bytes of a string as [`Cursor::string`] reads it. Only looked up, so not
+    /// sliced as `str` (which checks both ends for character boundaries).
+    #[inline]
+    fn key(&mut self) -> Step<&'a [u8]> {
+        let (start, end) = self.string_span()?;
+        self.bytes.get(start..end)
+    }
+
+    /// Where the text of a string without escapes or control characters starts and ends.
+    #[inline]
+    fn string_span(&mut self) -> Step<(usize, usize)> {
         let start = self.at + 1;
         // Eight bytes at a time while eight are left, then what is left in one go.
         let mut end = start;
@@ -129,8 +147,7 @@ impl<'a> Cursor<'a> {
             return None;
         }
         self.at = end + 1;
-        // Between two quotes of a text checked as UTF-8: on character boundaries.
-        self.text.get(start..end)
+        Some((start, end))
     }
 
     /// Steps into an object or array (opened by the byte at the cursor) one level down:
@@ -175,7 +192,7 @@ impl<'a> Cursor<'a> {
             if self.peek()? != b'"' {
                 return None;
             }
-            let key = self.string()?;
+            let key = self.key()?;
             self.skip_whitespace();
             if self.peek()? != b':' {
                 return None;
