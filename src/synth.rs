@@ -6,11 +6,13 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rdkafka::error::KafkaError;
 use rdkafka::message::ToBytes;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 use std::io::Write;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+use tollgate_common::kafka::LoggingContext;
 
 const CATEGORIES: [&str; 8] =
     ["grocery", "electronics", "travel", "gambling", "utilities", "crypto", "gift_cards", "restaurants"];
@@ -98,13 +100,13 @@ pub fn produce(
     stop: &CancellationToken,
     mut progress: impl FnMut(u64),
 ) -> anyhow::Result<u64> {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+    let producer: ThreadedProducer<LoggingContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", "200000")
         // Java's partitioner, like every Tollgate producer.
         .set("partitioner", "murmur2_random")
-        .create()?;
+        .create_with_context(LoggingContext::new("load producer"))?;
     let mut generator = PaymentGenerator::new(load.seed, load.mix, &load.prefix);
     let mut buf = Vec::with_capacity(256);
     let started = Instant::now();
@@ -132,16 +134,16 @@ pub fn produce(
 }
 
 /// Sends `record`, waiting while the producer's queue is full (its thread is sending), until the
-/// producer takes it or `stop` is cancelled.
-pub fn send_waiting<K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
-    producer: &ThreadedProducer<DefaultProducerContext>,
+/// producer takes it or `stop` is cancelled. Any other refusal is returned at once.
+pub fn send_waiting<K: ToBytes + ?Sized, P: ToBytes + ?Sized, C: ProducerContext<DeliveryOpaque = ()>>(
+    producer: &ThreadedProducer<C>,
     mut record: BaseRecord<'_, K, P>,
     stop: &CancellationToken,
 ) -> Result<(), KafkaError> {
     loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),
-            Err((_, back)) if !stop.is_cancelled() => {
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) if !stop.is_cancelled() => {
                 record = back;
                 std::thread::sleep(Duration::from_millis(1));
             }

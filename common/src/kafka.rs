@@ -1,11 +1,85 @@
-//! Kafka conventions of every Tollgate service: producer settings and topic creation.
+//! Kafka conventions of every Tollgate service: producer settings, topic creation, and where
+//! the client library's own logs and errors go.
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::ProducerContext;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Writes a librdkafka log line as a `tracing` event of the same severity.
+pub fn log_to_tracing(level: RDKafkaLogLevel, facility: &str, message: &str) {
+    use RDKafkaLogLevel::*;
+    match level {
+        Emerg | Alert | Critical | Error => tracing::error!(facility, "librdkafka: {message}"),
+        Warning => tracing::warn!(facility, "librdkafka: {message}"),
+        Notice | Info => tracing::info!(facility, "librdkafka: {message}"),
+        Debug => tracing::debug!(facility, "librdkafka: {message}"),
+    }
+}
+
+/// What a service does with an error the client library reports (counts it, logs it).
+pub type ErrorHook = Arc<dyn Fn(&dyn fmt::Display) + Send + Sync>;
+
+/// The context of a Kafka client with no callbacks of its own. rdkafka's default context
+/// hands librdkafka's log lines and errors to the `log` facade, which no Tollgate service
+/// installs, so they were lost; this one writes them as `tracing` events, and hands errors to
+/// the service's hook (which counts them) when it has one. Statistics are not read.
+#[derive(Clone)]
+pub struct LoggingContext {
+    /// Which of the service's clients, in every error reported.
+    client: &'static str,
+    on_error: Option<ErrorHook>,
+}
+
+impl LoggingContext {
+    /// A context whose errors are logged as warnings.
+    pub fn new(client: &'static str) -> Self {
+        LoggingContext { client, on_error: None }
+    }
+
+    /// A context whose errors go to `hook`.
+    pub fn with_hook(client: &'static str, hook: ErrorHook) -> Self {
+        LoggingContext { client, on_error: Some(hook) }
+    }
+}
+
+impl fmt::Debug for LoggingContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoggingContext").field("client", &self.client).finish_non_exhaustive()
+    }
+}
+
+impl ClientContext for LoggingContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        log_to_tracing(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let error = format_args!("{}: {error}: {reason}", self.client);
+        match &self.on_error {
+            Some(hook) => hook(&error),
+            None => tracing::warn!(%error, "The Kafka client reported an error."),
+        }
+    }
+
+    fn stats_raw(&self, _statistics: &[u8]) {}
+}
+
+impl ConsumerContext for LoggingContext {}
+
+impl ProducerContext for LoggingContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _result: &DeliveryResult<'_>, _opaque: ()) {}
+}
 
 /// A producer that is durable and duplicate-free on retries (`acks=all`, idempotence), batches
 /// for a few milliseconds, and partitions like Java clients (`murmur2_random`), so a record keyed
@@ -39,7 +113,7 @@ pub async fn ensure_topics(
     partitions: i32,
     replication: i32,
 ) -> Result<Vec<String>, KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = client.create()?;
+    let admin: AdminClient<LoggingContext> = client.create_with_context(LoggingContext::new("admin"))?;
     let metadata = admin.inner().fetch_metadata(None, Duration::from_secs(10))?;
     let existing: Vec<&str> = metadata.topics().iter().map(|t| t.name()).collect();
     let mut seen = Vec::new();
@@ -79,4 +153,40 @@ pub async fn ensure_topics(
         }
     }
     Ok(created)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::producer::ThreadedProducer;
+    use std::net::TcpListener;
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    /// A real client whose broker refuses connections: librdkafka reports it through the
+    /// context, and the hook gets it with the client's name (the default context would have
+    /// handed it to the `log` facade, where nothing reads it).
+    #[test]
+    fn a_client_that_cannot_reach_its_broker_reports_it_to_the_hook() {
+        // A port nothing listens on: bound, then released.
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+        let hook: ErrorHook = {
+            let seen = Arc::clone(&seen);
+            Arc::new(move |error| seen.lock().unwrap().push(error.to_string()))
+        };
+        let _producer: ThreadedProducer<LoggingContext> = ClientConfig::new()
+            .set("bootstrap.servers", format!("127.0.0.1:{port}"))
+            .set("reconnect.backoff.ms", "10")
+            .create_with_context(LoggingContext::with_hook("test producer", hook))
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while seen.lock().unwrap().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let seen = seen.lock().unwrap();
+        assert!(!seen.is_empty(), "no error reported within 30 s");
+        assert!(seen.iter().all(|e| e.starts_with("test producer: ")), "{seen:?}");
+        assert!(seen.iter().any(|e| e.contains(&port.to_string()) || e.contains("AllBrokersDown")), "{seen:?}");
+    }
 }

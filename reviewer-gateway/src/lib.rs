@@ -107,7 +107,8 @@ pub async fn run(config: GatewayConfig, shutdown: CancellationToken) -> Result<(
     let txn_id = transactional_id(&config);
     let kafka_sink = {
         let config = config.clone();
-        tokio::task::spawn_blocking(move || sink::KafkaSink::connect(&config, &txn_id))
+        let telemetry = telemetry.clone();
+        tokio::task::spawn_blocking(move || sink::KafkaSink::connect(&config, &txn_id, &telemetry))
             .await
             .map_err(|e| GatewayError::Config(format!("the producer set-up task failed: {e}")))??
     };

@@ -9,12 +9,14 @@
 //! fail.
 
 use crate::config::GatewayConfig;
+use crate::telemetry::Telemetry;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, FutureProducer, FutureRecord, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, FutureProducer, FutureRecord, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tollgate_common::kafka::LoggingContext;
 
 /// One record to write.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,20 +72,26 @@ impl Sink {
 
 /// Kafka producers: a transactional one for actions, a plain one for read audits.
 pub struct KafkaSink {
-    transactional: Mutex<ThreadedProducer<DefaultProducerContext>>,
-    plain: FutureProducer,
+    transactional: Mutex<ThreadedProducer<LoggingContext>>,
+    plain: FutureProducer<LoggingContext>,
     timeout: Duration,
     fenced: AtomicBool,
 }
 
 impl KafkaSink {
     /// Creates both producers and initialises transactions (blocking: call off the runtime).
-    pub fn connect(config: &GatewayConfig, transactional_id: &str) -> Result<KafkaSink, KafkaError> {
+    pub fn connect(
+        config: &GatewayConfig,
+        transactional_id: &str,
+        telemetry: &Telemetry,
+    ) -> Result<KafkaSink, KafkaError> {
         let timeout = Duration::from_secs(10);
         let mut base = producer_config(config);
-        let plain: FutureProducer = base.create()?;
+        let plain: FutureProducer<LoggingContext> =
+            base.create_with_context(telemetry.client_context("read-audit producer"))?;
         base.set("transactional.id", transactional_id);
-        let transactional: ThreadedProducer<DefaultProducerContext> = base.create()?;
+        let transactional: ThreadedProducer<LoggingContext> =
+            base.create_with_context(telemetry.client_context("transactional producer"))?;
         transactional.init_transactions(timeout)?;
         Ok(KafkaSink { transactional: Mutex::new(transactional), plain, timeout, fenced: AtomicBool::new(false) })
     }
@@ -105,7 +113,7 @@ impl KafkaSink {
         producer.commit_transaction(self.timeout).map_err(|e| self.failed(&producer, e))
     }
 
-    fn failed(&self, producer: &ThreadedProducer<DefaultProducerContext>, e: KafkaError) -> SinkError {
+    fn failed(&self, producer: &ThreadedProducer<LoggingContext>, e: KafkaError) -> SinkError {
         let fatal = matches!(&e, KafkaError::Transaction(t) if t.is_fatal());
         if fatal {
             self.fenced.store(true, Ordering::Relaxed);

@@ -7,6 +7,7 @@ use prometheus::{
     TextEncoder,
 };
 use std::time::Duration;
+use tollgate_common::kafka::LoggingContext;
 use tollgate_schemas::Route;
 
 /// Metric names, in one place for the dashboards and alert rules to match.
@@ -18,6 +19,7 @@ pub mod names {
     pub const ACTIONS: &str = "tollgate_gateway_actions_total";
     pub const AUDIT_RECORDS: &str = "tollgate_gateway_audit_records_total";
     pub const WRITE_FAILURES: &str = "tollgate_gateway_write_failures_total";
+    pub const KAFKA_ERRORS: &str = "tollgate_gateway_kafka_errors_total";
     pub const RECORDS: &str = "tollgate_gateway_records_total";
     pub const CASES: &str = "tollgate_gateway_cases";
     pub const OLDEST_CASE: &str = "tollgate_gateway_oldest_case_seconds";
@@ -44,6 +46,7 @@ pub struct Telemetry {
     oldest: GaugeVec,
     webhook: IntCounterVec,
     webhook_retries: IntCounter,
+    kafka_errors: IntCounter,
     ready: IntGauge,
 }
 
@@ -84,6 +87,10 @@ impl Telemetry {
         r.register(Box::new(oldest.clone())).expect("metric registered once");
         let webhook_retries = IntCounter::new(names::WEBHOOK_RETRIES, "Webhook calls retried.").expect("valid metric");
         r.register(Box::new(webhook_retries.clone())).expect("metric registered once");
+        let kafka_errors =
+            IntCounter::new(names::KAFKA_ERRORS, "Errors reported by the Kafka client (usually transient).")
+                .expect("valid metric");
+        r.register(Box::new(kafka_errors.clone())).expect("metric registered once");
         let ready = IntGauge::new(names::READY, "1 once the gateway's view has caught up with Kafka.").expect("valid");
         r.register(Box::new(ready.clone())).expect("metric registered once");
         let t = Telemetry {
@@ -120,6 +127,7 @@ impl Telemetry {
             cases,
             oldest,
             webhook_retries,
+            kafka_errors,
             ready,
         };
         // Pre-register the series dashboards and alerts expect to exist from the start.
@@ -174,6 +182,20 @@ impl Telemetry {
         self.webhook_retries.inc();
     }
 
+    /// An error the Kafka client reported on its own (a broker unreachable, a request timed
+    /// out): counted and logged.
+    pub fn kafka_error(&self, error: &dyn std::fmt::Display) {
+        self.kafka_errors.inc();
+        tracing::warn!(%error, "The Kafka client reported an error.");
+    }
+
+    /// A context for one of the gateway's Kafka clients: its logs go to `tracing`, its errors
+    /// to [`Telemetry::kafka_error`].
+    pub fn client_context(&self, client: &'static str) -> LoggingContext {
+        let telemetry = self.clone();
+        LoggingContext::with_hook(client, std::sync::Arc::new(move |error| telemetry.kafka_error(error)))
+    }
+
     pub fn queues(&self, stats: &[(Route, QueueStats)], now: i64) {
         for (q, s) in stats {
             let q = q.as_str();
@@ -199,5 +221,22 @@ impl Telemetry {
         // Encoding into a Vec cannot fail for well-formed metrics.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaErrorCode;
+    use rdkafka::ClientContext;
+
+    /// Errors a Kafka client of the gateway reports on its own are counted.
+    #[test]
+    fn a_client_context_counts_the_errors_of_its_client() {
+        let t = Telemetry::new();
+        assert!(t.render().contains("tollgate_gateway_kafka_errors_total 0"), "{}", t.render());
+        t.client_context("view consumer").error(KafkaError::Global(RDKafkaErrorCode::AllBrokersDown), "1/1 down");
+        assert!(t.render().contains("tollgate_gateway_kafka_errors_total 1"), "{}", t.render());
     }
 }

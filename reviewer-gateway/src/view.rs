@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+use tollgate_common::kafka::LoggingContext;
 
 /// Quiet time after which the view counts as caught up, whatever the end offsets said.
 const LULL: Duration = Duration::from_secs(2);
@@ -51,7 +52,7 @@ impl Kind {
 
 /// The view builder.
 pub struct View {
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<LoggingContext>,
     state: Applier,
 }
 
@@ -109,7 +110,8 @@ impl View {
         notifier: Option<Notifier>,
         ready: Arc<AtomicBool>,
     ) -> Result<View, GatewayError> {
-        let consumer: StreamConsumer = consumer_config(config).create()?;
+        let consumer: StreamConsumer<LoggingContext> =
+            consumer_config(config).create_with_context(telemetry.client_context("view consumer"))?;
         let kinds = kinds(&config.topics);
         let mut assignment = TopicPartitionList::new();
         let mut remaining = HashMap::new();

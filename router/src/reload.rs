@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio_util::sync::CancellationToken;
+use tollgate_common::kafka::LoggingContext;
 use tollgate_schemas::{AuditAction, AuditRecord};
 
 /// The pipeline the routing loop uses, replaceable while it runs.
@@ -154,7 +155,10 @@ impl Reloader {
 pub async fn watch(mut reloader: Reloader, shutdown: CancellationToken) {
     let config = Arc::clone(&reloader.config);
     let interval = config.policy.watch.0;
-    let producer: Option<FutureProducer> = match crate::kafka::producer_config(&config).create() {
+    let context = reloader.telemetry.client_context("policy change producer");
+    let producer: Option<FutureProducer<LoggingContext>> = match crate::kafka::producer_config(&config)
+        .create_with_context(context)
+    {
         Ok(p) => Some(p),
         Err(e) => {
             tracing::error!(error = %e, "No producer for policy-change audit records; reloads will not be audited.");

@@ -25,6 +25,7 @@ use super::{consumer_config, poll_weighed, producer_config, LoopError};
 use crate::config::RouterConfig;
 use crate::telemetry::Telemetry;
 use fnv::FnvHashMap;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
@@ -33,6 +34,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tollgate_common::kafka::{log_to_tracing, LoggingContext};
 use tollgate_schemas::audit::GENESIS;
 use tollgate_schemas::{headers, AuditRecord, RecordFormat};
 
@@ -88,6 +90,10 @@ struct ChainConsumerContext {
 }
 
 impl ClientContext for ChainConsumerContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        log_to_tracing(level, facility, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         self.telemetry.kafka_error(&format_args!("audit chainer consumer: {error}: {reason}"));
     }
@@ -106,6 +112,10 @@ struct ChainProducerContext {
 }
 
 impl ClientContext for ChainProducerContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        log_to_tracing(level, facility, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         self.telemetry.kafka_error(&format_args!("audit chainer producer: {error}: {reason}"));
     }
@@ -207,7 +217,7 @@ struct Chainer<'a> {
     heads: FnvHashMap<i32, Head>,
     buf: Vec<u8>,
     /// Reads an audit partition's last record when no head was committed with the offsets.
-    tail: Option<BaseConsumer>,
+    tail: Option<BaseConsumer<LoggingContext>>,
 }
 
 impl Chainer<'_> {
@@ -253,7 +263,7 @@ impl Chainer<'_> {
                 .set("group.id", format!("{}.audit-tail", self.config.kafka.group_id))
                 .set("enable.auto.commit", "false")
                 .set("isolation.level", "read_committed");
-            self.tail = Some(settings.create()?);
+            self.tail = Some(settings.create_with_context(self.telemetry.client_context("audit chain tail reader"))?);
         }
         let Some(reader) = self.tail.as_ref() else { return Ok(None) };
         let (low, high) = reader.fetch_watermarks(audit, partition, Duration::from_secs(10))?;

@@ -17,16 +17,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn log_to_tracing(level: RDKafkaLogLevel, facility: &str, message: &str) {
-    use RDKafkaLogLevel::*;
-    match level {
-        Emerg | Alert | Critical | Error => tracing::error!(facility, "librdkafka: {message}"),
-        Warning => tracing::warn!(facility, "librdkafka: {message}"),
-        Notice | Info => tracing::info!(facility, "librdkafka: {message}"),
-        Debug => tracing::debug!(facility, "librdkafka: {message}"),
-    }
-}
+use tollgate_common::kafka::log_to_tracing;
 
 /// The producer's context: counts deliveries down on their batch.
 pub struct DeliveryContext {

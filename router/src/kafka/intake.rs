@@ -12,6 +12,7 @@ use rdkafka::message::Message;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 use std::time::Duration;
+use tollgate_common::kafka::LoggingContext;
 use tollgate_schemas::headers;
 use tollgate_schemas::intake::AuditBatch;
 
@@ -122,7 +123,8 @@ impl IntakeBatches {
 /// The partition count of `topic`, read with a short-lived client of `settings`, waiting up to
 /// `timeout` for the topic to exist.
 pub fn partition_count(settings: &ClientConfig, topic: &str, timeout: Duration) -> Result<i32, KafkaError> {
-    let probe: BaseConsumer = settings.create()?;
+    let probe: BaseConsumer<LoggingContext> =
+        settings.create_with_context(LoggingContext::new("partition count probe"))?;
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let found = probe.fetch_metadata(Some(topic), Duration::from_secs(5)).map(|m| {

@@ -12,6 +12,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
+use tollgate_common::kafka::LoggingContext;
 
 /// Where reading starts in every partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +24,7 @@ pub enum Start {
 
 /// A consumer assigned to every partition of one topic.
 pub struct TopicReader {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<LoggingContext>,
     idle: Duration,
     pub partitions: i32,
 }
@@ -46,7 +47,8 @@ impl TopicReader {
                 settings.set(key, value);
             }
         }
-        let consumer: BaseConsumer = settings.create()?;
+        let consumer: BaseConsumer<LoggingContext> =
+            settings.create_with_context(LoggingContext::new("topic reader"))?;
         let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
         let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32;
         if partitions == 0 {
@@ -108,11 +110,11 @@ pub fn committed_offsets(
     topic: &str,
     partitions: i32,
 ) -> Result<TopicPartitionList, KafkaError> {
-    let probe: BaseConsumer = ClientConfig::new()
+    let probe: BaseConsumer<LoggingContext> = ClientConfig::new()
         .set("bootstrap.servers", &config.kafka.brokers)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
-        .create()?;
+        .create_with_context(LoggingContext::new("committed offsets probe"))?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition(topic, p);

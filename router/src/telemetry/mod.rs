@@ -322,6 +322,20 @@ impl Telemetry {
         tracing::warn!(%error, "The Kafka client reported an error.");
     }
 
+    /// [`Telemetry::kafka_error`] as the hook of a client's [`LoggingContext`].
+    ///
+    /// [`LoggingContext`]: tollgate_common::kafka::LoggingContext
+    pub fn kafka_error_hook(&self) -> tollgate_common::kafka::ErrorHook {
+        let telemetry = self.clone();
+        std::sync::Arc::new(move |error| telemetry.kafka_error(error))
+    }
+
+    /// A context for a client of the router with no callbacks of its own: its logs go to
+    /// `tracing`, its errors to [`Telemetry::kafka_error`].
+    pub fn client_context(&self, client: &'static str) -> tollgate_common::kafka::LoggingContext {
+        tollgate_common::kafka::LoggingContext::with_hook(client, self.kafka_error_hook())
+    }
+
     /// A consumer's group has not settled for `waited`: it reads nothing until it does.
     pub fn group_unsettled(&self, member: Member, waited: Duration, group: &rdkafka::statistics::ConsumerGroup) {
         self.group_unsettled[member as usize].inc();
@@ -476,6 +490,19 @@ mod tests {
         assert!(text.contains(r#"tollgate_events_total{route="auto_commit"} 0"#), "{text}");
         assert!(text.contains(r#"tollgate_dead_letter_total{reason="malformed_json"} 1"#), "{text}");
         assert!(text.contains(r#"tollgate_consumer_lag{partition="0",topic="payments"} 5"#), "{text}");
+    }
+
+    /// Errors a client reports on its own (through a context from `client_context`) are
+    /// counted.
+    #[test]
+    fn a_client_context_counts_the_errors_of_its_client() {
+        use rdkafka::types::RDKafkaErrorCode;
+        use rdkafka::ClientContext;
+        let t = Telemetry::new();
+        let context = t.client_context("review event lookup");
+        context.error(rdkafka::error::KafkaError::Global(RDKafkaErrorCode::AllBrokersDown), "2/2 brokers are down");
+        context.error(rdkafka::error::KafkaError::Global(RDKafkaErrorCode::BrokerTransportFailure), "refused");
+        assert!(t.render().contains("tollgate_kafka_errors_total 2"), "{}", t.render());
     }
 
     #[test]

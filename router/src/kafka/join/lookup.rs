@@ -4,13 +4,15 @@
 use super::super::consumer_config;
 use super::LoopError;
 use crate::config::RouterConfig;
+use crate::telemetry::Telemetry;
 use rdkafka::consumer::base_consumer::PartitionQueue;
-use rdkafka::consumer::{BaseConsumer, Consumer, DefaultConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tollgate_common::kafka::LoggingContext;
 use tollgate_schemas::PendingChange;
 
 /// Past this many records to the next wanted one, the lookup seeks instead of reading on.
@@ -27,24 +29,24 @@ const SEEK_TIMEOUT: Duration = Duration::from_secs(1);
 /// events in memory first.) Each partition has its own queue, so reading one partition never
 /// consumes, and throws away, what was fetched for another.
 pub(super) struct EventLookup {
-    consumer: Arc<BaseConsumer>,
+    consumer: Arc<BaseConsumer<LoggingContext>>,
     topic: String,
     partitions: HashMap<i32, Cursor>,
 }
 
 /// One changelog partition of the reader.
 struct Cursor {
-    queue: PartitionQueue<DefaultConsumerContext>,
+    queue: PartitionQueue<LoggingContext>,
     /// The offset the queue delivers next.
     next: i64,
 }
 
 impl EventLookup {
-    pub(super) fn new(config: &RouterConfig) -> Result<Self, LoopError> {
+    pub(super) fn new(config: &RouterConfig, telemetry: &Telemetry) -> Result<Self, LoopError> {
         let mut settings: ClientConfig = consumer_config(config);
         settings.set("group.id", format!("{}.lookup", config.kafka.group_id)).set("enable.auto.commit", "false");
         Ok(EventLookup {
-            consumer: Arc::new(settings.create()?),
+            consumer: Arc::new(settings.create_with_context(telemetry.client_context("review event lookup"))?),
             topic: config.topics.pending_changelog.clone(),
             partitions: HashMap::new(),
         })

@@ -108,7 +108,7 @@ pub fn run_join(
         state: &state,
         inflight: &inflight,
         producer: &producer,
-        lookup: EventLookup::new(config)?,
+        lookup: EventLookup::new(config, telemetry)?,
         events: EventCache::new(
             usize::try_from(config.review.event_cache_mib).unwrap_or(usize::MAX).saturating_mul(1 << 20),
         ),
