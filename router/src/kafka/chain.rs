@@ -19,6 +19,7 @@
 //! re-read from the committed offsets. A broker that does not keep offset metadata (nisshi
 //! 0.6) gets the head from the audit partition's last committed record instead.
 
+use super::group::{Member, Membership};
 use super::intake::announced_records;
 use super::runner::{rewind, TxnError, TXN_TIMEOUT};
 use super::{consumer_config, poll_weighed, producer_config, LoopError};
@@ -30,6 +31,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -83,10 +85,12 @@ impl Head {
     }
 }
 
-/// Counts rebalances, so a batch polled across one is abandoned.
+/// Counts rebalances, so a batch polled across one is abandoned; reports a group that does not
+/// settle.
 struct ChainConsumerContext {
     generation: AtomicU64,
     telemetry: Telemetry,
+    membership: Membership,
 }
 
 impl ClientContext for ChainConsumerContext {
@@ -96,6 +100,10 @@ impl ClientContext for ChainConsumerContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         self.telemetry.kafka_error(&format_args!("audit chainer consumer: {error}: {reason}"));
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        self.membership.report(&statistics, &self.telemetry);
     }
 }
 
@@ -158,8 +166,11 @@ pub fn run_chain(config: &RouterConfig, telemetry: &Telemetry, shutdown: &Cancel
         .set("group.id", format!("{}.audit", config.kafka.group_id))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed");
-    let consumer: BaseConsumer<ChainConsumerContext> = consumer_settings
-        .create_with_context(ChainConsumerContext { generation: AtomicU64::new(0), telemetry: telemetry.clone() })?;
+    let consumer: BaseConsumer<ChainConsumerContext> = consumer_settings.create_with_context(ChainConsumerContext {
+        generation: AtomicU64::new(0),
+        telemetry: telemetry.clone(),
+        membership: Membership::new(Member::AuditChain),
+    })?;
     consumer.subscribe(&[&topics.audit_intake])?;
     tracing::info!(intake = %topics.audit_intake, audit = %topics.audit, "Chaining audit records.");
     let mut chainer = Chainer { config, telemetry, heads: FnvHashMap::default(), buf: Vec::new(), tail: None };

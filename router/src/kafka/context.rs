@@ -1,7 +1,7 @@
 //! Client contexts: the callbacks librdkafka makes into the router (deliveries, rebalances,
 //! statistics, errors and logs).
 
-use super::group::{GroupChange, Member, Membership};
+use super::group::{Member, Membership};
 use super::inflight::{Batch, InFlight};
 use crate::review::ReviewState;
 use crate::telemetry::Telemetry;
@@ -122,15 +122,7 @@ impl ClientContext for RouterConsumerContext {
     }
 
     fn stats(&self, statistics: Statistics) {
-        if let Some(group) = &statistics.cgrp {
-            match self.membership.observe(group, Instant::now()) {
-                GroupChange::Quiet => {}
-                GroupChange::Unsettled(waited) => self.telemetry.group_unsettled(self.membership.member, waited, group),
-                GroupChange::Settled(waited) => {
-                    self.telemetry.group_settled(self.membership.member, waited, group.assignment_size);
-                }
-            }
-        }
+        self.membership.report(&statistics, &self.telemetry);
         let Some(topic) = statistics.topics.get(&self.input_topic) else {
             return;
         };

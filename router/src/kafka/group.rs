@@ -11,7 +11,8 @@
 //! periodic statistics say where the group's state machine stands; a consumer whose group has
 //! not settled for [`UNSETTLED_WARNING`] warns once with that state, and again when it settles.
 
-use rdkafka::statistics::ConsumerGroup;
+use crate::telemetry::Telemetry;
+use rdkafka::statistics::{ConsumerGroup, Statistics};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -28,15 +29,18 @@ pub enum Member {
     Routing,
     /// The review join's consumer of decisions and the pending-review changelog.
     ReviewJoin,
+    /// The audit chainer's consumer of the audit intake.
+    AuditChain,
 }
 
 impl Member {
-    pub const ALL: [Member; 2] = [Member::Routing, Member::ReviewJoin];
+    pub const ALL: [Member; 3] = [Member::Routing, Member::ReviewJoin, Member::AuditChain];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Member::Routing => "routing",
             Member::ReviewJoin => "review_join",
+            Member::AuditChain => "audit_chain",
         }
     }
 }
@@ -81,6 +85,17 @@ impl Membership {
     /// The assignment was revoked, or the consumer leaves: true when it held one.
     pub fn revoke(&self) -> bool {
         self.assigned.swap(false, Ordering::AcqRel)
+    }
+
+    /// Takes a statistics report of the consumer's client and reports what it changed about
+    /// the group.
+    pub fn report(&self, statistics: &Statistics, telemetry: &Telemetry) {
+        let Some(group) = &statistics.cgrp else { return };
+        match self.observe(group, Instant::now()) {
+            GroupChange::Quiet => {}
+            GroupChange::Unsettled(waited) => telemetry.group_unsettled(self.member, waited, group),
+            GroupChange::Settled(waited) => telemetry.group_settled(self.member, waited, group.assignment_size),
+        }
     }
 
     /// Takes librdkafka's periodic view of the group (`cgrp` of its statistics) at `now`.

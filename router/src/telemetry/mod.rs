@@ -490,6 +490,11 @@ mod tests {
         assert!(text.contains(r#"tollgate_events_total{route="auto_commit"} 0"#), "{text}");
         assert!(text.contains(r#"tollgate_dead_letter_total{reason="malformed_json"} 1"#), "{text}");
         assert!(text.contains(r#"tollgate_consumer_lag{partition="0",topic="payments"} 5"#), "{text}");
+        // Every consumer's series exists from the start, at zero.
+        for consumer in ["routing", "review_join", "audit_chain"] {
+            let series = format!(r#"tollgate_consumer_group_unsettled_total{{consumer="{consumer}"}} 0"#);
+            assert!(text.contains(&series), "{series} missing from:\n{text}");
+        }
     }
 
     /// Errors a client reports on its own (through a context from `client_context`) are
