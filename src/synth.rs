@@ -129,6 +129,10 @@ pub fn produce(
         }
     }
     producer.flush(Duration::from_secs(30))?;
+    let failed = producer.context().failed_deliveries();
+    if failed > 0 {
+        anyhow::bail!("{failed} of {sent} events were not delivered (the first failure is in the log)");
+    }
     progress(sent);
     Ok(sent)
 }

@@ -11,6 +11,7 @@ use rdkafka::producer::ProducerContext;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,23 +32,30 @@ pub type ErrorHook = Arc<dyn Fn(&dyn fmt::Display) + Send + Sync>;
 /// The context of a Kafka client with no callbacks of its own. rdkafka's default context
 /// hands librdkafka's log lines and errors to the `log` facade, which no Tollgate service
 /// installs, so they were lost; this one writes them as `tracing` events, and hands errors to
-/// the service's hook (which counts them) when it has one. Statistics are not read.
-#[derive(Clone)]
+/// the service's hook (which counts them) when it has one. A producer's failed deliveries are
+/// counted ([`LoggingContext::failed_deliveries`]), the first one logged. Statistics are not
+/// read.
 pub struct LoggingContext {
     /// Which of the service's clients, in every error reported.
     client: &'static str,
     on_error: Option<ErrorHook>,
+    failed_deliveries: AtomicU64,
 }
 
 impl LoggingContext {
     /// A context whose errors are logged as warnings.
     pub fn new(client: &'static str) -> Self {
-        LoggingContext { client, on_error: None }
+        LoggingContext { client, on_error: None, failed_deliveries: AtomicU64::new(0) }
     }
 
     /// A context whose errors go to `hook`.
     pub fn with_hook(client: &'static str, hook: ErrorHook) -> Self {
-        LoggingContext { client, on_error: Some(hook) }
+        LoggingContext { on_error: Some(hook), ..LoggingContext::new(client) }
+    }
+
+    /// Records this client (a producer polled for its deliveries) failed to deliver.
+    pub fn failed_deliveries(&self) -> u64 {
+        self.failed_deliveries.load(Ordering::Relaxed)
     }
 }
 
@@ -78,7 +86,13 @@ impl ConsumerContext for LoggingContext {}
 impl ProducerContext for LoggingContext {
     type DeliveryOpaque = ();
 
-    fn delivery(&self, _result: &DeliveryResult<'_>, _opaque: ()) {}
+    fn delivery(&self, result: &DeliveryResult<'_>, _opaque: ()) {
+        if let Err((error, _)) = result {
+            if self.failed_deliveries.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::warn!(client = self.client, %error, "A record was not delivered (later failures are counted only).");
+            }
+        }
+    }
 }
 
 /// A producer that is durable and duplicate-free on retries (`acks=all`, idempotence), batches
@@ -158,7 +172,7 @@ pub async fn ensure_topics(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rdkafka::producer::ThreadedProducer;
+    use rdkafka::producer::{Producer, ThreadedProducer};
     use std::net::TcpListener;
     use std::sync::Mutex;
     use std::time::Instant;
@@ -188,5 +202,25 @@ mod tests {
         assert!(!seen.is_empty(), "no error reported within 30 s");
         assert!(seen.iter().all(|e| e.starts_with("test producer: ")), "{seen:?}");
         assert!(seen.iter().any(|e| e.contains(&port.to_string()) || e.contains("AllBrokersDown")), "{seen:?}");
+    }
+
+    /// A producer's records that time out undelivered are counted, so a tool can say so
+    /// instead of reporting them produced.
+    #[test]
+    fn a_producer_counts_its_failed_deliveries() {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let producer: ThreadedProducer<LoggingContext> = ClientConfig::new()
+            .set("bootstrap.servers", format!("127.0.0.1:{port}"))
+            .set("message.timeout.ms", "200")
+            .create_with_context(LoggingContext::new("test producer"))
+            .unwrap();
+        for key in ["a", "b"] {
+            producer.send(rdkafka::producer::BaseRecord::<str, str>::to("t").key(key).payload("x")).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while producer.context().failed_deliveries() < 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(producer.context().failed_deliveries(), 2);
     }
 }
