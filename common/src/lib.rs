@@ -6,7 +6,8 @@
 //! - [`ServiceConfig`], [`load_file`], [`load_text`]: a service's configuration, loaded, located
 //!   (relative paths resolve against its file's directory) and validated, with one
 //!   [`ConfigError`];
-//! - [`kafka`]: the client settings every Tollgate producer starts from.
+//! - [`kafka`]: the client settings every Tollgate producer starts from, topic creation, and
+//!   the context that reports a client's librdkafka logs and errors when it has none of its own.
 //!
 //! It holds no record types (those are in `tollgate-schemas`) and no service logic.
 
