@@ -12,13 +12,14 @@
 
 use super::machine::{cpu_by_thread, cpu_spent_since, MachineShare, Mark, Spent};
 use crate::synth::{send_waiting, Mix, PaymentGenerator};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, ThreadedProducer};
 use serde::Serialize;
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
+use tollgate_common::kafka::LoggingContext;
 use tollgate_router::config::RouterConfig;
 use tollgate_router::pipeline::{millis, Output, Pipeline, Source, Verdict};
 use tollgate_router::telemetry::Telemetry;
@@ -122,8 +123,10 @@ pub async fn measure(
     timeout: Duration,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<JoinPhase> {
-    let producer: Arc<ThreadedProducer<DefaultProducerContext>> =
-        Arc::new(tollgate_router::kafka::producer_config(config).create()?);
+    let producer: Arc<ThreadedProducer<LoggingContext>> = Arc::new(
+        tollgate_router::kafka::producer_config(config)
+            .create_with_context(LoggingContext::new("decision producer"))?,
+    );
     let ids = Arc::new(ids);
     let warm_up = (ids.len() / 10).min(1_000);
     let joined = &joined;
@@ -196,7 +199,7 @@ pub async fn measure(
 /// generator's own work does not cap the rate it offers.
 fn produce(
     topic: &str,
-    producer: &ThreadedProducer<DefaultProducerContext>,
+    producer: &ThreadedProducer<LoggingContext>,
     ids: &[String],
     range: std::ops::Range<usize>,
     rate: u64,
@@ -239,6 +242,6 @@ fn produce(
         sent.store((first + n) as u64 + 1, Ordering::Relaxed);
     }
     let offered = started.elapsed();
-    producer.flush(Duration::from_secs(30))?;
+    super::flush_delivered(producer, Duration::from_secs(30), "the decision producer")?;
     Ok(offered)
 }

@@ -24,7 +24,7 @@ use super::records::{self, GatheredCopies, Topics};
 use crate::synth::send_waiting;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, Producer};
+use rdkafka::producer::BaseRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -187,6 +187,6 @@ fn copy_decisions(
         }
         gathered.send_all(&producer, done)?;
     }
-    producer.flush(Duration::from_secs(60))?;
+    super::flush_delivered(&producer, Duration::from_secs(60), "the join's baseline")?;
     Ok(())
 }

@@ -34,13 +34,14 @@ use crate::synth::{produce, send_waiting, Load, Mix};
 use machine::{cpu_by_thread, cpu_spent_since, rss_mib, MachineShare, Mark, Spent};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use serde::Serialize;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+use tollgate_common::kafka::LoggingContext;
 use tollgate_router::config::RouterConfig;
 use tollgate_router::pipeline::Pipeline;
 use tollgate_router::telemetry::Telemetry;
@@ -160,6 +161,16 @@ impl Report {
             self.join_shape.chained_bytes,
             j.joined_per_second / self.join_same_records.joined_per_second.max(1e-9),
         )
+    }
+}
+
+/// Flushes `producer` and fails when any of its records was not delivered: a phase whose
+/// records did not all arrive would report figures for work it did not do.
+fn flush_delivered(producer: &ThreadedProducer<LoggingContext>, timeout: Duration, what: &str) -> anyhow::Result<()> {
+    producer.flush(timeout)?;
+    match producer.context().failed_deliveries() {
+        0 => Ok(()),
+        n => anyhow::bail!("{what}: {n} records were not delivered (the first failure is in the log)"),
     }
 }
 
@@ -440,8 +451,8 @@ fn pass_through(
         .set("group.id", format!("{}.pass-through.{}", config.kafka.group_id, if copy.live { "live" } else { "bulk" }))
         .set("enable.auto.offset.store", "true");
     let consumer: BaseConsumer = consumer_settings.create()?;
-    let producer: ThreadedProducer<DefaultProducerContext> =
-        tollgate_router::kafka::producer_config(config).create()?;
+    let producer: ThreadedProducer<LoggingContext> = tollgate_router::kafka::producer_config(config)
+        .create_with_context(LoggingContext::new("pass-through producer"))?;
     if copy.live {
         latency::assign_at_end(&consumer, copy.from)?;
     } else {
@@ -466,7 +477,7 @@ fn pass_through(
         send_waiting(&producer, record, stop)?;
         copied += 1;
     }
-    producer.flush(Duration::from_secs(60))?;
+    flush_delivered(&producer, Duration::from_secs(60), "the pass-through")?;
     Ok(phase("pass-through", copied, started.map(|m| m.spent()).unwrap_or_default()))
 }
 

@@ -28,12 +28,13 @@ use super::{phase, Phase};
 use crate::synth::{send_waiting, Mix, PaymentGenerator};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
+use tollgate_common::kafka::LoggingContext;
 use tollgate_router::config::RouterConfig;
 use tollgate_router::kafka::intake::{self, KeyHash, MAX_BATCH_BYTES};
 use tollgate_router::kafka::{dead_letter_headers, routed_headers, sample_headers};
@@ -330,7 +331,7 @@ fn copy_input(
         }
         gathered.send_all(&producer, done)?;
     }
-    producer.flush(Duration::from_secs(60))?;
+    super::flush_delivered(&producer, Duration::from_secs(60), "the same-records baseline")?;
     Ok(())
 }
 
@@ -341,14 +342,14 @@ pub(super) fn copy_clients(
     topics: &Topics,
     from: &str,
     start: Start<'_>,
-) -> anyhow::Result<(BaseConsumer, ThreadedProducer<DefaultProducerContext>)> {
+) -> anyhow::Result<(BaseConsumer, ThreadedProducer<LoggingContext>)> {
     let mut settings = tollgate_router::kafka::consumer_config(config);
     settings
         .set("group.id", format!("{}.{}", config.kafka.group_id, topics.tag))
         .set("enable.auto.offset.store", "true");
     let consumer: BaseConsumer = settings.create()?;
-    let producer: ThreadedProducer<DefaultProducerContext> =
-        tollgate_router::kafka::producer_config(config).create()?;
+    let producer: ThreadedProducer<LoggingContext> = tollgate_router::kafka::producer_config(config)
+        .create_with_context(LoggingContext::new("baseline producer"))?;
     match start {
         Start::Preloaded => consumer.subscribe(&[from])?,
         Start::Live(_) => latency::assign_at_end(&consumer, from)?,
@@ -376,7 +377,7 @@ impl<'t> GatheredCopies<'t> {
     /// past the router's bound.
     pub(super) fn add(
         &mut self,
-        producer: &ThreadedProducer<DefaultProducerContext>,
+        producer: &ThreadedProducer<LoggingContext>,
         key: &[u8],
         copy: &[u8],
         done: &CancellationToken,
@@ -393,7 +394,7 @@ impl<'t> GatheredCopies<'t> {
     /// Sends every partition's batch (at the end of a poll batch).
     pub(super) fn send_all(
         &mut self,
-        producer: &ThreadedProducer<DefaultProducerContext>,
+        producer: &ThreadedProducer<LoggingContext>,
         done: &CancellationToken,
     ) -> anyhow::Result<()> {
         (0..self.batches.len()).try_for_each(|p| self.send(p, producer, done))
@@ -402,7 +403,7 @@ impl<'t> GatheredCopies<'t> {
     fn send(
         &mut self,
         p: usize,
-        producer: &ThreadedProducer<DefaultProducerContext>,
+        producer: &ThreadedProducer<LoggingContext>,
         done: &CancellationToken,
     ) -> anyhow::Result<()> {
         let (bytes, n) = &mut self.batches[p];
@@ -446,7 +447,8 @@ pub(super) fn chain_copies(
     let timeout = Duration::from_secs(30);
     let producer_settings =
         tollgate_router::kafka::chain_producer_config(config, &format!("{}.{}", config.kafka.group_id, topics.tag));
-    let producer: ThreadedProducer<DefaultProducerContext> = producer_settings.create()?;
+    let producer: ThreadedProducer<LoggingContext> =
+        producer_settings.create_with_context(LoggingContext::new("baseline chain producer"))?;
     producer.init_transactions(timeout)?;
     let mut settings = tollgate_router::kafka::consumer_config(config);
     settings

@@ -322,18 +322,11 @@ impl Telemetry {
         tracing::warn!(%error, "The Kafka client reported an error.");
     }
 
-    /// [`Telemetry::kafka_error`] as the hook of a client's [`LoggingContext`].
-    ///
-    /// [`LoggingContext`]: tollgate_common::kafka::LoggingContext
-    pub fn kafka_error_hook(&self) -> tollgate_common::kafka::ErrorHook {
-        let telemetry = self.clone();
-        std::sync::Arc::new(move |error| telemetry.kafka_error(error))
-    }
-
     /// A context for a client of the router with no callbacks of its own: its logs go to
     /// `tracing`, its errors to [`Telemetry::kafka_error`].
     pub fn client_context(&self, client: &'static str) -> tollgate_common::kafka::LoggingContext {
-        tollgate_common::kafka::LoggingContext::with_hook(client, self.kafka_error_hook())
+        let telemetry = self.clone();
+        tollgate_common::kafka::LoggingContext::with_hook(client, Arc::new(move |error| telemetry.kafka_error(error)))
     }
 
     /// A consumer's group has not settled for `waited`: it reads nothing until it does.
