@@ -176,13 +176,29 @@ fn reference_example_routes_every_event_as_specified() {
 /// empty, which counts: the group has settled and the other loop routes everything.
 #[test]
 fn a_router_with_more_routing_loops_than_partitions_becomes_ready() {
+    two_loops_on_one_partition_become_ready("ready", None);
+}
+
+/// The same under the cooperative assignor, whose rebalances assign and revoke incrementally
+/// (rdkafka's rebalance callback calls `incremental_assign`): one loop takes the partition, the
+/// other an empty assignment, and both count as ready. nisshi 0.6.0 runs the cooperative
+/// protocol for such a group (both loops' consumers reported it when this test was written).
+#[test]
+fn readiness_follows_the_group_under_the_cooperative_assignor() {
+    two_loops_on_one_partition_become_ready("ready-coop", Some("cooperative-sticky"));
+}
+
+fn two_loops_on_one_partition_become_ready(name: &str, assignor: Option<&str>) {
     let broker = Broker::get();
-    let topics = Topics::new("ready");
+    let topics = Topics::new(name);
     create_topics(&broker.addr, &[&topics.input], 1);
     let events = sample();
     produce(&broker.addr, &topics.input, &common::sample_records());
     let mut config = topics.config(&broker.addr);
     config.processing.routing_threads = 2;
+    if let Some(assignor) = assignor {
+        config.kafka.consumer.insert("partition.assignment.strategy".into(), assignor.into());
+    }
     let metrics = format!("127.0.0.1:{}", free_port());
     config.metrics.listen = metrics.parse().unwrap();
     let exposition = with_router(config, || {
@@ -195,6 +211,9 @@ fn a_router_with_more_routing_loops_than_partitions_becomes_ready() {
             assert!(Instant::now() < deadline, "not ready a minute after routing every event");
             std::thread::sleep(Duration::from_millis(200));
         }
+        out.poll_for(Duration::from_secs(1));
+        let routed = out.records.iter().filter(|c| topics.route_of(&c.topic).is_some()).count();
+        assert_eq!(routed, events.len(), "every event routed once");
         http_get(&metrics, "/metrics").1
     });
     assert_eq!(metric_value(&exposition, "tollgate_ready"), Some(1.0));
