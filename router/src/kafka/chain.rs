@@ -273,7 +273,9 @@ impl Chainer<'_> {
             settings
                 .set("group.id", format!("{}.audit-tail", self.config.kafka.group_id))
                 .set("enable.auto.commit", "false")
-                .set("isolation.level", "read_committed");
+                .set("isolation.level", "read_committed")
+                // Its context does not read statistics.
+                .set("statistics.interval.ms", "0");
             self.tail = Some(settings.create_with_context(self.telemetry.client_context("audit chain tail reader"))?);
         }
         let Some(reader) = self.tail.as_ref() else { return Ok(None) };

@@ -44,7 +44,11 @@ struct Cursor {
 impl EventLookup {
     pub(super) fn new(config: &RouterConfig, telemetry: &Telemetry) -> Result<Self, LoopError> {
         let mut settings: ClientConfig = consumer_config(config);
-        settings.set("group.id", format!("{}.lookup", config.kafka.group_id)).set("enable.auto.commit", "false");
+        // No statistics: its context does not read them (they only feed the lag gauge).
+        settings
+            .set("group.id", format!("{}.lookup", config.kafka.group_id))
+            .set("enable.auto.commit", "false")
+            .set("statistics.interval.ms", "0");
         Ok(EventLookup {
             consumer: Arc::new(settings.create_with_context(telemetry.client_context("review event lookup"))?),
             topic: config.topics.pending_changelog.clone(),
