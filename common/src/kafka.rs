@@ -107,6 +107,11 @@ pub fn producer_base(brokers: &str, client_id: &str) -> ClientConfig {
         .set("acks", "all")
         // A few milliseconds of batching buys most of the throughput at little latency.
         .set("linger.ms", "5")
+        // Tollgate's records are JSON-heavy (snapshots, chained audit records) and compress
+        // several-fold: the broker and the kernel move a fraction of the bytes for a little client
+        // CPU. lz4 is librdkafka's cheapest codec and built into it (zstd would need another
+        // native library). Consumers decompress without being told.
+        .set("compression.type", "lz4")
         .set("partitioner", "murmur2_random");
     c
 }
