@@ -7,13 +7,13 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
-use rdkafka::producer::ProducerContext;
+use rdkafka::producer::{Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Writes a librdkafka log line as a `tracing` event of the same severity.
 pub fn log_to_tracing(level: RDKafkaLogLevel, facility: &str, message: &str) {
@@ -114,6 +114,46 @@ pub fn producer_base(brokers: &str, client_id: &str) -> ClientConfig {
         .set("compression.type", "lz4")
         .set("partitioner", "murmur2_random");
     c
+}
+
+/// Why a wait for a producer's deliveries ended before all of them.
+#[derive(Debug, thiserror::Error)]
+pub enum Undelivered {
+    #[error("a record was not delivered")]
+    Failed,
+    #[error("records not delivered in time: {0}")]
+    TimedOut(KafkaError),
+}
+
+/// How long one flush call of [`wait_delivered`] may wait for an event.
+const FLUSH_SLICE: Duration = Duration::from_millis(1);
+
+/// Waits until every record `producer` holds is acknowledged, `failed()` says one of them
+/// failed, or `timeout` passes.
+///
+/// Why not one `flush(timeout)`: rdkafka's flush waits for an event in slices of up to 100 ms,
+/// and checks whether anything is left only after a slice. A producer that reports failures
+/// only (the audit chainer), or whose polling thread has already served the last delivery
+/// report, has no event to end that slice, so its flush returned up to 100 ms after the last
+/// acknowledgement: 100 ms on every one of the chainer's transactions, measured. Short slices
+/// return within about a millisecond of it, and check `failed()` as often.
+pub fn wait_delivered<C: ProducerContext + 'static>(
+    producer: &ThreadedProducer<C>,
+    timeout: Duration,
+    failed: impl Fn() -> bool,
+) -> Result<(), Undelivered> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if failed() {
+            return Err(Undelivered::Failed);
+        }
+        match producer.flush(FLUSH_SLICE) {
+            Ok(()) if failed() => return Err(Undelivered::Failed),
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => return Err(Undelivered::TimedOut(e)),
+            Err(_) => {}
+        }
+    }
 }
 
 /// A topic a service needs.
@@ -227,5 +267,58 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert_eq!(producer.context().failed_deliveries(), 2);
+    }
+
+    /// A producer with no broker behind it (a port nothing listens on), whose records time out
+    /// after `message_timeout_ms`.
+    fn unreachable_producer(message_timeout_ms: &str) -> ThreadedProducer<LoggingContext> {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        ClientConfig::new()
+            .set("bootstrap.servers", format!("127.0.0.1:{port}"))
+            .set("message.timeout.ms", message_timeout_ms)
+            .create_with_context(LoggingContext::new("test producer"))
+            .unwrap()
+    }
+
+    fn send_two(producer: &ThreadedProducer<LoggingContext>, topic: &str) {
+        for key in ["a", "b"] {
+            producer.send(rdkafka::producer::BaseRecord::<str, str>::to(topic).key(key).payload("x")).unwrap();
+        }
+    }
+
+    /// The chainer's case: a producer that reports failures only. The wait ends with every
+    /// record acknowledged.
+    #[test]
+    fn the_wait_for_deliveries_ends_when_every_record_is_acknowledged() {
+        let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+        cluster.create_topic("t", 2, 1).unwrap();
+        let producer: ThreadedProducer<LoggingContext> = producer_base(&cluster.bootstrap_servers(), "test")
+            .set("delivery.report.only.error", "true")
+            .create_with_context(LoggingContext::new("test producer"))
+            .unwrap();
+        for i in 0..500 {
+            let key = i.to_string();
+            producer.send(rdkafka::producer::BaseRecord::<str, str>::to("t").key(&key).payload("x")).unwrap();
+        }
+        wait_delivered(&producer, Duration::from_secs(30), || false).unwrap();
+        assert_eq!(producer.in_flight_count(), 0);
+        assert_eq!(producer.context().failed_deliveries(), 0);
+    }
+
+    #[test]
+    fn the_wait_for_deliveries_stops_at_a_failed_record() {
+        let producer = unreachable_producer("200");
+        send_two(&producer, "t");
+        let failed = || producer.context().failed_deliveries() > 0;
+        assert!(matches!(wait_delivered(&producer, Duration::from_secs(30), failed), Err(Undelivered::Failed)));
+    }
+
+    #[test]
+    fn the_wait_for_deliveries_gives_up_at_its_timeout() {
+        let producer = unreachable_producer("60000");
+        send_two(&producer, "t");
+        let waited = wait_delivered(&producer, Duration::from_millis(300), || false);
+        assert!(matches!(waited, Err(Undelivered::TimedOut(_))), "{waited:?}");
+        assert_eq!(producer.in_flight_count(), 2);
     }
 }

@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
-use tollgate_common::kafka::LoggingContext;
+use tollgate_common::kafka::{wait_delivered, LoggingContext};
 use tollgate_router::config::RouterConfig;
 use tollgate_router::kafka::intake::{self, KeyHash, MAX_BATCH_BYTES};
 use tollgate_router::kafka::{dead_letter_headers, routed_headers, sample_headers};
@@ -497,7 +497,8 @@ pub(super) fn chain_copies(
             offsets.add_partition_offset(&topics.intake, partition, Offset::Offset(offset))?;
         }
         let group = consumer.group_metadata().ok_or_else(|| anyhow::anyhow!("no consumer group metadata"))?;
-        producer.flush(timeout)?;
+        // As the chainer waits: a failed record ends the run, a slow flush would cost it time.
+        wait_delivered(&producer, timeout, || producer.context().failed_deliveries() > 0)?;
         producer.send_offsets_to_transaction(&offsets, &group, timeout)?;
         producer.commit_transaction(timeout)?;
         chained.fetch_add(copies, Ordering::AcqRel);

@@ -10,7 +10,7 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{DeliveryResult, Message};
-use rdkafka::producer::{Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{ProducerContext, ThreadedProducer};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
@@ -87,7 +87,7 @@ impl RouterConsumerContext {
         {
             tracing::error!(error = %e, "Audit records of the open batch were not enqueued; that batch stays uncommitted.");
         }
-        if let Err(e) = self.producer.flush(self.drain_timeout) {
+        if let Err(e) = tollgate_common::kafka::wait_delivered(&self.producer, self.drain_timeout, || false) {
             tracing::warn!(
                 error = %e,
                 unacknowledged = self.inflight.events(),

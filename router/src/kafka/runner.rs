@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
+use tollgate_common::kafka::{wait_delivered, Undelivered};
 use tollgate_schemas::{headers, Route};
 
 /// Longest wait for a transaction call (init, offsets, commit, abort).
@@ -305,19 +306,10 @@ impl Loop<'_> {
         // Every record must be delivered before the commit. A failed delivery leaves the
         // transaction abortable, and its other records may never complete, so commit (which
         // flushes first) would only time out: abort at once instead.
-        let deadline = std::time::Instant::now() + TXN_TIMEOUT;
-        loop {
-            if batch.has_failed() {
-                return Err(TxnError::Abort("a record of the batch was not delivered".into()));
-            }
-            match self.producer.flush(Duration::from_millis(100)) {
-                Ok(()) if !batch.has_failed() => break,
-                Ok(()) => continue,
-                Err(e) if std::time::Instant::now() >= deadline => {
-                    return Err(TxnError::Abort(format!("records not delivered in time: {e}")))
-                }
-                Err(_) => {}
-            }
+        match wait_delivered(self.producer, TXN_TIMEOUT, || batch.has_failed()) {
+            Ok(()) => {}
+            Err(Undelivered::Failed) => return Err(TxnError::Abort("a record of the batch was not delivered".into())),
+            Err(e) => return Err(TxnError::Abort(e.to_string())),
         }
         let group = consumer
             .group_metadata()
