@@ -128,13 +128,26 @@ pub fn produce(
             last_report = Instant::now();
         }
     }
-    producer.flush(Duration::from_secs(30))?;
-    let failed = producer.context().failed_deliveries();
-    if failed > 0 {
-        anyhow::bail!("{failed} of {sent} events were not delivered (the first failure is in the log)");
-    }
+    flush_delivered(&producer, Duration::from_secs(30), &format!("the load ({sent} events sent)"))?;
     progress(sent);
     Ok(sent)
+}
+
+/// Waits for `producer`'s records and fails when any of them was not delivered: a load or a
+/// bench phase whose records did not all arrive would report work it did not do.
+pub fn flush_delivered(
+    producer: &ThreadedProducer<LoggingContext>,
+    timeout: Duration,
+    what: &str,
+) -> anyhow::Result<()> {
+    // A bench phase is timed to its last acknowledgement: a plain flush could add up to 100 ms.
+    if let Err(e) = tollgate_common::kafka::wait_delivered(producer, timeout, || false) {
+        anyhow::bail!("{what}: {e}");
+    }
+    match producer.context().failed_deliveries() {
+        0 => Ok(()),
+        n => anyhow::bail!("{what}: {n} records were not delivered (the first failure is in the log)"),
+    }
 }
 
 /// Sends `record`, waiting while the producer's queue is full (its thread is sending), until the

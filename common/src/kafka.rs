@@ -224,10 +224,8 @@ pub async fn ensure_topics(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rdkafka::producer::{Producer, ThreadedProducer};
     use std::net::TcpListener;
     use std::sync::Mutex;
-    use std::time::Instant;
 
     /// A real client whose broker refuses connections: librdkafka reports it through the
     /// context, and the hook gets it with the client's name (the default context would have
@@ -260,15 +258,8 @@ mod tests {
     /// instead of reporting them produced.
     #[test]
     fn a_producer_counts_its_failed_deliveries() {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let producer: ThreadedProducer<LoggingContext> = ClientConfig::new()
-            .set("bootstrap.servers", format!("127.0.0.1:{port}"))
-            .set("message.timeout.ms", "200")
-            .create_with_context(LoggingContext::new("test producer"))
-            .unwrap();
-        for key in ["a", "b"] {
-            producer.send(rdkafka::producer::BaseRecord::<str, str>::to("t").key(key).payload("x")).unwrap();
-        }
+        let producer = unreachable_producer("200");
+        send_two(&producer, "t");
         let deadline = Instant::now() + Duration::from_secs(30);
         while producer.context().failed_deliveries() < 2 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));

@@ -242,6 +242,6 @@ fn produce(
         sent.store((first + n) as u64 + 1, Ordering::Relaxed);
     }
     let offered = started.elapsed();
-    super::flush_delivered(producer, Duration::from_secs(30), "the decision producer")?;
+    crate::synth::flush_delivered(producer, Duration::from_secs(30), "the decision producer")?;
     Ok(offered)
 }

@@ -187,6 +187,6 @@ fn copy_decisions(
         }
         gathered.send_all(&producer, done)?;
     }
-    super::flush_delivered(&producer, Duration::from_secs(60), "the join's baseline")?;
+    crate::synth::flush_delivered(&producer, Duration::from_secs(60), "the join's baseline")?;
     Ok(())
 }

@@ -30,11 +30,11 @@ pub mod latency;
 pub mod machine;
 pub mod records;
 
-use crate::synth::{produce, send_waiting, Load, Mix};
+use crate::synth::{flush_delivered, produce, send_waiting, Load, Mix};
 use machine::{cpu_by_thread, cpu_spent_since, rss_mib, MachineShare, Mark, Spent};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, ThreadedProducer};
 use serde::Serialize;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -161,19 +161,6 @@ impl Report {
             self.join_shape.chained_bytes,
             j.joined_per_second / self.join_same_records.joined_per_second.max(1e-9),
         )
-    }
-}
-
-/// Flushes `producer` and fails when any of its records was not delivered: a phase whose
-/// records did not all arrive would report figures for work it did not do.
-fn flush_delivered(producer: &ThreadedProducer<LoggingContext>, timeout: Duration, what: &str) -> anyhow::Result<()> {
-    // A phase is timed to its last acknowledgement: a plain flush could add up to 100 ms.
-    if let Err(e) = tollgate_common::kafka::wait_delivered(producer, timeout, || false) {
-        anyhow::bail!("{what}: {e}");
-    }
-    match producer.context().failed_deliveries() {
-        0 => Ok(()),
-        n => anyhow::bail!("{what}: {n} records were not delivered (the first failure is in the log)"),
     }
 }
 

@@ -331,7 +331,7 @@ fn copy_input(
         }
         gathered.send_all(&producer, done)?;
     }
-    super::flush_delivered(&producer, Duration::from_secs(60), "the same-records baseline")?;
+    crate::synth::flush_delivered(&producer, Duration::from_secs(60), "the same-records baseline")?;
     Ok(())
 }
 
