@@ -9,8 +9,9 @@ Reads the text of
 on stdin (a system-wide `perf record -a` taken during the router phase of `tollgate bench`),
 keeps the router's threads (`tollgate*`, librdkafka's `rdk:*`, rdkafka's producer threads) and
 prints each share of their samples, overall and per thread group. Symbols are classified by
-name: `rd_*` is librdkafka, `mi_*`/`_mi_*` and C++ `operator new/delete` the allocator
-(mimalloc), anything in libc, ld.so or the vDSO is libc, `[kernel.kallsyms]` the kernel.
+name: `rd_*` is librdkafka, `LZ4*`/`XXH*` the lz4 library bundled in it, `mi_*`/`_mi_*` and
+C++ `operator new/delete` the allocator (mimalloc), anything in libc, ld.so or the vDSO is libc,
+`[kernel.kallsyms]` the kernel.
 """
 
 import collections
@@ -26,6 +27,9 @@ def owner(dso: str, symbol: str) -> str:
         return "kernel"
     if symbol.startswith(("rd_", "mtx_", "cnd_", "thrd_")):
         return "librdkafka"
+    if symbol.startswith(("LZ4", "XXH")):
+        # The lz4 library bundled in librdkafka: record compression (since session 17).
+        return "lz4 (in librdkafka)"
     if symbol.startswith(("mi_", "_mi_", "operator new", "operator delete")):
         return "allocator"
     if dso.startswith(("libc", "ld-")) or dso == "[vdso]":

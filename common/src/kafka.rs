@@ -116,6 +116,25 @@ pub fn producer_base(brokers: &str, client_id: &str) -> ClientConfig {
     c
 }
 
+/// What every Tollgate consumer starts from: where the brokers are, who it is, no end-of-partition
+/// events, and no one-second pause in fetching after its local queue fills.
+///
+/// librdkafka stops fetching a partition once its local queue holds `queued.min.messages`
+/// (100,000 records, 20 MB of 200-byte events) or `queued.max.messages.kbytes` (64 MiB), and
+/// looks again only after `fetch.queue.backoff.ms`, 1 s by default. A consumer that drains a full queue in less than that (an audit export, a gateway
+/// replaying its topics, a router catching up on a backlog with two loops) then idles for the rest
+/// of the second with records waiting on the broker. At 10 ms the pause is shorter than any drain;
+/// the cost is a look at the queue per partition every 10 ms while it is full (`BENCHMARKS.md`,
+/// session 18).
+pub fn consumer_base(brokers: &str, client_id: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers)
+        .set("client.id", client_id)
+        .set("enable.partition.eof", "false")
+        .set("fetch.queue.backoff.ms", "10");
+    c
+}
+
 /// Why a wait for a producer's deliveries ended before all of them.
 #[derive(Debug, thiserror::Error)]
 pub enum Undelivered {

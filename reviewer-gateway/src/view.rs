@@ -73,16 +73,13 @@ struct Applier {
 }
 
 fn consumer_config(config: &GatewayConfig) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &config.kafka.brokers)
-        .set("client.id", &config.kafka.client_id)
-        // Partitions are assigned, not subscribed; the group id only names the client.
-        .set("group.id", format!("{}.view", config.kafka.client_id))
+    let mut c = tollgate_common::kafka::consumer_base(&config.kafka.brokers, &config.kafka.client_id);
+    // Partitions are assigned, not subscribed; the group id only names the client.
+    c.set("group.id", format!("{}.view", config.kafka.client_id))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         // The gateway's own writes are transactional: an aborted action is never applied.
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "false");
+        .set("isolation.level", "read_committed");
     for (key, value) in &config.kafka.consumer {
         c.set(key, value);
     }

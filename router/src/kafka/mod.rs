@@ -83,17 +83,14 @@ where
 /// Consumer settings: Tollgate's, then the user's `kafka.consumer` overrides.
 pub fn consumer_config(config: &RouterConfig) -> ClientConfig {
     let k = &config.kafka;
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &k.brokers)
-        .set("group.id", &k.group_id)
-        .set("client.id", &k.client_id)
+    let mut c = tollgate_common::kafka::consumer_base(&k.brokers, &k.client_id);
+    c.set("group.id", &k.group_id)
         // Offsets are stored by the router once the outputs are acknowledged, and committed by
         // librdkafka in the background: at-least-once without a synchronous commit per batch.
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false")
         // Statistics feed the consumer-lag gauge.
         .set("statistics.interval.ms", "5000");
     if config.processing.guarantee == Guarantee::ExactlyOnce {

@@ -12,7 +12,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
-use tollgate_common::kafka::LoggingContext;
+use tollgate_common::kafka::{consumer_base, LoggingContext};
 
 /// Where reading starts in every partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,13 +32,10 @@ pub struct TopicReader {
 impl TopicReader {
     /// Opens `topic` (which must exist) on the configured brokers, reading committed records only.
     pub fn open(config: &RouterConfig, topic: &str, start: Start, idle: Duration) -> Result<TopicReader, KafkaError> {
-        let mut settings = ClientConfig::new();
+        let mut settings = consumer_base(&config.kafka.brokers, &format!("{}.tools", config.kafka.client_id));
         settings
-            .set("bootstrap.servers", &config.kafka.brokers)
-            .set("client.id", format!("{}.tools", config.kafka.client_id))
             .set("group.id", format!("{}.tools", config.kafka.group_id))
             .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "false")
             .set("isolation.level", "read_committed");
         for (key, value) in &config.kafka.consumer {
             // Group membership settings do not apply to an assigned reader; the rest (security,

@@ -105,3 +105,17 @@ fn an_aborted_transaction_is_retried_and_its_outputs_appear_once() {
         .unwrap_or(0);
     assert!(aborted >= 1, "the injected failure aborted a transaction:\n{metrics}");
 }
+
+/// Every consumer starts from Tollgate's settings (no one-second fetch pause once its queue is
+/// full), and the user's `kafka.consumer` settings win over them.
+#[test]
+fn consumer_settings_are_tollgates_with_the_users_on_top() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/payments/router.toml");
+    let mut config = RouterConfig::load(&example).unwrap();
+    let settings = super::consumer_config(&config);
+    assert_eq!(settings.get("fetch.queue.backoff.ms"), Some("10"));
+    assert_eq!(settings.get("enable.partition.eof"), Some("false"));
+    assert_eq!(settings.get("client.id"), Some(config.kafka.client_id.as_str()));
+    config.kafka.consumer.insert("fetch.queue.backoff.ms".into(), "1000".into());
+    assert_eq!(super::consumer_config(&config).get("fetch.queue.backoff.ms"), Some("1000"));
+}
