@@ -29,6 +29,7 @@ pub mod join_records;
 pub mod latency;
 pub mod machine;
 pub mod records;
+pub mod speed;
 
 use crate::synth::{flush_delivered, produce, send_waiting, Load, Mix};
 use machine::{cpu_by_thread, cpu_spent_since, rss_mib, MachineShare, Mark, Spent};
@@ -113,6 +114,8 @@ pub struct Report {
     pub join_same_records: join::JoinPhase,
     /// The join's mean output per decision, which `join_same_records` reproduces.
     pub join_shape: join_records::JoinShape,
+    /// The hot path's CPU time per event before each phase: the speed the box ran at.
+    pub host_speed: Vec<speed::Reading>,
 }
 
 impl Report {
@@ -131,7 +134,7 @@ impl Report {
             self.router_cpu_by_thread.iter().map(|(name, cpu)| format!("{name} {cpu:.1}")).collect();
         let j = &self.join;
         format!(
-            "{:<14} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>16}\n{}{}{}router over same records: {:.2} (same records per event: {})\nrouter CPU s per M events by thread ({} routing thread(s)): {}\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {}\npass-through latency at the same rate, {}\nsame records' latency at the same rate, {}\n\njoin: {}\njoin CPU s per M decisions by thread: {}\njoin, same records: {} (resolved {} B, state {} B, audit {} B into the intake and {} B chained per decision)\njoin over same records: {:.2}\n",
+            "{:<14} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>16}\n{}{}{}router over same records: {:.2} (same records per event: {})\nrouter CPU s per M events by thread ({} routing thread(s)): {}\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {}\npass-through latency at the same rate, {}\nsame records' latency at the same rate, {}\n\njoin: {}\njoin CPU s per M decisions by thread: {}\njoin, same records: {} (resolved {} B, state {} B, audit {} B into the intake and {} B chained per decision)\njoin over same records: {:.2}\n\nhot path CPU ns per event before each phase (the box's speed): {}\n",
             "phase",
             "events",
             "events/s",
@@ -160,6 +163,7 @@ impl Report {
             self.join_shape.audit_bytes,
             self.join_shape.chained_bytes,
             j.joined_per_second / self.join_same_records.joined_per_second.max(1e-9),
+            speed::describe(&self.host_speed),
         )
     }
 }
@@ -254,7 +258,9 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     let brokers = options.brokers.clone();
     let stop = shutdown.clone();
     tokio::task::spawn_blocking(move || produce(&brokers, &load, &stop, |_| {})).await??;
+    let mut probe = speed::SpeedProbe::new(&config, options.seed)?;
 
+    probe.read("pass-through");
     eprintln!("pass-through…");
     let pass = {
         let (config, copy_topic, n, stop) = (config.clone(), copy_topic.clone(), options.events, shutdown.clone());
@@ -269,12 +275,14 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         let (config, seed, sample) = (config.clone(), options.seed, options.events.min(20_000));
         tokio::task::spawn_blocking(move || records::Shape::measure(&config, seed, sample)).await??
     };
+    probe.read("same records");
     eprintln!("same records…");
     let same_records = {
         let (config, n, stop, shape) = (config.clone(), options.events, shutdown.clone(), shape.clone());
         tokio::task::spawn_blocking(move || records::run(&config, &same, &shape, n, records::Start::Preloaded, &stop))
             .await??
     };
+    probe.read("router");
     eprintln!("router…");
     let threads_before = cpu_by_thread();
     let (router, telemetry, stop_router, handle) = route(&config, options.events, &shutdown).await?;
@@ -294,6 +302,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     };
     let brokers = options.brokers.clone();
     let stop = shutdown.clone();
+    probe.read("latency");
     let offer = Mark::now();
     let producing = {
         let load = load.clone();
@@ -308,6 +317,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         let (config, events, seed, limit) = (config.clone(), options.events, options.seed, options.decisions);
         tokio::task::spawn_blocking(move || join::reviewed_ids(&config, events, seed, limit)).await??
     };
+    probe.read("join");
     eprintln!("join: {} decisions at {} decisions/s…", ids.len(), options.decision_rate);
     let join = {
         let ids = ids.clone();
@@ -320,12 +330,14 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         let (config, routing) = (config.clone(), shape.clone());
         tokio::task::spawn_blocking(move || join_records::JoinShape::measure(&config, &routing, 2_000)).await??
     };
+    probe.read("join, same records");
     let join_same_records =
         join_records::run(&config, same_join, same_decisions, join_shape, ids, options.decision_rate, &shutdown)
             .await?;
     // The baselines at the same rate, once the router has stopped, each assigned its input at
     // the end: the pass-through reads the router's input topic, so the broker serves it from
     // the same state; same records read a topic of their own (below).
+    probe.read("pass-through latency");
     eprintln!("pass-through latency at {rate:.0} events/s for {} s…", options.latency_seconds);
     let pass_through_latency = {
         let (c, to, stop) = (config.clone(), live_copy.clone(), shutdown.clone());
@@ -336,6 +348,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         })
         .await?
     };
+    probe.read("same records' latency");
     eprintln!("same records' latency at {rate:.0} events/s for {} s…", options.latency_seconds);
     let same_records_latency = {
         // Fed through an input topic of its own: nisshi's fetches slow down as a topic grows,
@@ -362,6 +375,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         .await?
         .map(|measured| latency::Latency { machine: latency_machine, ..measured })?
     };
+    probe.read("end");
     Ok(Report {
         events: options.events,
         partitions: options.partitions,
@@ -379,6 +393,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         join,
         join_same_records,
         join_shape,
+        host_speed: probe.readings().to_vec(),
     })
 }
 
