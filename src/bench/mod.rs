@@ -114,7 +114,7 @@ pub struct Report {
     pub join_same_records: join::JoinPhase,
     /// The join's mean output per decision, which `join_same_records` reproduces.
     pub join_shape: join_records::JoinShape,
-    /// The hot path's CPU time per event before each phase: the speed the box ran at.
+    /// The hot path's CPU time per event while each phase ran: the speed the box ran at.
     pub host_speed: Vec<speed::Reading>,
 }
 
@@ -134,7 +134,7 @@ impl Report {
             self.router_cpu_by_thread.iter().map(|(name, cpu)| format!("{name} {cpu:.1}")).collect();
         let j = &self.join;
         format!(
-            "{:<14} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>16}\n{}{}{}router over same records: {:.2} (same records per event: {})\nrouter CPU s per M events by thread ({} routing thread(s)): {}\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {}\npass-through latency at the same rate, {}\nsame records' latency at the same rate, {}\n\njoin: {}\njoin CPU s per M decisions by thread: {}\njoin, same records: {} (resolved {} B, state {} B, audit {} B into the intake and {} B chained per decision)\njoin over same records: {:.2}\n\nhot path CPU ns per event before each phase (the box's speed): {}\n",
+            "{:<14} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>16}\n{}{}{}router over same records: {:.2} (same records per event: {})\nrouter CPU s per M events by thread ({} routing thread(s)): {}\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {}\npass-through latency at the same rate, {}\nsame records' latency at the same rate, {}\n\njoin: {}\njoin CPU s per M decisions by thread: {}\njoin, same records: {} (resolved {} B, state {} B, audit {} B into the intake and {} B chained per decision)\njoin over same records: {:.2}\n\nthe box's speed by phase (the hot path's CPU ns per event, sampled every 200 ms): {}\n",
             "phase",
             "events",
             "events/s",
@@ -258,9 +258,9 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     let brokers = options.brokers.clone();
     let stop = shutdown.clone();
     tokio::task::spawn_blocking(move || produce(&brokers, &load, &stop, |_| {})).await??;
-    let mut probe = speed::SpeedProbe::new(&config, options.seed)?;
+    let mut probe = speed::SpeedProbe::start(&config, options.seed)?;
 
-    probe.read("pass-through");
+    probe.mark("pass-through");
     eprintln!("pass-through…");
     let pass = {
         let (config, copy_topic, n, stop) = (config.clone(), copy_topic.clone(), options.events, shutdown.clone());
@@ -275,14 +275,14 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         let (config, seed, sample) = (config.clone(), options.seed, options.events.min(20_000));
         tokio::task::spawn_blocking(move || records::Shape::measure(&config, seed, sample)).await??
     };
-    probe.read("same records");
+    probe.mark("same records");
     eprintln!("same records…");
     let same_records = {
         let (config, n, stop, shape) = (config.clone(), options.events, shutdown.clone(), shape.clone());
         tokio::task::spawn_blocking(move || records::run(&config, &same, &shape, n, records::Start::Preloaded, &stop))
             .await??
     };
-    probe.read("router");
+    probe.mark("router");
     eprintln!("router…");
     let threads_before = cpu_by_thread();
     let (router, telemetry, stop_router, handle) = route(&config, options.events, &shutdown).await?;
@@ -302,7 +302,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     };
     let brokers = options.brokers.clone();
     let stop = shutdown.clone();
-    probe.read("latency");
+    probe.mark("latency");
     let offer = Mark::now();
     let producing = {
         let load = load.clone();
@@ -317,7 +317,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         let (config, events, seed, limit) = (config.clone(), options.events, options.seed, options.decisions);
         tokio::task::spawn_blocking(move || join::reviewed_ids(&config, events, seed, limit)).await??
     };
-    probe.read("join");
+    probe.mark("join");
     eprintln!("join: {} decisions at {} decisions/s…", ids.len(), options.decision_rate);
     let join = {
         let ids = ids.clone();
@@ -330,14 +330,14 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         let (config, routing) = (config.clone(), shape.clone());
         tokio::task::spawn_blocking(move || join_records::JoinShape::measure(&config, &routing, 2_000)).await??
     };
-    probe.read("join, same records");
+    probe.mark("join, same records");
     let join_same_records =
         join_records::run(&config, same_join, same_decisions, join_shape, ids, options.decision_rate, &shutdown)
             .await?;
     // The baselines at the same rate, once the router has stopped, each assigned its input at
     // the end: the pass-through reads the router's input topic, so the broker serves it from
     // the same state; same records read a topic of their own (below).
-    probe.read("pass-through latency");
+    probe.mark("pass-through latency");
     eprintln!("pass-through latency at {rate:.0} events/s for {} s…", options.latency_seconds);
     let pass_through_latency = {
         let (c, to, stop) = (config.clone(), live_copy.clone(), shutdown.clone());
@@ -348,7 +348,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         })
         .await?
     };
-    probe.read("same records' latency");
+    probe.mark("same records' latency");
     eprintln!("same records' latency at {rate:.0} events/s for {} s…", options.latency_seconds);
     let same_records_latency = {
         // Fed through an input topic of its own: nisshi's fetches slow down as a topic grows,
@@ -375,7 +375,6 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         .await?
         .map(|measured| latency::Latency { machine: latency_machine, ..measured })?
     };
-    probe.read("end");
     Ok(Report {
         events: options.events,
         partitions: options.partitions,
@@ -393,7 +392,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         join,
         join_same_records,
         join_shape,
-        host_speed: probe.readings().to_vec(),
+        host_speed: probe.finish(),
     })
 }
 
