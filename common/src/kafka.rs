@@ -121,11 +121,11 @@ pub fn producer_base(brokers: &str, client_id: &str) -> ClientConfig {
 ///
 /// librdkafka stops fetching a partition once its local queue holds `queued.min.messages`
 /// (100,000 records, 20 MB of 200-byte events) or `queued.max.messages.kbytes` (64 MiB), and
-/// looks again only after `fetch.queue.backoff.ms`, 1 s by default. A consumer that drains a full queue in less than that (an audit export, a gateway
-/// replaying its topics, a router catching up on a backlog with two loops) then idles for the rest
-/// of the second with records waiting on the broker. At 10 ms the pause is shorter than any drain;
-/// the cost is a look at the queue per partition every 10 ms while it is full (`BENCHMARKS.md`,
-/// session 18).
+/// looks again only after `fetch.queue.backoff.ms`, 1 s by default. A consumer that drains a
+/// full queue in less than that (an audit export, a gateway replaying its topics, a router
+/// catching up on a backlog with two loops) then idles for the rest of the second with records
+/// waiting on the broker. At 10 ms the pause is shorter than any drain; the cost is a look at the
+/// queue per partition every 10 ms while it is full (`BENCHMARKS.md`, session 18).
 pub fn consumer_base(brokers: &str, client_id: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", brokers)

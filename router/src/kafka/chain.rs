@@ -21,7 +21,7 @@
 
 use super::group::{Member, Membership};
 use super::intake::announced_records;
-use super::runner::{rewind, TxnError, TXN_TIMEOUT};
+use super::runner::{delivered_before_commit, rewind, TxnError, TXN_TIMEOUT};
 use super::{consumer_config, poll_weighed, producer_config, LoopError};
 use crate::config::RouterConfig;
 use crate::telemetry::Telemetry;
@@ -36,7 +36,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tollgate_common::kafka::{log_to_tracing, wait_delivered, LoggingContext, Undelivered};
+use tollgate_common::kafka::{log_to_tracing, LoggingContext};
 use tollgate_schemas::audit::GENESIS;
 use tollgate_schemas::{headers, AuditRecord, RecordFormat};
 
@@ -426,14 +426,8 @@ impl Chainer<'_> {
             }
         }
         let group = consumer.group_metadata().ok_or_else(|| TxnError::Abort("no consumer group metadata".into()))?;
-        // Every record acknowledged before the commit; a failed one aborts at once (the commit
-        // would wait out its timeout for records of an abortable transaction).
         let failed = || producer.context().failures.load(Ordering::Acquire) > 0;
-        match wait_delivered(producer, TXN_TIMEOUT, failed) {
-            Ok(()) => {}
-            Err(Undelivered::Failed) => return Err(TxnError::Abort("an audit record was not delivered".into())),
-            Err(e) => return Err(TxnError::Abort(e.to_string())),
-        }
+        delivered_before_commit(producer, failed, "an audit record")?;
         producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT)?;
         producer.commit_transaction(TXN_TIMEOUT)?;
         Ok(chained)

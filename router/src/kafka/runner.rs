@@ -16,7 +16,7 @@ use crate::telemetry::Telemetry;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders, ToBytes};
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::sync::atomic::Ordering;
@@ -46,6 +46,22 @@ impl From<KafkaError> for TxnError {
             KafkaError::Flush(_) => TxnError::Abort(e.to_string()),
             _ => TxnError::Fatal(e.into()),
         }
+    }
+}
+
+/// Waits, before a transaction's commit, until every record `producer` holds is acknowledged.
+/// A failed delivery (`failed()`; the record is `what`) or the timeout aborts the transaction at
+/// once: it is left abortable, and its other records may never complete, so the commit (which
+/// flushes first) would only time out.
+pub(super) fn delivered_before_commit<C: ProducerContext + 'static>(
+    producer: &ThreadedProducer<C>,
+    failed: impl Fn() -> bool,
+    what: &str,
+) -> Result<(), TxnError> {
+    match wait_delivered(producer, TXN_TIMEOUT, failed) {
+        Ok(()) => Ok(()),
+        Err(Undelivered::Failed) => Err(TxnError::Abort(format!("{what} was not delivered"))),
+        Err(e) => Err(TxnError::Abort(e.to_string())),
     }
 }
 
@@ -303,14 +319,7 @@ impl Loop<'_> {
         if let Err(e) = self.inflight.seal_with(|r| send_intake(producer, topic, r)) {
             return Err(TxnError::Abort(e.to_string()));
         }
-        // Every record must be delivered before the commit. A failed delivery leaves the
-        // transaction abortable, and its other records may never complete, so commit (which
-        // flushes first) would only time out: abort at once instead.
-        match wait_delivered(self.producer, TXN_TIMEOUT, || batch.has_failed()) {
-            Ok(()) => {}
-            Err(Undelivered::Failed) => return Err(TxnError::Abort("a record of the batch was not delivered".into())),
-            Err(e) => return Err(TxnError::Abort(e.to_string())),
-        }
+        delivered_before_commit(self.producer, || batch.has_failed(), "a record of the batch")?;
         let group = consumer
             .group_metadata()
             .ok_or_else(|| TxnError::Fatal(DeliveryFailed("the consumer has no group metadata".into()).into()))?;
