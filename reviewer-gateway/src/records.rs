@@ -1,7 +1,10 @@
 //! Decoding the records the gateway reads (routed, resolved, escalation, decision and case-state
 //! records) into typed values, with the original event as a JSON object whatever its encoding.
 
+mod avro_json;
+
 use apache_avro::Schema;
+use avro_json::EventSchema;
 use serde_json::{Map, Value};
 use std::path::Path;
 use tollgate_schemas::{
@@ -14,7 +17,7 @@ pub type Event = Map<String, Value>;
 /// Decodes records whose encoding (JSON or Avro) is recognised by the first byte, and original
 /// events that were JSON or Avro input.
 pub struct RecordDecoder {
-    event_schema: Option<Schema>,
+    event_schema: Option<EventSchema>,
     confluent: bool,
 }
 
@@ -24,7 +27,9 @@ impl RecordDecoder {
         let event_schema = match event_schema {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                Some(Schema::parse_str(&text).map_err(|e| format!("{} is not an Avro schema: {e}", path.display()))?)
+                let schema =
+                    Schema::parse_str(&text).map_err(|e| format!("{} is not an Avro schema: {e}", path.display()))?;
+                Some(EventSchema::new(schema))
             }
             None => None,
         };
@@ -80,9 +85,9 @@ impl RecordDecoder {
                 if self.confluent {
                     datum = datum.get(5..).filter(|_| bytes.0.first() == Some(&0)).ok_or("no Confluent header")?;
                 }
-                let value = apache_avro::from_avro_datum(schema, &mut datum, None)
+                let value = apache_avro::from_avro_datum(schema.schema(), &mut datum, None)
                     .map_err(|e| format!("the event does not decode with event.avro_schema: {e}"))?;
-                as_object(Value::try_from(value).map_err(|e| format!("the event has no JSON form: {e}"))?)
+                as_object(schema.json_form(value).map_err(|e| format!("the event has no JSON form: {e}"))?)
             }
         }
     }

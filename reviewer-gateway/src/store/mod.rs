@@ -145,6 +145,17 @@ impl CaseView {
     }
 }
 
+/// An event's amount: a number, or a number written as text, which is how Avro decimals reach
+/// the gateway (`"12.34"`) and how many payment APIs carry money. Anything else counts as no
+/// amount.
+fn amount_of(value: &serde_json::Value) -> Option<f64> {
+    match value {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => s.trim().parse::<f64>().ok().filter(|a| a.is_finite()),
+        _ => None,
+    }
+}
+
 /// What a record changed, for notifications.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
@@ -221,7 +232,7 @@ impl CaseStore {
         if !r.route.is_review() || self.history().contains(&r.event_id) {
             return Change::Nothing;
         }
-        let amount = r.event.get(&self.settings.amount_field).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
+        let amount = r.event.get(&self.settings.amount_field).and_then(amount_of).unwrap_or(0.0);
         let event_id: Arc<str> = Arc::from(r.event_id.as_ref());
         let routed = RoutedCase {
             queue: r.route,

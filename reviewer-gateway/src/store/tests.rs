@@ -182,6 +182,30 @@ fn similar_cases_are_the_most_recent_sharing_a_field_and_history_is_bounded() {
 }
 
 #[test]
+fn an_amount_written_as_decimal_text_counts_as_the_number() {
+    let s = CaseStore::new(settings(10));
+    for (id, amount) in [
+        ("text", json!("1234.50")),
+        ("number", json!(1234.5)),
+        ("padded", json!(" 99.90 ")),
+        ("word", json!("twelve")),
+        ("infinite", json!("inf")),
+        ("absent", serde_json::Value::Null),
+    ] {
+        let mut r = routed(id, Route::SyncReview, 0.0, 1);
+        r.event.insert("amount".into(), amount);
+        s.apply_routed(r, pos());
+    }
+    let impact = |id: &str| s.case(id).unwrap().impact();
+    assert_eq!(impact("text"), 1234.5 * 0.8);
+    assert_eq!(impact("number"), impact("text"));
+    assert_eq!(impact("padded"), 99.9 * 0.8);
+    for id in ["word", "infinite", "absent"] {
+        assert_eq!(impact(id), 0.0, "{id}");
+    }
+}
+
+#[test]
 fn queues_sort_by_impact_then_age_and_count_their_cases() {
     let s = CaseStore::new(settings(10));
     s.apply_routed(routed("small", Route::SyncReview, 10.0, 1), pos());

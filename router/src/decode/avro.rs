@@ -3,12 +3,14 @@
 
 use super::extract::{Extract, JsonOut, PathTree};
 use super::{Body, Decoded, Reuse};
-use crate::fields::FieldRegistry;
+use crate::fields::{FieldId, FieldRegistry, FieldValue};
 use crate::reject::{RejectReason, Rejection};
 use serde::de::DeserializeSeed;
 use serde_avro_fast::de::DeserializerState;
+use serde_avro_fast::schema::{LogicalType, RegularType, SchemaMut, SchemaNode};
 use serde_avro_fast::Schema;
 use std::io::BufRead;
+use std::str::FromStr;
 
 /// Avro decoder state: the writer schema and the framing rules.
 #[derive(Debug)]
@@ -19,6 +21,8 @@ pub struct AvroInput {
     confluent: bool,
     accepted_ids: Vec<u32>,
     json_body: bool,
+    /// The registered fields the schema makes decimals: read as decimal text, then made numbers.
+    decimals: Vec<FieldId>,
 }
 
 impl AvroInput {
@@ -30,7 +34,8 @@ impl AvroInput {
         json_body: bool,
     ) -> Self {
         let tree = PathTree::new(&registry);
-        AvroInput { registry, tree, schema, confluent, accepted_ids, json_body }
+        let decimals = decimal_fields(&registry, &schema);
+        AvroInput { registry, tree, schema, confluent, accepted_ids, json_body, decimals }
     }
 
     /// A decoder that only writes events' JSON forms (for records that show an Avro event as
@@ -80,6 +85,15 @@ impl AvroInput {
                 format!("{left} bytes left over after the datum: not written with the configured schema"),
             ));
         }
+        // A decimal is money more often than not: the policy's bounds and the scorers read it
+        // as the number its text says (the JSON form keeps the text).
+        for &id in &self.decimals {
+            if let FieldValue::Text(text) = fields.get(id) {
+                if let Some(n) = text.parse::<f64>().ok().filter(|n| n.is_finite()) {
+                    fields.set_number(id.0, n, None);
+                }
+            }
+        }
         Ok(Decoded { fields, body: Body::Avro(json) })
     }
 
@@ -99,6 +113,42 @@ impl AvroInput {
         }
         Ok(&payload[5..])
     }
+}
+
+/// The registered fields whose schema type is a decimal (or a union holding one), reached from
+/// the root record through record fields (and unions holding records).
+fn decimal_fields(registry: &FieldRegistry, schema: &Schema) -> Vec<FieldId> {
+    // The compiled schema came from this JSON, so it parses again.
+    let Ok(schema) = SchemaMut::from_str(schema.json()) else { return Vec::new() };
+    let is_decimal = |node: &SchemaNode| matches!(node.logical_type, Some(LogicalType::Decimal(_)));
+    registry
+        .paths()
+        .iter()
+        .enumerate()
+        .filter(|(_, path)| {
+            let mut nodes = vec![schema.root()];
+            for segment in path.segments() {
+                nodes = branches(&schema, nodes)
+                    .filter_map(|node| match &node.type_ {
+                        RegularType::Record(r) => {
+                            r.fields.iter().find(|f| f.name == *segment).map(|f| &schema[f.type_])
+                        }
+                        _ => None,
+                    })
+                    .collect();
+            }
+            branches(&schema, nodes).any(is_decimal)
+        })
+        .map(|(i, _)| FieldId(i))
+        .collect()
+}
+
+/// `nodes`, with each union replaced by its branches.
+fn branches<'s>(schema: &'s SchemaMut, nodes: Vec<&'s SchemaNode>) -> impl Iterator<Item = &'s SchemaNode> {
+    nodes.into_iter().flat_map(move |node| match &node.type_ {
+        RegularType::Union(u) => u.variants.iter().map(|&k| &schema[k]).collect::<Vec<_>>(),
+        _ => vec![node],
+    })
 }
 
 #[cfg(test)]
@@ -292,16 +342,70 @@ mod tests {
     }
 
     #[test]
-    fn decimals_read_as_decimal_text() {
+    fn decimals_are_numbers_to_the_policy_and_decimal_text_in_the_json_form() {
         const PRICED: &str = r#"{"type":"record","name":"Priced","fields":[
-            {"name":"price","type":{"type":"bytes","logicalType":"decimal","precision":10,"scale":2}}]}"#;
+            {"name":"price","type":{"type":"bytes","logicalType":"decimal","precision":10,"scale":2}},
+            {"name":"fee","type":["null",{"type":"fixed","name":"Fee","size":4,"logicalType":"decimal","precision":9,"scale":3}]},
+            {"name":"card","type":["null",{"type":"record","name":"Card","fields":[
+                {"name":"limit","type":{"type":"bytes","logicalType":"decimal","precision":12,"scale":0}},
+                {"name":"code","type":"string"}]}]},
+            {"name":"note","type":"string"}]}"#;
         let mut r = FieldRegistry::default();
-        r.register("price").unwrap();
+        for p in ["price", "fee", "card.limit", "card.code", "note"] {
+            r.register(p).unwrap();
+        }
         let input = AvroInput::new(r, PRICED.parse().unwrap(), false, Vec::new(), true);
-        // 1234 as two big-endian bytes, after the length 2 (zigzag: 4).
-        let datum = [4, 0x04, 0xd2];
+        assert_eq!(input.decimals, [FieldId(0), FieldId(1), FieldId(2)]);
+        let schema = apache_avro::Schema::parse_str(PRICED).unwrap();
+        let datum = apache_avro::to_avro_datum(
+            &schema,
+            Value::Record(vec![
+                ("price".into(), Value::Decimal(apache_avro::Decimal::from([0x04, 0xd2]))),
+                (
+                    "fee".into(),
+                    Value::Union(1, Box::new(Value::Decimal(apache_avro::Decimal::from((-250i32).to_be_bytes())))),
+                ),
+                (
+                    "card".into(),
+                    Value::Union(
+                        1,
+                        Box::new(Value::Record(vec![
+                            ("limit".into(), Value::Decimal(apache_avro::Decimal::from([0x27, 0x10]))),
+                            ("code".into(), Value::String("7".into())),
+                        ])),
+                    ),
+                ),
+                // Text that reads as a number stays text: only the schema makes a decimal.
+                ("note".into(), Value::String("12.5".into())),
+            ]),
+        )
+        .unwrap();
         let d = input.decode(&datum, &mut Reuse::default()).unwrap();
-        assert_eq!(d.fields.get(FieldId(0)), &FieldValue::Text("12.34".into()));
-        assert!(matches!(d.body, Body::Avro(Some(ref j)) if j.text == br#"{"price":"12.34"}"#));
+        let get = |i| d.fields.get(FieldId(i)).clone();
+        assert_eq!(get(0), FieldValue::Number(12.34));
+        assert_eq!(get(1), FieldValue::Number(-0.25));
+        assert_eq!(get(2), FieldValue::Number(10_000.0));
+        assert_eq!(get(3), FieldValue::Text("7".into()));
+        assert_eq!(get(4), FieldValue::Text("12.5".into()));
+        assert!(
+            matches!(d.body, Body::Avro(Some(ref j)) if j.text == br#"{"price":"12.34","fee":"-0.250","card":{"limit":"10000","code":"7"},"note":"12.5"}"#),
+            "{:?}",
+            d.body
+        );
+        // Absent (the null branch): still missing, not a number.
+        let none = apache_avro::to_avro_datum(
+            &schema,
+            Value::Record(vec![
+                ("price".into(), Value::Decimal(apache_avro::Decimal::from([0x01]))),
+                ("fee".into(), Value::Union(0, Box::new(Value::Null))),
+                ("card".into(), Value::Union(0, Box::new(Value::Null))),
+                ("note".into(), Value::String(String::new())),
+            ]),
+        )
+        .unwrap();
+        let d = input.decode(&none, &mut Reuse::default()).unwrap();
+        assert_eq!(d.fields.get(FieldId(0)), &FieldValue::Number(0.01));
+        assert!(!matches!(d.fields.get(FieldId(1)), FieldValue::Number(_)));
+        assert_eq!(d.fields.get(FieldId(2)), &FieldValue::Missing);
     }
 }
