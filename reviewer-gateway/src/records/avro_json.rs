@@ -21,7 +21,7 @@ pub struct EventSchema {
 
 impl EventSchema {
     /// A schema whose references do not resolve is kept as it is: `apache_avro` refuses its
-    /// data when it reads them, as it did before there was a walk.
+    /// data when it reads them, so no value of it reaches the walk.
     pub fn new(schema: Schema) -> EventSchema {
         let names = ResolvedSchema::try_from(&schema)
             .map(|resolved| {
