@@ -115,32 +115,30 @@ impl AvroInput {
     }
 }
 
-/// The registered fields whose schema type is a decimal (or a union holding one), reached from
-/// the root record through record fields (and unions holding records).
+/// The registered fields whose schema type is a decimal (or a union holding one).
 fn decimal_fields(registry: &FieldRegistry, schema: &Schema) -> Vec<FieldId> {
     // The compiled schema came from this JSON, so it parses again.
     let Ok(schema) = SchemaMut::from_str(schema.json()) else { return Vec::new() };
-    let is_decimal = |node: &SchemaNode| matches!(node.logical_type, Some(LogicalType::Decimal(_)));
-    registry
-        .paths()
-        .iter()
-        .enumerate()
-        .filter(|(_, path)| {
-            let mut nodes = vec![schema.root()];
-            for segment in path.segments() {
-                nodes = branches(&schema, nodes)
-                    .filter_map(|node| match &node.type_ {
-                        RegularType::Record(r) => {
-                            r.fields.iter().find(|f| f.name == *segment).map(|f| &schema[f.type_])
-                        }
-                        _ => None,
-                    })
-                    .collect();
-            }
-            branches(&schema, nodes).any(is_decimal)
-        })
-        .map(|(i, _)| FieldId(i))
-        .collect()
+    let paths = registry.paths().iter().enumerate();
+    paths.filter(|(_, path)| is_decimal(&schema, path.segments())).map(|(i, _)| FieldId(i)).collect()
+}
+
+/// Whether the field at `segments`, reached from the root record through record fields (and
+/// unions holding records), is a decimal in some branch.
+fn is_decimal(schema: &SchemaMut, segments: &[String]) -> bool {
+    let mut nodes = vec![schema.root()];
+    for segment in segments {
+        nodes = branches(schema, nodes).filter_map(|node| field(schema, node, segment)).collect();
+    }
+    branches(schema, nodes).any(|node| matches!(node.logical_type, Some(LogicalType::Decimal(_))))
+}
+
+/// The type of field `name` of `node`, when `node` is a record that has it.
+fn field<'s>(schema: &'s SchemaMut, node: &SchemaNode, name: &str) -> Option<&'s SchemaNode> {
+    match &node.type_ {
+        RegularType::Record(r) => r.fields.iter().find(|f| f.name == name).map(|f| &schema[f.type_]),
+        _ => None,
+    }
 }
 
 /// `nodes`, with each union replaced by its branches.
