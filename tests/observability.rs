@@ -218,12 +218,14 @@ fn exported(exposition: &str) -> BTreeSet<String> {
 }
 
 /// The reference example's payments, shifted: every one risky (0.91-0.94, sync review) and
-/// scored with low confidence, unlike the baseline.
+/// scored with low confidence, unlike the baseline. One in ten writes its amount as text.
 fn drifted_events(n: usize) -> Vec<TestRecord> {
     (0..n)
         .map(|i| {
+            let amount = 50.0 + i as f64;
+            let amount = if i % 10 == 0 { serde_json::json!(format!("{amount:.2}")) } else { serde_json::json!(amount) };
             let e = serde_json::json!({
-                "event_id": format!("drift-{i}"), "account_id": format!("acct-{}", i % 40), "amount": 50.0 + i as f64,
+                "event_id": format!("drift-{i}"), "account_id": format!("acct-{}", i % 40), "amount": amount,
                 "currency": "EUR", "merchant_category": "electronics", "country": "DE",
                 "risk_score": 0.91 + (i % 4) as f64 * 0.01, "model_confidence": 0.55, "model_version": "fraud-gbm-2026.10"
             });
@@ -260,6 +262,11 @@ fn a_real_prometheus_sees_drift_and_overrides_and_alertmanager_delivers_them() {
     let topics = Topics::new("observe");
     create_topics(&broker.addr, &[&topics.input], 3);
     let config = topics.config_file(&[]);
+    // A guardrail with a bound on the amount, which no numeric amount here reaches: the events
+    // with their amount as text are counted, and alert.
+    let policy = config.with_file_name("policy.toml");
+    let guardrail = "\n[[guardrails]]\nname = \"huge-amount\"\nroute = \"sync_review\"\nall = [{ field = \"amount\", gte = 1e12 }]\n";
+    std::fs::write(&policy, std::fs::read_to_string(&policy).unwrap() + guardrail).unwrap();
     let metrics_port = free_port();
     let metrics = format!("127.0.0.1:{metrics_port}");
     let router_env = [
@@ -335,6 +342,9 @@ fn a_real_prometheus_sees_drift_and_overrides_and_alertmanager_delivers_them() {
     let mut out = Collector::new(&broker.addr, &[&topics.sync_review]);
     produce(&broker.addr, &topics.input, &drifted_events(120));
     out.until("the drifted events in sync review", Duration::from_secs(90), |c| c.len() >= 120);
+    let (_, exposition) = http_get(&metrics, "/metrics");
+    let counted = r#"tollgate_policy_bound_not_numeric_total{field="amount"} 12"#;
+    assert!(exposition.contains(counted), "{counted} missing from:\n{exposition}");
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     let decisions: Vec<TestRecord> = (0..30)
         .map(|i| {
@@ -363,7 +373,12 @@ fn a_real_prometheus_sees_drift_and_overrides_and_alertmanager_delivers_them() {
             .any(|a| a["labels"]["alertname"] == name && a["state"] == "firing")
     };
     let deadline = Instant::now() + Duration::from_secs(90);
-    for name in ["TollgateRiskScoreDriftCritical", "TollgateOverrideRateHigh", "TollgateModelConfidenceDrop"] {
+    for name in [
+        "TollgateRiskScoreDriftCritical",
+        "TollgateOverrideRateHigh",
+        "TollgateModelConfidenceDrop",
+        "TollgatePolicyBoundNotNumeric",
+    ] {
         while !firing(name) {
             assert!(
                 Instant::now() < deadline,

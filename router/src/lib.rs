@@ -117,7 +117,7 @@ pub async fn run_with(
     telemetry: Telemetry,
     shutdown: CancellationToken,
 ) -> Result<(), RouterError> {
-    telemetry.policy_loaded(pipeline.policy_version());
+    telemetry.policy_loaded(pipeline.policy_version(), pipeline.bounded_fields());
     let stop_http = shutdown.child_token();
     let http = if config.metrics.enabled {
         let addr = config.metrics.listen;

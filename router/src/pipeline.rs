@@ -90,6 +90,9 @@ pub enum Verdict<'p> {
         sample: Option<&'p str>,
         risk: f64,
         confidence: f64,
+        /// A field a policy bound was tested on that held something other than a number
+        /// ([`crate::policy::Decision::not_numeric`]).
+        not_numeric: Option<&'p str>,
     },
     /// Refused: dead-letter the original bytes with this reason.
     Rejected(Rejection),
@@ -212,6 +215,11 @@ impl Pipeline {
     /// The running policy's version.
     pub fn policy_version(&self) -> &str {
         self.policy.version()
+    }
+
+    /// The paths of the fields the policy's bounds test.
+    pub fn bounded_fields(&self) -> impl Iterator<Item = &str> {
+        self.policy.bounded_fields()
     }
 
     /// Routes one input record, filling `out` with the encoded records.
@@ -366,6 +374,7 @@ impl Pipeline {
             sample,
             risk: score.risk,
             confidence: score.confidence,
+            not_numeric: decision.not_numeric,
         })
     }
 

@@ -103,7 +103,8 @@ impl Reloader {
         match &result {
             Ok(Some(r)) => {
                 self.telemetry.policy_reload(true);
-                self.telemetry.policy_loaded(&r.to);
+                let running = self.slot.get();
+                self.telemetry.policy_loaded(&r.to, running.bounded_fields());
                 tracing::info!(from = %r.from, to = %r.to, sha256 = %r.sha256, "Routing policy reloaded.");
             }
             Ok(None) => {}

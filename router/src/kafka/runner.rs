@@ -334,7 +334,7 @@ impl Loop<'_> {
         let source = Source { topic: message.topic(), partition: message.partition(), offset: message.offset() };
         let verdict = self.pipeline.process(message.payload(), source, now, &mut self.out);
         match verdict {
-            Verdict::Routed { route, topic, pre_accept, sample, risk, confidence } => {
+            Verdict::Routed { route, topic, pre_accept, sample, risk, confidence, not_numeric } => {
                 let key = message.key().unwrap_or(self.out.fallback_key.as_bytes());
                 for topic in [Some(topic), pre_accept].into_iter().flatten() {
                     let h = routed_headers(route, self.pipeline.policy_version(), &self.out.model_version);
@@ -360,6 +360,9 @@ impl Loop<'_> {
                     send(self.producer, record)?;
                 }
                 self.telemetry.routed(route, risk, confidence);
+                if let Some(field) = not_numeric {
+                    self.telemetry.policy_bound_not_numeric(field);
+                }
                 if self.drift.is_some() {
                     self.tally.observe(risk, confidence);
                 }

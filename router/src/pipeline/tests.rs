@@ -116,6 +116,35 @@ fn numbers_are_recorded_as_the_json_input_wrote_them() {
     assert_eq!((audit.risk_score, audit.confidence), (Some(0.95), Some(0.99)));
 }
 
+/// Money written as JSON text is not a number to a policy bound: the event routes as if the
+/// bound were false, and the verdict names the field, for the router to count.
+#[test]
+fn a_bound_on_json_text_is_false_and_the_verdict_names_its_field() {
+    let policy = std::env::temp_dir().join(format!("tollgate-text-bound-{}.toml", std::process::id()));
+    let text = std::fs::read_to_string(Path::new(EXAMPLE_DIR).join("policy.toml")).unwrap().replacen(
+        "[[rules]]",
+        "[[guardrails]]\nname = \"big-amount\"\nroute = \"sync_review\"\nall = [{ field = \"amount\", gte = 10000 }]\n\n[[rules]]",
+        1,
+    );
+    std::fs::write(&policy, text).unwrap();
+    let mut c = example_config();
+    c.policy.file = policy.clone();
+    let p = Pipeline::from_config(&c);
+    std::fs::remove_file(&policy).unwrap();
+    let p = p.unwrap();
+    let event = |amount: &str| {
+        format!(
+            r#"{{"event_id":"pay-t","account_id":"a","amount":{amount},"currency":"EUR","merchant_category":"grocery","country":"DE","risk_score":0.1,"model_confidence":0.99,"model_version":"m"}}"#
+        )
+    };
+    let mut out = Output::default();
+    let verdict = p.process(Some(event("20000").as_bytes()), source(), now(), &mut out);
+    assert!(matches!(verdict, Verdict::Routed { route: Route::SyncReview, not_numeric: None, .. }), "{verdict:?}");
+    let verdict = p.process(Some(event(r#""20000.00""#).as_bytes()), source(), now(), &mut out);
+    let counted = matches!(verdict, Verdict::Routed { route: Route::AutoCommit, not_numeric: Some("amount"), .. });
+    assert!(counted, "{verdict:?}");
+}
+
 fn reason_of(p: &Pipeline, payload: Option<&[u8]>) -> RejectReason {
     let mut out = Output::default();
     match p.process(payload, source(), now(), &mut out) {

@@ -55,6 +55,9 @@ pub struct Decision<'p> {
     /// Name of the matching rule, or [`DEFAULT_RULE`].
     pub rule: &'p str,
     pub guardrail: bool,
+    /// The path of a field a bound was tested on while deciding, whose value was present but
+    /// not a number (such as JSON text `"12.34"`), so the bound was false: the first such field.
+    pub not_numeric: Option<&'p str>,
 }
 
 /// A validated policy.
@@ -64,6 +67,8 @@ pub struct Policy {
     default_route: Route,
     /// Guardrails first, then rules, in file order.
     rules: Vec<Rule>,
+    /// The paths of the fields bounds are tested on, for [`Decision::not_numeric`].
+    bounded: Vec<(FieldId, String)>,
 }
 
 impl Policy {
@@ -99,7 +104,15 @@ impl Policy {
             rules.push(Rule { name: rule.name, route: rule.route, guardrail, all, any });
         }
         analysis::check_reachability(&rules)?;
-        Ok(Policy { version: spec.version, default_route: spec.default_route, rules })
+        let mut bounded: Vec<(FieldId, String)> = Vec::new();
+        for c in rules.iter().flat_map(|r| r.all.iter().chain(&r.any)) {
+            if let Condition::FieldRange(f, _) = c {
+                if !bounded.iter().any(|(id, _)| id == f) {
+                    bounded.push((*f, registry.path(*f).as_str().to_owned()));
+                }
+            }
+        }
+        Ok(Policy { version: spec.version, default_route: spec.default_route, rules, bounded })
     }
 
     /// The policy's version string.
@@ -119,24 +132,47 @@ impl Policy {
 
     /// Decides the route of one scored event.
     pub fn decide(&self, score: &Score<'_>, fields: &EventFields) -> Decision<'_> {
-        for rule in &self.rules {
-            let all = rule.all.iter().all(|c| holds(c, score, fields));
-            if all && (rule.any.is_empty() || rule.any.iter().any(|c| holds(c, score, fields))) {
-                return Decision { route: rule.route, rule: &rule.name, guardrail: rule.guardrail };
+        let mut not_numeric = None;
+        let (route, rule, guardrail) = 'decided: {
+            for rule in &self.rules {
+                let all = rule.all.iter().all(|c| holds(c, score, fields, &mut not_numeric));
+                if all && (rule.any.is_empty() || rule.any.iter().any(|c| holds(c, score, fields, &mut not_numeric))) {
+                    break 'decided (rule.route, rule.name.as_str(), rule.guardrail);
+                }
             }
-        }
-        Decision { route: self.default_route, rule: DEFAULT_RULE, guardrail: false }
+            (self.default_route, DEFAULT_RULE, false)
+        };
+        let not_numeric = not_numeric.map(|id| self.bounded_path(id));
+        Decision { route, rule, guardrail, not_numeric }
+    }
+
+    /// The paths of the fields its bounds test.
+    pub fn bounded_fields(&self) -> impl Iterator<Item = &str> {
+        self.bounded.iter().map(|(_, path)| path.as_str())
+    }
+
+    /// The path of a field a bound is tested on.
+    #[cold]
+    fn bounded_path(&self, id: FieldId) -> &str {
+        self.bounded.iter().find(|(f, _)| *f == id).map_or("", |(_, path)| path.as_str())
     }
 }
 
+/// Whether `c` holds; a bound tested on a present value that is not a number is false, and its
+/// field goes into `not_numeric` (unless one is there already).
 #[inline]
-fn holds(c: &Condition, score: &Score<'_>, fields: &EventFields) -> bool {
+fn holds(c: &Condition, score: &Score<'_>, fields: &EventFields, not_numeric: &mut Option<FieldId>) -> bool {
     match c {
         Condition::Risk(i) => i.contains(score.risk),
         Condition::Confidence(i) => i.contains(score.confidence),
-        Condition::FieldRange(f, i) => {
-            matches!(fields.get(*f), FieldValue::Number(n) if i.contains(*n))
-        }
+        Condition::FieldRange(f, i) => match fields.get(*f) {
+            FieldValue::Number(n) => i.contains(*n),
+            FieldValue::Missing => false,
+            _ => {
+                not_numeric.get_or_insert(*f);
+                false
+            }
+        },
         Condition::FieldIn { field, values, negate } => {
             let v = fields.get(*field);
             if matches!(v, FieldValue::Missing) {

@@ -80,6 +80,27 @@ fn guardrails_win_whatever_the_score() {
 }
 
 #[test]
+fn a_bound_on_a_value_that_is_not_a_number_is_false_and_names_its_field() {
+    let mut reg = FieldRegistry::default();
+    let policy = Policy::from_toml(WITH_GUARDRAIL, &mut reg).unwrap();
+    let s = score(0.01, 0.99);
+    let with = |amount: FieldValue<'static>| EventFields::from_values(vec![FieldValue::Text("DE".into()), amount]);
+    // Money written as text (`"20000.00"`) is not a number to the policy: the guardrail does
+    // not hold, and the decision says which field it could not test.
+    for amount in [FieldValue::Text("20000.00".into()), FieldValue::Bool(true), FieldValue::Other] {
+        let d = policy.decide(&s, &with(amount.clone()));
+        assert_eq!((d.route, d.rule, d.not_numeric), (Route::AutoCommit, DEFAULT_RULE, Some("amount")), "{amount:?}");
+    }
+    // A number, or no value at all, is not reported.
+    for amount in [FieldValue::Number(20000.0), FieldValue::Number(5.0), FieldValue::Missing] {
+        assert_eq!(policy.decide(&s, &with(amount.clone())).not_numeric, None, "{amount:?}");
+    }
+    // A rule decided before the bound is reached does not test it.
+    let sanctioned = EventFields::from_values(vec![FieldValue::Text("KP".into()), FieldValue::Text("1".into())]);
+    assert_eq!(policy.decide(&s, &sanctioned).not_numeric, None);
+}
+
+#[test]
 fn field_tests_exists_not_in_and_eq() {
     let text = r#"
 version = "f1"

@@ -77,10 +77,13 @@ impl Replay {
         let now = SystemTime::now();
         for (pipeline, tally) in self.pipelines.iter().zip(self.tallies.iter_mut()) {
             match pipeline.process(payload, source, now, &mut self.out) {
-                Verdict::Routed { route, risk, .. } => {
+                Verdict::Routed { route, risk, not_numeric, .. } => {
                     let label = self.labels.get(&self.out.event_id).copied();
                     let recommends_reject = risk >= self.recommendation_cut;
                     tally.routed(route, risk, label, recommends_reject);
+                    if let Some(field) = not_numeric {
+                        tally.bound_not_numeric(field);
+                    }
                 }
                 Verdict::Rejected(_) => tally.dead_letter(),
             }

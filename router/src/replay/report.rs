@@ -47,6 +47,9 @@ pub struct PolicyFigures {
     pub override_rate: Option<f64>,
     pub auto_errors: u64,
     pub bands: Vec<BandFigures>,
+    /// Per field: events whose decision tested a bound on it while it held something other
+    /// than a number (the bound was false), as `tollgate_policy_bound_not_numeric_total` counts.
+    pub bound_not_numeric: Vec<(String, u64)>,
 }
 
 /// The whole report.
@@ -66,6 +69,7 @@ pub(super) struct Tally {
     routes: [u64; 4],
     dead_letters: u64,
     bands: [BandFigures; BANDS],
+    not_numeric: Vec<(String, u64)>,
 }
 
 fn band_of(risk: f64) -> usize {
@@ -82,7 +86,15 @@ impl Tally {
         for (i, b) in bands.iter_mut().enumerate() {
             b.low = i as f64 / BANDS as f64;
         }
-        Tally { version: version.to_owned(), routes: [0; 4], dead_letters: 0, bands }
+        Tally { version: version.to_owned(), routes: [0; 4], dead_letters: 0, bands, not_numeric: Vec::new() }
+    }
+
+    /// A routed event's decision met a bound on `field` holding something other than a number.
+    pub(super) fn bound_not_numeric(&mut self, field: &str) {
+        match self.not_numeric.iter_mut().find(|(f, _)| f == field) {
+            Some((_, n)) => *n += 1,
+            None => self.not_numeric.push((field.to_owned(), 1)),
+        }
     }
 
     pub(super) fn routed(&mut self, route: Route, risk: f64, label: Option<ReviewOutcome>, recommends_reject: bool) {
@@ -136,6 +148,7 @@ impl Tally {
             override_rate: (labelled_reviewed > 0).then(|| overrides as f64 / labelled_reviewed as f64),
             auto_errors: self.bands.iter().map(|b| b.auto_errors).sum(),
             bands: self.bands.to_vec(),
+            bound_not_numeric: self.not_numeric.clone(),
         }
     }
 }
@@ -211,6 +224,8 @@ impl ReplayReport {
             format!("{:+}", n.auto_errors as i64 - c.auto_errors as i64)
         );
         let _ = writeln!(t, "{:<34} {:>22} {:>22}", "dead letters", c.dead_letters, n.dead_letters);
+        let unmet = |f: &PolicyFigures| f.bound_not_numeric.iter().map(|(_, n)| n).sum::<u64>();
+        let _ = writeln!(t, "{:<34} {:>22} {:>22}", "bounds met a non-number", unmet(c), unmet(n));
         let _ = writeln!(t);
         let _ = writeln!(
             t,

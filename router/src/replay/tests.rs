@@ -6,14 +6,15 @@ use crate::testing::{example_copy, sample_events};
 
 const HOUR: i64 = 3_600_000;
 
-/// The candidate: sync review from risk 0.8 (0.9 before), and a new rule sending every other
-/// event with risk ≥ 0.5 to async review.
+/// The candidate: sync review from risk 0.8 (0.9 before), a new rule sending every other
+/// event with risk ≥ 0.5 to async review, and a guardrail on amounts no sample event reaches.
 fn candidate(dir: &Path) -> std::path::PathBuf {
     let text = std::fs::read_to_string(dir.join("policy.toml")).unwrap();
     let text = text
         .replace("version = \"payments-2026.11.1\"", "version = \"payments-2026.12.0\"")
         .replace("{ risk = { gte = 0.9 } }", "{ risk = { gte = 0.8 } }")
-        + "\n[[rules]]\nname = \"watch-mid-risk\"\nroute = \"async_review\"\nall = [{ risk = { gte = 0.5 } }]\n";
+        + "\n[[rules]]\nname = \"watch-mid-risk\"\nroute = \"async_review\"\nall = [{ risk = { gte = 0.5 } }]\n"
+        + "\n[[guardrails]]\nname = \"huge-amount\"\nroute = \"sync_review\"\nall = [{ field = \"amount\", gte = 1e9 }]\n";
     let path = dir.join("candidate.toml");
     std::fs::write(&path, text).unwrap();
     path
@@ -38,9 +39,14 @@ fn replayed() -> ReplayReport {
     ] {
         replay.label(id, outcome);
     }
-    // The 20 events spread over two hours.
+    // The 20 events spread over two hours; one writes its amount as text, which the
+    // candidate's guardrail cannot test.
     for (i, e) in sample_events().iter().enumerate() {
         let ts = 1_790_000_000_000 + i as i64 * 2 * HOUR / 19;
+        let mut e = e.clone();
+        if i == 7 {
+            e["amount"] = serde_json::Value::String(e["amount"].to_string());
+        }
         replay.event(Some(e.to_string().as_bytes()), Some(ts));
     }
     replay.event(Some(b"{not json"), None);
@@ -77,6 +83,8 @@ fn the_figures_match_the_hand_computed_ones() {
     // Auto errors: 0001 auto-rejected but approved by a person; 0019 auto-committed but
     // rejected (the candidate reviews it instead).
     assert_eq!((c.auto_errors, n.auto_errors), (2, 1));
+    // The current policy has no bound on a field; the candidate's met the one text amount.
+    assert_eq!((c.bound_not_numeric.clone(), n.bound_not_numeric.clone()), (vec![], vec![("amount".to_owned(), 1)]));
     // Band [0.9, 1.0]: 0001 0002 0003 (auto-reject), 0004 0005 0006 (sync).
     let top = c.bands[9];
     assert_eq!((top.events, top.reviewed, top.auto), (6, 3, 3));
@@ -93,6 +101,7 @@ fn the_table_shows_both_policies_side_by_side() {
     assert!(table.contains("candidate payments-2026.12.0"), "{table}");
     assert!(table.contains("sync_review load per hour"), "{table}");
     assert!(table.contains("37.5%") && table.contains("33.3%"), "{table}");
+    assert!(table.lines().any(|l| l.starts_with("bounds met a non-number") && l.ends_with(" 1")), "{table}");
     let json = serde_json::to_value(replayed()).unwrap();
     assert_eq!(json["candidate"]["auto_errors"], 1);
 }

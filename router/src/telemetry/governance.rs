@@ -1,4 +1,4 @@
-//! Metrics of the audit chain and of policy reloads.
+//! Metrics of the audit chain, of policy reloads and of what the policy could not test.
 
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
@@ -7,6 +7,7 @@ pub mod names {
     pub const AUDIT_INTAKE_REJECTED: &str = "tollgate_audit_intake_rejected_total";
     pub const AUDIT_TRANSACTIONS: &str = "tollgate_audit_transactions_total";
     pub const POLICY_RELOADS: &str = "tollgate_policy_reloads_total";
+    pub const POLICY_BOUND_NOT_NUMERIC: &str = "tollgate_policy_bound_not_numeric_total";
 }
 
 #[derive(Clone)]
@@ -15,6 +16,7 @@ pub(super) struct GovernanceMetrics {
     pub intake_rejected: IntCounter,
     pub transactions: IntCounterVec,
     pub reloads: IntCounterVec,
+    pub not_numeric: IntCounterVec,
 }
 
 impl GovernanceMetrics {
@@ -36,6 +38,14 @@ impl GovernanceMetrics {
                 &["result"],
             )
             .unwrap(),
+            not_numeric: IntCounterVec::new(
+                Opts::new(
+                    names::POLICY_BOUND_NOT_NUMERIC,
+                    "Events whose policy decision tested a bound on a field holding something other than a number (the bound was false), by field.",
+                ),
+                &["field"],
+            )
+            .unwrap(),
         };
         for result in ["committed", "aborted"] {
             m.transactions.with_label_values(&[result]);
@@ -48,6 +58,7 @@ impl GovernanceMetrics {
             Box::new(m.intake_rejected.clone()),
             Box::new(m.transactions.clone()),
             Box::new(m.reloads.clone()),
+            Box::new(m.not_numeric.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }

@@ -268,6 +268,11 @@ impl Telemetry {
         self.governance.reloads.with_label_values(&[if applied { "applied" } else { "refused" }]).inc();
     }
 
+    /// A policy bound was tested on `field`, which held something other than a number.
+    pub fn policy_bound_not_numeric(&self, field: &str) {
+        self.governance.not_numeric.with_label_values(&[field]).inc();
+    }
+
     /// A drift window completed.
     pub fn drift_measured(&self, reading: crate::drift::DriftReading) {
         self.drift.with_label_values(&["risk"]).set(reading.psi);
@@ -392,9 +397,16 @@ impl Telemetry {
     }
 
     /// The running policy.
-    pub fn policy_loaded(&self, version: &str) {
+    ///
+    /// Each field its bounds test gets its series of
+    /// `tollgate_policy_bound_not_numeric_total`, at zero until counted: a series that first
+    /// appears at 1 shows no `increase()`, so its first events would not alert.
+    pub fn policy_loaded<'f>(&self, version: &str, bounded_fields: impl IntoIterator<Item = &'f str>) {
         self.policy_info.reset();
         self.policy_info.with_label_values(&[version]).set(1);
+        for field in bounded_fields {
+            self.governance.not_numeric.with_label_values(&[field]);
+        }
         tracing::info!(policy_version = version, "Routing policy loaded.");
     }
 
@@ -460,7 +472,8 @@ mod tests {
         t.routed(Route::SyncReview, 0.93, 0.7);
         t.dead_lettered(RejectReason::MalformedJson, "bad");
         t.set_consumer_lag("payments", 0, 5);
-        t.policy_loaded("v1");
+        t.policy_loaded("v1", ["amount", "attrs.velocity"]);
+        t.policy_bound_not_numeric("amount");
         let text = t.render();
         for name in [
             names::EVENTS,
@@ -483,6 +496,8 @@ mod tests {
         assert!(text.contains(r#"tollgate_events_total{route="auto_commit"} 0"#), "{text}");
         assert!(text.contains(r#"tollgate_dead_letter_total{reason="malformed_json"} 1"#), "{text}");
         assert!(text.contains(r#"tollgate_consumer_lag{partition="0",topic="payments"} 5"#), "{text}");
+        assert!(text.contains(r#"tollgate_policy_bound_not_numeric_total{field="amount"} 1"#), "{text}");
+        assert!(text.contains(r#"tollgate_policy_bound_not_numeric_total{field="attrs.velocity"} 0"#), "{text}");
         // Every consumer's series exists from the start, at zero.
         for consumer in ["routing", "review_join", "audit_chain"] {
             let series = format!(r#"tollgate_consumer_group_unsettled_total{{consumer="{consumer}"}} 0"#);
