@@ -166,3 +166,37 @@ fn reviewers_decide_through_the_gateway_and_the_router_joins_their_decisions() {
     let (status, _) = gateway.call("POST", "/v1/cases/pay-0006/claim", &ana, None, None);
     assert_eq!(status, 409, "a resolved case cannot be claimed");
 }
+
+/// Every read and action of the gateway is written to Kafka before it is answered, so with no
+/// broker answering it can only answer 503 after a timeout: it reports not ready (`/readyz` and
+/// `tollgate_gateway_ready`) until a broker answers again.
+#[test]
+fn the_gateway_is_not_ready_while_no_broker_answers() {
+    let mut broker = Broker::private();
+    let port: u16 = broker.addr.rsplit(':').next().unwrap().parse().unwrap();
+    let topics = Topics::new("gateway-down");
+    let state_topic = format!("{}.gateway-state", topics.group);
+    let mut gateway = GatewayProcess::spawn(&topics, &broker.addr, &state_topic, &[]);
+    gateway.wait_ready(Duration::from_secs(120));
+    let ready = |gateway: &GatewayProcess| {
+        let metrics = common::http_get(&gateway.addr, "/metrics").1;
+        (common::http_get(&gateway.addr, "/readyz").0, metrics.lines().any(|l| l == "tollgate_gateway_ready 1"))
+    };
+    let wait_for = |want: (u16, bool), what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while ready(&gateway) != want {
+            assert!(Instant::now() < deadline, "{what}: {:?}\n{}", ready(&gateway), gateway.log_text());
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    };
+    wait_for((200, true), "the gateway's metric did not follow /readyz");
+
+    broker.stop();
+    wait_for((503, false), "the gateway stayed ready with its broker gone");
+    assert!(gateway.log_text().contains("No Kafka broker answers"), "{}", gateway.log_text());
+
+    // A broker on the same address again (a new, empty one).
+    let _broker = Broker::start_on(port);
+    wait_for((200, true), "the gateway did not become ready again");
+    assert!(gateway.log_text().contains("Kafka answers again"), "{}", gateway.log_text());
+}

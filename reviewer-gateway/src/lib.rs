@@ -118,12 +118,13 @@ pub async fn run(config: GatewayConfig, shutdown: CancellationToken) -> Result<(
     let ready = Arc::new(AtomicBool::new(false));
     let view = view::View::start(&config, decoder, store.clone(), telemetry.clone(), notifier, ready.clone())?;
     let view_task = tokio::spawn(view.run(shutdown.clone()));
-    let maintenance = tokio::spawn(maintain(
-        store.clone(),
-        telemetry.clone(),
-        config.review.idempotency_retention.0,
-        shutdown.clone(),
-    ));
+    let upkeep = Upkeep {
+        store: store.clone(),
+        sink: sink.clone(),
+        telemetry: telemetry.clone(),
+        retention: config.review.idempotency_retention.0,
+    };
+    let maintenance = tokio::spawn(upkeep.run(shutdown.clone()));
 
     let gateway = service::Gateway::new(&config, store, sink, telemetry, service::Clock::System);
     let state = api::AppState::new(gateway, auth, ready, config.http.request_timeout.0);
@@ -139,22 +140,36 @@ pub async fn run(config: GatewayConfig, shutdown: CancellationToken) -> Result<(
     }
 }
 
-/// Periodic upkeep: queue gauges, and forgetting old idempotency keys.
-async fn maintain(
+/// How long a probe of the brokers may wait for their answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Periodic upkeep: queue gauges, forgetting old idempotency keys, and probing the brokers
+/// (readiness needs an answer).
+struct Upkeep {
     store: Arc<CaseStore>,
+    sink: sink::Sink,
     telemetry: telemetry::Telemetry,
     retention: Duration,
-    shutdown: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
-    let clock = service::Clock::System;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {
-                let now = clock.now_ms();
-                telemetry.queues(&store.stats(now), now);
-                store.expire_receipts(now - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+}
+
+impl Upkeep {
+    async fn run(self, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        let clock = service::Clock::System;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {
+                    let now = clock.now_ms();
+                    self.telemetry.queues(&self.store.stats(now), now);
+                    self.store.expire_receipts(now - i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX));
+                    let sink = self.sink.clone();
+                    // The probe keeps its answer for `Sink::is_healthy`, which readiness reads.
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::task::spawn_blocking(move || sink.probe(PROBE_TIMEOUT)) => {}
+                    }
+                }
             }
         }
     }

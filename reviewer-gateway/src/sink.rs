@@ -61,12 +61,30 @@ impl Sink {
         }
     }
 
-    /// False once the transactional producer hit a fatal error (the process needs a restart).
+    /// False once the transactional producer hit a fatal error (the process needs a restart),
+    /// and while the last [`Sink::probe`] found no broker answering.
     pub fn is_healthy(&self) -> bool {
         match self {
-            Sink::Kafka(k) => !k.fenced.load(Ordering::Relaxed),
+            Sink::Kafka(k) => !k.fenced.load(Ordering::Relaxed) && k.reachable.load(Ordering::Relaxed),
             Sink::Memory(_) => true,
         }
+    }
+
+    /// Asks the brokers for a topic's metadata, waiting up to `timeout`: whether Kafka answers
+    /// at all. Every action and every read is written to Kafka before it is answered, so a
+    /// gateway whose brokers are all out of reach can only answer 503 after a timeout. The
+    /// answer is kept for [`Sink::is_healthy`]; a change is logged. Blocking.
+    pub fn probe(&self, timeout: Duration) -> bool {
+        let Sink::Kafka(k) = self else { return true };
+        let answered = k.plain.client().fetch_metadata(Some(&k.probe_topic), timeout);
+        let reachable = answered.is_ok();
+        if k.reachable.swap(reachable, Ordering::Relaxed) != reachable {
+            match answered {
+                Ok(_) => tracing::info!("Kafka answers again; the gateway is ready."),
+                Err(e) => tracing::warn!(error = %e, "No Kafka broker answers; the gateway reports not ready."),
+            }
+        }
+        reachable
     }
 }
 
@@ -76,6 +94,10 @@ pub struct KafkaSink {
     plain: FutureProducer<LoggingContext>,
     timeout: Duration,
     fenced: AtomicBool,
+    /// Whether the last probe had an answer (see [`Sink::probe`]).
+    reachable: AtomicBool,
+    /// The topic whose metadata a probe asks for.
+    probe_topic: String,
 }
 
 impl KafkaSink {
@@ -93,7 +115,14 @@ impl KafkaSink {
         let transactional: ThreadedProducer<LoggingContext> =
             base.create_with_context(telemetry.client_context("transactional producer"))?;
         transactional.init_transactions(timeout)?;
-        Ok(KafkaSink { transactional: Mutex::new(transactional), plain, timeout, fenced: AtomicBool::new(false) })
+        Ok(KafkaSink {
+            transactional: Mutex::new(transactional),
+            plain,
+            timeout,
+            fenced: AtomicBool::new(false),
+            reachable: AtomicBool::new(true),
+            probe_topic: config.topics.audit_intake.clone(),
+        })
     }
 
     fn transaction(&self, records: &[OutRecord]) -> Result<(), SinkError> {

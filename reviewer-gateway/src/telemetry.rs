@@ -91,7 +91,11 @@ impl Telemetry {
             IntCounter::new(names::KAFKA_ERRORS, "Errors reported by the Kafka client (usually transient).")
                 .expect("valid metric");
         r.register(Box::new(kafka_errors.clone())).expect("metric registered once");
-        let ready = IntGauge::new(names::READY, "1 once the gateway's view has caught up with Kafka.").expect("valid");
+        let ready = IntGauge::new(
+            names::READY,
+            "1 while the gateway can serve: its view has caught up with Kafka, and a broker answers.",
+        )
+        .expect("valid");
         r.register(Box::new(ready.clone())).expect("metric registered once");
         let t = Telemetry {
             requests: counter(
@@ -207,12 +211,9 @@ impl Telemetry {
         }
     }
 
+    /// Set at each scrape of `/metrics`, from the predicate `/readyz` answers by.
     pub fn set_ready(&self, ready: bool) {
         self.ready.set(i64::from(ready));
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.ready.get() == 1
     }
 
     /// The Prometheus text exposition of every metric.

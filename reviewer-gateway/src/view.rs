@@ -188,7 +188,6 @@ impl View {
 impl Applier {
     fn caught_up(&mut self) {
         self.ready.store(true, Ordering::Relaxed);
-        self.telemetry.set_ready(true);
         let now = crate::service::Clock::System.now_ms();
         let deferred = std::mem::take(&mut self.deferred);
         tracing::info!(unread = self.remaining.len(), announced = deferred.len(), "The review view has caught up.");

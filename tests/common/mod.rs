@@ -55,6 +55,17 @@ impl Broker {
         if let Ok(addr) = std::env::var("TOLLGATE_TEST_BROKERS") {
             return Broker { addr, child: None };
         }
+        Broker::private()
+    }
+
+    /// A broker of this process's own, on a free port.
+    pub fn private() -> Broker {
+        Broker::start_on(free_port())
+    }
+
+    /// A broker of this process's own on `port`: a new, empty one (nisshi keeps everything in
+    /// memory), also when an earlier one listened there.
+    pub fn start_on(port: u16) -> Broker {
         let tools = std::env::var("TOLLGATE_TOOLS")
             .map(PathBuf::from)
             .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/tollgate-tools"));
@@ -63,7 +74,6 @@ impl Broker {
             bin.exists(),
             "no test broker: run the tests with scripts/test.sh (it installs and starts one), or set TOLLGATE_TEST_BROKERS"
         );
-        let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(bin)
             .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
@@ -80,14 +90,20 @@ impl Broker {
         }
         Broker { addr, child: Some(child) }
     }
-}
 
-impl Drop for Broker {
-    fn drop(&mut self) {
+    /// Stops a broker this process started (the shared one is left alone).
+    pub fn stop(&mut self) {
         if let Some(c) = self.child.as_mut() {
             let _ = c.kill();
             let _ = c.wait();
         }
+        self.child = None;
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

@@ -54,6 +54,12 @@ impl AppState {
     fn gateway(&self) -> &Gateway {
         &self.inner.gateway
     }
+
+    /// Ready: the view has caught up with Kafka, and the writer is usable and its brokers
+    /// answered the last probe.
+    fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Relaxed) && self.gateway().sink().is_healthy()
+    }
 }
 
 /// An authenticated caller.
@@ -312,7 +318,7 @@ async fn healthz() -> &'static str {
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = String), (status = 503, body = String)))]
 async fn readyz(State(s): State<AppState>) -> (StatusCode, &'static str) {
-    if s.inner.ready.load(Ordering::Relaxed) && s.gateway().sink().is_healthy() {
+    if s.is_ready() {
         (StatusCode::OK, "ready\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
@@ -322,5 +328,7 @@ async fn readyz(State(s): State<AppState>) -> (StatusCode, &'static str) {
 /// Prometheus metrics (text exposition format).
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, body = String)))]
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    // Set at each scrape from the predicate `/readyz` answers by, so the two never disagree.
+    s.gateway().telemetry().set_ready(s.is_ready());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.gateway().telemetry().render())
 }
