@@ -23,7 +23,10 @@ fn the_benchmark_harness_runs_its_short_mode_and_reports_every_figure() {
     for line in [
         "pass-through",
         "same records",
+        "same records, no intake",
+        "same records, handed off",
         "router over same records",
+        "router over it",
         "latency at",
         "pass-through latency",
         "same records' latency",
@@ -35,7 +38,7 @@ fn the_benchmark_harness_runs_its_short_mode_and_reports_every_figure() {
         assert!(stdout.contains(line), "the table lacks {line}:\n{stdout}");
     }
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    for phase in ["pass_through", "same_records", "router"] {
+    for phase in ["pass_through", "same_records", "same_records_no_intake", "same_records_handed_off", "router"] {
         assert!(report[phase]["events"].as_u64() > Some(19_000), "{phase}: {report}");
         assert!(report[phase]["events_per_second"].as_f64() > Some(0.0), "{phase}: {report}");
         assert!(report[phase]["cpu_seconds_per_million"].as_f64() > Some(0.0), "{phase}: {report}");
@@ -87,6 +90,8 @@ fn the_benchmark_harness_runs_its_short_mode_and_reports_every_figure() {
         [
             "pass-through",
             "same records",
+            "same records, no intake",
+            "same records, handed off",
             "router",
             "latency",
             "join",

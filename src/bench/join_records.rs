@@ -4,15 +4,15 @@
 //! Per decision, the join reads the decision and writes a resolved record and the review's
 //! changelog state, which it reads back. It gathers an audit record into the intake per poll
 //! batch, and the audit chainer copies it to the audit topic in transactions. This baseline
-//! moves records of the sizes the join wrote in the join phase, with the same client settings,
-//! on three threads:
+//! moves the records the join wrote in the join phase, read back and taken in turn, with the
+//! same client settings, on three threads:
 //!
-//! 1. consume the decisions in batches of the join's size; per decision, produce a
-//!    resolved-sized and a state-sized record keyed by its event id (the state with the join's
-//!    writer header, [`state_headers`]), and gather an audit-sized copy per intake partition,
-//!    sent at the end of the poll batch;
-//! 2. the audit chainer's transactional copy of the gathered audit copies, each written at a
-//!    chained record's size ([`records::chain_copies`]);
+//! 1. consume the decisions in batches of the join's size; per decision, produce a resolved
+//!    record and a state keyed by its event id (the state with the join's writer header,
+//!    [`state_headers`]), and gather an audit record (one of the router's sample) per intake
+//!    partition, sent at the end of the poll batch;
+//! 2. the audit chainer's transactional copy of the gathered audit copies, each written as a
+//!    chained record of the router's sample ([`records::chain_copies`]);
 //! 3. read the state copies back ([`records::read_copies`]).
 //!
 //! Its lag is sampled like the join's ([`join::measure`]). A baseline that falls behind the
@@ -21,6 +21,7 @@
 
 use super::join::{self, JoinPhase};
 use super::records::{self, GatheredCopies, Topics};
+use super::shape::{Kept, Samples, Shape};
 use crate::synth::send_waiting;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -36,8 +37,9 @@ use tollgate_router::kafka::{state_headers, writer_id, STATE_SUFFIX};
 /// How long the phase may take.
 const LIMIT: Duration = Duration::from_secs(300);
 
-/// The join's mean output per decision, read back from what it wrote in the join phase.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+/// The join's mean output per decision, read back from what it wrote in the join phase, and
+/// those records, which the baseline writes in turn (see [`super::shape`] for why not filler).
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct JoinShape {
     pub resolved_bytes: usize,
     pub state_bytes: usize,
@@ -45,15 +47,22 @@ pub struct JoinShape {
     /// A chained audit record's size and key size.
     pub chained_bytes: usize,
     pub chained_key_bytes: usize,
+    #[serde(skip)]
+    resolved: Arc<Kept>,
+    #[serde(skip)]
+    state: Arc<Kept>,
+    /// The router's sample: its audit records stand for the join's (see [`JoinShape::measure`]).
+    #[serde(skip)]
+    routing: Arc<Samples>,
 }
 
 impl JoinShape {
-    /// Mean sizes of up to `sample` resolved records and changelog states the join wrote; the
-    /// audit records' sizes are the router's (`routing`), of about the size of the join's.
-    pub fn measure(config: &RouterConfig, routing: &records::Shape, sample: usize) -> anyhow::Result<JoinShape> {
+    /// Up to `sample` resolved records and changelog states the join wrote, and their mean
+    /// sizes; the audit records are the router's (`routing`), of about the size of the join's.
+    pub fn measure(config: &RouterConfig, routing: &Shape, sample: usize) -> anyhow::Result<JoinShape> {
         let t = &config.topics;
-        let resolved_bytes = mean_size(config, &t.resolved, sample, |_| true)?;
-        let state_bytes = mean_size(config, &t.pending_changelog, sample, |key| {
+        let (resolved_bytes, resolved) = read_back(config, &t.resolved, sample, |_| true)?;
+        let (state_bytes, state) = read_back(config, &t.pending_changelog, sample, |key| {
             key.is_some_and(|k| k.ends_with(STATE_SUFFIX.as_bytes()))
         })?;
         Ok(JoinShape {
@@ -62,18 +71,21 @@ impl JoinShape {
             audit_bytes: routing.audit_bytes,
             chained_bytes: routing.chained_bytes,
             chained_key_bytes: routing.chained_key_bytes,
+            resolved: Arc::new(resolved),
+            state: Arc::new(state),
+            routing: Arc::clone(&routing.samples),
         })
     }
 }
 
-/// The mean value size of up to `sample` records of `topic` whose key passes `keep`, read from
-/// the beginning of every partition.
-fn mean_size(
+/// Up to `sample` records of `topic` whose key passes `keep`, read from the beginning of every
+/// partition, and their mean value size.
+fn read_back(
     config: &RouterConfig,
     topic: &str,
     sample: usize,
     keep: impl Fn(Option<&[u8]>) -> bool,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<(usize, Kept)> {
     let mut settings = tollgate_router::kafka::consumer_config(config);
     settings.set("group.id", format!("{}.join-shape", config.kafka.group_id)).set("enable.auto.commit", "false");
     let consumer: BaseConsumer = settings.create()?;
@@ -83,19 +95,21 @@ fn mean_size(
         assignment.add_partition_offset(topic, partition.id(), Offset::Beginning)?;
     }
     consumer.assign(&assignment)?;
-    let (mut bytes, mut n) = (0usize, 0usize);
+    let (mut bytes, mut n, mut kept) = (0usize, 0usize, Kept::default());
     let deadline = Instant::now() + Duration::from_secs(30);
     while n < sample && Instant::now() < deadline {
         // A quiet second: the topic has been read to its end.
         let Some(m) = consumer.poll(Duration::from_secs(1)) else { break };
         let m = m?;
         if keep(m.key()) {
-            bytes += m.payload().map_or(0, <[u8]>::len);
+            let value = m.payload().unwrap_or_default();
+            bytes += value.len();
             n += 1;
+            kept.keep(m.key().unwrap_or_default(), value);
         }
     }
     anyhow::ensure!(n > 0, "no record to measure in {topic}");
-    Ok(bytes / n)
+    Ok((bytes / n, kept))
 }
 
 /// Runs the baseline on `topics` (created by the caller; `routed` takes the resolved copies,
@@ -120,11 +134,11 @@ pub async fn run(
             let chained = AtomicU64::new(0);
             // Stages that have joined their groups (stage 1 here does not wait for them).
             let members = std::sync::atomic::AtomicUsize::new(0);
-            let chained_copy = records::ChainedCopy::sized(shape.chained_bytes, shape.chained_key_bytes);
             std::thread::scope(|s| {
-                let copy = s.spawn(|| copy_decisions(&config, &topics, &decisions, shape, &joined, deadline, &done));
+                let copy = s.spawn(|| copy_decisions(&config, &topics, &decisions, &shape, &joined, deadline, &done));
                 let chain = s.spawn(|| {
-                    records::chain_copies(&config, &topics, &chained_copy, (total, &members), &chained, deadline, &done)
+                    let copies = &shape.routing.chained;
+                    records::chain_copies(&config, &topics, copies, (total, &members), &chained, deadline, &done)
                 });
                 let read = s.spawn(|| records::read_copies(&config, &topics, &members, &done));
                 let panicked = |stage: &str| anyhow::anyhow!("the {stage} stage panicked");
@@ -150,14 +164,12 @@ fn copy_decisions(
     config: &RouterConfig,
     topics: &Topics,
     decisions: &str,
-    shape: JoinShape,
+    shape: &JoinShape,
     joined: &AtomicU64,
     deadline: Instant,
     done: &CancellationToken,
 ) -> anyhow::Result<()> {
     let (consumer, producer) = records::copy_clients(config, topics, decisions, records::Start::Preloaded)?;
-    let (resolved, state, audit) =
-        (vec![b'r'; shape.resolved_bytes], vec![b's'; shape.state_bytes], vec![b'a'; shape.audit_bytes]);
     let mut gathered = GatheredCopies::new(config, &topics.intake)?;
     let writer = writer_id();
     let mut key = Vec::new();
@@ -168,7 +180,9 @@ fn copy_decisions(
             let Some(m) = consumer.poll(wait) else { break };
             let m = m?;
             let id = m.key().unwrap_or_default();
-            send_waiting(&producer, BaseRecord::to(&topics.routed[0]).key(id).payload(resolved.as_slice()), done)?;
+            let n = joined.load(Ordering::Acquire);
+            let resolved = shape.resolved.nth(n).1;
+            send_waiting(&producer, BaseRecord::to(&topics.routed[0]).key(id).payload(resolved), done)?;
             key.clear();
             key.extend_from_slice(id);
             key.extend_from_slice(STATE_SUFFIX.as_bytes());
@@ -176,11 +190,11 @@ fn copy_decisions(
                 &producer,
                 BaseRecord::to(&topics.changelog)
                     .key(key.as_slice())
-                    .payload(state.as_slice())
+                    .payload(shape.state.nth(n).1)
                     .headers(state_headers(&writer)),
                 done,
             )?;
-            gathered.add(&producer, id, &audit, done)?;
+            gathered.add(&producer, id, shape.routing.audit.nth(n).1, done)?;
             joined.fetch_add(1, Ordering::AcqRel);
             polled += 1;
             wait = Duration::ZERO;

@@ -3,8 +3,11 @@
 //! 1. preloads the input topic with the reference example's synthetic payments (fixed seed);
 //! 2. **pass-through**: a bare consume → produce loop with the router's own client settings
 //!    copies the input to one output topic (the practical limit of the broker and client);
-//! 3. **same records**: the Kafka work the router does per event (its records, of their mean
-//!    sizes, and the audit chainer's transactional copy) without Tollgate's work ([`records`]);
+//! 3. **same records**: the Kafka work the router does per event (its records, taken from a
+//!    sample routed in process, and the audit chainer's transactional copy) without Tollgate's
+//!    work ([`records`]); then the same without the audit intake's round trip, each event's
+//!    chained record written by the first stage ([`records::AuditPath::Direct`]), and handed in
+//!    process to a transactional second stage ([`records::AuditPath::HandOff`]);
 //! 4. **router**: the full router (routing loop, review join, audit chainer) routes the same
 //!    input, with a fresh consumer group, until every event is routed and its audit record
 //!    chained;
@@ -29,6 +32,7 @@ pub mod join_records;
 pub mod latency;
 pub mod machine;
 pub mod records;
+pub mod shape;
 pub mod speed;
 
 use crate::synth::{flush_delivered, produce, send_waiting, Load, Mix};
@@ -91,8 +95,14 @@ pub struct Report {
     pub pass_through: Phase,
     /// The router's records without the router's work ([`records`]).
     pub same_records: Phase,
+    /// The same records with no audit intake: the chained records written by the stage
+    /// that reads the input ([`records::AuditPath::Direct`]).
+    pub same_records_no_intake: Phase,
+    /// The same records with the audit records handed in process to a transactional stage
+    /// ([`records::AuditPath::HandOff`]).
+    pub same_records_handed_off: Phase,
     /// The router's mean output per event, which `same_records` reproduces.
-    pub shape: records::Shape,
+    pub shape: shape::Shape,
     pub router: Phase,
     /// The router's routing loops (`processing.routing_threads`).
     pub routing_threads: usize,
@@ -126,7 +136,7 @@ impl Report {
                 |m| (format!("{:.0}%", 100.0 * m.busy), format!("{:.2}", m.other_processes_cores)),
             );
             format!(
-                "{:<14} {:>10} {:>12.0} {:>8.2} {:>14.1} {:>9.0} {:>9} {:>16}\n",
+                "{:<24} {:>10} {:>12.0} {:>8.2} {:>14.1} {:>9.0} {:>9} {:>16}\n",
                 p.name, p.events, p.events_per_second, ratio, p.cpu_seconds_per_million, p.rss_mib, busy, others
             )
         };
@@ -134,7 +144,7 @@ impl Report {
             self.router_cpu_by_thread.iter().map(|(name, cpu)| format!("{name} {cpu:.1}")).collect();
         let j = &self.join;
         format!(
-            "{:<14} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>16}\n{}{}{}router over same records: {:.2} (same records per event: {})\nrouter CPU s per M events by thread ({} routing thread(s)): {}\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {}\npass-through latency at the same rate, {}\nsame records' latency at the same rate, {}\n\njoin: {}\njoin CPU s per M decisions by thread: {}\njoin, same records: {} (resolved {} B, state {} B, audit {} B into the intake and {} B chained per decision)\njoin over same records: {:.2}\n\nthe box's speed by phase (the hot path's CPU ns per event, sampled every 200 ms): {}\n",
+            "{:<24} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>16}\n{}{}{}{}{}router over same records: {:.2} (same records per event: {})\nsame records, no intake, over same records: {:.2}; router over it: {:.2}\nsame records, handed off, over same records: {:.2}; router over it: {:.2}\nrouter CPU s per M events by thread ({} routing thread(s)): {}\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {}\npass-through latency at the same rate, {}\nsame records' latency at the same rate, {}\n\njoin: {}\njoin CPU s per M decisions by thread: {}\njoin, same records: {} (resolved {} B, state {} B, audit {} B into the intake and {} B chained per decision)\njoin over same records: {:.2}\n\nthe box's speed by phase (the hot path's CPU ns per event, sampled every 200 ms): {}\n",
             "phase",
             "events",
             "events/s",
@@ -144,10 +154,16 @@ impl Report {
             "box busy",
             "others (cores)",
             row(&self.pass_through, 1.0),
-            row(&self.same_records, self.same_records.events_per_second / self.pass_through.events_per_second.max(1e-9)),
+            row(&self.same_records, over(&self.same_records, &self.pass_through)),
+            row(&self.same_records_no_intake, over(&self.same_records_no_intake, &self.pass_through)),
+            row(&self.same_records_handed_off, over(&self.same_records_handed_off, &self.pass_through)),
             row(&self.router, self.ratio),
             self.ratio_to_same_records,
             self.shape.describe(),
+            over(&self.same_records_no_intake, &self.same_records),
+            over(&self.router, &self.same_records_no_intake),
+            over(&self.same_records_handed_off, &self.same_records),
+            over(&self.router, &self.same_records_handed_off),
             self.routing_threads,
             threads.join(", "),
             self.latency.rate,
@@ -166,6 +182,11 @@ impl Report {
             speed::describe(&self.host_speed),
         )
     }
+}
+
+/// One phase's rate over another's.
+fn over(a: &Phase, b: &Phase) -> f64 {
+    a.events_per_second / b.events_per_second.max(1e-9)
 }
 
 fn phase(name: &str, events: u64, spent: Spent) -> Phase {
@@ -221,6 +242,8 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     let copy_topic = format!("{run_id}.pass-through");
     let live_copy = format!("{run_id}.live-pass-through");
     let same = records::Topics::named("same-records", &format!("{run_id}.same"));
+    let same_direct = records::Topics::named("same-direct", &format!("{run_id}.same-direct"));
+    let same_handed = records::Topics::named("same-handed", &format!("{run_id}.same-handed"));
     let same_live_input = format!("{run_id}.same-live-payments");
     let same_live = records::Topics::named("same-live", &format!("{run_id}.same-live"));
     let same_join = records::Topics {
@@ -229,7 +252,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     };
     let same_decisions = format!("{run_id}.same-decisions");
     let mut names = vec![&copy_topic, &live_copy, &same_live_input, &same_decisions];
-    for topics in [&same, &same_live, &same_join] {
+    for topics in [&same, &same_direct, &same_handed, &same_live, &same_join] {
         names.extend(&topics.routed);
         names.extend([&topics.intake, &topics.audit, &topics.changelog]);
     }
@@ -273,15 +296,17 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     };
     let shape = {
         let (config, seed, sample) = (config.clone(), options.seed, options.events.min(20_000));
-        tokio::task::spawn_blocking(move || records::Shape::measure(&config, seed, sample)).await??
+        tokio::task::spawn_blocking(move || shape::Shape::measure(&config, seed, sample)).await??
     };
-    probe.mark("same records");
-    eprintln!("same records…");
-    let same_records = {
-        let (config, n, stop, shape) = (config.clone(), options.events, shutdown.clone(), shape.clone());
-        tokio::task::spawn_blocking(move || records::run(&config, &same, &shape, n, records::Start::Preloaded, &stop))
-            .await??
-    };
+    let n = options.events;
+    let same_records =
+        same_records_phase(&config, same, (&shape, records::AuditPath::Intake, n), &mut probe, &shutdown).await?;
+    let same_records_no_intake =
+        same_records_phase(&config, same_direct, (&shape, records::AuditPath::Direct, n), &mut probe, &shutdown)
+            .await?;
+    let same_records_handed_off =
+        same_records_phase(&config, same_handed, (&shape, records::AuditPath::HandOff, n), &mut probe, &shutdown)
+            .await?;
     probe.mark("router");
     eprintln!("router…");
     let threads_before = cpu_by_thread();
@@ -331,9 +356,16 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         tokio::task::spawn_blocking(move || join_records::JoinShape::measure(&config, &routing, 2_000)).await??
     };
     probe.mark("join, same records");
-    let join_same_records =
-        join_records::run(&config, same_join, same_decisions, join_shape, ids, options.decision_rate, &shutdown)
-            .await?;
+    let join_same_records = join_records::run(
+        &config,
+        same_join,
+        same_decisions,
+        join_shape.clone(),
+        ids,
+        options.decision_rate,
+        &shutdown,
+    )
+    .await?;
     // The baselines at the same rate, once the router has stopped, each assigned its input at
     // the end: the pass-through reads the router's input topic, so the broker serves it from
     // the same state; same records read a topic of their own (below).
@@ -357,11 +389,12 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         let mut c = config.clone();
         c.kafka.input_topic = same_live_input.clone();
         // Its routed records, as the router's latency reads them (dead letters aside).
-        let outputs = same_live.routed[..records::ROUTE_TOPICS].to_vec();
+        let outputs = same_live.routed[..shape::ROUTE_TOPICS].to_vec();
         let offer = (&load, "same", rate);
         let (live_config, stop, shape) = (c.clone(), shutdown.clone(), shape.clone());
         baseline_latency(&options, &live_config, offer, outputs, &shutdown, move |ready| {
-            records::run(&c, &same_live, &shape, latency_events, records::Start::Live(ready), &stop).map(|_| ())
+            let what = (&shape, records::AuditPath::Intake);
+            records::run(&c, &same_live, what, latency_events, records::Start::Live(ready), &stop).map(|_| ())
         })
         .await?
     };
@@ -379,10 +412,12 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         events: options.events,
         partitions: options.partitions,
         routing_threads: options.routing_threads,
-        ratio: router.events_per_second / pass.events_per_second.max(1e-9),
-        ratio_to_same_records: router.events_per_second / same_records.events_per_second.max(1e-9),
+        ratio: over(&router, &pass),
+        ratio_to_same_records: over(&router, &same_records),
         pass_through: pass,
         same_records,
+        same_records_no_intake,
+        same_records_handed_off,
         shape,
         router,
         latency,
@@ -394,6 +429,23 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         join_shape,
         host_speed: probe.finish(),
     })
+}
+
+/// A same-records phase on `events` of the preloaded input, its audit copies taking `path`.
+async fn same_records_phase(
+    config: &RouterConfig,
+    topics: records::Topics,
+    (shape, path, events): (&shape::Shape, records::AuditPath, u64),
+    probe: &mut speed::SpeedProbe,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Phase> {
+    probe.mark(path.phase());
+    eprintln!("{}…", path.phase());
+    let (config, stop, shape) = (config.clone(), shutdown.clone(), shape.clone());
+    tokio::task::spawn_blocking(move || {
+        records::run(&config, &topics, (&shape, path), events, records::Start::Preloaded, &stop)
+    })
+    .await?
 }
 
 /// A latency baseline: `copy` runs on its own thread from the end of `config`'s input topic and

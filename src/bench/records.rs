@@ -8,212 +8,108 @@
 //! chaining a sample in process ([`Shape`]), with the same client settings, on three threads:
 //!
 //! 1. consume the input in batches of the router's size; produce routed copies (keyed like the
-//!    input) to one topic per topic the router routes to, each at that topic's share of events
-//!    and mean size, with the router's headers; an audit-sized copy gathered like the router's
-//!    audit records; and a changelog-sized one for the same share of records the policy sends
-//!    to review;
-//! 2. consume the gathered audit copies and produce a chained-sized record for each, committing
-//!    the offsets in transactions of the chainer's size;
+//!    input) to one topic per topic the router routes to, each at that topic's share of events,
+//!    with the router's headers; an audit copy gathered like the router's audit records; and a
+//!    changelog copy for the same share of records the policy sends to review;
+//! 2. consume the gathered audit copies and produce a chained record for each, committing the
+//!    offsets in transactions of the chainer's size;
 //! 3. read the changelog copies.
+//!
+//! The copies are the sample's own records, taken in turn ([`super::shape::Samples`]), so they
+//! compress as the router's do; filler of their sizes would not (see there). A live run's
+//! routed copies are the exception: the latency measure needs each input's event id in them
+//! (see [`copy_input`]).
 //!
 //! Measured from the first input record read until stage 2 has committed every record. So the
 //! router's ratio to this baseline is the share of the client library's and broker's limit that
 //! Tollgate's own work leaves: what the pass-through ratio cannot separate, since the router
 //! must write two to three records per event (routed, chained audit, for one in six a changelog
 //! entry), plus a share of an intake batch, where the pass-through writes one.
+//!
+//! [`AuditPath::Direct`] runs it without the intake's round trip: stage 1 writes each event's
+//! chained record itself, and there is no stage 2. That is the Kafka work left to a router
+//! whose routing loop chained its own audit records outside a transaction, so its CPU per
+//! event against the baseline's bounds what such a design could save. [`AuditPath::HandOff`]
+//! keeps stage 2 and its transactions but feeds it in process: the Kafka work of a routing loop
+//! handing its audit records to the chainer of its own process.
 
 use super::latency;
 use super::machine::Mark;
+use super::shape::{Kept, Shape, ROUTE_TOPICS};
 use super::{phase, Phase};
-use crate::synth::{send_waiting, Mix, PaymentGenerator};
+use crate::synth::send_waiting;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tollgate_common::kafka::{wait_delivered, LoggingContext};
 use tollgate_router::config::RouterConfig;
 use tollgate_router::kafka::intake::{self, KeyHash, MAX_BATCH_BYTES};
-use tollgate_router::kafka::{dead_letter_headers, routed_headers, sample_headers};
-use tollgate_router::pipeline::{Output, Pipeline, Source, Verdict};
-use tollgate_schemas::audit::GENESIS;
 use tollgate_schemas::headers;
-use tollgate_schemas::intake::AuditBatch;
-use tollgate_schemas::{AuditRecord, Route};
 
 /// Records a transaction of stage 2 holds at most (the audit chainer's smallest batch).
 const CHAIN_BATCH: usize = 20_000;
 /// How long the phase may take.
 const LIMIT: Duration = Duration::from_secs(600);
 
-/// The router's mean output per input record, from routing a sample of the input in process.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Shape {
-    /// Mean size of a routed record or dead letter.
-    pub routed_bytes: usize,
-    /// Mean size of an audit record in the intake.
-    pub audit_bytes: usize,
-    /// Mean size of a chained audit record (the audit topic's), and of its key (the event id).
-    pub chained_bytes: usize,
-    pub chained_key_bytes: usize,
-    pub changelog_bytes: usize,
-    /// Share of input records that write a changelog entry.
-    pub changelog_share: f64,
-    /// Routed records and dead letters per topic, in [`destinations`] order.
-    pub routed: Vec<Destination>,
-}
-
-/// The routed records (or dead letters) the router writes to one topic.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Destination {
-    /// The router's topic.
-    pub topic: String,
-    /// Records per input record.
-    pub share: f64,
-    /// Their mean size.
-    pub bytes: usize,
-    /// The headers of the first of them (their values' sizes hardly vary).
-    #[serde(skip)]
-    pub headers: Option<OwnedHeaders>,
-}
-
-/// The topics a router's routed records and dead letters go to: each route's (empty for a
-/// disabled route), then the dead-letter topic. The baseline has one for each.
-fn destinations(config: &RouterConfig) -> [&str; ROUTE_TOPICS + 1] {
-    let t = &config.topics;
-    let [a, b, c, d] = Route::ALL.map(|r| t.for_route(r).unwrap_or_default());
-    [a, b, c, d, &t.dead_letter]
-}
-
-/// How many of the baseline's routed topics hold routed records (the last holds dead letters).
-pub const ROUTE_TOPICS: usize = Route::ALL.len();
-
-/// Running totals of one destination while a sample is routed.
-#[derive(Default)]
-struct Tally {
-    records: usize,
-    bytes: usize,
-    headers: Option<OwnedHeaders>,
-}
-
-impl Tally {
-    fn add(&mut self, bytes: usize, headers: impl FnOnce() -> OwnedHeaders) {
-        self.records += 1;
-        self.bytes += bytes;
-        self.headers.get_or_insert_with(headers);
-    }
-}
-
-impl Shape {
-    /// Routes the first `sample` events of the generator stream (the same seed as the preload),
-    /// and chains their audit records as the chainer would.
-    pub fn measure(config: &RouterConfig, seed: u64, sample: u64) -> anyhow::Result<Shape> {
-        let pipeline = Pipeline::from_config(config)?;
-        let targets = destinations(config);
-        let at = |topic: &str| targets.iter().position(|t| *t == topic);
-        let mut generator = PaymentGenerator::new(seed, Mix::default(), "bench");
-        let (mut buf, mut out, now) = (Vec::new(), Output::default(), SystemTime::now());
-        let mut tallies: Vec<Tally> = targets.iter().map(|_| Tally::default()).collect();
-        let (mut audit, mut changelog, mut changes) = (0usize, 0usize, 0u64);
-        let (mut intake, mut sealed, mut prev) = (AuditBatch::default(), Vec::new(), GENESIS.to_owned());
-        let (mut chained, mut keys) = (0usize, 0usize);
-        for offset in 0..sample as i64 {
-            generator.next_into(&mut buf);
-            let source = Source { topic: &config.kafka.input_topic, partition: 0, offset };
-            match pipeline.process(Some(&buf), source, now, &mut out) {
-                Verdict::Routed { route, topic, pre_accept, sample, .. } => {
-                    let version = (pipeline.policy_version(), out.model_version.as_str());
-                    for topic in [Some(topic), pre_accept].into_iter().flatten() {
-                        if let Some(i) = at(topic) {
-                            tallies[i].add(out.value.len(), || routed_headers(route, version.0, version.1));
-                        }
-                    }
-                    if let Some(i) = sample.and_then(at) {
-                        tallies[i].add(out.sample.len(), || sample_headers(version.0));
-                    }
-                }
-                // A dead letter is the original bytes.
-                Verdict::Rejected(rejection) => {
-                    tallies[ROUTE_TOPICS].add(buf.len(), || dead_letter_headers(&rejection, &source));
-                }
-            }
-            audit += out.audit.len();
-            if !out.changelog.is_empty() {
-                changelog += out.changelog.len();
-                changes += 1;
-            }
-            intake.clear();
-            intake.push_datum(&out.audit);
-            for mut record in AuditRecord::read_batch(intake.as_bytes())? {
-                sealed.clear();
-                prev = record.seal_and_write(offset, &prev, config.output.format, &mut sealed)?;
-                chained += sealed.len();
-                keys += record.event_id.len();
-            }
-        }
-        let n = sample.max(1) as usize;
-        let all: usize = tallies.iter().map(|t| t.records).sum();
-        Ok(Shape {
-            routed_bytes: tallies.iter().map(|t| t.bytes).sum::<usize>() / all.max(1),
-            audit_bytes: audit / n,
-            chained_bytes: chained / n,
-            chained_key_bytes: keys / n,
-            changelog_bytes: changelog / changes.max(1) as usize,
-            changelog_share: changes as f64 / n as f64,
-            routed: tallies
-                .into_iter()
-                .zip(targets)
-                .map(|(t, topic)| Destination {
-                    topic: topic.to_owned(),
-                    share: t.records as f64 / n as f64,
-                    bytes: t.bytes / t.records.max(1),
-                    headers: t.headers,
-                })
-                .collect(),
-        })
-    }
-
-    /// One line: what the baseline writes per input record.
-    pub fn describe(&self) -> String {
-        let shares: Vec<String> = self
-            .routed
-            .iter()
-            .filter(|d| d.share > 0.0)
-            // The run's topics are `<run id>.<name>`.
-            .map(|d| {
-                format!("{} {:.1}% at {} B", d.topic.rsplit('.').next().unwrap_or(&d.topic), 100.0 * d.share, d.bytes)
-            })
-            .collect();
-        format!(
-            "routed {} B ({}), audit {} B into the intake and {} B chained, changelog {} B for {:.1}% of events",
-            self.routed_bytes,
-            shares.join(", "),
-            self.audit_bytes,
-            self.chained_bytes,
-            self.changelog_bytes,
-            100.0 * self.changelog_share
-        )
-    }
-}
-
 /// Whether the `n`th record (from 0) is one of a `share` of records spread evenly.
 fn falls(n: u64, share: f64) -> bool {
     ((n + 1) as f64 * share) as u64 > (n as f64 * share) as u64
+}
+
+/// How many of a `share` of records spread evenly came before the `n`th record.
+fn nth_of(n: u64, share: f64) -> u64 {
+    (n as f64 * share) as u64
 }
 
 /// The topics of the baseline (created by the caller).
 pub struct Topics {
     /// Names the baseline's consumer groups and transactional id.
     pub tag: &'static str,
-    /// One per topic the router writes routed records or dead letters to, in [`destinations`]
-    /// order (the review join's baseline has one, for its resolved records).
+    /// One per topic the router writes routed records or dead letters to, in the order of
+    /// [`Shape::routed`] (the review join's baseline has one, for its resolved records).
     pub routed: Vec<String>,
     pub intake: String,
     pub audit: String,
     pub changelog: String,
+}
+
+/// How the baseline's audit copies reach its audit topic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditPath {
+    /// As the router's: gathered into the intake by stage 1, then copied one by one in
+    /// transactions by stage 2.
+    Intake,
+    /// Straight from stage 1, one chained record per event in the partition number its input
+    /// record came from, as a routing loop chaining its own partitions would write them; no
+    /// intake and no stage 2.
+    Direct,
+    /// Handed from stage 1 to stage 2 in process (no intake), which writes one chained record
+    /// per event in transactions of the chainer's size, in the partition number the input record
+    /// came from.
+    HandOff,
+}
+
+impl AuditPath {
+    /// The name of the baseline's phase with this path.
+    pub fn phase(self) -> &'static str {
+        match self {
+            AuditPath::Intake => "same records",
+            AuditPath::Direct => "same records, no intake",
+            AuditPath::HandOff => "same records, handed off",
+        }
+    }
+
+    /// The stages that must join their groups before live input is offered (stage 1 aside).
+    fn other_stages(self) -> usize {
+        match self {
+            AuditPath::Intake => 2,
+            AuditPath::Direct | AuditPath::HandOff => 1,
+        }
+    }
 }
 
 /// Where stage 1 starts reading the input.
@@ -244,56 +140,88 @@ impl Topics {
 pub fn run(
     config: &RouterConfig,
     topics: &Topics,
-    shape: &Shape,
+    (shape, audit): (&Shape, AuditPath),
     events: u64,
     start: Start<'_>,
     stop: &CancellationToken,
 ) -> anyhow::Result<Phase> {
-    let chained = Arc::new(AtomicU64::new(0));
-    let started: Arc<std::sync::OnceLock<Mark>> = Arc::default();
+    let chained = AtomicU64::new(0);
+    let started = std::sync::OnceLock::new();
     let deadline = Instant::now() + LIMIT;
     let done = stop.child_token();
     let joined = AtomicUsize::new(0);
-    let chained_copy = ChainedCopy::sized(shape.chained_bytes, shape.chained_key_bytes);
+    // Room for a few poll batches of events waiting for the hand-off's stage 2.
+    let (handed, to_chain) = std::sync::mpsc::sync_channel(4 * CHAIN_BATCH);
+    let handed = (audit == AuditPath::HandOff).then_some(handed);
+    let stage_1 = Stage1 { shape, audit, events, start, handed };
+    let stage_2 = Stage2 { config, topics, events, chained: &chained, deadline, done: &done };
     std::thread::scope(|s| -> anyhow::Result<Phase> {
-        let copy = s.spawn(|| copy_input(config, topics, (shape, events, start), (&started, &joined), deadline, &done));
-        let chain =
-            s.spawn(|| chain_copies(config, topics, &chained_copy, (events, &joined), &chained, deadline, &done));
+        let copy = s.spawn(|| copy_input(config, topics, &stage_1, (&started, &joined), deadline, &done));
         let read = s.spawn(|| read_copies(config, topics, &joined, &done));
-        let chain_result = chain.join().map_err(|_| anyhow::anyhow!("the chain stage panicked"))?;
-        // Stage 2 is last: once it is done (or failed), the others stop too.
+        let copies = &shape.samples.chained;
+        let chain = match audit {
+            AuditPath::Intake => {
+                Some(s.spawn(|| chain_copies(config, topics, copies, (events, &joined), &chained, deadline, &done)))
+            }
+            AuditPath::HandOff => Some(s.spawn(move || stage_2.chain_handed(copies, &to_chain))),
+            AuditPath::Direct => None,
+        };
+        let panicked = |stage: &str| anyhow::anyhow!("the {stage} stage panicked");
+        // The last stage (stage 2, or stage 1 when there is none) ends the phase: once it is
+        // done (or failed), the others stop too.
+        let (last, copy) = match chain {
+            Some(chain) => (chain.join().map_err(|_| panicked("chain"))?, Some(copy)),
+            None => (copy.join().map_err(|_| panicked("copy"))?.map(|n| chained.store(n, Ordering::Release)), None),
+        };
         let spent = started.get().map(Mark::spent);
         done.cancel();
-        copy.join().map_err(|_| anyhow::anyhow!("the copy stage panicked"))??;
-        read.join().map_err(|_| anyhow::anyhow!("the read stage panicked"))??;
-        chain_result?;
-        Ok(phase("same records", chained.load(Ordering::Acquire), spent.unwrap_or_default()))
+        if let Some(copy) = copy {
+            copy.join().map_err(|_| panicked("copy"))??;
+        }
+        read.join().map_err(|_| panicked("read"))??;
+        last?;
+        Ok(phase(audit.phase(), chained.load(Ordering::Acquire), spent.unwrap_or_default()))
     })
+}
+
+/// What stage 1 writes, and from where.
+struct Stage1<'a> {
+    shape: &'a Shape,
+    audit: AuditPath,
+    events: u64,
+    start: Start<'a>,
+    /// Where each event's audit record goes (its input partition and number), for
+    /// [`AuditPath::HandOff`].
+    handed: Option<std::sync::mpsc::SyncSender<(i32, u64)>>,
 }
 
 /// Stage 1: the routing loop's records. Each input record's routed copies go to the topics the
 /// router's would, each topic's share spread evenly, with the router's headers. A routed copy
-/// is the input record padded with spaces to the mean size of that topic's records: still the
-/// input's JSON, so a latency phase finds its event id in it. Live, it says it is ready once
-/// the other two stages have joined their groups, as the router's chainer and join have when
-/// its latency is measured.
+/// is the next of the sample's records for that topic; live, it is the input record padded
+/// with spaces to their mean size instead, still the input's JSON, so the latency phase finds
+/// its event id in it (the padding compresses better than the router's records do). Each
+/// event's audit copy takes the stage's [`AuditPath`]. Live, it says it is ready once the other
+/// stages have joined their groups, as the router's chainer and join have when its latency is
+/// measured. Returns the records it copied, all delivered.
 fn copy_input(
     config: &RouterConfig,
     topics: &Topics,
-    (shape, events, start): (&Shape, u64, Start<'_>),
+    stage: &Stage1<'_>,
     (started, joined): (&std::sync::OnceLock<Mark>, &AtomicUsize),
     deadline: Instant,
     done: &CancellationToken,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<u64> {
+    let Stage1 { shape, audit: path, events, start, .. } = *stage;
+    let samples = &shape.samples;
     let (consumer, producer) = copy_clients(config, topics, &config.kafka.input_topic, start)?;
     if let Start::Live(ready) = start {
-        while joined.load(Ordering::Acquire) < 2 && Instant::now() < deadline && !done.is_cancelled() {
+        let others = path.other_stages();
+        while joined.load(Ordering::Acquire) < others && Instant::now() < deadline && !done.is_cancelled() {
             std::thread::sleep(Duration::from_millis(10));
         }
         ready.store(true, Ordering::Release);
     }
     let mut routed = Vec::with_capacity(shape.routed_bytes);
-    let (audit, changelog) = (vec![b'a'; shape.audit_bytes], vec![b'c'; shape.changelog_bytes]);
     let mut gathered = GatheredCopies::new(config, &topics.intake)?;
     let mut copied = 0u64;
     while copied < events && Instant::now() < deadline && !done.is_cancelled() {
@@ -304,24 +232,44 @@ fn copy_input(
             let m = m?;
             started.get_or_init(Mark::now);
             let key = m.key().unwrap_or_default();
-            for (destination, topic) in shape.routed.iter().zip(&topics.routed) {
+            for ((destination, topic), kept) in shape.routed.iter().zip(&topics.routed).zip(&samples.routed) {
                 if !falls(copied, destination.share) {
                     continue;
                 }
-                routed.clear();
-                routed.extend_from_slice(m.payload().unwrap_or_default());
-                routed.resize(routed.len().max(destination.bytes), b' ');
-                let mut record = BaseRecord::to(topic).key(key).payload(routed.as_slice());
+                let payload = match start {
+                    // Each topic's records in turn: this is its `copied × share`th.
+                    Start::Preloaded => kept.nth(nth_of(copied, destination.share)).1,
+                    Start::Live(_) => {
+                        routed.clear();
+                        routed.extend_from_slice(m.payload().unwrap_or_default());
+                        routed.resize(routed.len().max(destination.bytes), b' ');
+                        routed.as_slice()
+                    }
+                };
+                let mut record = BaseRecord::to(topic).key(key).payload(payload);
                 if let Some(headers) = &destination.headers {
                     record = record.headers(headers.clone());
                 }
                 send_waiting(&producer, record, done)?;
             }
-            gathered.add(&producer, key, &audit, done)?;
+            match path {
+                AuditPath::Intake => gathered.add(&producer, key, samples.audit.nth(copied).1, done)?,
+                AuditPath::HandOff => {
+                    let handed = stage.handed.as_ref().map(|h| h.send((m.partition(), copied)));
+                    handed.transpose().map_err(|_| anyhow::anyhow!("the hand-off's stage 2 has stopped"))?;
+                }
+                AuditPath::Direct => {
+                    let (id, chained) = samples.chained.nth(copied);
+                    let record = BaseRecord::to(&topics.audit).partition(m.partition()).key(id).payload(chained);
+                    send_waiting(&producer, record, done)?;
+                }
+            }
             if falls(copied, shape.changelog_share) {
                 send_waiting(
                     &producer,
-                    BaseRecord::to(&topics.changelog).key(key).payload(changelog.as_slice()),
+                    BaseRecord::to(&topics.changelog)
+                        .key(key)
+                        .payload(samples.changelog.nth(nth_of(copied, shape.changelog_share)).1),
                     done,
                 )?;
             }
@@ -332,7 +280,7 @@ fn copy_input(
         gathered.send_all(&producer, done)?;
     }
     crate::synth::flush_delivered(&producer, Duration::from_secs(60), "the same-records baseline")?;
-    Ok(())
+    Ok(copied)
 }
 
 /// A first stage's clients, with the router's settings: a consumer of `from` in the baseline's
@@ -420,25 +368,12 @@ impl<'t> GatheredCopies<'t> {
     }
 }
 
-/// What stage 2 writes for each gathered copy: a record of a chained audit record's size, with
-/// a key of an event id's.
-pub(super) struct ChainedCopy {
-    pub payload: Vec<u8>,
-    pub key: Vec<u8>,
-}
-
-impl ChainedCopy {
-    pub(super) fn sized(payload: usize, key: usize) -> ChainedCopy {
-        ChainedCopy { payload: vec![b'h'; payload], key: vec![b'k'; key] }
-    }
-}
-
 /// Stage 2: the audit chainer's copy, in transactions, until `events` copies are chained. Each
-/// gathered copy goes on as a record of its own, of the chained record's size.
+/// gathered copy goes on as a record of its own: the next of `chained_copies`.
 pub(super) fn chain_copies(
     config: &RouterConfig,
     topics: &Topics,
-    chained_copy: &ChainedCopy,
+    chained_copies: &Kept,
     (events, joined): (u64, &AtomicUsize),
     chained: &AtomicU64,
     deadline: Instant,
@@ -458,6 +393,7 @@ pub(super) fn chain_copies(
     let consumer: BaseConsumer = settings.create()?;
     consumer.subscribe(&[&topics.intake])?;
     let mut member = Member::default();
+    let mut written = 0u64;
     while chained.load(Ordering::Acquire) < events && Instant::now() < deadline && !done.is_cancelled() {
         member.note(&consumer, joined);
         let mut batch = Vec::new();
@@ -483,10 +419,9 @@ pub(super) fn chain_copies(
         for m in &batch {
             // Each gathered audit copy goes on as a record of its own.
             for _ in 0..intake::announced_records(m).unwrap_or(1).max(1) {
-                let record = BaseRecord::to(&topics.audit)
-                    .partition(m.partition())
-                    .key(chained_copy.key.as_slice())
-                    .payload(chained_copy.payload.as_slice());
+                let (id, chained) = chained_copies.nth(written);
+                let record = BaseRecord::to(&topics.audit).partition(m.partition()).key(id).payload(chained);
+                written += 1;
                 send_waiting(&producer, record, done)?;
                 copies += 1;
             }
@@ -504,6 +439,55 @@ pub(super) fn chain_copies(
         chained.fetch_add(copies, Ordering::AcqRel);
     }
     Ok(())
+}
+
+/// What the hand-off's stage 2 works with.
+struct Stage2<'a> {
+    config: &'a RouterConfig,
+    topics: &'a Topics,
+    events: u64,
+    chained: &'a AtomicU64,
+    deadline: Instant,
+    done: &'a CancellationToken,
+}
+
+impl Stage2<'_> {
+    /// Stage 2 of [`AuditPath::HandOff`]: each event handed over becomes the next of `copies`,
+    /// written in transactions of up to the chainer's size, as they come, until `events` are
+    /// committed.
+    fn chain_handed(&self, copies: &Kept, handed: &std::sync::mpsc::Receiver<(i32, u64)>) -> anyhow::Result<()> {
+        let (config, topics, timeout) = (self.config, self.topics, Duration::from_secs(30));
+        let id = format!("{}.{}-handed", config.kafka.group_id, topics.tag);
+        let producer: ThreadedProducer<LoggingContext> = tollgate_router::kafka::chain_producer_config(config, &id)
+            .create_with_context(LoggingContext::new("baseline hand-off producer"))?;
+        producer.init_transactions(timeout)?;
+        let mut batch = Vec::with_capacity(CHAIN_BATCH);
+        while self.chained.load(Ordering::Acquire) < self.events
+            && Instant::now() < self.deadline
+            && !self.done.is_cancelled()
+        {
+            batch.clear();
+            let mut wait = Duration::from_millis(100);
+            while batch.len() < CHAIN_BATCH {
+                let Ok(event) = handed.recv_timeout(wait) else { break };
+                batch.push(event);
+                wait = Duration::ZERO;
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            producer.begin_transaction()?;
+            for (partition, n) in &batch {
+                let (key, value) = copies.nth(*n);
+                let record = BaseRecord::to(&topics.audit).partition(*partition).key(key).payload(value);
+                send_waiting(&producer, record, self.done)?;
+            }
+            wait_delivered(&producer, timeout, || producer.context().failed_deliveries() > 0)?;
+            producer.commit_transaction(timeout)?;
+            self.chained.fetch_add(batch.len() as u64, Ordering::AcqRel);
+        }
+        Ok(())
+    }
 }
 
 /// Stage 3: the review join reading the changelog back.
@@ -540,6 +524,21 @@ impl Member {
         if !self.joined && consumer.assignment().is_ok_and(|a| a.count() > 0) {
             self.joined = true;
             joined.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_records_of_a_share_are_numbered_in_turn() {
+        for share in [0.005, 0.111, 0.807, 1.0] {
+            let picked: Vec<u64> = (0..5_000).filter(|n| falls(*n, share)).map(|n| nth_of(n, share)).collect();
+            let expected: Vec<u64> = (0..picked.len() as u64).collect();
+            assert_eq!(picked, expected, "share {share}");
+            assert_eq!(picked.len() as u64, (5_000.0 * share) as u64, "share {share}");
         }
     }
 }
