@@ -2,40 +2,20 @@
 //! a router restart), `tollgate audit verify` passes the intact trail and finds an edited, deleted, reordered or
 //! inserted record where it is, and `tollgate audit export --event-id` prints one event's full
 //! story in order. The routing loop's audit records reach the chainer in batches, each in the
-//! partition its event id gets as a record key.
+//! partition its event id gets as a record key: handed in process to the router's own chainer,
+//! or through the intake topic.
 
 mod common;
 
-use common::{create_topics, produce, Broker, Collected, Collector, RouterProcess, TestRecord, Topics};
+use common::{audit_cli, create_topics, produce, Broker, Collected, Collector, RouterProcess, TestRecord, Topics};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 use tollgate_schemas::{AuditAction, AuditRecord, RecordFormat};
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
-}
-
-/// Runs `tollgate audit …` on the example configuration pointed at the test's topics.
-fn audit_cli(topics: &Topics, brokers: &str, args: &[&str]) -> (i32, String, String) {
-    let config = topics.config_file(&[]);
-    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .arg("audit")
-        .arg(args[0])
-        .arg("--config")
-        .arg(config)
-        .args(&args[1..])
-        .args(["--idle", "1500ms"])
-        .envs(topics.env(brokers, common::free_port()))
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn audit_of(c: &Collected) -> AuditRecord<'static> {
@@ -70,6 +50,18 @@ fn the_trail_is_chained_verified_and_exported() {
     out.until("every routing record", Duration::from_secs(90), |c| {
         c.iter().filter(|r| r.topic == topics.audit).filter(|r| audit_of(r).action == "route").count() >= 20
     });
+    // Once the router's chainer holds the intake partitions, its routing loop hands it their
+    // batches: a second pass goes that way.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !router.log_text().lines().any(|l| l.contains("The audit chainer holds") && !l.contains("partitions=[]")) {
+        assert!(std::time::Instant::now() < deadline, "the chainer holds no partition:\n{}", router.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    produce(&broker.addr, &topics.input, &sample_records_as("-2"));
+    out.until("every routing record of the second pass", Duration::from_secs(60), |c| {
+        c.iter().filter(|r| r.topic == topics.audit).filter(|r| audit_of(r).action == "route").count() >= 40
+    });
+    let mut handed = handed_when_settled(&router, &mut out, &topics);
     // A restarted router's chainer continues every partition's chain where it stopped.
     assert!(router.terminate(Duration::from_secs(30)).success());
     let mut router = RouterProcess::spawn(&topics, &broker.addr, &[]);
@@ -82,6 +74,7 @@ fn the_trail_is_chained_verified_and_exported() {
     out.until("the decision's audit record", Duration::from_secs(60), |c| {
         c.iter().filter(|r| r.topic == topics.audit).any(|r| audit_of(r).action == "review_decision")
     });
+    handed += handed_when_settled(&router, &mut out, &topics);
     assert!(router.terminate(Duration::from_secs(30)).success());
 
     // Every record is chained: per partition, seq 0, 1, 2 … each linking to the previous hash.
@@ -117,18 +110,14 @@ fn the_trail_is_chained_verified_and_exported() {
         let copy = keyed.on(&placement).into_iter().find(|k| k.key.as_deref() == Some(id.as_bytes())).unwrap();
         assert_eq!(c.partition, copy.partition, "{id}");
     }
-    // The routing and review records came through the intake in batches: fewer intake records
-    // than audit records, and their counts add up.
+    // The routing records were handed to the router's own chainer (the one router owns every
+    // intake partition), bar any gathered before its chainer held its partitions; the review
+    // record came through the intake in a batch. Their counts add up.
     let audit_records = routed.len();
-    let batches: Vec<usize> = out
-        .on(&topics.audit_intake)
-        .iter()
-        .map(|c| c.header(tollgate_schemas::headers::AUDIT_BATCH))
-        .filter(|h| !h.is_empty())
-        .map(|h| h.parse().unwrap())
-        .collect();
-    assert_eq!(batches.iter().sum::<usize>(), audit_records, "{batches:?}");
-    assert!(batches.len() < audit_records, "{batches:?}");
+    let batches = intake_batches(&out, &topics);
+    assert!(handed > 0, "routing records are handed in process");
+    assert_eq!(batches.iter().sum::<usize>() + handed, audit_records, "{batches:?}, {handed} handed");
+    assert!(!batches.is_empty(), "the review join's record comes through the intake");
 
     let (code, stdout, stderr) = audit_cli(&topics, &broker.addr, &["verify"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
@@ -185,6 +174,31 @@ fn the_trail_is_chained_verified_and_exported() {
         c.insert(3, copy);
     });
     assert!(inserted.contains(&format!("first broken link: partition {partition} offset 3: inserted")), "{inserted}");
+}
+
+/// The records counts of the intake batches `out` collected.
+fn intake_batches(out: &Collector, topics: &Topics) -> Vec<usize> {
+    out.on(&topics.audit_intake)
+        .iter()
+        .map(|c| c.header(tollgate_schemas::headers::AUDIT_BATCH))
+        .filter(|h| !h.is_empty())
+        .map(|h| h.parse().unwrap())
+        .collect()
+}
+
+/// How many audit records `router` chained in process, once that and the intake's batches
+/// account for every audit record `out` collected (the counter moves just after a commit).
+fn handed_when_settled(router: &RouterProcess, out: &mut Collector, topics: &Topics) -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let handed = router.metric("tollgate_audit_handed_total").unwrap_or(0.0) as usize;
+        let through_intake: usize = intake_batches(out, topics).iter().sum();
+        let audited = out.on(&topics.audit).len();
+        if handed + through_intake >= audited || std::time::Instant::now() > deadline {
+            return handed;
+        }
+        out.poll_for(Duration::from_millis(100));
+    }
 }
 
 /// The sample events with their ids suffixed, so a second pass is new events.

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{committed_offsets, create_topics, produce, Broker, Collected, Collector, RouterProcess, Topics};
+use common::{
+    audit_cli, committed_offsets, create_topics, produce, Broker, Collected, Collector, RouterProcess, Topics,
+};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tollgate::synth::{Mix, PaymentGenerator};
@@ -142,6 +144,11 @@ fn nothing_is_lost_when_a_second_router_joins_mid_stream() {
         "the first router saw the rebalance:\n{}",
         first.log_text()
     );
+    // Each router's chainer took some intake partitions, chaining what its own routing loops
+    // handed it and passing on what was handed for partitions it lost: the chains are whole.
+    let (code, stdout, stderr) = audit_cli(&topics, &broker.addr, &["verify"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}\n{}\n{}", first.log_text(), second.log_text());
+    assert!(stdout.contains("every hash chain intact"), "{stdout}");
 }
 
 /// Each routing loop's "Stopping" line of a router log: its index and the events it handled.

@@ -97,9 +97,12 @@ fn two_routing_threads_commit_their_own_transactions() {
     env.push(("TOLLGATE__PROCESSING__TRANSACTIONAL_ID", &id));
     let mut router = RouterProcess::spawn(&topics, &broker.addr, &env);
     let mut out = Collector::new(&broker.addr, &topics.outputs());
-    out.until("every event routed and audited", Duration::from_secs(90), |r| {
-        routed(&topics, r) >= 4_000 && r.iter().filter(|c| c.topic == topics.audit).count() >= 4_000
-    });
+    out.until_showing(
+        "every event routed and audited",
+        Duration::from_secs(90),
+        || router.log_text(),
+        |r| routed(&topics, r) >= 4_000 && r.iter().filter(|c| c.topic == topics.audit).count() >= 4_000,
+    );
     out.poll_for(Duration::from_secs(2));
     let counts = routed_counts(&out, &topics);
     assert_eq!(counts.len(), 4_000);

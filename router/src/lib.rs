@@ -90,6 +90,19 @@ fn spawn_loop(
     Ok(())
 }
 
+/// A loop's result. A loop ends on its own only on an error: `stop` stops the others then;
+/// otherwise the caller's shutdown already stopped them all.
+fn ended_loop(
+    ended: Result<Result<(), RouterError>, tokio::task::JoinError>,
+    stop: &CancellationToken,
+) -> Result<(), RouterError> {
+    let ended = ended.unwrap_or_else(|e| Err(RouterError::Panicked(e.to_string())));
+    if ended.is_err() {
+        stop.cancel();
+    }
+    ended
+}
+
 /// The name of routing loop `index` of `threads`: `tollgate-route` for a single loop, else
 /// `tollgate-rt-<index>` (Linux keeps 15 bytes of a thread's name).
 fn routing_thread_name(index: usize, threads: usize) -> String {
@@ -154,24 +167,31 @@ pub async fn run_with(
             kafka::run_join(&config, &telemetry, state, &stop)
         })?;
     }
+    // The chainer stops after the loops: their drains wait for the audit records they handed
+    // it. Its own failure stops them.
+    let stop_chain = CancellationToken::new();
+    let mut chain = tokio::task::JoinSet::new();
     {
-        let (config, telemetry, stop) = (config.clone(), telemetry.clone(), stop.clone());
-        spawn_loop(&mut loops, "tollgate-audit", move || kafka::run_chain(&config, &telemetry, &stop))?;
+        let (config, telemetry, stop, stop_chain) =
+            (config.clone(), telemetry.clone(), stop.clone(), stop_chain.clone());
+        let hand_off = routing.hand_off.clone();
+        spawn_loop(&mut chain, "tollgate-audit", move || {
+            let chained = kafka::run_chain(&config, &telemetry, hand_off, &stop_chain);
+            if chained.is_err() {
+                stop.cancel();
+            }
+            chained
+        })?;
     }
     let mut result = Ok(());
     while let Some(ended) = loops.join_next().await {
-        let ended = match ended {
-            Ok(r) => r,
-            Err(e) => Err(RouterError::Panicked(e.to_string())),
-        };
-        // A loop ends on its own only on an error: stop the others then; otherwise the
-        // caller's shutdown already stopped them all.
-        if ended.is_err() {
-            stop.cancel();
-        }
-        result = result.and(ended);
+        result = result.and(ended_loop(ended, &stop));
     }
     stop.cancel();
+    stop_chain.cancel();
+    while let Some(ended) = chain.join_next().await {
+        result = result.and(ended_loop(ended, &stop));
+    }
     let _ = watcher.await;
     stop_http.cancel();
     if let Some(handle) = http {

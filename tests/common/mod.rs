@@ -357,9 +357,25 @@ impl Collector {
 
     /// Polls until `done(records)` holds; panics with `what` after `timeout`.
     pub fn until(&mut self, what: &str, timeout: Duration, done: impl Fn(&[Collected]) -> bool) {
+        self.until_showing(what, timeout, String::new, done);
+    }
+
+    /// [`Collector::until`], with `context()` (a service's log, say) in the timeout's message.
+    pub fn until_showing(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        context: impl Fn() -> String,
+        done: impl Fn(&[Collected]) -> bool,
+    ) {
         let deadline = Instant::now() + timeout;
         while !done(&self.records) {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; collected {}", self.records.len());
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; collected {}\n{}",
+                self.records.len(),
+                context()
+            );
             self.poll_for(Duration::from_millis(100));
         }
     }
@@ -425,6 +441,27 @@ pub fn committed_offsets(brokers: &str, group: &str, topic: &str, partitions: i3
         .collect()
 }
 
+/// Runs `tollgate audit …` on the example configuration pointed at the test's topics; returns
+/// the exit code, stdout and stderr.
+pub fn audit_cli(topics: &Topics, brokers: &str, args: &[&str]) -> (i32, String, String) {
+    let config = topics.config_file(&[]);
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .arg("audit")
+        .arg(args[0])
+        .arg("--config")
+        .arg(config)
+        .args(&args[1..])
+        .args(["--idle", "1500ms"])
+        .envs(topics.env(brokers, free_port()))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A `tollgate router` process on the reference example's configuration.
 pub struct RouterProcess {
     pub child: Child,
@@ -468,11 +505,15 @@ impl RouterProcess {
     /// Waits until the router's `/readyz` answers 200 (every routing loop holds its group's
     /// assignment); panics after `timeout`. The address comes from the router's log.
     pub fn wait_ready(&mut self, timeout: Duration) {
-        wait_ready(&mut self.child, &self.log, "router", timeout, |log| {
-            let line = log.lines().find(|l| l.contains("Serving /metrics"))?;
-            let at = line.find("address=")? + "address=".len();
-            line[at..].split_whitespace().next().map(str::to_owned)
-        });
+        wait_ready(&mut self.child, &self.log, "router", timeout, metrics_address);
+    }
+
+    /// The value of an unlabelled metric the router exports now (`None` before it serves
+    /// `/metrics`, or without that metric).
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let (_, exposition) = http_get(&metrics_address(&self.log_text())?, "/metrics");
+        let line = exposition.lines().find(|l| l.split_whitespace().next() == Some(name))?;
+        line.split_whitespace().nth(1)?.parse().ok()
     }
 
     /// Sends SIGTERM and waits up to `timeout` for the exit status.
@@ -490,6 +531,13 @@ impl Drop for RouterProcess {
 
 /// Waits until a service's `/readyz` answers 200 at the address `addr` finds (given the
 /// service's log so far); panics with its log when it exits or `timeout` passes first.
+/// The address a router's log says it serves `/metrics` on.
+fn metrics_address(log: &str) -> Option<String> {
+    let line = log.lines().find(|l| l.contains("Serving /metrics"))?;
+    let at = line.find("address=")? + "address=".len();
+    line[at..].split_whitespace().next().map(str::to_owned)
+}
+
 fn wait_ready(child: &mut Child, log: &Path, what: &str, timeout: Duration, addr: impl Fn(&str) -> Option<String>) {
     let deadline = Instant::now() + timeout;
     loop {

@@ -2,6 +2,7 @@
 //! statistics, errors and logs).
 
 use super::group::{Member, Membership};
+use super::handoff::HandOff;
 use super::inflight::{Batch, InFlight};
 use crate::review::ReviewState;
 use crate::telemetry::Telemetry;
@@ -43,10 +44,16 @@ impl ProducerContext for DeliveryContext {
             self.telemetry.delivery_failed(message.topic(), &error.to_string());
             batch.fail(format!("{}: {error}", message.topic()));
         }
-        if let Some((events, age)) = batch.ack() {
-            self.telemetry.batch_acknowledged(events, age);
-            self.inflight.wake();
-        }
+        acknowledged(&self.telemetry, &self.inflight, &batch);
+    }
+}
+
+/// One record of `batch` was acknowledged (or failed, with the batch marked): counts it down,
+/// and wakes the loop when that completed the batch.
+pub(super) fn acknowledged(telemetry: &Telemetry, inflight: &InFlight, batch: &Batch) {
+    if let Some((events, age)) = batch.ack() {
+        telemetry.batch_acknowledged(events, age);
+        inflight.wake();
     }
 }
 
@@ -58,6 +65,8 @@ pub struct RouterConsumerContext {
     pub input_topic: String,
     /// Where the routing loop's gathered audit records go when a drain seals their batch.
     pub audit_intake_topic: String,
+    /// The routing loop's hand-off to this process's chainer (see [`super::handoff`]).
+    pub hand_off: Option<Arc<HandOff>>,
     pub drain_timeout: Duration,
     /// For the review join: the state to hand over on rebalance.
     pub review: Option<ReviewHandOver>,
@@ -82,12 +91,26 @@ impl RouterConsumerContext {
     pub fn drain_and_commit(&self, consumer: &BaseConsumer<Self>) {
         // The open batch's audit records go out with it: its offsets are stored only once they
         // are acknowledged too.
-        if let Err(e) =
-            self.inflight.seal_with(|r| super::runner::send_intake(&self.producer, &self.audit_intake_topic, r))
+        let hand_off = self.hand_off.as_deref();
+        if let Err(e) = self
+            .inflight
+            .seal_with(|r| super::runner::send_intake(&self.producer, &self.audit_intake_topic, hand_off, r))
         {
             tracing::error!(error = %e, "Audit records of the open batch were not enqueued; that batch stays uncommitted.");
         }
-        if let Err(e) = tollgate_common::kafka::wait_delivered(&self.producer, self.drain_timeout, || false) {
+        let deadline = Instant::now() + self.drain_timeout;
+        let mut drained = tollgate_common::kafka::wait_delivered(&self.producer, self.drain_timeout, || false)
+            .map_err(|e| e.to_string());
+        // Batches handed to the chainer are acknowledged when its transaction commits; the loop
+        // is woken then.
+        while drained.is_ok() && !self.inflight.all_complete() {
+            if Instant::now() >= deadline {
+                drained = Err("audit records handed to the chainer were not chained in time".into());
+                break;
+            }
+            std::thread::park_timeout(Duration::from_millis(5));
+        }
+        if let Err(e) = drained {
             tracing::warn!(
                 error = %e,
                 unacknowledged = self.inflight.events(),

@@ -284,6 +284,11 @@ impl InFlight {
         }
     }
 
+    /// Whether every sealed batch has all its records acknowledged (or failed).
+    pub fn all_complete(&self) -> bool {
+        lock(&self.state).sealed.iter().all(|e| e.batch.is_done())
+    }
+
     /// Events consumed and not yet settled.
     pub fn events(&self) -> usize {
         lock(&self.state).events

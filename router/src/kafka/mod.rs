@@ -6,13 +6,15 @@
 //! periodic auto-commit, on partition revocation and at shutdown. An input offset is stored only
 //! when every record produced for it and for all earlier input of its batch (the routed record or
 //! dead letter, and the intake batch holding the audit record) has been acknowledged by the broker (`acks=all`,
-//! idempotent producer). So a crash at any point loses nothing; it may replay what was produced
-//! but not yet committed.
+//! idempotent producer), or, for an intake batch handed to the process's own chainer
+//! ([`handoff`]), chained in a committed transaction. So a crash at any point loses nothing; it
+//! may replay what was produced but not yet committed.
 
 mod admin;
 mod chain;
 mod context;
 pub mod group;
+mod handoff;
 mod inflight;
 pub mod intake;
 mod join;
@@ -50,21 +52,23 @@ pub(crate) fn poll_batch<'c, C, E>(
 where
     C: rdkafka::consumer::ConsumerContext,
 {
-    poll_weighed(consumer, max, telemetry, |m| each(m).map(|()| 1))
+    poll_weighed(consumer, max, IDLE_POLL, telemetry, |m| each(m).map(|()| 1))
 }
 
 /// [`poll_batch`] where a record may count for more than one: `each` returns its weight, and
-/// polling stops once the weights reach `max`. Returns the total weight.
+/// polling stops once the weights reach `max`; the first record is waited for up to
+/// `first_wait`. Returns the total weight.
 pub(crate) fn poll_weighed<'c, C, E>(
     consumer: &'c rdkafka::consumer::BaseConsumer<C>,
     max: usize,
+    first_wait: std::time::Duration,
     telemetry: &crate::telemetry::Telemetry,
     mut each: impl FnMut(rdkafka::message::BorrowedMessage<'c>) -> Result<usize, E>,
 ) -> Result<usize, E>
 where
     C: rdkafka::consumer::ConsumerContext,
 {
-    let mut timeout = IDLE_POLL;
+    let mut timeout = first_wait;
     let mut taken = 0;
     while taken < max {
         match consumer.poll(timeout) {

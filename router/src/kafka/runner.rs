@@ -4,6 +4,7 @@
 
 use super::context::{DeliveryContext, RouterConsumerContext};
 use super::group::{Member, Membership};
+use super::handoff::HandOff;
 use super::inflight::{Batch, DeliveryFailed, InFlight, IntakeRecord};
 use super::intake::{IntakeBatches, TOPIC_WAIT};
 use super::{consumer_config, poll_batch, routing_producer_config, BACKPRESSURE_WAIT};
@@ -81,6 +82,9 @@ pub struct Routing {
     pub telemetry: Telemetry,
     /// The drift window every loop feeds (`None` without a configured baseline).
     pub drift: Option<Mutex<DriftWindow>>,
+    /// Where `at_least_once` loops hand audit records to this process's chainer (`None` for
+    /// `exactly_once`, whose loops write them to the intake in their transactions).
+    pub hand_off: Option<Arc<HandOff>>,
 }
 
 impl Routing {
@@ -90,7 +94,8 @@ impl Routing {
             telemetry.set_confidence_baseline(mean);
         }
         telemetry.expect_routing_loops(config.processing.routing_threads);
-        Routing { slot, telemetry, drift: DriftWindow::new(&config.drift).map(Mutex::new) }
+        let hand_off = (config.processing.guarantee == Guarantee::AtLeastOnce).then(|| Arc::new(HandOff::new()));
+        Routing { slot, telemetry, drift: DriftWindow::new(&config.drift).map(Mutex::new), hand_off }
     }
 }
 
@@ -104,6 +109,8 @@ struct Loop<'a> {
     producer: &'a ThreadedProducer<DeliveryContext>,
     dead_letter_topic: &'a str,
     audit_topic: &'a str,
+    /// See [`Routing::hand_off`].
+    hand_off: Option<&'a HandOff>,
     changelog_topic: &'a str,
     out: Output,
     drift: Option<&'a Mutex<DriftWindow>>,
@@ -153,6 +160,7 @@ pub fn run_loop(
             producer: producer.clone(),
             input_topic: input_topic.to_owned(),
             audit_intake_topic: intake_topic.to_owned(),
+            hand_off: routing.hand_off.clone(),
             drain_timeout: config.processing.shutdown_timeout.0,
             review: None,
             generation: Default::default(),
@@ -170,6 +178,7 @@ pub fn run_loop(
         producer: &producer,
         dead_letter_topic: &config.topics.dead_letter,
         audit_topic: &config.topics.audit_intake,
+        hand_off: routing.hand_off.as_deref(),
         changelog_topic: &config.topics.pending_changelog,
         out: Output::default(),
         drift: routing.drift.as_ref(),
@@ -244,7 +253,7 @@ impl Loop<'_> {
             let now = SystemTime::now();
             let telemetry = self.telemetry;
             poll_batch(consumer, batch_size, telemetry, |message| self.route(&message, now))?;
-            self.inflight.seal_with(|r| send_intake(self.producer, self.audit_topic, r))?;
+            self.inflight.seal_with(|r| send_intake(self.producer, self.audit_topic, self.hand_off, r))?;
             self.measure_drift();
         }
         Ok(())
@@ -316,7 +325,7 @@ impl Loop<'_> {
                 .map_err(TxnError::from)?;
         }
         let (producer, topic) = (self.producer, self.audit_topic);
-        if let Err(e) = self.inflight.seal_with(|r| send_intake(producer, topic, r)) {
+        if let Err(e) = self.inflight.seal_with(|r| send_intake(producer, topic, None, r)) {
             return Err(TxnError::Abort(e.to_string()));
         }
         delivered_before_commit(self.producer, || batch.has_failed(), "a record of the batch")?;
@@ -381,12 +390,12 @@ impl Loop<'_> {
                 self.telemetry.dead_lettered(rejection.reason, &rejection.message);
             }
         }
-        let (producer, topic) = (self.producer, self.audit_topic);
+        let (producer, topic, hand_off) = (self.producer, self.audit_topic, self.hand_off);
         self.inflight.record_audited_event(
             0,
             (source.partition, source.offset),
             (self.out.event_id.as_bytes(), &self.out.audit),
-            |r| send_intake(producer, topic, r),
+            |r| send_intake(producer, topic, hand_off, r),
         )
     }
 }
@@ -435,12 +444,20 @@ pub(super) fn rewind<C: rdkafka::consumer::ConsumerContext>(
     }
 }
 
-/// Enqueues an intake batch record (see [`tollgate_schemas::intake`]).
+/// Enqueues an intake batch record (see [`tollgate_schemas::intake`]), or hands it to this
+/// process's chainer when `hand_off` is given and the chainer owns its partition.
 pub(super) fn send_intake(
     producer: &ThreadedProducer<DeliveryContext>,
     topic: &str,
+    hand_off: Option<&HandOff>,
     record: IntakeRecord<'_>,
 ) -> Result<(), LoopError> {
+    if let Some(h) = hand_off.filter(|h| h.owns(record.partition)) {
+        let inflight = &producer.context().inflight;
+        if h.hand(record.partition, record.records, record.payload, record.batch, inflight) {
+            return Ok(());
+        }
+    }
     let count = record.records.to_string();
     let h = OwnedHeaders::new_with_capacity(1).insert(Header { key: headers::AUDIT_BATCH, value: Some(&count) });
     let out = BaseRecord::with_opaque_to(topic, Arc::clone(record.batch))

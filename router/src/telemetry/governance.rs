@@ -4,6 +4,7 @@ use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
 pub mod names {
     pub const AUDIT_CHAINED: &str = "tollgate_audit_chained_total";
+    pub const AUDIT_HANDED: &str = "tollgate_audit_handed_total";
     pub const AUDIT_INTAKE_REJECTED: &str = "tollgate_audit_intake_rejected_total";
     pub const AUDIT_TRANSACTIONS: &str = "tollgate_audit_transactions_total";
     pub const POLICY_RELOADS: &str = "tollgate_policy_reloads_total";
@@ -13,6 +14,7 @@ pub mod names {
 #[derive(Clone)]
 pub(super) struct GovernanceMetrics {
     pub chained: IntCounter,
+    pub handed: IntCounter,
     pub intake_rejected: IntCounter,
     pub transactions: IntCounterVec,
     pub reloads: IntCounterVec,
@@ -23,6 +25,11 @@ impl GovernanceMetrics {
     pub fn new(registry: &Registry) -> Self {
         let m = GovernanceMetrics {
             chained: IntCounter::new(names::AUDIT_CHAINED, "Audit records linked into the hash chain.").unwrap(),
+            handed: IntCounter::new(
+                names::AUDIT_HANDED,
+                "Audit records of the routing loops chained in process, without the intake topic's round trip (of tollgate_audit_chained_total).",
+            )
+            .unwrap(),
             intake_rejected: IntCounter::new(
                 names::AUDIT_INTAKE_REJECTED,
                 "Audit intake records that were not audit records (dead-lettered).",
@@ -55,6 +62,7 @@ impl GovernanceMetrics {
         }
         for c in [
             Box::new(m.chained.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(m.handed.clone()),
             Box::new(m.intake_rejected.clone()),
             Box::new(m.transactions.clone()),
             Box::new(m.reloads.clone()),

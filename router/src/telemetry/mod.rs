@@ -247,6 +247,11 @@ impl Telemetry {
         self.governance.transactions.with_label_values(&["committed"]).inc();
     }
 
+    /// `records` of a committed audit chain transaction were handed in process.
+    pub fn audit_handed(&self, records: usize) {
+        self.governance.handed.inc_by(records as u64);
+    }
+
     /// An audit chain transaction was aborted (the batch is retried).
     pub fn audit_transaction_aborted(&self, error: &dyn std::fmt::Display) {
         self.governance.transactions.with_label_values(&["aborted"]).inc();

@@ -87,6 +87,7 @@ pub fn run_join(
             producer: producer.clone(),
             input_topic: topics.review_decisions.clone(),
             audit_intake_topic: topics.audit_intake.clone(),
+            hand_off: None,
             drain_timeout: config.processing.shutdown_timeout.0,
             review: Some(ReviewHandOver {
                 changelog_topic: topics.pending_changelog.clone(),
@@ -290,7 +291,7 @@ impl Join<'_> {
                 self.telemetry.review_event_cache(self.events.bytes());
             }
             self.flush_resolutions()?;
-            self.inflight.seal_with(|r| send_intake(self.producer, &self.config.topics.audit_intake, r))?;
+            self.inflight.seal_with(|r| send_intake(self.producer, &self.config.topics.audit_intake, None, r))?;
         }
         self.flush_resolutions()
     }

@@ -3,7 +3,8 @@
 //!
 //! Every Tollgate writer (the routing loop, the review join, the reviewer gateway) sends its
 //! audit records to the intake topic, keyed by event id; the routing loop sends them in batches
-//! ([`tollgate_schemas::intake`]), each in the partition its records' event ids get as keys. The
+//! ([`tollgate_schemas::intake`]), each in the partition its records' event ids get as keys, or
+//! hands a batch to this chainer when it holds that partition ([`super::handoff`]). The
 //! chainer writes every record of a batch on its own, keyed by its event id, and bounds a
 //! transaction by records, not intake records. The chainer consumes the intake in its
 //! own consumer group (`<group>.audit`) and writes each record to the same partition number of
@@ -19,13 +20,19 @@
 //! re-read from the committed offsets. A broker that does not keep offset metadata (nisshi
 //! 0.6) gets the head from the audit partition's last committed record instead.
 
+mod head;
+
+pub use head::Head;
+
 use super::group::{Member, Membership};
+use super::handoff::{HandOff, Handed};
 use super::intake::announced_records;
 use super::runner::{delivered_before_commit, rewind, TxnError, TXN_TIMEOUT};
-use super::{consumer_config, poll_weighed, producer_config, LoopError};
+use super::{consumer_config, poll_weighed, producer_config, LoopError, IDLE_POLL};
 use crate::config::RouterConfig;
 use crate::telemetry::Telemetry;
-use fnv::FnvHashMap;
+use fnv::{FnvHashMap, FnvHashSet};
+use head::TailReader;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
@@ -34,63 +41,25 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tollgate_common::kafka::{log_to_tracing, LoggingContext};
-use tollgate_schemas::audit::GENESIS;
+use tollgate_common::kafka::log_to_tracing;
 use tollgate_schemas::{headers, AuditRecord, RecordFormat};
 
 /// The smallest batch (and transaction) of the chainer.
 const CHAIN_BATCH: usize = 20_000;
-
-/// How long an audit partition must be quiet before its last record read is taken as the head.
-const TAIL_QUIET: Duration = Duration::from_millis(500);
-/// How far before the high watermark the tail read starts.
-const TAIL_WINDOW: i64 = 100;
-/// How long to wait for the first record when reading an audit partition's tail.
-const TAIL_FIRST_RECORD: Duration = Duration::from_secs(10);
-
-/// Prefix of the chain head kept in the committed offset's metadata.
-const HEAD_PREFIX: &str = "tollgate-chain-v1";
-
-/// The last link of a partition's chain.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Head {
-    /// The sequence number the next record gets.
-    pub next_seq: i64,
-    /// The hash the next record links to.
-    pub hash: String,
-}
-
-impl Head {
-    pub fn genesis() -> Head {
-        Head { next_seq: 0, hash: GENESIS.to_owned() }
-    }
-
-    /// The offset metadata that carries this head.
-    pub fn to_metadata(&self) -> String {
-        format!("{HEAD_PREFIX} {} {}", self.next_seq, self.hash)
-    }
-
-    /// The head in committed offset metadata; `None` when there is none (a new chain).
-    pub fn from_metadata(metadata: &str) -> Option<Head> {
-        let mut parts = metadata.split(' ');
-        if parts.next() != Some(HEAD_PREFIX) {
-            return None;
-        }
-        let next_seq = parts.next()?.parse().ok()?;
-        let hash = parts.next()?;
-        (hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) && parts.next().is_none())
-            .then(|| Head { next_seq, hash: hash.to_owned() })
-    }
-}
+/// How long a poll of the intake waits for a first record while no handed batch waits: short,
+/// so that a batch handed meanwhile does not wait on an idle intake for [`IDLE_POLL`].
+const HAND_OFF_WAIT: Duration = Duration::from_millis(5);
 
 /// Counts rebalances, so a batch polled across one is abandoned; reports a group that does not
-/// settle.
+/// settle; tells the routing loops which intake partitions it holds.
 struct ChainConsumerContext {
     generation: AtomicU64,
     telemetry: Telemetry,
     membership: Membership,
+    hand_off: Option<Arc<HandOff>>,
 }
 
 impl ClientContext for ChainConsumerContext {
@@ -110,6 +79,18 @@ impl ClientContext for ChainConsumerContext {
 impl ConsumerContext for ChainConsumerContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, _: &Rebalance<'_>) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+        if let Some(h) = &self.hand_off {
+            h.set_owned([]);
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, _: &Rebalance<'_>) {
+        let held: Vec<i32> =
+            consumer.assignment().map(|a| a.elements().iter().map(|e| e.partition()).collect()).unwrap_or_default();
+        tracing::info!(partitions = ?held, "The audit chainer holds these intake partitions.");
+        if let Some(h) = &self.hand_off {
+            h.set_owned(held);
+        }
     }
 }
 
@@ -150,8 +131,30 @@ pub fn chain_producer_config(config: &RouterConfig, transactional_id: &str) -> r
     settings
 }
 
-/// Runs the chainer on the current thread until `shutdown` is cancelled.
-pub fn run_chain(config: &RouterConfig, telemetry: &Telemetry, shutdown: &CancellationToken) -> Result<(), LoopError> {
+/// Runs the chainer on the current thread until `shutdown` is cancelled, chaining the intake
+/// and what this process's routing loops hand it (`hand_off`). On the way out it fails the
+/// handed batches it did not commit, and takes no more.
+pub fn run_chain(
+    config: &RouterConfig,
+    telemetry: &Telemetry,
+    hand_off: Option<Arc<HandOff>>,
+    shutdown: &CancellationToken,
+) -> Result<(), LoopError> {
+    let mut handed = Vec::new();
+    let result = chain_until(config, telemetry, hand_off.clone(), &mut handed, shutdown);
+    if let Some(h) = hand_off {
+        h.close(telemetry, handed);
+    }
+    result
+}
+
+fn chain_until(
+    config: &RouterConfig,
+    telemetry: &Telemetry,
+    hand_off: Option<Arc<HandOff>>,
+    handed: &mut Vec<Handed>,
+    shutdown: &CancellationToken,
+) -> Result<(), LoopError> {
     let topics = &config.topics;
     // Stable across restarts of this instance, so a restarted chainer aborts what a crashed one
     // left open (else the group's offsets stay unstable until the broker times it out, which
@@ -170,49 +173,84 @@ pub fn run_chain(config: &RouterConfig, telemetry: &Telemetry, shutdown: &Cancel
         generation: AtomicU64::new(0),
         telemetry: telemetry.clone(),
         membership: Membership::new(Member::AuditChain),
+        hand_off: hand_off.clone(),
     })?;
     consumer.subscribe(&[&topics.audit_intake])?;
     tracing::info!(intake = %topics.audit_intake, audit = %topics.audit, "Chaining audit records.");
-    let mut chainer = Chainer { config, telemetry, heads: FnvHashMap::default(), buf: Vec::new(), tail: None };
+    let mut chainer = Chainer {
+        config,
+        telemetry,
+        heads: FnvHashMap::default(),
+        resume: FnvHashMap::default(),
+        buf: Vec::new(),
+        tail: TailReader::default(),
+    };
     // Each batch is one transaction, whose commit is a round trip to the transaction coordinator:
     // larger batches than the routing loop's amortise it.
     let batch_size = config.processing.batch_size.max(CHAIN_BATCH);
     while !shutdown.is_cancelled() {
         let generation = consumer.context().generation.load(Ordering::Acquire);
         let mut messages = Vec::with_capacity(batch_size);
+        // Handed batches wait for the next transaction: the intake is only looked at then.
+        let first_wait = match &hand_off {
+            None => IDLE_POLL,
+            Some(h) if handed.is_empty() && !h.is_pending() => HAND_OFF_WAIT,
+            Some(_) => Duration::ZERO,
+        };
         // A transaction holds about `batch_size` audit records, however they are batched.
-        poll_weighed(&consumer, batch_size, telemetry, |m| {
+        poll_weighed(&consumer, batch_size, first_wait, telemetry, |m| {
             let weight = announced_records(&m).unwrap_or(1);
             messages.push(m);
             Ok::<_, LoopError>(weight)
         })?;
         if consumer.context().generation.load(Ordering::Acquire) != generation {
             // Partitions moved: heads are re-read from what the new assignment committed.
-            chainer.heads.clear();
+            // Handed batches stay, to be chained or passed on once it has settled.
+            chainer.clear();
             rewind(&consumer, &messages);
             continue;
         }
-        if messages.is_empty() {
+        if let Some(h) = &hand_off {
+            h.take_into(handed);
+        }
+        if messages.is_empty() && handed.is_empty() {
             continue;
         }
+        // Handed batches are chained here only for partitions held now; the transaction's
+        // offsets for them fence an owner that a rebalance has replaced since.
+        let held: FnvHashSet<i32> = if handed.is_empty() {
+            FnvHashSet::default()
+        } else {
+            consumer.assignment().map(|a| a.elements().iter().map(|e| e.partition()).collect()).unwrap_or_default()
+        };
         // Heads first, outside any transaction: loading one may read an audit partition's tail,
         // which must not eat into the transaction's timeout.
-        if let Some(e) = messages.iter().find_map(|m| chainer.head(&consumer, m.partition()).err()) {
+        let partitions = messages
+            .iter()
+            .map(|m| m.partition())
+            .chain(handed.iter().map(|h| h.partition).filter(|p| held.contains(p)));
+        if let Some(e) = partitions.map(|p| chainer.head(&consumer, p)).find_map(Result::err) {
             let why = match e {
                 TxnError::Abort(why) => why,
                 TxnError::Fatal(e) => e.to_string(),
             };
             telemetry.kafka_error(&format_args!("audit chainer: loading a chain head failed: {why}"));
-            chainer.heads.clear();
+            chainer.clear();
             rewind(&consumer, &messages);
             continue;
         }
-        match chainer.chain_batch(&consumer, &producer, &messages) {
-            Ok(chained) => telemetry.audit_chained(chained),
+        match chainer.chain_batch(&consumer, &producer, &messages, handed, &held) {
+            Ok(chained) => {
+                telemetry.audit_chained(chained.total);
+                telemetry.audit_handed(chained.handed);
+                for h in handed.drain(..) {
+                    h.settle(telemetry, None);
+                }
+            }
             Err(TxnError::Abort(e)) => {
                 telemetry.audit_transaction_aborted(&e);
                 producer.abort_transaction(TXN_TIMEOUT)?;
-                chainer.heads.clear();
+                chainer.clear();
                 rewind(&consumer, &messages);
             }
             Err(TxnError::Fatal(e)) => return Err(e),
@@ -226,12 +264,28 @@ struct Chainer<'a> {
     telemetry: &'a Telemetry,
     /// Per intake partition (looked up for every record: a fast hash).
     heads: FnvHashMap<i32, Head>,
+    /// Per intake partition whose head is loaded: the offset to commit with records handed in
+    /// process while none was read from the intake (the committed one, else the first kept).
+    resume: FnvHashMap<i32, i64>,
     buf: Vec<u8>,
     /// Reads an audit partition's last record when no head was committed with the offsets.
-    tail: Option<BaseConsumer<LoggingContext>>,
+    tail: TailReader,
+}
+
+/// What a transaction chained: records in all, and of them records handed in process.
+struct Chained {
+    total: usize,
+    handed: usize,
 }
 
 impl Chainer<'_> {
+    /// Forgets the heads (and where to resume): after a rebalance or an abort they are loaded
+    /// again from what was committed.
+    fn clear(&mut self) {
+        self.heads.clear();
+        self.resume.clear();
+    }
+
     /// The head of `partition`: in memory, else from the committed offset's metadata, else (for
     /// brokers that do not keep offset metadata) from the audit partition's last record.
     fn head(&mut self, consumer: &BaseConsumer<ChainConsumerContext>, partition: i32) -> Result<Head, TxnError> {
@@ -244,78 +298,42 @@ impl Chainer<'_> {
         let committed =
             consumer.committed_offsets(tpl, Duration::from_secs(10)).map_err(|e| TxnError::Abort(e.to_string()))?;
         let elem = committed.find_partition(intake, partition);
-        let started = elem.as_ref().is_some_and(|e| matches!(e.offset(), Offset::Offset(o) if o > 0));
+        // Any commit means records were chained: offset 0 too, when only handed records were.
+        let resume = elem.as_ref().and_then(|e| match e.offset() {
+            Offset::Offset(o) if o >= 0 => Some(o),
+            _ => None,
+        });
+        let started = resume.is_some();
+        let resume = match resume {
+            Some(o) => o,
+            None => {
+                let (low, _) = consumer
+                    .fetch_watermarks(intake, partition, Duration::from_secs(10))
+                    .map_err(|e| TxnError::Abort(e.to_string()))?;
+                low
+            }
+        };
         let from_metadata = elem.and_then(|e| Head::from_metadata(e.metadata()));
         let head = match from_metadata {
             Some(h) => h,
             // Nothing ever committed for this partition: a new chain.
             None if !started => Head::genesis(),
-            None => self.tail_head(partition).map_err(|e| TxnError::Abort(e.to_string()))?.unwrap_or_else(|| {
-                tracing::warn!(
+            None => self
+                .tail
+                .head(self.config, self.telemetry, partition)
+                .map_err(|e| TxnError::Abort(e.to_string()))?
+                .unwrap_or_else(|| {
+                    tracing::warn!(
                     partition,
                     "Intake offsets are committed but the audit partition has no chained record; starting a new chain."
                 );
-                Head::genesis()
-            }),
+                    Head::genesis()
+                }),
         };
         tracing::debug!(partition, next_seq = head.next_seq, "Audit chain head loaded.");
         self.heads.insert(partition, head.clone());
+        self.resume.insert(partition, resume);
         Ok(head)
-    }
-
-    /// The head after the last committed record of audit partition `partition`, if it has one.
-    /// Reads from a little before the high watermark, or from the start when the broker's
-    /// watermark leads nowhere, until the partition is quiet.
-    fn tail_head(&mut self, partition: i32) -> Result<Option<Head>, KafkaError> {
-        let audit = &self.config.topics.audit;
-        if self.tail.is_none() {
-            let mut settings = consumer_config(self.config);
-            settings
-                .set("group.id", format!("{}.audit-tail", self.config.kafka.group_id))
-                .set("enable.auto.commit", "false")
-                .set("isolation.level", "read_committed")
-                // Its context does not read statistics.
-                .set("statistics.interval.ms", "0");
-            self.tail = Some(settings.create_with_context(self.telemetry.client_context("audit chain tail reader"))?);
-        }
-        let Some(reader) = self.tail.as_ref() else { return Ok(None) };
-        let (low, high) = reader.fetch_watermarks(audit, partition, Duration::from_secs(10))?;
-        let mut last = None;
-        // The last offsets are transaction markers, not records: start a little before the end.
-        for start in [Offset::Offset((high - TAIL_WINDOW).max(low)), Offset::Beginning] {
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(audit, partition, start)?;
-            reader.assign(&tpl)?;
-            // The first fetch of a fresh assignment takes a while; after a record, a short
-            // quiet spell means the end.
-            let first_by = std::time::Instant::now() + TAIL_FIRST_RECORD;
-            let mut quiet_since: Option<std::time::Instant> = None;
-            loop {
-                match reader.poll(Duration::from_millis(50)) {
-                    Some(Ok(m)) => {
-                        last = parse(m.payload()).ok().map(AuditRecord::into_owned);
-                        quiet_since = Some(std::time::Instant::now());
-                    }
-                    Some(Err(e)) => return Err(e),
-                    None => {}
-                }
-                let done = match quiet_since {
-                    Some(t) => t.elapsed() >= TAIL_QUIET,
-                    None => std::time::Instant::now() >= first_by,
-                };
-                if done {
-                    break;
-                }
-            }
-            if last.is_some() {
-                break;
-            }
-        }
-        reader.unassign()?;
-        Ok(last.and_then(|r| match (r.chain_seq, r.chain_hash) {
-            (Some(seq), Some(hash)) => Some(Head { next_seq: seq + 1, hash: hash.into_owned() }),
-            _ => None,
-        }))
     }
 
     /// Links `record` after `head` and encodes it into `buf`; returns its hash.
@@ -350,22 +368,22 @@ impl Chainer<'_> {
         Ok(Ok(()))
     }
 
-    /// Dead-letters `payload` (intake record `m`, or one audit record of it): not an audit
-    /// record the chain can take, kept with its cause.
+    /// Dead-letters `payload` (an intake record read at `source`, or one audit record of it):
+    /// not an audit record the chain can take, kept with its cause.
     fn dead_letter(
         &self,
         producer: &ThreadedProducer<ChainProducerContext>,
-        m: &BorrowedMessage<'_>,
+        source: Source,
         payload: &[u8],
         key: Option<&[u8]>,
         why: &str,
     ) -> Result<(), TxnError> {
         self.telemetry.audit_intake_rejected();
-        tracing::warn!(partition = m.partition(), offset = m.offset(), error = %why, "An audit intake record is not an audit record; dead-lettered.");
+        tracing::warn!(partition = source.partition, offset = ?source.offset, error = %why, "An audit intake record is not an audit record; dead-lettered.");
         let topics = &self.config.topics;
         let mut out = BaseRecord::to(&topics.dead_letter).payload(payload).headers(dead_letter_headers(
             &topics.audit_intake,
-            m,
+            source,
             why,
         ));
         if let Some(k) = key {
@@ -374,51 +392,105 @@ impl Chainer<'_> {
         send(producer, out)
     }
 
+    /// Chains the audit records of one intake record (`announced` of them in a batch, else
+    /// one), or dead-letters what is not an audit record. Returns how many were chained.
+    fn chain_intake(
+        &mut self,
+        consumer: &BaseConsumer<ChainConsumerContext>,
+        producer: &ThreadedProducer<ChainProducerContext>,
+        source: Source,
+        (key, payload): (Option<&[u8]>, Option<&[u8]>),
+        announced: Option<usize>,
+    ) -> Result<usize, TxnError> {
+        // A batch is decoded whole before any of its records is chained: one that is not what
+        // it says is kept as it came, never chained in part.
+        let records = match announced {
+            None => parse(payload).map(|r| vec![r]),
+            Some(n) => read_batch(payload, n),
+        };
+        let records = match records {
+            Ok(records) => records,
+            Err(why) => {
+                self.dead_letter(producer, source, payload.unwrap_or_default(), key, &why)?;
+                return Ok(0);
+            }
+        };
+        let mut chained = 0;
+        for mut record in records {
+            let Err(why) = self.chain_one(consumer, producer, source.partition, key, &mut record)? else {
+                chained += 1;
+                continue;
+            };
+            if announced.is_some() {
+                // Kept alone, as the intake record it would have been on its own.
+                (record.chain_seq, record.chain_prev, record.chain_hash) = (None, None, None);
+                let mut datum = Vec::new();
+                record.write_intake(&mut datum);
+                self.dead_letter(producer, source, &datum, Some(record.event_id.as_bytes()), &why)?;
+            } else {
+                self.dead_letter(producer, source, payload.unwrap_or_default(), key, &why)?;
+            }
+        }
+        Ok(chained)
+    }
+
+    /// One transaction: chains `messages` (read from the intake) and the `handed` batches of
+    /// partitions in `held`, writes the other handed batches to the intake for their new owner,
+    /// and commits the intake offsets with each partition's head.
     fn chain_batch(
         &mut self,
         consumer: &BaseConsumer<ChainConsumerContext>,
         producer: &ThreadedProducer<ChainProducerContext>,
         messages: &[BorrowedMessage<'_>],
-    ) -> Result<usize, TxnError> {
+        handed: &[Handed],
+        held: &FnvHashSet<i32>,
+    ) -> Result<Chained, TxnError> {
         producer.context().failures.store(0, Ordering::Release);
         producer.begin_transaction()?;
         let topics = &self.config.topics;
-        let mut last: FnvHashMap<i32, i64> = FnvHashMap::default();
-        let mut chained = 0;
+        // The offset to commit per intake partition chained.
+        let mut next: FnvHashMap<i32, i64> = FnvHashMap::default();
+        let mut chained = Chained { total: 0, handed: 0 };
         for m in messages {
-            let partition = m.partition();
-            // A batch is decoded whole before any of its records is chained: one that is not
-            // what it says is kept as it came, never chained in part.
-            let announced = announced_records(m);
-            let records = match announced {
-                None => parse(m.payload()).map(|r| vec![r]),
-                Some(n) => read_batch(m.payload(), n),
-            };
-            match records {
-                Ok(records) => {
-                    for mut record in records {
-                        let Err(why) = self.chain_one(consumer, producer, partition, m.key(), &mut record)? else {
-                            chained += 1;
-                            continue;
-                        };
-                        if announced.is_some() {
-                            // Kept alone, as the intake record it would have been on its own.
-                            (record.chain_seq, record.chain_prev, record.chain_hash) = (None, None, None);
-                            let mut datum = Vec::new();
-                            record.write_intake(&mut datum);
-                            self.dead_letter(producer, m, &datum, Some(record.event_id.as_bytes()), &why)?;
-                        } else {
-                            self.dead_letter(producer, m, m.payload().unwrap_or_default(), m.key(), &why)?;
-                        }
-                    }
+            let source = Source { partition: m.partition(), offset: Some(m.offset()) };
+            chained.total +=
+                self.chain_intake(consumer, producer, source, (m.key(), m.payload()), announced_records(m))?;
+            next.insert(m.partition(), m.offset() + 1);
+        }
+        if !handed.is_empty() {
+            let position = consumer.position().unwrap_or_default();
+            for h in handed {
+                let partition = h.partition;
+                if !held.contains(&partition) {
+                    let count = h.records.to_string();
+                    let batch_header = Header { key: headers::AUDIT_BATCH, value: Some(count.as_str()) };
+                    let out = BaseRecord::to(&topics.audit_intake)
+                        .partition(partition)
+                        .payload(h.payload.as_slice())
+                        .headers(OwnedHeaders::new_with_capacity(1).insert(batch_header));
+                    send(producer, out)?;
+                    continue;
                 }
-                Err(why) => self.dead_letter(producer, m, m.payload().unwrap_or_default(), m.key(), &why)?,
+                let source = Source { partition, offset: None };
+                let n = self.chain_intake(consumer, producer, source, (None, Some(&h.payload)), Some(h.records))?;
+                chained.total += n;
+                chained.handed += n;
+                if let std::collections::hash_map::Entry::Vacant(slot) = next.entry(partition) {
+                    // Nothing read from this partition in this transaction: its offset stays
+                    // where it is, committed again with the head.
+                    let at = match position.find_partition(&topics.audit_intake, partition).map(|e| e.offset()) {
+                        Some(Offset::Offset(o)) => Some(o),
+                        _ => self.resume.get(&partition).copied(),
+                    };
+                    slot.insert(at.ok_or_else(|| {
+                        TxnError::Abort(format!("no offset to commit for intake partition {partition}"))
+                    })?);
+                }
             }
-            last.insert(partition, m.offset());
         }
         let mut offsets = TopicPartitionList::new();
-        for (partition, offset) in &last {
-            offsets.add_partition_offset(&topics.audit_intake, *partition, Offset::Offset(offset + 1))?;
+        for (partition, offset) in &next {
+            offsets.add_partition_offset(&topics.audit_intake, *partition, Offset::Offset(*offset))?;
             if let (Some(mut elem), Some(head)) =
                 (offsets.find_partition(&topics.audit_intake, *partition), self.heads.get(partition))
             {
@@ -428,10 +500,20 @@ impl Chainer<'_> {
         let group = consumer.group_metadata().ok_or_else(|| TxnError::Abort("no consumer group metadata".into()))?;
         let failed = || producer.context().failures.load(Ordering::Acquire) > 0;
         delivered_before_commit(producer, failed, "an audit record")?;
-        producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT)?;
+        if offsets.count() > 0 {
+            producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT)?;
+        }
         producer.commit_transaction(TXN_TIMEOUT)?;
         Ok(chained)
     }
+}
+
+/// Where an intake record came from: its intake partition, and its offset when it was read
+/// from the intake (records handed in process have none).
+#[derive(Clone, Copy)]
+struct Source {
+    partition: i32,
+    offset: Option<i64>,
 }
 
 /// Decodes an audit record, borrowing from `payload` where it can.
@@ -450,13 +532,16 @@ fn read_batch(payload: Option<&[u8]>, announced: usize) -> Result<Vec<AuditRecor
     Ok(records)
 }
 
-fn dead_letter_headers(topic: &str, m: &BorrowedMessage<'_>, why: &str) -> OwnedHeaders {
-    OwnedHeaders::new()
+fn dead_letter_headers(topic: &str, source: Source, why: &str) -> OwnedHeaders {
+    let headers = OwnedHeaders::new_with_capacity(5)
         .insert(Header { key: headers::ERROR_REASON, value: Some("malformed_audit") })
         .insert(Header { key: headers::ERROR_MESSAGE, value: Some(why) })
         .insert(Header { key: headers::SOURCE_TOPIC, value: Some(topic) })
-        .insert(Header { key: headers::SOURCE_PARTITION, value: Some(&m.partition().to_string()) })
-        .insert(Header { key: headers::SOURCE_OFFSET, value: Some(&m.offset().to_string()) })
+        .insert(Header { key: headers::SOURCE_PARTITION, value: Some(&source.partition.to_string()) });
+    match source.offset {
+        Some(offset) => headers.insert(Header { key: headers::SOURCE_OFFSET, value: Some(&offset.to_string()) }),
+        None => headers,
+    }
 }
 
 /// Enqueues a record, waiting while the producer queue is full.
@@ -473,26 +558,5 @@ fn send(
             }
             Err((e, _)) => return Err(TxnError::Abort(e.to_string())),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn heads_round_trip_through_offset_metadata_and_junk_starts_a_new_chain() {
-        let head = Head { next_seq: 42, hash: "ab".repeat(32) };
-        assert_eq!(Head::from_metadata(&head.to_metadata()), Some(head));
-        for junk in [
-            "",
-            "x",
-            "tollgate-chain-v1 1",
-            "tollgate-chain-v1 x abc",
-            &format!("tollgate-chain-v1 1 {}", "g".repeat(64)),
-        ] {
-            assert_eq!(Head::from_metadata(junk), None, "{junk}");
-        }
-        assert_eq!(Head::genesis().hash, GENESIS);
     }
 }

@@ -1,0 +1,205 @@
+//! The in-process hand-off of the routing loops' audit records to their own process's chainer.
+//!
+//! An `at_least_once` routing loop gathers its audit records in intake batches, one per intake
+//! partition (see [`super::intake`]). A batch whose intake partition the chainer of the same
+//! process owns does not need the round trip through the intake topic (produced, compressed,
+//! stored, fetched and decoded again): the loop hands it to that chainer, which chains it in
+//! its next transaction as it would have chained the batch read from the intake. The audit
+//! contract is the same: one writer per audit partition (the owner of the intake partition),
+//! each record in the partition its event id keys.
+//!
+//! The chainer decides, in each transaction, whether it still owns a handed batch's partition.
+//! If not (a rebalance moved it), it writes the batch to the intake in that transaction, for
+//! the new owner to chain. So ownership as the loops see it ([`HandOff::owns`]) is only a hint.
+//!
+//! A handed batch counts, for its input batch's offsets, as delivered once the chainer's
+//! transaction holding its records commits ([`Handed::settle`]); an aborted transaction keeps
+//! it for the next one. When the chainer stops, it fails what it still holds, and the loops go
+//! back to the intake.
+//!
+//! `exactly_once` loops keep the intake: their transaction and the chainer's are two
+//! producers', and a record chained before the loop's transaction aborted would audit a
+//! decision whose output never appeared.
+
+use super::context::acknowledged;
+use super::inflight::{Batch, InFlight};
+use crate::telemetry::Telemetry;
+use fnv::FnvHashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+/// An intake batch handed to the chainer, with the input batch it belongs to.
+pub struct Handed {
+    pub partition: i32,
+    /// Audit records in `payload` (an intake batch, [`tollgate_schemas::intake`]).
+    pub records: usize,
+    pub payload: Vec<u8>,
+    batch: Arc<Batch>,
+    inflight: Arc<InFlight>,
+}
+
+impl Handed {
+    /// The chainer's transaction holding these records committed (`None`), or they will never
+    /// be chained (`Some(why)`: the input batch fails, and its offsets are never stored).
+    pub fn settle(self, telemetry: &Telemetry, failure: Option<String>) {
+        if let Some(why) = failure {
+            self.batch.fail(why);
+        }
+        acknowledged(telemetry, &self.inflight, &self.batch);
+    }
+}
+
+/// What the routing loops and the chainer of one process share.
+#[derive(Default)]
+pub struct HandOff {
+    /// The intake partitions the chainer held at its last rebalance.
+    owned: RwLock<FnvHashSet<i32>>,
+    queue: Mutex<Vec<Handed>>,
+    /// The chainer stopped: nothing more is taken.
+    closed: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Plain data behind these locks; a panic elsewhere leaves it usable.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl HandOff {
+    pub fn new() -> HandOff {
+        HandOff::default()
+    }
+
+    /// Whether the chainer held intake partition `partition` at its last rebalance.
+    pub fn owns(&self, partition: i32) -> bool {
+        !self.closed.load(Ordering::Acquire)
+            && self.owned.read().unwrap_or_else(std::sync::PoisonError::into_inner).contains(&partition)
+    }
+
+    /// The chainer's assignment changed to `partitions` (none while a rebalance is under way).
+    pub fn set_owned(&self, partitions: impl IntoIterator<Item = i32>) {
+        let mut owned = self.owned.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        owned.clear();
+        owned.extend(partitions);
+    }
+
+    /// Hands an intake batch of `inflight`'s input batch `batch` to the chainer. Counts as one
+    /// record of `batch` until settled. `false` (nothing handed) once the chainer has stopped.
+    pub fn hand(
+        &self,
+        partition: i32,
+        records: usize,
+        payload: &[u8],
+        batch: &Arc<Batch>,
+        inflight: &Arc<InFlight>,
+    ) -> bool {
+        let mut queue = lock(&self.queue);
+        // Checked under the queue's lock: `close` empties the queue under it, so nothing is
+        // left behind in a closed hand-off.
+        if self.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        batch.add_record();
+        queue.push(Handed {
+            partition,
+            records,
+            payload: payload.to_vec(),
+            batch: Arc::clone(batch),
+            inflight: Arc::clone(inflight),
+        });
+        true
+    }
+
+    /// Whether batches wait to be taken.
+    pub fn is_pending(&self) -> bool {
+        !lock(&self.queue).is_empty()
+    }
+
+    /// Appends every waiting batch to `into`, oldest first.
+    pub fn take_into(&self, into: &mut Vec<Handed>) {
+        into.append(&mut lock(&self.queue));
+    }
+
+    /// The chainer stopped: takes no more batches and fails those it holds, and `held` (batches
+    /// it took and did not commit).
+    pub fn close(&self, telemetry: &Telemetry, held: Vec<Handed>) {
+        let waiting = {
+            let mut queue = lock(&self.queue);
+            self.closed.store(true, Ordering::Release);
+            std::mem::take(&mut *queue)
+        };
+        for h in held.into_iter().chain(waiting) {
+            h.settle(telemetry, Some("the audit chainer stopped before chaining the batch".into()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tracking() -> Arc<InFlight> {
+        Arc::new(InFlight::new(std::thread::current(), vec!["in".into()]))
+    }
+
+    #[test]
+    fn batches_are_taken_in_order_and_owned_partitions_follow_the_chainer() {
+        let hand_off = HandOff::new();
+        assert!(!hand_off.owns(0));
+        hand_off.set_owned([0, 2]);
+        assert!(hand_off.owns(0) && hand_off.owns(2) && !hand_off.owns(1));
+        let inflight = tracking();
+        let batch = inflight.open_batch();
+        assert!(hand_off.hand(0, 2, b"ab", &batch, &inflight));
+        assert!(hand_off.hand(2, 1, b"c", &batch, &inflight));
+        assert!(hand_off.is_pending());
+        let mut taken = Vec::new();
+        hand_off.take_into(&mut taken);
+        assert!(!hand_off.is_pending());
+        assert_eq!(
+            taken.iter().map(|h| (h.partition, h.records, h.payload.clone())).collect::<Vec<_>>(),
+            [(0, 2, b"ab".to_vec()), (2, 1, b"c".to_vec())]
+        );
+        hand_off.set_owned([]);
+        assert!(!hand_off.owns(0));
+    }
+
+    #[test]
+    fn an_input_batch_completes_only_when_its_handed_records_are_settled() {
+        let (hand_off, telemetry, inflight) = (HandOff::new(), Telemetry::new(), tracking());
+        let batch = inflight.open_batch();
+        inflight.record_event(0, 0, 7);
+        assert!(hand_off.hand(0, 1, b"a", &batch, &inflight));
+        inflight.seal();
+        assert_eq!(inflight.events(), 1);
+        let mut taken = Vec::new();
+        hand_off.take_into(&mut taken);
+        let consumer: rdkafka::consumer::BaseConsumer =
+            rdkafka::ClientConfig::new().set("group.id", "t").create().expect("a consumer without brokers");
+        assert_eq!(inflight.settle(&consumer).ok(), Some(0), "not settled before the chainer commits");
+        taken.pop().unwrap().settle(&telemetry, None);
+        assert_eq!(inflight.settle(&consumer).ok(), Some(1));
+    }
+
+    #[test]
+    fn a_closed_hand_off_fails_what_it_holds_and_takes_nothing_more() {
+        let (hand_off, telemetry, inflight) = (HandOff::new(), Telemetry::new(), tracking());
+        hand_off.set_owned([0]);
+        let batch = inflight.open_batch();
+        inflight.record_event(0, 0, 1);
+        assert!(hand_off.hand(0, 1, b"a", &batch, &inflight));
+        assert!(hand_off.hand(0, 1, b"b", &batch, &inflight));
+        let mut taken = Vec::new();
+        hand_off.take_into(&mut taken);
+        let held = vec![taken.remove(0)];
+        // One batch the chainer took, one still waiting.
+        assert!(hand_off.hand(0, 1, b"c", &batch, &inflight));
+        hand_off.close(&telemetry, held);
+        assert!(!hand_off.owns(0));
+        assert!(!hand_off.hand(0, 1, b"d", &batch, &inflight), "a closed hand-off takes nothing");
+        taken.pop().unwrap().settle(&telemetry, None);
+        inflight.seal();
+        let consumer: rdkafka::consumer::BaseConsumer =
+            rdkafka::ClientConfig::new().set("group.id", "t").create().expect("a consumer without brokers");
+        assert!(inflight.settle(&consumer).is_err(), "the batch failed: its offsets are never stored");
+    }
+}
