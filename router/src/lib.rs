@@ -151,7 +151,10 @@ pub async fn run_with(
     let slot = std::sync::Arc::new(reload::PipelineSlot::new(pipeline));
     let reloader = reload::Reloader::new(config.clone(), slot.clone(), telemetry.clone());
     let watcher = tokio::spawn(reload::watch(reloader, stop.clone()));
-    let routing = std::sync::Arc::new(kafka::Routing::new(&config, slot, telemetry.clone()));
+    // Audit batches of the routing loops and the review join go to this process's chainer
+    // through it, when the chainer holds their intake partition.
+    let hand_off = std::sync::Arc::new(kafka::HandOff::new());
+    let routing = std::sync::Arc::new(kafka::Routing::new(&config, slot, telemetry.clone(), &hand_off));
     let threads = config.processing.routing_threads;
     for index in 0..threads {
         let (config, routing, stop) = (config.clone(), routing.clone(), stop.clone());
@@ -160,11 +163,11 @@ pub async fn run_with(
         })?;
     }
     if config.review.join {
-        let (config, telemetry, stop) = (config.clone(), telemetry.clone(), stop.clone());
+        let (config, telemetry, stop, hand_off) = (config.clone(), telemetry.clone(), stop.clone(), hand_off.clone());
         spawn_loop(&mut loops, "tollgate-join", move || {
             let state =
                 std::sync::Arc::new(review::ReviewState::new(review::ReviewSettings::from_config(&config.review)));
-            kafka::run_join(&config, &telemetry, state, &stop)
+            kafka::run_join(&config, &telemetry, state, Some(hand_off), &stop)
         })?;
     }
     // The chainer stops after the loops: their drains wait for the audit records they handed
@@ -174,7 +177,7 @@ pub async fn run_with(
     {
         let (config, telemetry, stop, stop_chain) =
             (config.clone(), telemetry.clone(), stop.clone(), stop_chain.clone());
-        let hand_off = routing.hand_off.clone();
+        let hand_off = Some(hand_off.clone());
         spawn_loop(&mut chain, "tollgate-audit", move || {
             let chained = kafka::run_chain(&config, &telemetry, hand_off, &stop_chain);
             if chained.is_err() {

@@ -1,10 +1,12 @@
-//! The in-process hand-off of the routing loops' audit records to their own process's chainer.
+//! The in-process hand-off of the routing loops' and the review join's audit records to their
+//! own process's chainer.
 //!
-//! An `at_least_once` routing loop gathers its audit records in intake batches, one per intake
-//! partition (see [`super::intake`]). A batch whose intake partition the chainer of the same
-//! process owns does not need the round trip through the intake topic (produced, compressed,
-//! stored, fetched and decoded again): the loop hands it to that chainer, which chains it in
-//! its next transaction as it would have chained the batch read from the intake. The audit
+//! An `at_least_once` routing loop, and the review join, gather their audit records in intake
+//! batches, one per intake partition (see [`super::intake`]). A batch whose intake partition the
+//! chainer of the same process owns does not need the round trip through the intake topic
+//! (produced, compressed, stored, fetched and decoded again): the loop hands it to that
+//! chainer, which chains it in its next transaction as it would have chained the batch read
+//! from the intake. The audit
 //! contract is the same: one writer per audit partition (the owner of the intake partition),
 //! each record in the partition its event id keys.
 //!
@@ -17,9 +19,10 @@
 //! it for the next one. When the chainer stops, it fails what it still holds, and the loops go
 //! back to the intake.
 //!
-//! `exactly_once` loops keep the intake: their transaction and the chainer's are two
+//! `exactly_once` routing loops keep the intake: their transaction and the chainer's are two
 //! producers', and a record chained before the loop's transaction aborted would audit a
-//! decision whose output never appeared.
+//! decision whose output never appeared. (The review join is at least once under either
+//! guarantee, and hands its batches either way.)
 
 use super::context::acknowledged;
 use super::inflight::{Batch, InFlight};

@@ -14,7 +14,7 @@ mod admin;
 mod chain;
 mod context;
 pub mod group;
-mod handoff;
+pub mod handoff;
 mod inflight;
 pub mod intake;
 mod join;
@@ -23,6 +23,7 @@ mod runner;
 
 pub use admin::ensure_topics;
 pub use chain::{chain_producer_config, run_chain, Head};
+pub use handoff::HandOff;
 pub use join::{run_join, state_headers, writer_id, STATE_SUFFIX};
 pub use runner::{dead_letter_headers, routed_headers, run_loop, sample_headers, LoopError, Routing};
 

@@ -88,13 +88,19 @@ pub struct Routing {
 }
 
 impl Routing {
-    /// The shared parts of `config`'s routing loops.
-    pub fn new(config: &RouterConfig, slot: Arc<PipelineSlot>, telemetry: Telemetry) -> Routing {
+    /// The shared parts of `config`'s routing loops; `hand_off` leads to this process's
+    /// chainer (kept for `at_least_once` only).
+    pub fn new(
+        config: &RouterConfig,
+        slot: Arc<PipelineSlot>,
+        telemetry: Telemetry,
+        hand_off: &Arc<HandOff>,
+    ) -> Routing {
         if let Some(mean) = config.drift.baseline_confidence_mean {
             telemetry.set_confidence_baseline(mean);
         }
         telemetry.expect_routing_loops(config.processing.routing_threads);
-        let hand_off = (config.processing.guarantee == Guarantee::AtLeastOnce).then(|| Arc::new(HandOff::new()));
+        let hand_off = (config.processing.guarantee == Guarantee::AtLeastOnce).then(|| Arc::clone(hand_off));
         Routing { slot, telemetry, drift: DriftWindow::new(&config.drift).map(Mutex::new), hand_off }
     }
 }

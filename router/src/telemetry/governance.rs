@@ -27,7 +27,7 @@ impl GovernanceMetrics {
             chained: IntCounter::new(names::AUDIT_CHAINED, "Audit records linked into the hash chain.").unwrap(),
             handed: IntCounter::new(
                 names::AUDIT_HANDED,
-                "Audit records of the routing loops chained in process, without the intake topic's round trip (of tollgate_audit_chained_total).",
+                "Audit records of the routing loops and the review join chained in process, without the intake topic's round trip (of tollgate_audit_chained_total).",
             )
             .unwrap(),
             intake_rejected: IntCounter::new(

@@ -31,6 +31,7 @@ use tollgate_schemas::headers;
 
 use super::context::{DeliveryContext, ReviewHandOver, RouterConsumerContext};
 use super::group::{Member, Membership};
+use super::handoff::HandOff;
 use super::inflight::InFlight;
 use super::intake::{IntakeBatches, TOPIC_WAIT};
 use super::runner::{send_intake, LoopError};
@@ -58,11 +59,14 @@ const REPLAY_HOLD: Duration = Duration::from_secs(30);
 /// high watermarks cannot be trusted).
 const REPLAY_QUIET: Duration = Duration::from_secs(1);
 
-/// Runs the review join on the current thread until `shutdown` is cancelled.
+/// Runs the review join on the current thread until `shutdown` is cancelled. Its audit
+/// batches go to this process's chainer through `hand_off` when it holds their intake
+/// partition (the join is at least once under either guarantee), else to the intake.
 pub fn run_join(
     config: &RouterConfig,
     telemetry: &Telemetry,
     state: Arc<ReviewState>,
+    hand_off: Option<Arc<HandOff>>,
     shutdown: &CancellationToken,
 ) -> Result<(), LoopError> {
     let topics = &config.topics;
@@ -87,7 +91,7 @@ pub fn run_join(
             producer: producer.clone(),
             input_topic: topics.review_decisions.clone(),
             audit_intake_topic: topics.audit_intake.clone(),
-            hand_off: None,
+            hand_off: hand_off.clone(),
             drain_timeout: config.processing.shutdown_timeout.0,
             review: Some(ReviewHandOver {
                 changelog_topic: topics.pending_changelog.clone(),
@@ -109,6 +113,7 @@ pub fn run_join(
         state: &state,
         inflight: &inflight,
         producer: &producer,
+        hand_off: hand_off.as_deref(),
         lookup: EventLookup::new(config, telemetry)?,
         events: EventCache::new(
             usize::try_from(config.review.event_cache_mib).unwrap_or(usize::MAX).saturating_mul(1 << 20),
@@ -144,6 +149,8 @@ struct Join<'a> {
     state: &'a ReviewState,
     inflight: &'a InFlight,
     producer: &'a ThreadedProducer<DeliveryContext>,
+    /// See [`run_join`].
+    hand_off: Option<&'a HandOff>,
     lookup: EventLookup,
     /// Original events of pending reviews, as read from the changelog.
     events: EventCache,
@@ -291,7 +298,8 @@ impl Join<'_> {
                 self.telemetry.review_event_cache(self.events.bytes());
             }
             self.flush_resolutions()?;
-            self.inflight.seal_with(|r| send_intake(self.producer, &self.config.topics.audit_intake, None, r))?;
+            self.inflight
+                .seal_with(|r| send_intake(self.producer, &self.config.topics.audit_intake, self.hand_off, r))?;
         }
         self.flush_resolutions()
     }

@@ -315,7 +315,7 @@ impl Join<'_> {
     /// Adds an audit record (an intake datum) to the open batch's intake batches.
     fn gather_audit(&self, event_id: &str, audit: &[u8]) -> Result<(), LoopError> {
         let topic = &self.config.topics.audit_intake;
-        self.inflight.gather_audit(event_id.as_bytes(), audit, |r| send_intake(self.producer, topic, None, r))
+        self.inflight.gather_audit(event_id.as_bytes(), audit, |r| send_intake(self.producer, topic, self.hand_off, r))
     }
 
     /// Writes the review's state to the changelog under `<event id>/state`, in its partition.
