@@ -2,17 +2,17 @@
 //! without Tollgate's work in between, fed the same decisions at the same rate.
 //!
 //! Per decision, the join reads the decision and writes a resolved record and the review's
-//! changelog state, which it reads back. It gathers an audit record into the intake per poll
-//! batch, and the audit chainer copies it to the audit topic in transactions. This baseline
-//! moves the records the join wrote in the join phase, read back and taken in turn, with the
-//! same client settings, on three threads:
+//! changelog state, which it reads back. It hands an audit record to its process's chainer
+//! (which holds every intake partition when one router runs), and the chainer writes it to the
+//! audit topic in transactions. This baseline moves the records the join wrote in the join
+//! phase, read back and taken in turn, with the same client settings, on three threads:
 //!
 //! 1. consume the decisions in batches of the join's size; per decision, produce a resolved
 //!    record and a state keyed by its event id (the state with the join's writer header,
-//!    [`state_headers`]), and gather an audit record (one of the router's sample) per intake
-//!    partition, sent at the end of the poll batch;
-//! 2. the audit chainer's transactional copy of the gathered audit copies, each written as a
-//!    chained record of the router's sample ([`records::chain_copies`]);
+//!    [`state_headers`]), and hand its audit record's partition (its event id's, as the join
+//!    places it) to stage 2;
+//! 2. the chainer's transactional writes: each handed record becomes a chained record of the
+//!    router's sample ([`records::Stage2::chain_handed`]);
 //! 3. read the state copies back ([`records::read_copies`]).
 //!
 //! Its lag is sampled like the join's ([`join::measure`]). A baseline that falls behind the
@@ -20,7 +20,7 @@
 //! join on this machine.
 
 use super::join::{self, JoinPhase};
-use super::records::{self, GatheredCopies, Topics};
+use super::records::{self, Topics};
 use super::shape::{Kept, Samples, Shape};
 use crate::synth::send_waiting;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tollgate_router::config::RouterConfig;
+use tollgate_router::kafka::intake::{self, KeyHash};
 use tollgate_router::kafka::{state_headers, writer_id, STATE_SUFFIX};
 
 /// How long the phase may take.
@@ -134,11 +135,22 @@ pub async fn run(
             let chained = AtomicU64::new(0);
             // Stages that have joined their groups (stage 1 here does not wait for them).
             let members = std::sync::atomic::AtomicUsize::new(0);
+            let (handed, to_chain) = records::hand_off_channel();
             std::thread::scope(|s| {
-                let copy = s.spawn(|| copy_decisions(&config, &topics, &decisions, &shape, &joined, deadline, &done));
+                let copy = s
+                    .spawn(|| copy_decisions(&config, &topics, (&decisions, handed), &shape, &joined, deadline, &done));
                 let chain = s.spawn(|| {
-                    let copies = &shape.routing.chained;
-                    records::chain_copies(&config, &topics, copies, (total, &members), &chained, deadline, &done)
+                    // Taken by value: a receiver cannot be shared between threads.
+                    let to_chain = to_chain;
+                    let stage_2 = records::Stage2 {
+                        config: &config,
+                        topics: &topics,
+                        events: total,
+                        chained: &chained,
+                        deadline,
+                        done: &done,
+                    };
+                    stage_2.chain_handed(&shape.routing.chained, &to_chain)
                 });
                 let read = s.spawn(|| records::read_copies(&config, &topics, &members, &done));
                 let panicked = |stage: &str| anyhow::anyhow!("the {stage} stage panicked");
@@ -159,18 +171,19 @@ pub async fn run(
     phase
 }
 
-/// Stage 1: the join's records per decision.
+/// Stage 1: the join's records per decision, each audit record handed to stage 2.
 fn copy_decisions(
     config: &RouterConfig,
     topics: &Topics,
-    decisions: &str,
+    (decisions, handed): (&str, std::sync::mpsc::SyncSender<(i32, u64)>),
     shape: &JoinShape,
     joined: &AtomicU64,
     deadline: Instant,
     done: &CancellationToken,
 ) -> anyhow::Result<()> {
     let (consumer, producer) = records::copy_clients(config, topics, decisions, records::Start::Preloaded)?;
-    let mut gathered = GatheredCopies::new(config, &topics.intake)?;
+    let consumer_settings = tollgate_router::kafka::consumer_config(config);
+    let partitions = intake::partition_count(&consumer_settings, &topics.intake, LIMIT)?;
     let writer = writer_id();
     let mut key = Vec::new();
     while Instant::now() < deadline && !done.is_cancelled() {
@@ -194,12 +207,12 @@ fn copy_decisions(
                     .headers(state_headers(&writer)),
                 done,
             )?;
-            gathered.add(&producer, id, shape.routing.audit.nth(n).1, done)?;
+            let partition = KeyHash::Murmur2.partition(id, partitions);
+            handed.send((partition, n)).map_err(|_| anyhow::anyhow!("the join baseline's stage 2 has stopped"))?;
             joined.fetch_add(1, Ordering::AcqRel);
             polled += 1;
             wait = Duration::ZERO;
         }
-        gathered.send_all(&producer, done)?;
     }
     crate::synth::flush_delivered(&producer, Duration::from_secs(60), "the join's baseline")?;
     Ok(())

@@ -150,8 +150,7 @@ pub fn run(
     let deadline = Instant::now() + LIMIT;
     let done = stop.child_token();
     let joined = AtomicUsize::new(0);
-    // Room for a few poll batches of events waiting for the hand-off's stage 2.
-    let (handed, to_chain) = std::sync::mpsc::sync_channel(4 * CHAIN_BATCH);
+    let (handed, to_chain) = hand_off_channel();
     let handed = (audit == AuditPath::HandOff).then_some(handed);
     let stage_1 = Stage1 { shape, audit, events, start, handed };
     let stage_2 = Stage2 { config, topics, events, chained: &chained, deadline, done: &done };
@@ -441,21 +440,33 @@ pub(super) fn chain_copies(
     Ok(())
 }
 
+/// The channel of a hand-off's stage 2: each event's audit partition and number.
+pub(super) type Handed = (std::sync::mpsc::SyncSender<(i32, u64)>, std::sync::mpsc::Receiver<(i32, u64)>);
+
+/// A hand-off's channel, with room for a few poll batches of events waiting for stage 2.
+pub(super) fn hand_off_channel() -> Handed {
+    std::sync::mpsc::sync_channel(4 * CHAIN_BATCH)
+}
+
 /// What the hand-off's stage 2 works with.
-struct Stage2<'a> {
-    config: &'a RouterConfig,
-    topics: &'a Topics,
-    events: u64,
-    chained: &'a AtomicU64,
-    deadline: Instant,
-    done: &'a CancellationToken,
+pub(super) struct Stage2<'a> {
+    pub config: &'a RouterConfig,
+    pub topics: &'a Topics,
+    pub events: u64,
+    pub chained: &'a AtomicU64,
+    pub deadline: Instant,
+    pub done: &'a CancellationToken,
 }
 
 impl Stage2<'_> {
-    /// Stage 2 of [`AuditPath::HandOff`]: each event handed over becomes the next of `copies`,
-    /// written in transactions of up to the chainer's size, as they come, until `events` are
-    /// committed.
-    fn chain_handed(&self, copies: &Kept, handed: &std::sync::mpsc::Receiver<(i32, u64)>) -> anyhow::Result<()> {
+    /// Stage 2 of [`AuditPath::HandOff`] (and of the join's baseline): each event handed over
+    /// becomes the next of `copies`, written in transactions of up to the chainer's size, as
+    /// they come, until `events` are committed.
+    pub(super) fn chain_handed(
+        &self,
+        copies: &Kept,
+        handed: &std::sync::mpsc::Receiver<(i32, u64)>,
+    ) -> anyhow::Result<()> {
         let (config, topics, timeout) = (self.config, self.topics, Duration::from_secs(30));
         let id = format!("{}.{}-handed", config.kafka.group_id, topics.tag);
         let producer: ThreadedProducer<LoggingContext> = tollgate_router::kafka::chain_producer_config(config, &id)
