@@ -179,9 +179,11 @@ pub async fn run_with(
             (config.clone(), telemetry.clone(), stop.clone(), stop_chain.clone());
         let hand_off = Some(hand_off.clone());
         spawn_loop(&mut chain, "tollgate-audit", move || {
+            // Stops the loops when the chainer fails or panics (they would wait on it).
+            let stop_loops = stop.drop_guard();
             let chained = kafka::run_chain(&config, &telemetry, hand_off, &stop_chain);
-            if chained.is_err() {
-                stop.cancel();
+            if chained.is_ok() {
+                stop_loops.disarm();
             }
             chained
         })?;

@@ -65,7 +65,7 @@ pub struct RouterConsumerContext {
     pub input_topic: String,
     /// Where the routing loop's gathered audit records go when a drain seals their batch.
     pub audit_intake_topic: String,
-    /// The routing loop's hand-off to this process's chainer (see [`super::handoff`]).
+    /// The loop's hand-off to this process's chainer (see [`super::handoff`]).
     pub hand_off: Option<Arc<HandOff>>,
     pub drain_timeout: Duration,
     /// For the review join: the state to hand over on rebalance.

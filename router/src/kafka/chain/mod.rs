@@ -140,12 +140,25 @@ pub fn run_chain(
     hand_off: Option<Arc<HandOff>>,
     shutdown: &CancellationToken,
 ) -> Result<(), LoopError> {
-    let mut handed = Vec::new();
-    let result = chain_until(config, telemetry, hand_off.clone(), &mut handed, shutdown);
-    if let Some(h) = hand_off {
-        h.close(telemetry, handed);
+    let mut closing = Closing { hand_off: hand_off.clone(), telemetry, handed: Vec::new() };
+    chain_until(config, telemetry, hand_off, &mut closing.handed, shutdown)
+}
+
+/// Closes the hand-off however the chainer ends, a panic included: the loops go back to the
+/// intake, and the batches it holds fail (their input is never committed).
+struct Closing<'a> {
+    hand_off: Option<Arc<HandOff>>,
+    telemetry: &'a Telemetry,
+    /// Batches taken and not committed yet.
+    handed: Vec<Handed>,
+}
+
+impl Drop for Closing<'_> {
+    fn drop(&mut self) {
+        if let Some(h) = self.hand_off.take() {
+            h.close(self.telemetry, std::mem::take(&mut self.handed));
+        }
     }
-    result
 }
 
 fn chain_until(
