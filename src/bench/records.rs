@@ -39,7 +39,7 @@ use super::shape::{Kept, Shape, ROUTE_TOPICS};
 use super::{phase, Phase};
 use crate::synth::send_waiting;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -48,7 +48,6 @@ use tokio_util::sync::CancellationToken;
 use tollgate_common::kafka::{wait_delivered, LoggingContext};
 use tollgate_router::config::RouterConfig;
 use tollgate_router::kafka::intake::{self, KeyHash, MAX_BATCH_BYTES};
-use tollgate_schemas::headers;
 
 /// Records a transaction of stage 2 holds at most (the audit chainer's smallest batch).
 const CHAIN_BATCH: usize = 20_000;
@@ -355,10 +354,10 @@ impl<'t> GatheredCopies<'t> {
     ) -> anyhow::Result<()> {
         let (bytes, n) = &mut self.batches[p];
         if *n > 0 {
-            let count = n.to_string();
-            let h = OwnedHeaders::new().insert(Header { key: headers::AUDIT_BATCH, value: Some(&count) });
-            let record =
-                BaseRecord::<[u8], [u8]>::to(self.topic).partition(p as i32).payload(bytes.as_slice()).headers(h);
+            let record = BaseRecord::<[u8], [u8]>::to(self.topic)
+                .partition(p as i32)
+                .payload(bytes.as_slice())
+                .headers(intake::batch_headers(*n));
             send_waiting(producer, record, done)?;
             bytes.clear();
             *n = 0;

@@ -8,7 +8,7 @@
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 use std::time::Duration;
@@ -91,6 +91,13 @@ impl IntakeBatches {
     pub fn partitions(&self) -> usize {
         self.batches.len()
     }
+}
+
+/// The headers of an intake batch record of `records` audit records: its
+/// [`headers::AUDIT_BATCH`] count, which [`announced_records`] reads.
+pub fn batch_headers(records: usize) -> OwnedHeaders {
+    let count = records.to_string();
+    OwnedHeaders::new_with_capacity(1).insert(Header { key: headers::AUDIT_BATCH, value: Some(&count) })
 }
 
 /// For an intake batch record, the number of audit records its [`headers::AUDIT_BATCH`] header

@@ -6,7 +6,7 @@ use super::context::{DeliveryContext, RouterConsumerContext};
 use super::group::{Member, Membership};
 use super::handoff::HandOff;
 use super::inflight::{Batch, DeliveryFailed, InFlight, IntakeRecord};
-use super::intake::{IntakeBatches, TOPIC_WAIT};
+use super::intake::{batch_headers, IntakeBatches, TOPIC_WAIT};
 use super::{consumer_config, poll_batch, routing_producer_config, BACKPRESSURE_WAIT};
 use crate::config::{Guarantee, RouterConfig};
 use crate::drift::{DriftTally, DriftWindow};
@@ -464,12 +464,10 @@ pub(super) fn send_intake(
             return Ok(());
         }
     }
-    let count = record.records.to_string();
-    let h = OwnedHeaders::new_with_capacity(1).insert(Header { key: headers::AUDIT_BATCH, value: Some(&count) });
     let out = BaseRecord::with_opaque_to(topic, Arc::clone(record.batch))
         .partition(record.partition)
         .payload(record.payload)
-        .headers(h);
+        .headers(batch_headers(record.records));
     send::<[u8], [u8]>(producer, out)
 }
 

@@ -26,7 +26,7 @@ pub use head::Head;
 
 use super::group::{Member, Membership};
 use super::handoff::{HandOff, Handed};
-use super::intake::announced_records;
+use super::intake::{announced_records, batch_headers};
 use super::runner::{delivered_before_commit, rewind, TxnError, TXN_TIMEOUT};
 use super::{consumer_config, poll_weighed, producer_config, LoopError, IDLE_POLL};
 use crate::config::RouterConfig;
@@ -85,8 +85,7 @@ impl ConsumerContext for ChainConsumerContext {
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, _: &Rebalance<'_>) {
-        let held: Vec<i32> =
-            consumer.assignment().map(|a| a.elements().iter().map(|e| e.partition()).collect()).unwrap_or_default();
+        let held: Vec<i32> = held_partitions(consumer);
         tracing::info!(partitions = ?held, "The audit chainer holds these intake partitions.");
         if let Some(h) = &self.hand_off {
             h.set_owned(held);
@@ -142,6 +141,11 @@ pub fn run_chain(
 ) -> Result<(), LoopError> {
     let mut closing = Closing { hand_off: hand_off.clone(), telemetry, handed: Vec::new() };
     chain_until(config, telemetry, hand_off, &mut closing.handed, shutdown)
+}
+
+/// The intake partitions `consumer` holds now (none when the client cannot say).
+fn held_partitions<C: ConsumerContext, B: FromIterator<i32> + Default>(consumer: &BaseConsumer<C>) -> B {
+    consumer.assignment().map(|a| a.elements().iter().map(|e| e.partition()).collect()).unwrap_or_default()
 }
 
 /// Closes the hand-off however the chainer ends, a panic included: the loops go back to the
@@ -231,11 +235,7 @@ fn chain_until(
         }
         // Handed batches are chained here only for partitions held now; the transaction's
         // offsets for them fence an owner that a rebalance has replaced since.
-        let held: FnvHashSet<i32> = if handed.is_empty() {
-            FnvHashSet::default()
-        } else {
-            consumer.assignment().map(|a| a.elements().iter().map(|e| e.partition()).collect()).unwrap_or_default()
-        };
+        let held: FnvHashSet<i32> = if handed.is_empty() { FnvHashSet::default() } else { held_partitions(&consumer) };
         // Heads first, outside any transaction: loading one may read an audit partition's tail,
         // which must not eat into the transaction's timeout.
         let partitions = messages
@@ -475,12 +475,10 @@ impl Chainer<'_> {
             for h in handed {
                 let partition = h.partition;
                 if !held.contains(&partition) {
-                    let count = h.records.to_string();
-                    let batch_header = Header { key: headers::AUDIT_BATCH, value: Some(count.as_str()) };
                     let out = BaseRecord::to(&topics.audit_intake)
                         .partition(partition)
                         .payload(h.payload.as_slice())
-                        .headers(OwnedHeaders::new_with_capacity(1).insert(batch_header));
+                        .headers(batch_headers(h.records));
                     send(producer, out)?;
                     continue;
                 }
