@@ -171,14 +171,13 @@ fn reviewers_decide_through_the_gateway_and_the_router_joins_their_decisions() {
 /// broker answering it can only answer 503 after a timeout: it reports not ready (`/readyz` and
 /// `tollgate_gateway_ready`) until a broker answers again.
 ///
-/// Ignored in the suite: in about one run in six the gateway dies of a segmentation fault in the
-/// Kafka client library while its broker is gone or back (`rd_kafka_metadata_update_op`,
-/// librdkafka issue #5280; README, "Status"). Run it with `--run-ignored only`.
+/// The outage is a frozen broker that keeps its topics, as an Apache Kafka cluster does across
+/// an outage. A new, empty broker on the same address (the test broker keeps everything in
+/// memory) is not used: fetching topics it does not know can crash librdkafka 2.12.1 (README,
+/// "Status").
 #[test]
-#[ignore = "librdkafka can crash the gateway while its broker is gone (README, Status)"]
 fn the_gateway_is_not_ready_while_no_broker_answers() {
-    let mut broker = Broker::private();
-    let port: u16 = broker.addr.rsplit(':').next().unwrap().parse().unwrap();
+    let broker = Broker::private();
     let topics = Topics::new("gateway-down");
     let state_topic = format!("{}.gateway-state", topics.group);
     let mut gateway = GatewayProcess::spawn(&topics, &broker.addr, &state_topic, &[]);
@@ -203,12 +202,15 @@ fn the_gateway_is_not_ready_while_no_broker_answers() {
     };
     wait_for(&mut gateway, (200, true), "the gateway's metric did not follow /readyz");
 
-    broker.stop();
-    wait_for(&mut gateway, (503, false), "the gateway stayed ready with its broker gone");
+    broker.pause();
+    wait_for(&mut gateway, (503, false), "the gateway stayed ready with its broker not answering");
     assert!(gateway.log_text().contains("No Kafka broker answers"), "{}", gateway.log_text());
 
-    // A broker on the same address again (a new, empty one).
-    let _broker = Broker::start_on(port);
+    broker.resume();
     wait_for(&mut gateway, (200, true), "the gateway did not become ready again");
     assert!(gateway.log_text().contains("Kafka answers again"), "{}", gateway.log_text());
+    // A read is audited to Kafka before it is answered: it goes through again.
+    let ana = token("ana", "fraud_analyst");
+    let (status, page) = gateway.call("GET", "/v1/queues/sync_review/cases", &ana, None, None);
+    assert_eq!(status, 200, "{page}\n{}", gateway.log_text());
 }

@@ -92,6 +92,23 @@ impl Broker {
     }
 
     /// Stops a broker this process started (the shared one is left alone).
+    /// Freezes the broker (SIGSTOP): it keeps its connections and its data but answers nothing,
+    /// as a hung or partitioned-away broker does.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused broker answer again (SIGCONT), with everything it held.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        let child = self.child.as_ref().expect("only a private broker can be paused");
+        let status = Command::new("kill").args([which, &child.id().to_string()]).status().expect("run kill");
+        assert!(status.success(), "kill {which} failed");
+    }
+
     pub fn stop(&mut self) {
         if let Some(c) = self.child.as_mut() {
             let _ = c.kill();
