@@ -175,6 +175,43 @@ fn the_trail_is_chained_verified_and_exported() {
     assert!(inserted.contains(&format!("first broken link: partition {partition} offset 3: inserted")), "{inserted}");
 }
 
+/// A chainer behind by its bound of handed records (half of `processing.max_in_flight`, here
+/// one record) is handed no more: the routing loop sends the batches to the intake instead, and
+/// every record is still chained once.
+#[test]
+fn a_chainer_behind_is_handed_no_more_and_the_intake_takes_the_rest() {
+    let broker = Broker::get();
+    let topics = Topics::new("audit-behind");
+    create_topics(&broker.addr, &[&topics.input], 3);
+    let env = [("TOLLGATE__PROCESSING__BATCH_SIZE", "1"), ("TOLLGATE__PROCESSING__MAX_IN_FLIGHT", "2")];
+    let mut router = RouterProcess::spawn(&topics, &broker.addr, &env);
+    let mut out = Collector::new(&broker.addr, &[&topics.audit, &topics.audit_intake]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !router.log_text().lines().any(|l| l.contains("The audit chainer holds") && !l.contains("partitions=[]")) {
+        assert!(std::time::Instant::now() < deadline, "the chainer holds no partition:\n{}", router.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Every input batch of one event has one audit record: while the chainer has one to chain,
+    // the next goes through the intake.
+    let passes: Vec<TestRecord> = (0..5).flat_map(|i| sample_records_as(&format!("-{i}"))).collect();
+    produce(&broker.addr, &topics.input, &passes);
+    let routed = |c: &[Collected]| c.iter().filter(|r| r.topic == topics.audit).count();
+    out.until("every routing record", Duration::from_secs(90), |c| routed(c) >= passes.len());
+    let handed = handed_when_settled(&router, &mut out, &topics);
+    let behind = router.metric("tollgate_audit_hand_off_behind_total").unwrap_or(0.0) as usize;
+    let through_intake: usize = intake_batches(&out, &topics).iter().sum();
+    assert!(router.terminate(Duration::from_secs(30)).success());
+    assert!(handed > 0 && behind > 0, "{handed} handed, {behind} sent to the intake while the chainer was behind");
+    assert!(through_intake >= behind, "{through_intake} through the intake, {behind} of them behind");
+    assert_eq!(handed + through_intake, passes.len(), "every record chained once");
+    let mut ids: Vec<String> = out.on(&topics.audit).iter().map(|c| audit_of(c).event_id.to_string()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), passes.len());
+    let (code, stdout, stderr) = audit_cli(&topics, &broker.addr, &["verify"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+}
+
 /// The records counts of the intake batches `out` collected.
 fn intake_batches(out: &Collector, topics: &Topics) -> Vec<usize> {
     out.on(&topics.audit_intake)

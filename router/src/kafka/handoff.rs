@@ -19,6 +19,12 @@
 //! it for the next one. When the chainer stops, it fails what it still holds, and the loops go
 //! back to the intake.
 //!
+//! The chainer holds at most a bound of handed records not yet chained (half the in-flight
+//! bound, `processing.max_in_flight`). Past it the loops write their batches to the intake, as
+//! without the hand-off: a chainer that stalls (loading a chain head after a rebalance, a slow
+//! transaction) makes the audit trail lag, but does not stop routing by filling the loops'
+//! in-flight windows with records only it can settle.
+//!
 //! `exactly_once` routing loops keep the intake: their transaction and the chainer's are two
 //! producers', and a record chained before the loop's transaction aborted would audit a
 //! decision whose output never appeared. (The review join is at least once under either
@@ -28,7 +34,7 @@ use super::context::acknowledged;
 use super::inflight::{Batch, InFlight};
 use crate::telemetry::Telemetry;
 use fnv::FnvHashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 /// An intake batch handed to the chainer, with the input batch it belongs to.
@@ -39,6 +45,8 @@ pub struct Handed {
     pub payload: Vec<u8>,
     batch: Arc<Batch>,
     inflight: Arc<InFlight>,
+    /// The hand-off's count of handed records not yet settled.
+    unsettled: Arc<AtomicUsize>,
 }
 
 impl Handed {
@@ -48,18 +56,31 @@ impl Handed {
         if let Some(why) = failure {
             self.batch.fail(why);
         }
+        self.unsettled.fetch_sub(self.records, Ordering::AcqRel);
         acknowledged(telemetry, &self.inflight, &self.batch);
     }
 }
 
+/// Why a batch was not handed: it goes to the intake instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotHanded {
+    /// The chainer has stopped.
+    Closed,
+    /// The chainer holds its bound of handed records not yet chained.
+    Behind,
+}
+
 /// What the routing loops and the chainer of one process share.
-#[derive(Default)]
 pub struct HandOff {
     /// The intake partitions the chainer held at its last rebalance.
     owned: RwLock<FnvHashSet<i32>>,
     queue: Mutex<Vec<Handed>>,
     /// The chainer stopped: nothing more is taken.
     closed: AtomicBool,
+    /// Handed records not yet settled (waiting, or in the chainer's open transaction).
+    unsettled: Arc<AtomicUsize>,
+    /// The most records `unsettled` may reach by a new batch.
+    limit: usize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -68,8 +89,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl HandOff {
-    pub fn new() -> HandOff {
-        HandOff::default()
+    /// A hand-off that takes batches while fewer than `limit` handed records are unsettled.
+    pub fn new(limit: usize) -> HandOff {
+        HandOff {
+            owned: RwLock::default(),
+            queue: Mutex::default(),
+            closed: AtomicBool::new(false),
+            unsettled: Arc::default(),
+            limit,
+        }
     }
 
     /// Whether the chainer held intake partition `partition` at its last rebalance.
@@ -85,8 +113,10 @@ impl HandOff {
         owned.extend(partitions);
     }
 
-    /// Hands an intake batch of `inflight`'s input batch `batch` to the chainer. Counts as one
-    /// record of `batch` until settled. `false` (nothing handed) once the chainer has stopped.
+    /// Hands an intake batch of `records` audit records of `inflight`'s input batch `batch` to
+    /// the chainer. Counts as one record of `batch` until settled. Refused (nothing handed) once
+    /// the chainer has stopped, and while the batch would take the unsettled records past the
+    /// limit (a batch is always taken when none are unsettled).
     pub fn hand(
         &self,
         partition: i32,
@@ -94,13 +124,20 @@ impl HandOff {
         payload: &[u8],
         batch: &Arc<Batch>,
         inflight: &Arc<InFlight>,
-    ) -> bool {
+    ) -> Result<(), NotHanded> {
         let mut queue = lock(&self.queue);
         // Checked under the queue's lock: `close` empties the queue under it, so nothing is
         // left behind in a closed hand-off.
         if self.closed.load(Ordering::Acquire) {
-            return false;
+            return Err(NotHanded::Closed);
         }
+        // Only `hand` adds, under the queue's lock: the count cannot grow between the check
+        // and the add.
+        let unsettled = self.unsettled.load(Ordering::Acquire);
+        if unsettled > 0 && unsettled + records > self.limit {
+            return Err(NotHanded::Behind);
+        }
+        self.unsettled.fetch_add(records, Ordering::AcqRel);
         batch.add_record();
         queue.push(Handed {
             partition,
@@ -108,8 +145,9 @@ impl HandOff {
             payload: payload.to_vec(),
             batch: Arc::clone(batch),
             inflight: Arc::clone(inflight),
+            unsettled: Arc::clone(&self.unsettled),
         });
-        true
+        Ok(())
     }
 
     /// Whether batches wait to be taken.
@@ -146,14 +184,14 @@ mod tests {
 
     #[test]
     fn batches_are_taken_in_order_and_owned_partitions_follow_the_chainer() {
-        let hand_off = HandOff::new();
+        let hand_off = HandOff::new(100);
         assert!(!hand_off.owns(0));
         hand_off.set_owned([0, 2]);
         assert!(hand_off.owns(0) && hand_off.owns(2) && !hand_off.owns(1));
         let inflight = tracking();
         let batch = inflight.open_batch();
-        assert!(hand_off.hand(0, 2, b"ab", &batch, &inflight));
-        assert!(hand_off.hand(2, 1, b"c", &batch, &inflight));
+        assert!(hand_off.hand(0, 2, b"ab", &batch, &inflight).is_ok());
+        assert!(hand_off.hand(2, 1, b"c", &batch, &inflight).is_ok());
         assert!(hand_off.is_pending());
         let mut taken = Vec::new();
         hand_off.take_into(&mut taken);
@@ -168,10 +206,10 @@ mod tests {
 
     #[test]
     fn an_input_batch_completes_only_when_its_handed_records_are_settled() {
-        let (hand_off, telemetry, inflight) = (HandOff::new(), Telemetry::new(), tracking());
+        let (hand_off, telemetry, inflight) = (HandOff::new(100), Telemetry::new(), tracking());
         let batch = inflight.open_batch();
         inflight.record_event(0, 0, 7);
-        assert!(hand_off.hand(0, 1, b"a", &batch, &inflight));
+        assert!(hand_off.hand(0, 1, b"a", &batch, &inflight).is_ok());
         inflight.seal();
         assert_eq!(inflight.events(), 1);
         let mut taken = Vec::new();
@@ -185,24 +223,48 @@ mod tests {
 
     #[test]
     fn a_closed_hand_off_fails_what_it_holds_and_takes_nothing_more() {
-        let (hand_off, telemetry, inflight) = (HandOff::new(), Telemetry::new(), tracking());
+        let (hand_off, telemetry, inflight) = (HandOff::new(100), Telemetry::new(), tracking());
         hand_off.set_owned([0]);
         let batch = inflight.open_batch();
         inflight.record_event(0, 0, 1);
-        assert!(hand_off.hand(0, 1, b"a", &batch, &inflight));
-        assert!(hand_off.hand(0, 1, b"b", &batch, &inflight));
+        assert!(hand_off.hand(0, 1, b"a", &batch, &inflight).is_ok());
+        assert!(hand_off.hand(0, 1, b"b", &batch, &inflight).is_ok());
         let mut taken = Vec::new();
         hand_off.take_into(&mut taken);
         let held = vec![taken.remove(0)];
         // One batch the chainer took, one still waiting.
-        assert!(hand_off.hand(0, 1, b"c", &batch, &inflight));
+        assert!(hand_off.hand(0, 1, b"c", &batch, &inflight).is_ok());
         hand_off.close(&telemetry, held);
         assert!(!hand_off.owns(0));
-        assert!(!hand_off.hand(0, 1, b"d", &batch, &inflight), "a closed hand-off takes nothing");
+        assert_eq!(
+            hand_off.hand(0, 1, b"d", &batch, &inflight),
+            Err(NotHanded::Closed),
+            "a closed hand-off takes nothing"
+        );
         taken.pop().unwrap().settle(&telemetry, None);
         inflight.seal();
         let consumer: rdkafka::consumer::BaseConsumer =
             rdkafka::ClientConfig::new().set("group.id", "t").create().expect("a consumer without brokers");
         assert!(inflight.settle(&consumer).is_err(), "the batch failed: its offsets are never stored");
+    }
+
+    #[test]
+    fn a_chainer_behind_by_its_limit_takes_no_more_until_it_settles() {
+        let (hand_off, telemetry, inflight) = (HandOff::new(3), Telemetry::new(), tracking());
+        hand_off.set_owned([0]);
+        let batch = inflight.open_batch();
+        // A batch larger than the limit is taken when nothing is unsettled.
+        assert!(hand_off.hand(0, 4, b"abcd", &batch, &inflight).is_ok());
+        assert_eq!(hand_off.hand(0, 1, b"e", &batch, &inflight), Err(NotHanded::Behind));
+        let mut taken = Vec::new();
+        hand_off.take_into(&mut taken);
+        assert_eq!(hand_off.hand(0, 1, b"e", &batch, &inflight), Err(NotHanded::Behind), "taken is not settled");
+        taken.pop().unwrap().settle(&telemetry, None);
+        assert!(hand_off.hand(0, 2, b"ef", &batch, &inflight).is_ok());
+        assert!(hand_off.hand(0, 1, b"g", &batch, &inflight).is_ok());
+        assert_eq!(hand_off.hand(0, 1, b"h", &batch, &inflight), Err(NotHanded::Behind), "3 of 3 unsettled");
+        // Failed batches are settled too: a stopped chainer's count goes back to zero.
+        hand_off.close(&telemetry, Vec::new());
+        assert_eq!(hand_off.unsettled.load(Ordering::Acquire), 0);
     }
 }

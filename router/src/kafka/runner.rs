@@ -4,7 +4,7 @@
 
 use super::context::{DeliveryContext, RouterConsumerContext};
 use super::group::{Member, Membership};
-use super::handoff::HandOff;
+use super::handoff::{HandOff, NotHanded};
 use super::inflight::{Batch, DeliveryFailed, InFlight, IntakeRecord};
 use super::intake::{batch_headers, IntakeBatches, TOPIC_WAIT};
 use super::{consumer_config, poll_batch, routing_producer_config, BACKPRESSURE_WAIT};
@@ -459,9 +459,11 @@ pub(super) fn send_intake(
     record: IntakeRecord<'_>,
 ) -> Result<(), LoopError> {
     if let Some(h) = hand_off.filter(|h| h.owns(record.partition)) {
-        let inflight = &producer.context().inflight;
-        if h.hand(record.partition, record.records, record.payload, record.batch, inflight) {
-            return Ok(());
+        let context = producer.context();
+        match h.hand(record.partition, record.records, record.payload, record.batch, &context.inflight) {
+            Ok(()) => return Ok(()),
+            Err(NotHanded::Behind) => context.telemetry.audit_hand_off_behind(record.records),
+            Err(NotHanded::Closed) => {}
         }
     }
     let out = BaseRecord::with_opaque_to(topic, Arc::clone(record.batch))

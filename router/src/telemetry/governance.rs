@@ -5,6 +5,7 @@ use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 pub mod names {
     pub const AUDIT_CHAINED: &str = "tollgate_audit_chained_total";
     pub const AUDIT_HANDED: &str = "tollgate_audit_handed_total";
+    pub const AUDIT_HAND_OFF_BEHIND: &str = "tollgate_audit_hand_off_behind_total";
     pub const AUDIT_INTAKE_REJECTED: &str = "tollgate_audit_intake_rejected_total";
     pub const AUDIT_TRANSACTIONS: &str = "tollgate_audit_transactions_total";
     pub const POLICY_RELOADS: &str = "tollgate_policy_reloads_total";
@@ -15,6 +16,7 @@ pub mod names {
 pub(super) struct GovernanceMetrics {
     pub chained: IntCounter,
     pub handed: IntCounter,
+    pub behind: IntCounter,
     pub intake_rejected: IntCounter,
     pub transactions: IntCounterVec,
     pub reloads: IntCounterVec,
@@ -28,6 +30,11 @@ impl GovernanceMetrics {
             handed: IntCounter::new(
                 names::AUDIT_HANDED,
                 "Audit records of the routing loops and the review join chained in process, without the intake topic's round trip (of tollgate_audit_chained_total).",
+            )
+            .unwrap(),
+            behind: IntCounter::new(
+                names::AUDIT_HAND_OFF_BEHIND,
+                "Audit records sent through the intake topic although this process's chainer held their partition, because it held its bound of handed records not yet chained (it was behind).",
             )
             .unwrap(),
             intake_rejected: IntCounter::new(
@@ -63,6 +70,7 @@ impl GovernanceMetrics {
         for c in [
             Box::new(m.chained.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(m.handed.clone()),
+            Box::new(m.behind.clone()),
             Box::new(m.intake_rejected.clone()),
             Box::new(m.transactions.clone()),
             Box::new(m.reloads.clone()),
