@@ -119,6 +119,9 @@ pub struct Report {
     /// The router phase's CPU seconds per million events, by thread group (librdkafka's
     /// threads, the routing loop, the review join, the audit chainer, tokio, the rest).
     pub router_cpu_by_thread: Vec<(String, f64)>,
+    /// The router phase's audit records: chained, of them handed in process, and sent through
+    /// the intake because the chainer was behind (`tollgate_audit_hand_off_behind_total`).
+    pub router_audit: RouterAudit,
     pub join: join::JoinPhase,
     /// The join's records without the join's work ([`join_records`]).
     pub join_same_records: join::JoinPhase,
@@ -144,7 +147,7 @@ impl Report {
             self.router_cpu_by_thread.iter().map(|(name, cpu)| format!("{name} {cpu:.1}")).collect();
         let j = &self.join;
         format!(
-            "{:<24} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>16}\n{}{}{}{}{}router over same records: {:.2} (same records per event: {})\nsame records, no intake, over same records: {:.2}; router over it: {:.2}\nsame records, handed off, over same records: {:.2}; router over it: {:.2}\nrouter CPU s per M events by thread ({} routing thread(s)): {}\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {}\npass-through latency at the same rate, {}\nsame records' latency at the same rate, {}\n\njoin: {}\njoin CPU s per M decisions by thread: {}\njoin, same records: {} (resolved {} B, state {} B, audit {} B handed to the chainer and {} B chained per decision)\njoin over same records: {:.2}\n\nthe box's speed by phase (the hot path's CPU ns per event, sampled every 200 ms): {}\n",
+            "{:<24} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>16}\n{}{}{}{}{}router over same records: {:.2} (same records per event: {})\nsame records, no intake, over same records: {:.2}; router over it: {:.2}\nsame records, handed off, over same records: {:.2}; router over it: {:.2}\nrouter CPU s per M events by thread ({} routing thread(s)): {}\nrouter's audit records: {} chained, {:.1}% handed in process, {} through the intake while the chainer was behind\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {}\npass-through latency at the same rate, {}\nsame records' latency at the same rate, {}\n\njoin: {}\njoin CPU s per M decisions by thread: {}\njoin, same records: {} (resolved {} B, state {} B, audit {} B handed to the chainer and {} B chained per decision)\njoin over same records: {:.2}\n\nthe box's speed by phase (the hot path's CPU ns per event, sampled every 200 ms): {}\n",
             "phase",
             "events",
             "events/s",
@@ -166,6 +169,9 @@ impl Report {
             over(&self.router, &self.same_records_handed_off),
             self.routing_threads,
             threads.join(", "),
+            self.router_audit.chained,
+            100.0 * self.router_audit.handed as f64 / self.router_audit.chained.max(1) as f64,
+            self.router_audit.behind,
             self.latency.rate,
             100.0 * self.latency.rate / self.router.events_per_second.max(1.0),
             self.latency.figures(),
@@ -182,6 +188,14 @@ impl Report {
             speed::describe(&self.host_speed),
         )
     }
+}
+
+/// The router phase's audit records (see [`Report::router_audit`]).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct RouterAudit {
+    pub chained: u64,
+    pub handed: u64,
+    pub behind: u64,
 }
 
 /// One phase's rate over another's.
@@ -312,6 +326,8 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     let threads_before = cpu_by_thread();
     let (router, telemetry, stop_router, handle) = route(&config, options.events, &shutdown).await?;
     let router_cpu_by_thread = cpu_spent_since(&threads_before, router.events);
+    let (handed, behind) = telemetry.audit_hand_off_counts();
+    let router_audit = RouterAudit { chained: telemetry.audit_chained_count(), handed, behind };
 
     // Latency: live input at a share of the router's sustained rate.
     let rate = (router.events_per_second * options.latency_load).max(1.0);
@@ -424,6 +440,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         pass_through_latency,
         same_records_latency,
         router_cpu_by_thread,
+        router_audit,
         join,
         join_same_records,
         join_shape,

@@ -252,6 +252,11 @@ impl Telemetry {
         self.governance.handed.inc_by(records as u64);
     }
 
+    /// `records` went to the intake topic: the chainer was too far behind to be handed them.
+    pub fn audit_hand_off_behind(&self, records: usize) {
+        self.governance.behind.inc_by(records as u64);
+    }
+
     /// An audit chain transaction was aborted (the batch is retried).
     pub fn audit_transaction_aborted(&self, error: &dyn std::fmt::Display) {
         self.governance.transactions.with_label_values(&["aborted"]).inc();
@@ -261,6 +266,12 @@ impl Telemetry {
     /// Audit records chained so far.
     pub fn audit_chained_count(&self) -> u64 {
         self.governance.chained.get()
+    }
+
+    /// Of [`Telemetry::audit_chained_count`], the records handed in process; and the records
+    /// sent through the intake because the chainer was behind.
+    pub fn audit_hand_off_counts(&self) -> (u64, u64) {
+        (self.governance.handed.get(), self.governance.behind.get())
     }
 
     /// An intake record was not an audit record.
