@@ -175,15 +175,21 @@ fn the_trail_is_chained_verified_and_exported() {
     assert!(inserted.contains(&format!("first broken link: partition {partition} offset 3: inserted")), "{inserted}");
 }
 
-/// A chainer behind by its bound of handed records (half of `processing.max_in_flight`, here
-/// one record) is handed no more: the routing loop sends the batches to the intake instead, and
-/// every record is still chained once.
+/// A chainer past its bound of handed records (half of `processing.max_in_flight`, here one
+/// record) that has chained none of them for `processing.hand_off_stall` (here none) is handed
+/// no more: the routing loop sends the batches to the intake instead, and every record is still
+/// chained once.
 #[test]
 fn a_chainer_behind_is_handed_no_more_and_the_intake_takes_the_rest() {
     let broker = Broker::get();
     let topics = Topics::new("audit-behind");
     create_topics(&broker.addr, &[&topics.input], 3);
-    let env = [("TOLLGATE__PROCESSING__BATCH_SIZE", "1"), ("TOLLGATE__PROCESSING__MAX_IN_FLIGHT", "2")];
+    // No stall allowance: past its bound the chainer is behind at once.
+    let env = [
+        ("TOLLGATE__PROCESSING__BATCH_SIZE", "1"),
+        ("TOLLGATE__PROCESSING__MAX_IN_FLIGHT", "2"),
+        ("TOLLGATE__PROCESSING__HAND_OFF_STALL", "0"),
+    ];
     let mut router = RouterProcess::spawn(&topics, &broker.addr, &env);
     let mut out = Collector::new(&broker.addr, &[&topics.audit, &topics.audit_intake]);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);

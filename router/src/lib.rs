@@ -152,9 +152,10 @@ pub async fn run_with(
     let reloader = reload::Reloader::new(config.clone(), slot.clone(), telemetry.clone());
     let watcher = tokio::spawn(reload::watch(reloader, stop.clone()));
     // Audit batches of the routing loops and the review join go to this process's chainer
-    // through it, when the chainer holds their intake partition and is not behind by half a
-    // loop's in-flight window (so that a stalled chainer cannot stop routing).
-    let hand_off = std::sync::Arc::new(kafka::HandOff::new(config.processing.max_in_flight / 2));
+    // through it, when the chainer holds their intake partition and has not stalled with half
+    // a loop's in-flight window (so that a stalled chainer cannot stop routing).
+    let p = &config.processing;
+    let hand_off = std::sync::Arc::new(kafka::HandOff::new(p.max_in_flight / 2, p.hand_off_stall.0));
     let routing = std::sync::Arc::new(kafka::Routing::new(&config, slot, telemetry.clone(), &hand_off));
     let threads = config.processing.routing_threads;
     for index in 0..threads {

@@ -408,6 +408,10 @@ pub struct ProcessingConfig {
     pub routing_threads: usize,
     /// On SIGTERM: how long to wait for in-flight records before exiting.
     pub shutdown_timeout: HumanDuration,
+    /// How long the audit chainer may hold more than half of `max_in_flight` handed audit
+    /// records without chaining any before the loops send their audit batches through the
+    /// intake topic instead (see the hand-off in the README's audit section).
+    pub hand_off_stall: HumanDuration,
 }
 
 impl Default for ProcessingConfig {
@@ -419,6 +423,7 @@ impl Default for ProcessingConfig {
             batch_size: 1_000,
             routing_threads: 1,
             shutdown_timeout: HumanDuration::secs(30),
+            hand_off_stall: HumanDuration::secs(1),
         }
     }
 }

@@ -19,11 +19,14 @@
 //! it for the next one. When the chainer stops, it fails what it still holds, and the loops go
 //! back to the intake.
 //!
-//! The chainer holds at most a bound of handed records not yet chained (half the in-flight
-//! bound, `processing.max_in_flight`). Past it the loops write their batches to the intake, as
-//! without the hand-off: a chainer that stalls (loading a chain head after a rebalance, a slow
-//! transaction) makes the audit trail lag, but does not stop routing by filling the loops'
-//! in-flight windows with records only it can settle.
+//! A chainer that stalls (loading a chain head after a rebalance, a transaction that does not
+//! end) must not stop routing by filling the loops' in-flight windows with records only it can
+//! settle. So once it holds more than a bound of handed records not yet chained (half the
+//! in-flight bound, `processing.max_in_flight`) and has settled none for
+//! `processing.hand_off_stall`, the loops write their batches to the intake, as without the
+//! hand-off: the audit trail lags, routing goes on. Past the bound alone, as at full rate while
+//! a large transaction commits, the loops wait for the chainer instead: waiting costs nothing,
+//! the intake's round trip costs CPU.
 //!
 //! `exactly_once` routing loops keep the intake: their transaction and the chainer's are two
 //! producers', and a record chained before the loop's transaction aborted would audit a
@@ -34,8 +37,9 @@ use super::context::acknowledged;
 use super::inflight::{Batch, InFlight};
 use crate::telemetry::Telemetry;
 use fnv::FnvHashSet;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
 
 /// An intake batch handed to the chainer, with the input batch it belongs to.
 pub struct Handed {
@@ -45,8 +49,28 @@ pub struct Handed {
     pub payload: Vec<u8>,
     batch: Arc<Batch>,
     inflight: Arc<InFlight>,
-    /// The hand-off's count of handed records not yet settled.
-    unsettled: Arc<AtomicUsize>,
+    /// The hand-off's count of records not yet settled.
+    pending: Arc<Pending>,
+}
+
+/// Handed records not yet settled (waiting, or in the chainer's open transaction), and when
+/// the chainer last made progress with them.
+struct Pending {
+    records: AtomicUsize,
+    /// Milliseconds from `since` to the last settle, or to the first record handed after none
+    /// were pending.
+    progress_ms: AtomicU64,
+    since: Instant,
+}
+
+impl Pending {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn progressed(&self) {
+        self.progress_ms.store(self.now_ms(), Ordering::Release);
+    }
 }
 
 impl Handed {
@@ -56,7 +80,8 @@ impl Handed {
         if let Some(why) = failure {
             self.batch.fail(why);
         }
-        self.unsettled.fetch_sub(self.records, Ordering::AcqRel);
+        self.pending.records.fetch_sub(self.records, Ordering::AcqRel);
+        self.pending.progressed();
         acknowledged(telemetry, &self.inflight, &self.batch);
     }
 }
@@ -66,7 +91,8 @@ impl Handed {
 pub enum NotHanded {
     /// The chainer has stopped.
     Closed,
-    /// The chainer holds its bound of handed records not yet chained.
+    /// The chainer holds its bound of handed records not yet chained, and has settled none
+    /// for the stall time.
     Behind,
 }
 
@@ -77,10 +103,10 @@ pub struct HandOff {
     queue: Mutex<Vec<Handed>>,
     /// The chainer stopped: nothing more is taken.
     closed: AtomicBool,
-    /// Handed records not yet settled (waiting, or in the chainer's open transaction).
-    unsettled: Arc<AtomicUsize>,
-    /// The most records `unsettled` may reach by a new batch.
+    pending: Arc<Pending>,
+    /// Past this many pending records, and `stall` without progress, the chainer is behind.
     limit: usize,
+    stall: Duration,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -89,14 +115,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl HandOff {
-    /// A hand-off that takes batches while fewer than `limit` handed records are unsettled.
-    pub fn new(limit: usize) -> HandOff {
+    /// A hand-off that refuses batches while more than `limit` handed records are unsettled
+    /// and none was settled for `stall`.
+    pub fn new(limit: usize, stall: Duration) -> HandOff {
+        let pending = Pending { records: AtomicUsize::new(0), progress_ms: AtomicU64::new(0), since: Instant::now() };
         HandOff {
             owned: RwLock::default(),
             queue: Mutex::default(),
             closed: AtomicBool::new(false),
-            unsettled: Arc::default(),
+            pending: Arc::new(pending),
             limit,
+            stall,
         }
     }
 
@@ -115,8 +144,9 @@ impl HandOff {
 
     /// Hands an intake batch of `records` audit records of `inflight`'s input batch `batch` to
     /// the chainer. Counts as one record of `batch` until settled. Refused (nothing handed) once
-    /// the chainer has stopped, and while the batch would take the unsettled records past the
-    /// limit (a batch is always taken when none are unsettled).
+    /// the chainer has stopped, and while it is behind: the batch would take the unsettled
+    /// records past the limit, and the chainer has settled none for the stall time (a batch is
+    /// always taken when none are unsettled).
     pub fn hand(
         &self,
         partition: i32,
@@ -133,11 +163,18 @@ impl HandOff {
         }
         // Only `hand` adds, under the queue's lock: the count cannot grow between the check
         // and the add.
-        let unsettled = self.unsettled.load(Ordering::Acquire);
-        if unsettled > 0 && unsettled + records > self.limit {
-            return Err(NotHanded::Behind);
+        let pending = &self.pending;
+        let unsettled = pending.records.load(Ordering::Acquire);
+        if unsettled == 0 {
+            // The chainer's wait for these starts now.
+            pending.progressed();
+        } else if unsettled + records > self.limit {
+            let idle = pending.now_ms().saturating_sub(pending.progress_ms.load(Ordering::Acquire));
+            if Duration::from_millis(idle) >= self.stall {
+                return Err(NotHanded::Behind);
+            }
         }
-        self.unsettled.fetch_add(records, Ordering::AcqRel);
+        pending.records.fetch_add(records, Ordering::AcqRel);
         batch.add_record();
         queue.push(Handed {
             partition,
@@ -145,7 +182,7 @@ impl HandOff {
             payload: payload.to_vec(),
             batch: Arc::clone(batch),
             inflight: Arc::clone(inflight),
-            unsettled: Arc::clone(&self.unsettled),
+            pending: Arc::clone(&self.pending),
         });
         Ok(())
     }
@@ -184,7 +221,7 @@ mod tests {
 
     #[test]
     fn batches_are_taken_in_order_and_owned_partitions_follow_the_chainer() {
-        let hand_off = HandOff::new(100);
+        let hand_off = HandOff::new(100, Duration::ZERO);
         assert!(!hand_off.owns(0));
         hand_off.set_owned([0, 2]);
         assert!(hand_off.owns(0) && hand_off.owns(2) && !hand_off.owns(1));
@@ -206,7 +243,7 @@ mod tests {
 
     #[test]
     fn an_input_batch_completes_only_when_its_handed_records_are_settled() {
-        let (hand_off, telemetry, inflight) = (HandOff::new(100), Telemetry::new(), tracking());
+        let (hand_off, telemetry, inflight) = (HandOff::new(100, Duration::ZERO), Telemetry::new(), tracking());
         let batch = inflight.open_batch();
         inflight.record_event(0, 0, 7);
         assert!(hand_off.hand(0, 1, b"a", &batch, &inflight).is_ok());
@@ -223,7 +260,7 @@ mod tests {
 
     #[test]
     fn a_closed_hand_off_fails_what_it_holds_and_takes_nothing_more() {
-        let (hand_off, telemetry, inflight) = (HandOff::new(100), Telemetry::new(), tracking());
+        let (hand_off, telemetry, inflight) = (HandOff::new(100, Duration::ZERO), Telemetry::new(), tracking());
         hand_off.set_owned([0]);
         let batch = inflight.open_batch();
         inflight.record_event(0, 0, 1);
@@ -249,8 +286,8 @@ mod tests {
     }
 
     #[test]
-    fn a_chainer_behind_by_its_limit_takes_no_more_until_it_settles() {
-        let (hand_off, telemetry, inflight) = (HandOff::new(3), Telemetry::new(), tracking());
+    fn a_chainer_past_its_limit_and_stalled_takes_no_more_until_it_settles() {
+        let (hand_off, telemetry, inflight) = (HandOff::new(3, Duration::ZERO), Telemetry::new(), tracking());
         hand_off.set_owned([0]);
         let batch = inflight.open_batch();
         // A batch larger than the limit is taken when nothing is unsettled.
@@ -265,6 +302,22 @@ mod tests {
         assert_eq!(hand_off.hand(0, 1, b"h", &batch, &inflight), Err(NotHanded::Behind), "3 of 3 unsettled");
         // Failed batches are settled too: a stopped chainer's count goes back to zero.
         hand_off.close(&telemetry, Vec::new());
-        assert_eq!(hand_off.unsettled.load(Ordering::Acquire), 0);
+        assert_eq!(hand_off.pending.records.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn past_its_limit_a_chainer_is_behind_only_once_it_has_settled_nothing_for_the_stall_time() {
+        let (hand_off, telemetry, inflight) =
+            (HandOff::new(1, Duration::from_millis(200)), Telemetry::new(), tracking());
+        hand_off.set_owned([0]);
+        let batch = inflight.open_batch();
+        assert!(hand_off.hand(0, 1, b"a", &batch, &inflight).is_ok());
+        assert!(hand_off.hand(0, 1, b"b", &batch, &inflight).is_ok(), "past the limit, not stalled yet");
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(hand_off.hand(0, 1, b"c", &batch, &inflight), Err(NotHanded::Behind));
+        let mut taken = Vec::new();
+        hand_off.take_into(&mut taken);
+        taken.remove(0).settle(&telemetry, None);
+        assert!(hand_off.hand(0, 1, b"c", &batch, &inflight).is_ok(), "a settle is progress");
     }
 }
