@@ -34,7 +34,7 @@ impl GovernanceMetrics {
             .unwrap(),
             behind: IntCounter::new(
                 names::AUDIT_HAND_OFF_BEHIND,
-                "Audit records sent through the intake topic although this process's chainer held their partition, because it held its bound of handed records not yet chained (it was behind).",
+                "Audit records sent through the intake topic although this process's chainer held their partition, because it held more than its bound of handed records not yet chained and had chained none for processing.hand_off_stall (it was behind).",
             )
             .unwrap(),
             intake_rejected: IntCounter::new(
