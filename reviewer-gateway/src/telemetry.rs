@@ -141,6 +141,10 @@ impl Telemetry {
             }
             t.oldest.with_label_values(&[q.as_str()]).set(0.0);
         }
+        // From 0, so that an alert's `increase` sees the first failure.
+        for kind in ["transaction", "audit"] {
+            t.write_failures.with_label_values(&[kind]);
+        }
         for outcome in ["sent", "failed", "dropped"] {
             for trigger in ["sync_review", "escalation"] {
                 t.webhook.with_label_values(&[trigger, outcome]);
@@ -239,5 +243,16 @@ mod tests {
         assert!(t.render().contains("tollgate_gateway_kafka_errors_total 0"), "{}", t.render());
         t.client_context("view consumer").error(KafkaError::Global(RDKafkaErrorCode::AllBrokersDown), "1/1 down");
         assert!(t.render().contains("tollgate_gateway_kafka_errors_total 1"), "{}", t.render());
+    }
+
+    #[test]
+    fn write_failures_are_exported_from_zero() {
+        let t = Telemetry::new();
+        for kind in ["transaction", "audit"] {
+            let line = format!(r#"tollgate_gateway_write_failures_total{{kind="{kind}"}} 0"#);
+            assert!(t.render().contains(&line), "{line} missing from {}", t.render());
+        }
+        t.write_failed("audit");
+        assert!(t.render().contains(r#"tollgate_gateway_write_failures_total{kind="audit"} 1"#));
     }
 }
