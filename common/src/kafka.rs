@@ -336,6 +336,8 @@ mod tests {
         send_two(&producer, "t");
         let waited = wait_delivered(&producer, Duration::from_millis(300), || false);
         assert!(matches!(waited, Err(Undelivered::TimedOut(_))), "{waited:?}");
-        assert_eq!(producer.in_flight_count(), 2);
+        // The two records are still held; librdkafka's count also holds events not yet served
+        // (an error such as "1/1 brokers are down" may be one), so it can be higher.
+        assert!(producer.in_flight_count() >= 2, "{}", producer.in_flight_count());
     }
 }
