@@ -128,6 +128,10 @@ enum Command {
         /// Their rate, decisions per second (0: as fast as the producer takes them).
         #[arg(long, default_value_t = 100_000)]
         decision_rate: u64,
+        /// The router's output encoding (`output.format`) for routed and audit records: `json`
+        /// (the reference example's) or `avro`.
+        #[arg(long, default_value = "json", value_parser = ["json", "avro"])]
+        output_format: String,
         /// Also write the report as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -396,6 +400,7 @@ async fn main() -> ExitCode {
             routing_threads,
             decisions,
             decision_rate,
+            output_format,
             json,
         } => {
             init_tracing("warn");
@@ -424,6 +429,11 @@ async fn main() -> ExitCode {
                 routing_threads,
                 decisions,
                 decision_rate,
+                output_format: if output_format == "avro" {
+                    tollgate_schemas::RecordFormat::Avro
+                } else {
+                    tollgate_schemas::RecordFormat::Json
+                },
             };
             let dir = std::env::temp_dir().join(format!("tollgate-bench-{}", std::process::id()));
             match tollgate::bench::run(options, &dir, shutdown).await {

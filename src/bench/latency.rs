@@ -124,11 +124,17 @@ pub fn assign_at_end<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str
     Ok(())
 }
 
-/// The event id of an input event or a routed record (both carry `event_id` at the top).
+/// The event id of an input event or a routed record (both carry `event_id` at the top), JSON
+/// or, for a routed record, Avro.
 fn event_id(payload: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Id {
         event_id: String,
     }
-    serde_json::from_slice::<Id>(payload).ok().map(|i| i.event_id)
+    match tollgate_schemas::RecordFormat::of(payload) {
+        tollgate_schemas::RecordFormat::Json => serde_json::from_slice::<Id>(payload).ok().map(|i| i.event_id),
+        tollgate_schemas::RecordFormat::Avro => {
+            tollgate_schemas::RoutedRecord::from_avro(payload).ok().map(|r| r.event_id.into_owned())
+        }
+    }
 }

@@ -72,6 +72,8 @@ pub struct BenchOptions {
     pub decisions: u64,
     /// Their rate (decisions/s; 0: flat out).
     pub decision_rate: u64,
+    /// The router's output encoding (`output.format`); the baselines write what it writes.
+    pub output_format: tollgate_schemas::RecordFormat,
 }
 
 /// One phase's figures.
@@ -106,6 +108,8 @@ pub struct Report {
     pub router: Phase,
     /// The router's routing loops (`processing.routing_threads`).
     pub routing_threads: usize,
+    /// The router's output encoding.
+    pub output_format: tollgate_schemas::RecordFormat,
     /// Router events/s over pass-through events/s.
     pub ratio: f64,
     /// Router events/s over same-records events/s.
@@ -147,7 +151,7 @@ impl Report {
             self.router_cpu_by_thread.iter().map(|(name, cpu)| format!("{name} {cpu:.1}")).collect();
         let j = &self.join;
         format!(
-            "{:<24} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>16}\n{}{}{}{}{}router over same records: {:.2} (same records per event: {})\nsame records, no intake, over same records: {:.2}; router over it: {:.2}\nsame records, handed off, over same records: {:.2}; router over it: {:.2}\nrouter CPU s per M events by thread ({} routing thread(s)): {}\nrouter's audit records: {} chained, {:.1}% handed in process, {} through the intake while the chainer was behind\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {}\npass-through latency at the same rate, {}\nsame records' latency at the same rate, {}\n\njoin: {}\njoin CPU s per M decisions by thread: {}\njoin, same records: {} (resolved {} B, state {} B, audit {} B handed to the chainer and {} B chained per decision)\njoin over same records: {:.2}\n\nthe box's speed by phase (the hot path's CPU ns per event, sampled every 200 ms): {}\n",
+            "{:<24} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>16}\n{}{}{}{}{}router over same records: {:.2} (same records per event: {})\nsame records, no intake, over same records: {:.2}; router over it: {:.2}\nsame records, handed off, over same records: {:.2}; router over it: {:.2}\nrouter CPU s per M events by thread ({} routing thread(s), {:?} output): {}\nrouter's audit records: {} chained, {:.1}% handed in process, {} through the intake while the chainer was behind\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {}\npass-through latency at the same rate, {}\nsame records' latency at the same rate, {}\n\njoin: {}\njoin CPU s per M decisions by thread: {}\njoin, same records: {} (resolved {} B, state {} B, audit {} B handed to the chainer and {} B chained per decision)\njoin over same records: {:.2}\n\nthe box's speed by phase (the hot path's CPU ns per event, sampled every 200 ms): {}\n",
             "phase",
             "events",
             "events/s",
@@ -168,6 +172,7 @@ impl Report {
             over(&self.same_records_handed_off, &self.same_records),
             over(&self.router, &self.same_records_handed_off),
             self.routing_threads,
+            self.output_format,
             threads.join(", "),
             self.router_audit.chained,
             100.0 * self.router_audit.handed as f64 / self.router_audit.chained.max(1) as f64,
@@ -229,6 +234,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     config.metrics.enabled = false;
     config.processing.shutdown_timeout = tollgate_router::config::HumanDuration::secs(10);
     config.processing.routing_threads = options.routing_threads;
+    config.output.format = options.output_format;
     for (name, topic) in [
         ("auto-commit", &mut config.topics.auto_commit),
         ("async-review", &mut config.topics.async_review),
@@ -428,6 +434,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         events: options.events,
         partitions: options.partitions,
         routing_threads: options.routing_threads,
+        output_format: options.output_format,
         ratio: over(&router, &pass),
         ratio_to_same_records: over(&router, &same_records),
         pass_through: pass,
