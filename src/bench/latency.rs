@@ -138,3 +138,28 @@ fn event_id(payload: &[u8]) -> Option<String> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::shape::Shape;
+    use tollgate_schemas::RecordFormat;
+
+    /// The latency phase pairs routed records with input events by id, in either output format.
+    #[test]
+    fn event_ids_are_read_from_routed_records_in_both_formats() {
+        for format in [RecordFormat::Json, RecordFormat::Avro] {
+            let dir = std::env::temp_dir().join(format!("tollgate-latency-ids-{}-{format:?}", std::process::id()));
+            let mut config = crate::demo::reference_example(&dir).unwrap();
+            config.output.format = format;
+            let shape = Shape::measure(&config, 42, 200).unwrap();
+            // The auto-commit topic's records: routed records, not dead letters.
+            let (_, value) = shape.samples.routed[0].nth(0);
+            assert_eq!(RecordFormat::of(value), format);
+            let id = event_id(value).unwrap_or_else(|| panic!("{format:?}: no event id"));
+            assert!(id.starts_with("bench"), "{format:?}: {id}");
+            assert_eq!(event_id(b"not a record"), None);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
