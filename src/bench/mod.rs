@@ -32,15 +32,17 @@ pub mod join_records;
 pub mod latency;
 pub mod machine;
 pub mod records;
+mod report;
 pub mod shape;
 pub mod speed;
 
 use crate::synth::{flush_delivered, produce, send_waiting, Load, Mix};
-use machine::{cpu_by_thread, cpu_spent_since, rss_mib, MachineShare, Mark, Spent};
+use machine::{cpu_by_thread, cpu_spent_since, rss_mib, Mark, Spent};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, ThreadedProducer};
-use serde::Serialize;
+use report::over;
+pub use report::{Phase, Report, RouterAudit};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -74,138 +76,6 @@ pub struct BenchOptions {
     pub decision_rate: u64,
     /// The router's output encoding (`output.format`); the baselines write what it writes.
     pub output_format: tollgate_schemas::RecordFormat,
-}
-
-/// One phase's figures.
-#[derive(Debug, Clone, Serialize)]
-pub struct Phase {
-    pub name: String,
-    pub events: u64,
-    pub seconds: f64,
-    pub events_per_second: f64,
-    pub cpu_seconds_per_million: f64,
-    pub rss_mib: f64,
-    /// How busy the box was, and how much of it went to other processes.
-    pub machine: Option<MachineShare>,
-}
-
-/// The run's figures.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub events: u64,
-    pub partitions: i32,
-    pub pass_through: Phase,
-    /// The router's records without the router's work ([`records`]).
-    pub same_records: Phase,
-    /// The same records with no audit intake: the chained records written by the stage
-    /// that reads the input ([`records::AuditPath::Direct`]).
-    pub same_records_no_intake: Phase,
-    /// The same records with the audit records handed in process to a transactional stage
-    /// ([`records::AuditPath::HandOff`]).
-    pub same_records_handed_off: Phase,
-    /// The router's mean output per event, which `same_records` reproduces.
-    pub shape: shape::Shape,
-    pub router: Phase,
-    /// The router's routing loops (`processing.routing_threads`).
-    pub routing_threads: usize,
-    /// The router's output encoding.
-    pub output_format: tollgate_schemas::RecordFormat,
-    /// Router events/s over pass-through events/s.
-    pub ratio: f64,
-    /// Router events/s over same-records events/s.
-    pub ratio_to_same_records: f64,
-    /// The router's latency at a share of its rate.
-    pub latency: latency::Latency,
-    /// The pass-through's latency at the same rate.
-    pub pass_through_latency: latency::Latency,
-    /// Same records' latency at the same rate: the router's Kafka work without Tollgate's.
-    pub same_records_latency: latency::Latency,
-    /// The router phase's CPU seconds per million events, by thread group (librdkafka's
-    /// threads, the routing loop, the review join, the audit chainer, tokio, the rest).
-    pub router_cpu_by_thread: Vec<(String, f64)>,
-    /// The router phase's audit records: chained, of them handed in process, and sent through
-    /// the intake because the chainer was behind (`tollgate_audit_hand_off_behind_total`).
-    pub router_audit: RouterAudit,
-    pub join: join::JoinPhase,
-    /// The join's records without the join's work ([`join_records`]).
-    pub join_same_records: join::JoinPhase,
-    /// The join's mean output per decision, which `join_same_records` reproduces.
-    pub join_shape: join_records::JoinShape,
-    /// The hot path's CPU time per event while each phase ran: the speed the box ran at.
-    pub host_speed: Vec<speed::Reading>,
-}
-
-impl Report {
-    pub fn table(&self) -> String {
-        let row = |p: &Phase, ratio: f64| {
-            let (busy, others) = p.machine.map_or_else(
-                || ("—".to_owned(), "—".to_owned()),
-                |m| (format!("{:.0}%", 100.0 * m.busy), format!("{:.2}", m.other_processes_cores)),
-            );
-            format!(
-                "{:<24} {:>10} {:>12.0} {:>8.2} {:>14.1} {:>9.0} {:>9} {:>16}\n",
-                p.name, p.events, p.events_per_second, ratio, p.cpu_seconds_per_million, p.rss_mib, busy, others
-            )
-        };
-        let threads: Vec<String> =
-            self.router_cpu_by_thread.iter().map(|(name, cpu)| format!("{name} {cpu:.1}")).collect();
-        let j = &self.join;
-        format!(
-            "{:<24} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>16}\n{}{}{}{}{}router over same records: {:.2} (same records per event: {})\nsame records, no intake, over same records: {:.2}; router over it: {:.2}\nsame records, handed off, over same records: {:.2}; router over it: {:.2}\nrouter CPU s per M events by thread ({} routing thread(s), {} output): {}\nrouter's audit records: {} chained, {:.1}% handed in process, {} through the intake while the chainer was behind\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {}\npass-through latency at the same rate, {}\nsame records' latency at the same rate, {}\n\njoin: {}\njoin CPU s per M decisions by thread: {}\njoin, same records: {} (resolved {} B, state {} B, audit {} B handed to the chainer and {} B chained per decision)\njoin over same records: {:.2}\n\nthe box's speed by phase (the hot path's CPU ns per event, sampled every 200 ms): {}\n",
-            "phase",
-            "events",
-            "events/s",
-            "ratio",
-            "CPU s / M ev",
-            "RSS MiB",
-            "box busy",
-            "others (cores)",
-            row(&self.pass_through, 1.0),
-            row(&self.same_records, over(&self.same_records, &self.pass_through)),
-            row(&self.same_records_no_intake, over(&self.same_records_no_intake, &self.pass_through)),
-            row(&self.same_records_handed_off, over(&self.same_records_handed_off, &self.pass_through)),
-            row(&self.router, self.ratio),
-            self.ratio_to_same_records,
-            self.shape.describe(),
-            over(&self.same_records_no_intake, &self.same_records),
-            over(&self.router, &self.same_records_no_intake),
-            over(&self.same_records_handed_off, &self.same_records),
-            over(&self.router, &self.same_records_handed_off),
-            self.routing_threads,
-            format!("{:?}", self.output_format).to_lowercase(),
-            threads.join(", "),
-            self.router_audit.chained,
-            100.0 * self.router_audit.handed as f64 / self.router_audit.chained.max(1) as f64,
-            self.router_audit.behind,
-            self.latency.rate,
-            100.0 * self.latency.rate / self.router.events_per_second.max(1.0),
-            self.latency.figures(),
-            self.pass_through_latency.figures(),
-            self.same_records_latency.figures(),
-            j.figures(),
-            j.cpu_by_thread.iter().map(|(name, cpu)| format!("{name} {cpu:.1}")).collect::<Vec<_>>().join(", "),
-            self.join_same_records.figures(),
-            self.join_shape.resolved_bytes,
-            self.join_shape.state_bytes,
-            self.join_shape.audit_bytes,
-            self.join_shape.chained_bytes,
-            j.joined_per_second / self.join_same_records.joined_per_second.max(1e-9),
-            speed::describe(&self.host_speed),
-        )
-    }
-}
-
-/// The router phase's audit records (see [`Report::router_audit`]).
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct RouterAudit {
-    pub chained: u64,
-    pub handed: u64,
-    pub behind: u64,
-}
-
-/// One phase's rate over another's.
-fn over(a: &Phase, b: &Phase) -> f64 {
-    a.events_per_second / b.events_per_second.max(1e-9)
 }
 
 fn phase(name: &str, events: u64, spent: Spent) -> Phase {
