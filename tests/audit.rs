@@ -52,11 +52,7 @@ fn the_trail_is_chained_verified_and_exported() {
     });
     // Once the router's chainer holds the intake partitions, its routing loop hands it their
     // batches: a second pass goes that way.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !router.log_text().lines().any(|l| l.contains("The audit chainer holds") && !l.contains("partitions=[]")) {
-        assert!(std::time::Instant::now() < deadline, "the chainer holds no partition:\n{}", router.log_text());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until_the_chainer_holds_partitions(&router);
     produce(&broker.addr, &topics.input, &sample_records_as("-2"));
     out.until("every routing record of the second pass", Duration::from_secs(60), |c| {
         c.iter().filter(|r| r.topic == topics.audit).filter(|r| audit_of(r).action == "route").count() >= 40
@@ -192,11 +188,7 @@ fn a_chainer_behind_is_handed_no_more_and_the_intake_takes_the_rest() {
     ];
     let mut router = RouterProcess::spawn(&topics, &broker.addr, &env);
     let mut out = Collector::new(&broker.addr, &[&topics.audit, &topics.audit_intake]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !router.log_text().lines().any(|l| l.contains("The audit chainer holds") && !l.contains("partitions=[]")) {
-        assert!(std::time::Instant::now() < deadline, "the chainer holds no partition:\n{}", router.log_text());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until_the_chainer_holds_partitions(&router);
     // Every input batch of one event has one audit record: while the chainer has one to chain,
     // the next goes through the intake.
     let passes: Vec<TestRecord> = (0..5).flat_map(|i| sample_records_as(&format!("-{i}"))).collect();
@@ -216,6 +208,16 @@ fn a_chainer_behind_is_handed_no_more_and_the_intake_takes_the_rest() {
     assert_eq!(ids.len(), passes.len());
     let (code, stdout, stderr) = audit_cli(&topics, &broker.addr, &["verify"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
+}
+
+/// Waits until `router`'s chainer holds intake partitions: from then on its loops hand it the
+/// batches of those partitions instead of producing them to the intake.
+fn wait_until_the_chainer_holds_partitions(router: &RouterProcess) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !router.log_text().lines().any(|l| l.contains("The audit chainer holds") && !l.contains("partitions=[]")) {
+        assert!(std::time::Instant::now() < deadline, "the chainer holds no partition:\n{}", router.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// The records counts of the intake batches `out` collected.
