@@ -32,7 +32,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tollgate_router::config::RouterConfig;
-use tollgate_router::kafka::intake::{self, KeyHash};
 use tollgate_router::kafka::{state_headers, writer_id, STATE_SUFFIX};
 
 /// How long the phase may take.
@@ -182,8 +181,7 @@ fn copy_decisions(
     done: &CancellationToken,
 ) -> anyhow::Result<()> {
     let (consumer, producer) = records::copy_clients(config, topics, decisions, records::Start::Preloaded)?;
-    let consumer_settings = tollgate_router::kafka::consumer_config(config);
-    let partitions = intake::partition_count(&consumer_settings, &topics.intake, LIMIT)?;
+    let placement = records::IntakePlacement::read(config, &topics.intake, LIMIT)?;
     let writer = writer_id();
     let mut key = Vec::new();
     while Instant::now() < deadline && !done.is_cancelled() {
@@ -207,8 +205,9 @@ fn copy_decisions(
                     .headers(state_headers(&writer)),
                 done,
             )?;
-            let partition = KeyHash::Murmur2.partition(id, partitions);
-            handed.send((partition, n)).map_err(|_| anyhow::anyhow!("the join baseline's stage 2 has stopped"))?;
+            handed
+                .send((placement.of(id), n))
+                .map_err(|_| anyhow::anyhow!("the join baseline's stage 2 has stopped"))?;
             joined.fetch_add(1, Ordering::AcqRel);
             polled += 1;
             wait = Duration::ZERO;

@@ -303,20 +303,43 @@ pub(super) fn copy_clients(
     Ok((consumer, producer))
 }
 
+/// Where the router puts an audit record keyed by an event id on the intake: the partition
+/// the producers' partitioner (murmur2, Tollgate's) gives the key among the topic's partitions.
+pub(super) struct IntakePlacement {
+    partitions: i32,
+}
+
+impl IntakePlacement {
+    /// Reads the partition count of the intake `topic`, waiting up to `wait` for it to exist.
+    pub(super) fn read(config: &RouterConfig, topic: &str, wait: Duration) -> anyhow::Result<Self> {
+        let partitions = intake::partition_count(&tollgate_router::kafka::consumer_config(config), topic, wait)?;
+        Ok(IntakePlacement { partitions })
+    }
+
+    pub(super) fn partitions(&self) -> usize {
+        self.partitions as usize
+    }
+
+    /// The partition of a record keyed `key`.
+    pub(super) fn of(&self, key: &[u8]) -> i32 {
+        KeyHash::Murmur2.partition(key, self.partitions)
+    }
+}
+
 /// Audit copies gathered per intake partition (by their key, as the producer would place it)
 /// and sent as one intake record per partition and poll batch, as the router sends its audit
 /// records.
 pub(super) struct GatheredCopies<'t> {
     topic: &'t str,
-    partitions: i32,
+    placement: IntakePlacement,
     /// Per partition: the copies, end to end, and how many.
     batches: Vec<(Vec<u8>, usize)>,
 }
 
 impl<'t> GatheredCopies<'t> {
     pub(super) fn new(config: &RouterConfig, topic: &'t str) -> anyhow::Result<Self> {
-        let partitions = intake::partition_count(&tollgate_router::kafka::consumer_config(config), topic, LIMIT)?;
-        Ok(GatheredCopies { topic, partitions, batches: vec![(Vec::new(), 0); partitions as usize] })
+        let placement = IntakePlacement::read(config, topic, LIMIT)?;
+        Ok(GatheredCopies { topic, batches: vec![(Vec::new(), 0); placement.partitions()], placement })
     }
 
     /// Adds a copy for `key`, sending its partition's batch first when the copy would take it
@@ -328,7 +351,7 @@ impl<'t> GatheredCopies<'t> {
         copy: &[u8],
         done: &CancellationToken,
     ) -> anyhow::Result<()> {
-        let p = KeyHash::Murmur2.partition(key, self.partitions) as usize;
+        let p = self.placement.of(key) as usize;
         if self.batches[p].0.len() + copy.len() > MAX_BATCH_BYTES {
             self.send(p, producer, done)?;
         }
