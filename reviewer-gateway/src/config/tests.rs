@@ -14,20 +14,12 @@ fn parse(text: &str) -> Result<GatewayConfig, ConfigError> {
 }
 
 #[test]
-#[allow(clippy::result_large_err)]
-fn the_example_loads_and_environment_overrides_it() {
-    figment::Jail::expect_with(|jail| {
-        jail.set_env("TOLLGATE__KAFKA__BROKERS", "kafka-1:9092");
-        jail.set_env("TOLLGATE__AUTH__HS256_SECRET", "a-secret-from-the-environment-0123456789");
-        let c = GatewayConfig::load(&example_dir().join("gateway.toml")).unwrap();
-        assert_eq!(c.kafka.brokers, "kafka-1:9092");
-        assert_eq!(c.auth.hs256_secret.as_deref(), Some("a-secret-from-the-environment-0123456789"));
-        assert_eq!(c.roles.len(), 4);
-        assert!(c.roles["auditor"].actions.is_empty());
-        assert!(c.roles["senior_analyst"].actions.contains(&Permission::Signoff));
-        assert!(!format!("{:?}", c.auth).contains("0123456789"), "the secret is never printed");
-        Ok(())
-    });
+fn the_example_loads() {
+    let c = GatewayConfig::load(&example_dir().join("gateway.toml")).unwrap();
+    assert_eq!(c.roles.len(), 4);
+    assert!(c.roles["auditor"].actions.is_empty());
+    assert!(c.roles["senior_analyst"].actions.contains(&Permission::Signoff));
+    assert!(!format!("{:?}", c.auth).contains("0123456789"), "the secret is never printed");
 }
 
 #[test]

@@ -26,20 +26,6 @@ fn minimal_config_gets_documented_defaults() {
 }
 
 #[test]
-// The closure's error type is figment's, whose size is not ours to choose.
-#[allow(clippy::result_large_err)]
-fn environment_overrides_the_file() {
-    figment::Jail::expect_with(|jail| {
-        jail.set_env("TOLLGATE__KAFKA__BROKERS", "broker-a:9092,broker-b:9092");
-        jail.set_env("TOLLGATE__KAFKA__GROUP_ID", "routers-eu");
-        let c = load(MINIMAL).map_err(|e| e.to_string())?;
-        assert_eq!(c.kafka.brokers, "broker-a:9092,broker-b:9092");
-        assert_eq!(c.kafka.group_id, "routers-eu");
-        Ok(())
-    });
-}
-
-#[test]
 fn invalid_configs_say_what_is_wrong() {
     let cases = [
         ("[input]\nformat = \"avro\"", "set input.avro_schema"),
