@@ -3,13 +3,16 @@
 //!
 //!     cargo bench -p tollgate-router --bench hot_path
 //!
-//! Four cases, on the reference example's events (about 200 bytes each, all four routes):
-//! JSON input with the `field` scorer, the same events as Avro input (with JSON output, as in
-//! the example, and with Avro output), and JSON input scored by a 20-feature `logistic` model.
-//! Beside them, `json_parse_only`: serde_json only checking the JSON events, the floor under
-//! JSON input; and `audit_chain_link`, the audit chainer's work per audit record (decode an
-//! intake batch, link and encode each record). Before criterion's timings, it prints heap allocations and bytes per event
-//! (instrumented allocator) and the CPU time per event of the routing thread.
+//! Five cases, on the reference example's events (about 200 bytes each, all four routes): JSON
+//! input with the `field` scorer, and again with its audit records written unsealed (as for an
+//! audit chainer in the routing loop's process); the same events as Avro input (with JSON output,
+//! as in the example, and with Avro output); and JSON input scored by a 20-feature `logistic`
+//! model. Beside them, `json_parse_only`: serde_json only checking the JSON events, the floor
+//! under JSON input; `audit_chain_link`, the audit chainer's work per audit record handed in the
+//! intake's form (decode the batch, link and encode each record); and `audit_chain_unsealed`, the
+//! same for records handed unsealed (complete and hash each). Before criterion's timings, it
+//! prints heap allocations and bytes per event (instrumented allocator) and the CPU time per
+//! event of the routing thread.
 
 use cpu_time::ThreadTime;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -18,9 +21,10 @@ use std::alloc::System;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 use tollgate_router::config::RouterConfig;
-use tollgate_router::pipeline::{Output, Pipeline, Source, Verdict};
+use tollgate_router::pipeline::{Output, Pipeline, Source, UnsealedFor, Verdict};
 use tollgate_schemas::audit::GENESIS;
 use tollgate_schemas::intake::AuditBatch;
+use tollgate_schemas::unsealed::{seal_unsealed, UnsealedBatch};
 use tollgate_schemas::{AuditRecord, RecordFormat};
 
 #[global_allocator]
@@ -74,6 +78,27 @@ struct Case {
     name: &'static str,
     pipeline: Pipeline,
     events: Vec<Vec<u8>>,
+    /// Audit records written unsealed, as for a chainer in the routing loop's process.
+    unsealed: bool,
+}
+
+impl Case {
+    fn output(&self) -> Output {
+        if self.unsealed {
+            unsealed_output()
+        } else {
+            Output::default()
+        }
+    }
+}
+
+/// Output buffers that write every audit record unsealed.
+fn unsealed_output() -> Output {
+    let mut out = Output::default();
+    let mut all = UnsealedFor::new(|_| 0, 1);
+    all.mark(|_| true);
+    out.unsealed_for = Some(all);
+    out
 }
 
 fn cases() -> Vec<Case> {
@@ -83,6 +108,13 @@ fn cases() -> Vec<Case> {
         name: "json_field",
         pipeline: Pipeline::from_config(&example("json", |t| t, &[])).unwrap(),
         events: json.clone(),
+        unsealed: false,
+    };
+    let json_unsealed_case = Case {
+        name: "json_field_unsealed",
+        pipeline: Pipeline::from_config(&example("json", |t| t, &[])).unwrap(),
+        events: json.clone(),
+        unsealed: true,
     };
 
     // The example's input made Avro, with its schema.
@@ -114,8 +146,14 @@ fn cases() -> Vec<Case> {
         name: "avro_field_avro_out",
         pipeline: Pipeline::from_config(&avro_out_config).unwrap(),
         events: avro.clone(),
+        unsealed: false,
     };
-    let avro_case = Case { name: "avro_field", pipeline: Pipeline::from_config(&avro_config).unwrap(), events: avro };
+    let avro_case = Case {
+        name: "avro_field",
+        pipeline: Pipeline::from_config(&avro_config).unwrap(),
+        events: avro,
+        unsealed: false,
+    };
 
     let logistic_config = example(
         "logistic",
@@ -137,8 +175,9 @@ fn cases() -> Vec<Case> {
         name: "json_logistic20",
         pipeline: Pipeline::from_config(&logistic_config).unwrap(),
         events: with_features,
+        unsealed: false,
     };
-    vec![json_case, avro_case, avro_out_case, logistic_case]
+    vec![json_case, json_unsealed_case, avro_case, avro_out_case, logistic_case]
 }
 
 fn run(case: &Case, out: &mut Output, now: SystemTime) -> usize {
@@ -162,16 +201,19 @@ fn parse_only(events: &[Vec<u8>]) -> usize {
     events.iter().filter(|e| valid(e)).count()
 }
 
-/// The JSON case's audit records, as the routing loop gathers them into an intake batch.
-fn intake_batch(case: &Case, now: SystemTime) -> AuditBatch {
-    let mut out = Output::default();
-    let mut batch = AuditBatch::default();
+/// The JSON case's audit records, as the routing loop gathers them: in an intake batch, and
+/// unsealed for a chainer in its process.
+fn gathered(case: &Case, now: SystemTime) -> (AuditBatch, UnsealedBatch) {
+    let (mut intake_out, mut unsealed_out) = (Output::default(), unsealed_output());
+    let (mut batch, mut unsealed) = (AuditBatch::default(), UnsealedBatch::default());
     for (i, e) in case.events.iter().enumerate() {
         let source = Source { topic: "payments", partition: 0, offset: i as i64 };
-        case.pipeline.process(Some(e), source, now, &mut out);
-        batch.push_datum(&out.audit);
+        case.pipeline.process(Some(e), source, now, &mut intake_out);
+        batch.push_datum(&intake_out.audit);
+        case.pipeline.process(Some(e), source, now, &mut unsealed_out);
+        unsealed.push(unsealed_out.event_id.as_bytes(), &unsealed_out.audit);
     }
-    batch
+    (batch, unsealed)
 }
 
 /// The audit chainer's work on one intake batch: decode it, then link and encode each record
@@ -183,6 +225,20 @@ fn chain_link(batch: &[u8], buf: &mut Vec<u8>) -> usize {
     for (seq, mut record) in AuditRecord::read_batch(batch).unwrap().into_iter().enumerate() {
         buf.clear();
         prev = record.seal_and_write(seq as i64, &prev, RecordFormat::Json, buf).unwrap();
+        chained += 1;
+    }
+    chained
+}
+
+/// The audit chainer's work on records handed unsealed: complete and hash each into `buf`.
+/// Returns the records chained.
+#[inline(never)]
+fn chain_unsealed(batch: &UnsealedBatch, buf: &mut Vec<u8>) -> usize {
+    let mut prev = GENESIS.to_owned();
+    let mut chained = 0;
+    for (seq, (_, unsealed)) in batch.iter().enumerate() {
+        buf.clear();
+        prev = seal_unsealed(unsealed, seq as i64, &prev, buf);
         chained += 1;
     }
     chained
@@ -208,12 +264,12 @@ fn bench(c: &mut Criterion) {
     // `HOT_PATH_CASE=avro_field` keeps one case (for counting its instructions under callgrind).
     let only = std::env::var("HOT_PATH_CASE").ok();
     let all = cases();
-    // The chainer's case reads the JSON case's audit records, whichever cases run.
-    let batch = only.as_deref().is_none_or(|o| o == "audit_chain_link").then(|| intake_batch(&all[0], now));
+    // The chainer's cases read the JSON case's audit records, whichever cases run.
+    let chained = only.as_deref().is_none_or(|o| o.starts_with("audit_chain")).then(|| gathered(&all[0], now));
     let cases: Vec<Case> = all.into_iter().filter(|c| only.as_deref().is_none_or(|o| o == c.name)).collect();
     let mut json_field_ns = None;
     for case in &cases {
-        let mut out = Output::default();
+        let mut out = case.output();
         assert_eq!(run(case, &mut out, now), case.events.len(), "{}: every sample event routes", case.name);
         let bytes: usize = case.events.iter().map(Vec::len).sum();
         // Warm the buffers, then count what a steady state allocates.
@@ -261,23 +317,35 @@ fn bench(c: &mut Criterion) {
         group.bench_function("json_parse_only", |b| b.iter(|| parse_only(&json)));
     }
     for case in &cases {
-        let mut out = Output::default();
+        let mut out = case.output();
         group.throughput(Throughput::Elements(case.events.len() as u64));
         group.bench_function(case.name, |b| b.iter(|| run(case, &mut out, now)));
     }
     // The audit chainer's work per record, on the JSON case's audit records gathered in one
     // intake batch: decode the batch (Avro), link each record (SHA-256 of its canonical JSON)
-    // and encode it for the audit topic (JSON).
-    if let Some(batch) = batch {
+    // and encode it for the audit topic (JSON). Beside it, the same records handed unsealed:
+    // complete each with its chain fields and hash it.
+    if let Some((batch, unsealed)) = chained {
         let records = batch.records();
         let mut buf = Vec::new();
         assert_eq!(chain_link(batch.as_bytes(), &mut buf), records);
-        let ns = cpu_per_event(500, records, || {
-            chain_link(batch.as_bytes(), &mut buf);
-        });
-        println!("{:<16} the audit chainer's work per audit record   CPU {ns:>6.0} ns/record", "audit_chain_link");
-        group.throughput(Throughput::Elements(records as u64));
-        group.bench_function("audit_chain_link", |b| b.iter(|| chain_link(batch.as_bytes(), &mut buf)));
+        assert_eq!(chain_unsealed(&unsealed, &mut buf), records);
+        if only.as_deref().is_none_or(|o| o == "audit_chain_link") {
+            let ns = cpu_per_event(500, records, || {
+                chain_link(batch.as_bytes(), &mut buf);
+            });
+            println!("{:<16} the audit chainer's work per audit record   CPU {ns:>6.0} ns/record", "audit_chain_link");
+            group.throughput(Throughput::Elements(records as u64));
+            group.bench_function("audit_chain_link", |b| b.iter(|| chain_link(batch.as_bytes(), &mut buf)));
+        }
+        if only.as_deref().is_none_or(|o| o == "audit_chain_unsealed") {
+            let ns = cpu_per_event(500, records, || {
+                chain_unsealed(&unsealed, &mut buf);
+            });
+            println!("{:<16} the same records handed unsealed   CPU {ns:>6.0} ns/record", "audit_chain_unsealed");
+            group.throughput(Throughput::Elements(records as u64));
+            group.bench_function("audit_chain_unsealed", |b| b.iter(|| chain_unsealed(&unsealed, &mut buf)));
+        }
     }
     group.finish();
 }

@@ -50,8 +50,13 @@ pub struct Source<'a> {
 pub struct Output {
     /// The encoded routed record (empty for rejected input).
     pub value: Vec<u8>,
-    /// The audit record, encoded for the audit intake (an Avro datum whatever the output format).
+    /// The audit record, in the form `audit_form` says.
     pub audit: Vec<u8>,
+    /// The form of `audit`: for the audit intake (an Avro datum whatever the output format),
+    /// unless `unsealed_for` marks the event's intake partition.
+    pub audit_form: AuditForm,
+    /// Whose audit records are written unsealed (none when `None`).
+    pub unsealed_for: Option<UnsealedFor>,
     /// The event id (also the audit record's key).
     pub event_id: String,
     /// Key of the routed record when the input record has none: the configured key field's
@@ -74,6 +79,63 @@ pub struct Output {
     timestamp: String,
     /// The millisecond `timestamp` was formatted for: events of one batch share it.
     timestamp_ms: Option<i64>,
+}
+
+/// The form of an audit record in [`Output::audit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuditForm {
+    /// An Avro datum, as the audit intake takes it ([`AuditRecord::write_intake`]).
+    #[default]
+    Intake,
+    /// Unsealed JSON ([`tollgate_schemas::unsealed`]), for a chainer in this process.
+    Unsealed,
+}
+
+/// Where an event id's audit record goes: its audit intake partition.
+type Place = Box<dyn Fn(&[u8]) -> usize + Send>;
+
+/// Which events' audit records are written unsealed: those whose audit intake partition is
+/// marked. The Kafka layer marks the partitions whose records it can hand to this process's
+/// chainer, and refreshes the marks between poll batches.
+pub struct UnsealedFor {
+    place: Place,
+    marked: Vec<bool>,
+}
+
+impl UnsealedFor {
+    /// For an intake topic of `partitions` partitions, where `place` puts an event id; none
+    /// marked.
+    pub fn new(place: impl Fn(&[u8]) -> usize + Send + 'static, partitions: usize) -> UnsealedFor {
+        UnsealedFor { place: Box::new(place), marked: vec![false; partitions] }
+    }
+
+    /// Marks the partitions `marked` holds.
+    pub fn mark(&mut self, marked: impl Fn(usize) -> bool) {
+        for (p, mark) in self.marked.iter_mut().enumerate() {
+            *mark = marked(p);
+        }
+    }
+
+    fn form_of(&self, event_id: &str) -> AuditForm {
+        match self.marked.get((self.place)(event_id.as_bytes())) {
+            Some(true) => AuditForm::Unsealed,
+            _ => AuditForm::Intake,
+        }
+    }
+}
+
+impl std::fmt::Debug for UnsealedFor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnsealedFor").field("marked", &self.marked).finish_non_exhaustive()
+    }
+}
+
+impl Output {
+    /// The form of the current event's audit record (its id is known).
+    fn choose_audit_form(&mut self) -> AuditForm {
+        self.audit_form = self.unsealed_for.as_ref().map_or(AuditForm::Intake, |u| u.form_of(&self.event_id));
+        self.audit_form
+    }
 }
 
 /// What happened to one event.
@@ -347,6 +409,7 @@ impl Pipeline {
             written?;
         }
         self.audit_prelude(Some(&decoded.fields), now, out);
+        let form = out.choose_audit_form();
         let mut buf = std::mem::take(&mut out.audit);
         // The audit record is the explanation's last reader: it takes the vector, and hands it
         // back for the next event.
@@ -362,7 +425,7 @@ impl Pipeline {
             rationale: sampled.then_some(Cow::Borrowed("sampled for a post-verify review")),
             ..self.audit_base(out, source, "policy", AuditAction::Route, decision.route.as_str())
         };
-        let explanation = self.write_audit(audit, &out.snapshot, &mut buf);
+        let explanation = self.write_audit(audit, &out.snapshot, form, &mut buf);
         out.explanation = recycle(explanation);
         out.audit = buf;
         let pre_accept = if post_verify { self.topics[Route::AutoCommit as usize].as_deref() } else { None };
@@ -403,12 +466,13 @@ impl Pipeline {
             let _ = write!(out.event_id, "{}/{}/{}", source.topic, source.partition, source.offset);
         }
         self.audit_prelude(fields, now, out);
+        let form = out.choose_audit_form();
         let mut buf = std::mem::take(&mut out.audit);
         let audit = AuditRecord {
             rationale: Some(Cow::Borrowed(&rejection.message)),
             ..self.audit_base(out, source, "router", AuditAction::DeadLetter, rejection.reason.as_str())
         };
-        self.write_audit(audit, &out.snapshot, &mut buf);
+        self.write_audit(audit, &out.snapshot, form, &mut buf);
         out.audit = buf;
         Verdict::Rejected(rejection)
     }

@@ -297,7 +297,7 @@ impl AuditRecord<'_> {
 }
 
 /// Hex SHA-256 of `bytes` (lower case).
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     let mut hex = [0u8; 64];
     // 32 bytes always fit in 64 hex digits, which are ASCII.
     let _ = hex::encode_to_slice(Sha256::digest(bytes), &mut hex);

@@ -8,6 +8,8 @@
 //! - [`review`]: the pending-review changelog, resolved outcomes and escalations.
 //! - [`gateway`]: the reviewer gateway's state of a case ([`CaseGate`]).
 //! - [`intake`]: many audit records in one audit intake record ([`intake::AuditBatch`]).
+//! - [`unsealed`]: audit records laid out up to their chain fields, for a chainer in the same
+//!   process ([`unsealed::UnsealedBatch`]).
 //! - [`headers`]: Kafka header names Tollgate sets, including the dead-letter headers.
 //! - [`codec`]: the embedded Avro schemas and the JSON/Avro encode and decode functions.
 //! - [`json`]: the laid-out JSON encodings of the records written per event or decision.
@@ -28,6 +30,7 @@ pub mod json;
 pub mod review;
 pub mod route;
 pub mod routed;
+pub mod unsealed;
 
 pub use audit::{AuditAction, AuditRecord};
 pub use codec::{CodecError, RecordFormat};

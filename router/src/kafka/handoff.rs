@@ -34,23 +34,42 @@
 //! guarantee, and hands its batches either way.)
 
 use super::context::acknowledged;
-use super::inflight::{Batch, InFlight};
+use super::inflight::{Batch, Gathered, InFlight};
 use crate::telemetry::Telemetry;
 use fnv::FnvHashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
+use tollgate_schemas::unsealed::UnsealedBatch;
 
 /// An intake batch handed to the chainer, with the input batch it belongs to.
 pub struct Handed {
     pub partition: i32,
-    /// Audit records in `payload` (an intake batch, [`tollgate_schemas::intake`]).
+    /// Audit records in `payload`.
     pub records: usize,
-    pub payload: Vec<u8>,
+    pub payload: HandedRecords,
     batch: Arc<Batch>,
     inflight: Arc<InFlight>,
     /// The hand-off's count of records not yet settled.
     pending: Arc<Pending>,
+}
+
+/// The audit records of a handed batch, in the form the loop gathered them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HandedRecords {
+    /// An intake batch record's value ([`tollgate_schemas::intake`]).
+    Intake(Vec<u8>),
+    /// Unsealed records ([`tollgate_schemas::unsealed`]).
+    Unsealed(UnsealedBatch),
+}
+
+impl From<Gathered<'_>> for HandedRecords {
+    fn from(gathered: Gathered<'_>) -> Self {
+        match gathered {
+            Gathered::Intake(bytes) => HandedRecords::Intake(bytes.to_vec()),
+            Gathered::Unsealed(batch) => HandedRecords::Unsealed(batch.clone()),
+        }
+    }
 }
 
 /// Handed records not yet settled (waiting, or in the chainer's open transaction), and when
@@ -151,7 +170,7 @@ impl HandOff {
         &self,
         partition: i32,
         records: usize,
-        payload: &[u8],
+        payload: Gathered<'_>,
         batch: &Arc<Batch>,
         inflight: &Arc<InFlight>,
     ) -> Result<(), NotHanded> {
@@ -179,7 +198,7 @@ impl HandOff {
         queue.push(Handed {
             partition,
             records,
-            payload: payload.to_vec(),
+            payload: payload.into(),
             batch: Arc::clone(batch),
             inflight: Arc::clone(inflight),
             pending: Arc::clone(&self.pending),
@@ -227,15 +246,15 @@ mod tests {
         assert!(hand_off.owns(0) && hand_off.owns(2) && !hand_off.owns(1));
         let inflight = tracking();
         let batch = inflight.open_batch();
-        assert!(hand_off.hand(0, 2, b"ab", &batch, &inflight).is_ok());
-        assert!(hand_off.hand(2, 1, b"c", &batch, &inflight).is_ok());
+        assert!(hand_off.hand(0, 2, Gathered::Intake(b"ab"), &batch, &inflight).is_ok());
+        assert!(hand_off.hand(2, 1, Gathered::Intake(b"c"), &batch, &inflight).is_ok());
         assert!(hand_off.is_pending());
         let mut taken = Vec::new();
         hand_off.take_into(&mut taken);
         assert!(!hand_off.is_pending());
         assert_eq!(
             taken.iter().map(|h| (h.partition, h.records, h.payload.clone())).collect::<Vec<_>>(),
-            [(0, 2, b"ab".to_vec()), (2, 1, b"c".to_vec())]
+            [(0, 2, HandedRecords::Intake(b"ab".to_vec())), (2, 1, HandedRecords::Intake(b"c".to_vec()))]
         );
         hand_off.set_owned([]);
         assert!(!hand_off.owns(0));
@@ -246,7 +265,7 @@ mod tests {
         let (hand_off, telemetry, inflight) = (HandOff::new(100, Duration::ZERO), Telemetry::new(), tracking());
         let batch = inflight.open_batch();
         inflight.record_event(0, 0, 7);
-        assert!(hand_off.hand(0, 1, b"a", &batch, &inflight).is_ok());
+        assert!(hand_off.hand(0, 1, Gathered::Intake(b"a"), &batch, &inflight).is_ok());
         inflight.seal();
         assert_eq!(inflight.events(), 1);
         let mut taken = Vec::new();
@@ -264,17 +283,17 @@ mod tests {
         hand_off.set_owned([0]);
         let batch = inflight.open_batch();
         inflight.record_event(0, 0, 1);
-        assert!(hand_off.hand(0, 1, b"a", &batch, &inflight).is_ok());
-        assert!(hand_off.hand(0, 1, b"b", &batch, &inflight).is_ok());
+        assert!(hand_off.hand(0, 1, Gathered::Intake(b"a"), &batch, &inflight).is_ok());
+        assert!(hand_off.hand(0, 1, Gathered::Intake(b"b"), &batch, &inflight).is_ok());
         let mut taken = Vec::new();
         hand_off.take_into(&mut taken);
         let held = vec![taken.remove(0)];
         // One batch the chainer took, one still waiting.
-        assert!(hand_off.hand(0, 1, b"c", &batch, &inflight).is_ok());
+        assert!(hand_off.hand(0, 1, Gathered::Intake(b"c"), &batch, &inflight).is_ok());
         hand_off.close(&telemetry, held);
         assert!(!hand_off.owns(0));
         assert_eq!(
-            hand_off.hand(0, 1, b"d", &batch, &inflight),
+            hand_off.hand(0, 1, Gathered::Intake(b"d"), &batch, &inflight),
             Err(NotHanded::Closed),
             "a closed hand-off takes nothing"
         );
@@ -291,15 +310,23 @@ mod tests {
         hand_off.set_owned([0]);
         let batch = inflight.open_batch();
         // A batch larger than the limit is taken when nothing is unsettled.
-        assert!(hand_off.hand(0, 4, b"abcd", &batch, &inflight).is_ok());
-        assert_eq!(hand_off.hand(0, 1, b"e", &batch, &inflight), Err(NotHanded::Behind));
+        assert!(hand_off.hand(0, 4, Gathered::Intake(b"abcd"), &batch, &inflight).is_ok());
+        assert_eq!(hand_off.hand(0, 1, Gathered::Intake(b"e"), &batch, &inflight), Err(NotHanded::Behind));
         let mut taken = Vec::new();
         hand_off.take_into(&mut taken);
-        assert_eq!(hand_off.hand(0, 1, b"e", &batch, &inflight), Err(NotHanded::Behind), "taken is not settled");
+        assert_eq!(
+            hand_off.hand(0, 1, Gathered::Intake(b"e"), &batch, &inflight),
+            Err(NotHanded::Behind),
+            "taken is not settled"
+        );
         taken.pop().unwrap().settle(&telemetry, None);
-        assert!(hand_off.hand(0, 2, b"ef", &batch, &inflight).is_ok());
-        assert!(hand_off.hand(0, 1, b"g", &batch, &inflight).is_ok());
-        assert_eq!(hand_off.hand(0, 1, b"h", &batch, &inflight), Err(NotHanded::Behind), "3 of 3 unsettled");
+        assert!(hand_off.hand(0, 2, Gathered::Intake(b"ef"), &batch, &inflight).is_ok());
+        assert!(hand_off.hand(0, 1, Gathered::Intake(b"g"), &batch, &inflight).is_ok());
+        assert_eq!(
+            hand_off.hand(0, 1, Gathered::Intake(b"h"), &batch, &inflight),
+            Err(NotHanded::Behind),
+            "3 of 3 unsettled"
+        );
         // Failed batches are settled too: a stopped chainer's count goes back to zero.
         hand_off.close(&telemetry, Vec::new());
         assert_eq!(hand_off.pending.records.load(Ordering::Acquire), 0);
@@ -311,13 +338,16 @@ mod tests {
             (HandOff::new(1, Duration::from_millis(200)), Telemetry::new(), tracking());
         hand_off.set_owned([0]);
         let batch = inflight.open_batch();
-        assert!(hand_off.hand(0, 1, b"a", &batch, &inflight).is_ok());
-        assert!(hand_off.hand(0, 1, b"b", &batch, &inflight).is_ok(), "past the limit, not stalled yet");
+        assert!(hand_off.hand(0, 1, Gathered::Intake(b"a"), &batch, &inflight).is_ok());
+        assert!(
+            hand_off.hand(0, 1, Gathered::Intake(b"b"), &batch, &inflight).is_ok(),
+            "past the limit, not stalled yet"
+        );
         std::thread::sleep(Duration::from_millis(250));
-        assert_eq!(hand_off.hand(0, 1, b"c", &batch, &inflight), Err(NotHanded::Behind));
+        assert_eq!(hand_off.hand(0, 1, Gathered::Intake(b"c"), &batch, &inflight), Err(NotHanded::Behind));
         let mut taken = Vec::new();
         hand_off.take_into(&mut taken);
         taken.remove(0).settle(&telemetry, None);
-        assert!(hand_off.hand(0, 1, b"c", &batch, &inflight).is_ok(), "a settle is progress");
+        assert!(hand_off.hand(0, 1, Gathered::Intake(b"c"), &batch, &inflight).is_ok(), "a settle is progress");
     }
 }

@@ -8,12 +8,14 @@
 //! stored, and the loop stops.
 
 use super::intake::{IntakeBatches, KeyHash, MAX_BATCH_BYTES};
+use crate::pipeline::AuditForm;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::Thread;
 use std::time::Instant;
+use tollgate_schemas::unsealed::UnsealedBatch;
 
 /// Shared between the loop and the producer's delivery callbacks.
 #[derive(Debug)]
@@ -120,7 +122,7 @@ impl State {
 fn gather<E>(
     s: &mut State,
     event_id: &[u8],
-    audit: &[u8],
+    (audit, form): (&[u8], AuditForm),
     mut send: impl FnMut(IntakeRecord<'_>) -> Result<(), E>,
 ) -> Result<(), E> {
     let State { open, intake, .. } = s;
@@ -130,19 +132,39 @@ fn gather<E>(
     debug_assert!(intake.is_some(), "audit records gathered without intake batches");
     let intake = intake.get_or_insert_with(|| IntakeBatches::new(KeyHash::Murmur2, 1));
     let p = intake.partition_of(event_id);
-    let gathered = intake.get(p);
-    let full = !gathered.is_empty() && gathered.as_bytes().len() + audit.len() + 1 > MAX_BATCH_BYTES;
-    let sent = if full { send_gathered(intake, p, &entry.batch, &mut send) } else { Ok(()) };
-    intake.get_mut(p).push_datum(audit);
+    // Bytes gathered so far, and the record's share (an Avro batch has a count byte per
+    // record; an unsealed one keeps each record's key).
+    let (gathered, adding) = match form {
+        AuditForm::Intake if intake.get(p).is_empty() => (0, 0),
+        AuditForm::Intake => (intake.get(p).as_bytes().len(), audit.len() + 1),
+        AuditForm::Unsealed => (intake.unsealed(p).len_bytes(), event_id.len() + audit.len()),
+    };
+    let full = gathered > 0 && gathered + adding > MAX_BATCH_BYTES;
+    let sent = if full { send_gathered(intake, p, form, &entry.batch, &mut send) } else { Ok(()) };
+    match form {
+        AuditForm::Intake => intake.get_mut(p).push_datum(audit),
+        AuditForm::Unsealed => intake.unsealed_mut(p).push(event_id, audit),
+    }
     sent
 }
 
-/// An intake batch record to produce, with the input batch it belongs to.
+/// An intake batch to produce (or hand to this process's chainer), with the input batch it
+/// belongs to.
 pub struct IntakeRecord<'a> {
     pub partition: i32,
     pub records: usize,
-    pub payload: &'a [u8],
+    pub payload: Gathered<'a>,
     pub batch: &'a Arc<Batch>,
+}
+
+/// The audit records of an [`IntakeRecord`], in the form they were gathered.
+#[derive(Clone, Copy)]
+pub enum Gathered<'a> {
+    /// An intake batch record's value ([`tollgate_schemas::intake`]).
+    Intake(&'a [u8]),
+    /// Unsealed records for this process's chainer, converted for the intake if it cannot
+    /// take them.
+    Unsealed(&'a UnsealedBatch),
 }
 
 /// A delivery that failed: the router must stop without storing offsets past it.
@@ -216,7 +238,7 @@ impl InFlight {
         &self,
         topic: usize,
         (partition, offset): (i32, i64),
-        (event_id, audit): (&[u8], &[u8]),
+        (event_id, audit): (&[u8], (&[u8], AuditForm)),
         send: impl FnMut(IntakeRecord<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut s = lock(&self.state);
@@ -233,7 +255,7 @@ impl InFlight {
         audit: &[u8],
         send: impl FnMut(IntakeRecord<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
-        gather(&mut lock(&self.state), event_id, audit, send)
+        gather(&mut lock(&self.state), event_id, (audit, AuditForm::Intake), send)
     }
 
     /// Closes the open batch, sending its gathered audit records first ([`InFlight::seal`] for
@@ -245,12 +267,18 @@ impl InFlight {
             let mut s = lock(&self.state);
             if let State { open: Some(entry), intake: Some(intake), .. } = &mut *s {
                 for p in 0..intake.partitions() {
-                    if intake.get(p).is_empty() {
-                        continue;
-                    }
-                    let sent = send_gathered(intake, p, &entry.batch, &mut send);
-                    if result.is_ok() {
-                        result = sent;
+                    for form in [AuditForm::Intake, AuditForm::Unsealed] {
+                        let empty = match form {
+                            AuditForm::Intake => intake.get(p).is_empty(),
+                            AuditForm::Unsealed => intake.unsealed(p).is_empty(),
+                        };
+                        if empty {
+                            continue;
+                        }
+                        let sent = send_gathered(intake, p, form, &entry.batch, &mut send);
+                        if result.is_ok() {
+                            result = sent;
+                        }
                     }
                 }
             }
@@ -333,14 +361,27 @@ impl InFlight {
 fn send_gathered<E>(
     intake: &mut IntakeBatches,
     p: usize,
+    form: AuditForm,
     batch: &Arc<Batch>,
     send: &mut impl FnMut(IntakeRecord<'_>) -> Result<(), E>,
 ) -> Result<(), E> {
-    let gathered = intake.get(p);
-    let result =
-        send(IntakeRecord { partition: p as i32, records: gathered.records(), payload: gathered.as_bytes(), batch });
-    intake.get_mut(p).clear();
-    result
+    let partition = p as i32;
+    match form {
+        AuditForm::Intake => {
+            let gathered = intake.get(p);
+            let payload = Gathered::Intake(gathered.as_bytes());
+            let result = send(IntakeRecord { partition, records: gathered.records(), payload, batch });
+            intake.get_mut(p).clear();
+            result
+        }
+        AuditForm::Unsealed => {
+            let gathered = intake.unsealed(p);
+            let payload = Gathered::Unsealed(gathered);
+            let result = send(IntakeRecord { partition, records: gathered.records(), payload, batch });
+            intake.unsealed_mut(p).clear();
+            result
+        }
+    }
 }
 
 #[cfg(test)]
@@ -376,13 +417,16 @@ mod tests {
         let sent: RefCell<Vec<(i32, usize, usize)>> = RefCell::default();
         let send = |r: IntakeRecord<'_>| {
             r.batch.add_record();
-            sent.borrow_mut().push((r.partition, r.records, r.payload.len()));
+            let Gathered::Intake(payload) = r.payload else { panic!("gathered for the intake") };
+            sent.borrow_mut().push((r.partition, r.records, payload.len()));
             Ok::<_, ()>(())
         };
         let b = inflight.open_batch();
         let ids: Vec<String> = (0..30).map(|i| format!("pay-{i}")).collect();
         for (offset, id) in ids.iter().enumerate() {
-            inflight.record_audited_event(0, (0, offset as i64), (id.as_bytes(), b"datum"), &send).unwrap();
+            inflight
+                .record_audited_event(0, (0, offset as i64), (id.as_bytes(), (b"datum", AuditForm::Intake)), &send)
+                .unwrap();
         }
         assert!(sent.borrow().is_empty(), "nothing leaves before the batch is sealed");
         inflight.seal_with(&send).unwrap();
@@ -446,13 +490,50 @@ mod tests {
         };
         let big = vec![b'a'; MAX_BATCH_BYTES / 2 - 10];
         for offset in 0..3 {
-            inflight.record_audited_event(0, (0, offset), (b"pay-1", &big), &send).unwrap();
+            inflight.record_audited_event(0, (0, offset), (b"pay-1", (&big, AuditForm::Intake)), &send).unwrap();
         }
         assert_eq!(*sent.borrow(), [2], "the third record would pass the bound");
         inflight.abandon_open();
         assert_eq!(inflight.events(), 0);
         inflight.seal_with(&send).unwrap();
         assert_eq!(*sent.borrow(), [2], "the abandoned record is not sent");
+    }
+
+    /// Records gathered unsealed (for this process's chainer) leave apart from those in the
+    /// intake's form, each with its key, and the same bound on a batch's size holds.
+    #[test]
+    fn unsealed_records_are_gathered_apart_and_bounded_alike() {
+        let inflight =
+            InFlight::new(std::thread::current(), vec!["in".into()]).with_intake(IntakeBatches::new(KeyHash::Crc32, 1));
+        // Per batch sent: unsealed or not, its records, and its keys if unsealed.
+        type Sent = (bool, usize, Vec<Vec<u8>>);
+        let sent: RefCell<Vec<Sent>> = RefCell::default();
+        let send = |r: IntakeRecord<'_>| {
+            let entry = match r.payload {
+                Gathered::Intake(_) => (false, r.records, Vec::new()),
+                Gathered::Unsealed(batch) => (true, r.records, batch.iter().map(|(key, _)| key.to_vec()).collect()),
+            };
+            sent.borrow_mut().push(entry);
+            Ok::<_, ()>(())
+        };
+        inflight.record_audited_event(0, (0, 0), (b"pay-1", (b"{..", AuditForm::Unsealed)), &send).unwrap();
+        inflight.record_audited_event(0, (0, 1), (b"pay-2", (b"datum", AuditForm::Intake)), &send).unwrap();
+        inflight.record_audited_event(0, (0, 2), (b"pay-3", (b"{..", AuditForm::Unsealed)), &send).unwrap();
+        inflight.seal_with(&send).unwrap();
+        assert_eq!(
+            *sent.borrow(),
+            [(false, 1, vec![]), (true, 2, vec![b"pay-1".to_vec(), b"pay-3".to_vec()])],
+            "one batch per form, the unsealed one keyed by event id"
+        );
+        sent.borrow_mut().clear();
+        let big = vec![b'{'; MAX_BATCH_BYTES / 2 - 10];
+        for offset in 0..3 {
+            inflight.record_audited_event(0, (0, offset), (b"pay-1", (&big, AuditForm::Unsealed)), &send).unwrap();
+        }
+        assert_eq!(sent.borrow().len(), 1, "the third record would pass the bound");
+        assert_eq!(sent.borrow()[0].1, 2);
+        inflight.seal_with(&send).unwrap();
+        assert_eq!(sent.borrow().iter().map(|s| s.1).sum::<usize>(), 3);
     }
 
     #[test]

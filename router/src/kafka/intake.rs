@@ -15,6 +15,7 @@ use std::time::Duration;
 use tollgate_common::kafka::LoggingContext;
 use tollgate_schemas::headers;
 use tollgate_schemas::intake::AuditBatch;
+use tollgate_schemas::unsealed::UnsealedBatch;
 
 /// Bound on an intake batch record's size: under the broker's and the client's default
 /// message size limit (1 MB), with room for the record's framing.
@@ -56,22 +57,53 @@ impl KeyHash {
     }
 }
 
-/// The intake batches of the open batch of input, one per intake partition.
+/// Where audit records go among the intake's partitions: by their event id's hash.
+#[derive(Debug, Clone, Copy)]
+pub struct Placement {
+    hash: KeyHash,
+    partitions: i32,
+}
+
+impl Placement {
+    /// The intake partition of `event_id`.
+    pub fn partition_of(&self, event_id: &[u8]) -> usize {
+        self.hash.partition(event_id, self.partitions) as usize
+    }
+
+    /// The number of intake partitions.
+    pub fn partitions(&self) -> usize {
+        self.partitions as usize
+    }
+}
+
+/// The intake batches of the open batch of input, per intake partition: one in the intake's
+/// form, and one of records gathered unsealed for this process's chainer
+/// ([`crate::pipeline::AuditForm`]).
 #[derive(Debug)]
 pub struct IntakeBatches {
-    hash: KeyHash,
+    placement: Placement,
     batches: Vec<AuditBatch>,
+    unsealed: Vec<UnsealedBatch>,
 }
 
 impl IntakeBatches {
     /// Batches for an intake topic of `partitions` partitions, placed by `hash`.
     pub fn new(hash: KeyHash, partitions: i32) -> IntakeBatches {
-        IntakeBatches { hash, batches: vec![AuditBatch::default(); partitions.max(1) as usize] }
+        let partitions = partitions.max(1);
+        IntakeBatches {
+            placement: Placement { hash, partitions },
+            batches: vec![AuditBatch::default(); partitions as usize],
+            unsealed: vec![UnsealedBatch::default(); partitions as usize],
+        }
+    }
+
+    pub fn placement(&self) -> Placement {
+        self.placement
     }
 
     /// The intake partition of `event_id`.
     pub fn partition_of(&self, event_id: &[u8]) -> usize {
-        self.hash.partition(event_id, self.batches.len() as i32) as usize
+        self.placement.partition_of(event_id)
     }
 
     pub fn get(&self, partition: usize) -> &AuditBatch {
@@ -82,9 +114,18 @@ impl IntakeBatches {
         &mut self.batches[partition]
     }
 
+    pub fn unsealed(&self, partition: usize) -> &UnsealedBatch {
+        &self.unsealed[partition]
+    }
+
+    pub fn unsealed_mut(&mut self, partition: usize) -> &mut UnsealedBatch {
+        &mut self.unsealed[partition]
+    }
+
     /// Empties every batch.
     pub fn clear(&mut self) {
         self.batches.iter_mut().for_each(AuditBatch::clear);
+        self.unsealed.iter_mut().for_each(UnsealedBatch::clear);
     }
 
     /// The number of intake partitions.

@@ -5,12 +5,12 @@
 use super::context::{DeliveryContext, RouterConsumerContext};
 use super::group::{Member, Membership};
 use super::handoff::{HandOff, NotHanded};
-use super::inflight::{Batch, DeliveryFailed, InFlight, IntakeRecord};
+use super::inflight::{Batch, DeliveryFailed, Gathered, InFlight, IntakeRecord};
 use super::intake::{batch_headers, IntakeBatches, TOPIC_WAIT};
 use super::{consumer_config, poll_batch, routing_producer_config, BACKPRESSURE_WAIT};
 use crate::config::{Guarantee, RouterConfig};
 use crate::drift::{DriftTally, DriftWindow};
-use crate::pipeline::{Output, Pipeline, Source, Verdict};
+use crate::pipeline::{Output, Pipeline, Source, UnsealedFor, Verdict};
 use crate::reject::Rejection;
 use crate::reload::PipelineSlot;
 use crate::telemetry::Telemetry;
@@ -26,7 +26,7 @@ use std::thread;
 use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 use tollgate_common::kafka::{wait_delivered, Undelivered};
-use tollgate_schemas::{headers, Route};
+use tollgate_schemas::{headers, RecordFormat, Route};
 
 /// Longest wait for a transaction call (init, offsets, commit, abort).
 pub(super) const TXN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -143,6 +143,11 @@ pub fn run_loop(
     // Audit records go to the intake in batches, placed as the producer would place them keyed.
     let intake_topic = config.topics.audit_intake.as_str();
     let intake = IntakeBatches::placed_like(&settings, &consumer_config(config), intake_topic, TOPIC_WAIT)?;
+    // Records this process's chainer can take are gathered unsealed (JSON output: the chainer
+    // then only appends the chain fields and hashes); the loop marks which between batches.
+    let placement = intake.placement();
+    let unsealed_for = (routing.hand_off.is_some() && config.output.format == RecordFormat::Json)
+        .then(|| UnsealedFor::new(move |event_id| placement.partition_of(event_id), placement.partitions()));
     let mut tracking = InFlight::new(thread::current(), vec![config.kafka.input_topic.clone()]).with_intake(intake);
     if transactional {
         tracking = tracking.transactional();
@@ -186,7 +191,11 @@ pub fn run_loop(
         audit_topic: &config.topics.audit_intake,
         hand_off: routing.hand_off.as_deref(),
         changelog_topic: &config.topics.pending_changelog,
-        out: Output::default(),
+        out: {
+            let mut out = Output::default();
+            out.unsealed_for = unsealed_for;
+            out
+        },
         drift: routing.drift.as_ref(),
         tally: DriftTally::default(),
         reported_in_flight: 0,
@@ -256,6 +265,10 @@ impl Loop<'_> {
                 continue;
             }
             self.refresh();
+            if let (Some(h), Some(unsealed)) = (self.hand_off, self.out.unsealed_for.as_mut()) {
+                // Ownership as of now is a hint: the chainer checks again when it takes them.
+                unsealed.mark(|p| h.owns(p as i32));
+            }
             let now = SystemTime::now();
             let telemetry = self.telemetry;
             poll_batch(consumer, batch_size, telemetry, |message| self.route(&message, now))?;
@@ -400,7 +413,7 @@ impl Loop<'_> {
         self.inflight.record_audited_event(
             0,
             (source.partition, source.offset),
-            (self.out.event_id.as_bytes(), &self.out.audit),
+            (self.out.event_id.as_bytes(), (&self.out.audit, self.out.audit_form)),
             |r| send_intake(producer, topic, hand_off, r),
         )
     }
@@ -466,9 +479,26 @@ pub(super) fn send_intake(
             Err(NotHanded::Closed) => {}
         }
     }
+    let converted;
+    let payload = match record.payload {
+        Gathered::Intake(bytes) => bytes,
+        Gathered::Unsealed(unsealed) => match unsealed.to_intake() {
+            Ok(batch) => {
+                converted = batch;
+                converted.as_bytes()
+            }
+            // The loop laid these records out itself: one that does not read back is a defect,
+            // and the batch fails rather than lose it (its offsets are never stored).
+            Err(e) => {
+                let why = format!("audit records gathered unsealed do not read back: {e}");
+                record.batch.fail(why.clone());
+                return Err(DeliveryFailed(why).into());
+            }
+        },
+    };
     let out = BaseRecord::with_opaque_to(topic, Arc::clone(record.batch))
         .partition(record.partition)
-        .payload(record.payload)
+        .payload(payload)
         .headers(batch_headers(record.records));
     send::<[u8], [u8]>(producer, out)
 }

@@ -2,7 +2,7 @@
 //! review, and the audit record with its snapshot. Each is written into a buffer the routing
 //! loop keeps, with nothing allocated per event.
 
-use super::{millis, write_timestamp, Output, Pipeline, Source};
+use super::{millis, write_timestamp, AuditForm, Output, Pipeline, Source};
 use crate::decode::{Body, Decoded};
 use crate::fields::EventFields;
 use crate::recycle::recycle;
@@ -141,19 +141,23 @@ impl Pipeline {
     }
 
     /// Encodes `audit` (built by [`Pipeline::audit_base`]) with `snapshot` (written by
-    /// [`Pipeline::audit_prelude`]) into `into`, as the audit intake takes it. Returns the
-    /// record's explanation vector, to be kept for the next event.
+    /// [`Pipeline::audit_prelude`]) into `into`, in `form`. Returns the record's explanation
+    /// vector, to be kept for the next event.
     pub(super) fn write_audit<'a>(
         &self,
         audit: AuditRecord<'a>,
         snapshot: &'a [u8],
+        form: AuditForm,
         into: &mut Vec<u8>,
     ) -> Vec<Contribution<'a>> {
         into.clear();
         // The snapshot is JSON text written from `str` values.
         let snapshot = std::str::from_utf8(snapshot).unwrap_or("{}");
         let record = AuditRecord { input_snapshot: Cow::Borrowed(snapshot), ..audit };
-        record.write_intake(into);
+        match form {
+            AuditForm::Intake => record.write_intake(into),
+            AuditForm::Unsealed => record.write_unsealed(into),
+        }
         record.explanation
     }
 

@@ -443,3 +443,40 @@ fn records_do_not_depend_on_the_events_before_them() {
         }
     }
 }
+
+/// Events whose intake partition is marked get their audit record unsealed, the others in the
+/// intake's form; sealed, both are the same chained record. Rejections too.
+#[test]
+fn marked_partitions_get_unsealed_audit_records_that_seal_as_the_intake_form_does() {
+    use tollgate_schemas::unsealed::seal_unsealed;
+    let p = Pipeline::from_config(&example_config()).unwrap();
+    let place = |id: &[u8]| usize::from(id.last().copied().unwrap_or(0) % 2);
+    let mut unsealed_out = Output::default();
+    let mut unsealed_for = UnsealedFor::new(place, 2);
+    unsealed_for.mark(|partition| partition == 1);
+    unsealed_out.unsealed_for = Some(unsealed_for);
+    let mut intake_out = Output::default();
+    let mut lines = sample();
+    lines.push("{not json".into());
+    let mut forms = std::collections::BTreeSet::new();
+    for line in lines {
+        p.process(Some(line.as_bytes()), source(), now(), &mut intake_out);
+        p.process(Some(line.as_bytes()), source(), now(), &mut unsealed_out);
+        assert_eq!(intake_out.audit_form, AuditForm::Intake);
+        let expected_form =
+            if place(unsealed_out.event_id.as_bytes()) == 1 { AuditForm::Unsealed } else { AuditForm::Intake };
+        assert_eq!(unsealed_out.audit_form, expected_form, "{line}");
+        forms.insert(format!("{expected_form:?}"));
+        let mut whole = Vec::new();
+        let mut record = AuditRecord::read(RecordFormat::Avro, &intake_out.audit).unwrap();
+        let hash = record.seal_and_write(5, "ab", RecordFormat::Json, &mut whole).unwrap();
+        if expected_form == AuditForm::Unsealed {
+            let mut sealed = Vec::new();
+            assert_eq!(seal_unsealed(&unsealed_out.audit, 5, "ab", &mut sealed), hash, "{line}");
+            assert_eq!(String::from_utf8(sealed).unwrap(), String::from_utf8(whole).unwrap());
+        } else {
+            assert_eq!(unsealed_out.audit, intake_out.audit, "{line}");
+        }
+    }
+    assert_eq!(forms.len(), 2, "both forms were written: {forms:?}");
+}

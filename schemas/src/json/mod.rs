@@ -112,6 +112,21 @@ impl<'o> Object<'o> {
 impl AuditRecord<'_> {
     /// Appends the JSON encoding (what serde_json writes for the record).
     pub(crate) fn lay_json(&self, out: &mut Vec<u8>) {
+        let mut o = self.lay_json_head(out);
+        o.opt_i64(field!("chain_seq"), self.chain_seq);
+        o.opt_str(field!("chain_prev"), self.chain_prev.as_deref());
+        o.opt_str(field!("chain_hash"), self.chain_hash.as_deref());
+        o.end();
+    }
+
+    /// Appends the JSON encoding up to the chain fields, ending with the name of the first,
+    /// `"chain_seq":` (see [`crate::unsealed`]).
+    pub(crate) fn lay_unsealed(&self, out: &mut Vec<u8>) {
+        self.lay_json_head(out).key(field!("chain_seq"));
+    }
+
+    /// Opens the object and writes every field before the chain fields, which come last.
+    fn lay_json_head<'o>(&self, out: &'o mut Vec<u8>) -> Object<'o> {
         let mut o = Object::begin(out);
         o.str(field!("event_id"), &self.event_id);
         o.str(field!("timestamp"), &self.timestamp);
@@ -133,10 +148,7 @@ impl AuditRecord<'_> {
         o.str(field!("source_topic"), &self.source_topic);
         o.i64(field!("source_partition"), i64::from(self.source_partition));
         o.i64(field!("source_offset"), self.source_offset);
-        o.opt_i64(field!("chain_seq"), self.chain_seq);
-        o.opt_str(field!("chain_prev"), self.chain_prev.as_deref());
-        o.opt_str(field!("chain_hash"), self.chain_hash.as_deref());
-        o.end();
+        o
     }
 }
 
