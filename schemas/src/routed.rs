@@ -11,8 +11,15 @@ use std::fmt;
 pub struct Contribution<'a> {
     /// Feature name (for one-hot categorical features, `name=value`).
     pub feature: Cow<'a, str>,
-    /// Signed contribution to the score's log-odds (or as reported upstream).
+    /// Signed contribution to the score's log-odds (or as reported upstream). JSON writes a
+    /// non-finite one as `null` (serde_json's way), which reads back as NaN.
+    #[serde(deserialize_with = "number_or_null")]
     pub contribution: f64,
+}
+
+/// A JSON number, or `null` for a number that was not finite: what the writers give.
+fn number_or_null<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// The risk score and confidence of a routed record as an input wrote them (JSON number text),

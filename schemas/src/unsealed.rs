@@ -123,20 +123,6 @@ mod tests {
     use crate::audit::GENESIS;
     use crate::fixtures;
 
-    /// The fixtures whose JSON reads back (an infinite contribution is written as null, which
-    /// does not read as a number; the router's records never hold one).
-    fn json_records() -> Vec<AuditRecord<'static>> {
-        let records: Vec<_> = fixtures::audit_records().into_iter().filter(reads_back).collect();
-        assert!(records.len() >= 4, "too few fixtures left");
-        records
-    }
-
-    fn reads_back(record: &AuditRecord<'_>) -> bool {
-        let mut json = Vec::new();
-        record.write(RecordFormat::Json, &mut json).unwrap();
-        AuditRecord::read(RecordFormat::Json, &json).is_ok()
-    }
-
     #[test]
     fn a_sealed_unsealed_record_is_the_record_sealed_whole() {
         for (seq, record) in fixtures::audit_records().into_iter().enumerate() {
@@ -150,9 +136,6 @@ mod tests {
             let hash = seal_unsealed(&unsealed, seq, &prev, &mut sealed);
             assert_eq!(hash, expected_hash);
             assert_eq!(std::str::from_utf8(&sealed[4..]).unwrap(), std::str::from_utf8(&whole).unwrap());
-            if !reads_back(&record) {
-                continue;
-            }
             // And it verifies as any chained record does.
             let read = AuditRecord::read(RecordFormat::Json, &sealed[4..]).unwrap();
             assert_eq!(read.digest(), hash);
@@ -162,14 +145,16 @@ mod tests {
 
     #[test]
     fn an_unsealed_batch_reads_back_in_order_and_converts_to_the_intake_form() {
-        // Compared by their unsealed form: the fixtures hold a NaN (null in JSON) and chain
-        // fields, neither of which survives.
+        // Compared by their unsealed form: the fixtures hold chain fields (left out) and
+        // non-finite contributions (null in JSON, NaN when read back), neither of which
+        // survives as it was.
         fn unsealed(r: &AuditRecord<'_>) -> Vec<u8> {
             let mut out = Vec::new();
             r.write_unsealed(&mut out);
             out
         }
-        let records = json_records();
+        let records = fixtures::audit_records();
+        assert!(records.iter().any(|r| r.explanation.iter().any(|c| c.contribution.is_infinite())));
         let mut batch = UnsealedBatch::default();
         assert!(batch.is_empty());
         for r in &records {

@@ -1,6 +1,6 @@
 use super::*;
 use std::borrow::Cow;
-use tollgate_schemas::AuditAction;
+use tollgate_schemas::{AuditAction, Contribution};
 
 fn record(n: usize) -> AuditRecord<'static> {
     AuditRecord {
@@ -65,6 +65,29 @@ fn an_intact_trail_verifies_in_either_encoding() {
     let report = verify(&avro);
     assert!(report.intact(), "{:?}", report.breaks);
     assert_eq!(report.records[&0], 6);
+}
+
+/// A logistic model can give a feature an infinite contribution (a huge amount times its
+/// weight) and still score: JSON writes it as null, and the verifier reads that back.
+#[test]
+fn a_trail_with_non_finite_contributions_verifies() {
+    let mut prev = GENESIS.to_owned();
+    let t: Vec<_> = (0..3)
+        .map(|i| {
+            let mut r = record(i);
+            r.explanation = vec![
+                Contribution { feature: "amount".into(), contribution: f64::INFINITY },
+                Contribution { feature: "age".into(), contribution: f64::NAN },
+            ];
+            r.seal(i as i64, &prev);
+            prev = r.chain_hash.clone().unwrap().into_owned();
+            r
+        })
+        .collect();
+    let json = encoded(&t);
+    assert!(String::from_utf8_lossy(&json[0]).contains(r#""contribution":null"#));
+    let report = verify(&json);
+    assert!(report.intact(), "{:?}", report.breaks);
 }
 
 #[test]
