@@ -63,6 +63,16 @@ pub enum HandedRecords {
     Unsealed(UnsealedBatch),
 }
 
+impl HandedRecords {
+    /// The records as the loop gathered them.
+    pub fn as_gathered(&self) -> Gathered<'_> {
+        match self {
+            HandedRecords::Intake(bytes) => Gathered::Intake(bytes),
+            HandedRecords::Unsealed(batch) => Gathered::Unsealed(batch),
+        }
+    }
+}
+
 impl From<Gathered<'_>> for HandedRecords {
     fn from(gathered: Gathered<'_>) -> Self {
         match gathered {

@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::Thread;
 use std::time::Instant;
+use tollgate_schemas::intake::AuditBatch;
 use tollgate_schemas::unsealed::UnsealedBatch;
+use tollgate_schemas::CodecError;
 
 /// Shared between the loop and the producer's delivery callbacks.
 #[derive(Debug)]
@@ -165,6 +167,23 @@ pub enum Gathered<'a> {
     /// Unsealed records for this process's chainer, converted for the intake if it cannot
     /// take them.
     Unsealed(&'a UnsealedBatch),
+}
+
+impl<'a> Gathered<'a> {
+    /// The records as an intake batch record's value: as gathered, or converted from the
+    /// unsealed form into `converted`.
+    pub fn intake_value<'b>(self, converted: &'b mut AuditBatch) -> Result<&'b [u8], CodecError>
+    where
+        'a: 'b,
+    {
+        match self {
+            Gathered::Intake(bytes) => Ok(bytes),
+            Gathered::Unsealed(batch) => {
+                *converted = batch.to_intake()?;
+                Ok(converted.as_bytes())
+            }
+        }
+    }
 }
 
 /// A delivery that failed: the router must stop without storing offsets past it.
@@ -534,6 +553,31 @@ mod tests {
         assert_eq!(sent.borrow()[0].1, 2);
         inflight.seal_with(&send).unwrap();
         assert_eq!(sent.borrow().iter().map(|s| s.1).sum::<usize>(), 3);
+    }
+
+    /// What goes to the intake: bytes gathered in its form as they are, unsealed records
+    /// converted to it.
+    #[test]
+    fn gathered_records_give_their_intake_value() {
+        let mut converted = AuditBatch::default();
+        assert_eq!(Gathered::Intake(b"datum").intake_value(&mut converted).unwrap(), b"datum");
+        let record = tollgate_schemas::AuditRecord::new(
+            "pay-1",
+            "2026-11-23T20:00:00.000Z",
+            "policy",
+            tollgate_schemas::AuditAction::Route,
+            "auto_commit",
+            ("payments", 0, 7),
+        );
+        let mut unsealed = Vec::new();
+        record.write_unsealed(&mut unsealed);
+        let mut batch = UnsealedBatch::default();
+        batch.push(record.event_id.as_bytes(), &unsealed);
+        let value = Gathered::Unsealed(&batch).intake_value(&mut converted).unwrap().to_vec();
+        assert_eq!(value, batch.to_intake().unwrap().as_bytes());
+        let mut broken = UnsealedBatch::default();
+        broken.push(b"pay-1", b"{\"event_id\":");
+        assert!(Gathered::Unsealed(&broken).intake_value(&mut converted).is_err());
     }
 
     #[test]

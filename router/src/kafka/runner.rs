@@ -5,7 +5,7 @@
 use super::context::{DeliveryContext, RouterConsumerContext};
 use super::group::{Member, Membership};
 use super::handoff::{HandOff, NotHanded};
-use super::inflight::{Batch, DeliveryFailed, Gathered, InFlight, IntakeRecord};
+use super::inflight::{Batch, DeliveryFailed, InFlight, IntakeRecord};
 use super::intake::{batch_headers, IntakeBatches, TOPIC_WAIT};
 use super::{consumer_config, poll_batch, routing_producer_config, BACKPRESSURE_WAIT};
 use crate::config::{Guarantee, RouterConfig};
@@ -26,6 +26,7 @@ use std::thread;
 use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 use tollgate_common::kafka::{wait_delivered, Undelivered};
+use tollgate_schemas::intake::AuditBatch;
 use tollgate_schemas::{headers, RecordFormat, Route};
 
 /// Longest wait for a transaction call (init, offsets, commit, abort).
@@ -479,22 +480,16 @@ pub(super) fn send_intake(
             Err(NotHanded::Closed) => {}
         }
     }
-    let converted;
-    let payload = match record.payload {
-        Gathered::Intake(bytes) => bytes,
-        Gathered::Unsealed(unsealed) => match unsealed.to_intake() {
-            Ok(batch) => {
-                converted = batch;
-                converted.as_bytes()
-            }
-            // The loop laid these records out itself: one that does not read back is a defect,
-            // and the batch fails rather than lose it (its offsets are never stored).
-            Err(e) => {
-                let why = format!("audit records gathered unsealed do not read back: {e}");
-                record.batch.fail(why.clone());
-                return Err(DeliveryFailed(why).into());
-            }
-        },
+    let mut converted = AuditBatch::default();
+    let payload = match record.payload.intake_value(&mut converted) {
+        Ok(payload) => payload,
+        // The loop laid these records out itself: one that does not read back is a defect,
+        // and the batch fails rather than lose it (its offsets are never stored).
+        Err(e) => {
+            let why = format!("audit records gathered unsealed do not read back: {e}");
+            record.batch.fail(why.clone());
+            return Err(DeliveryFailed(why).into());
+        }
     };
     let out = BaseRecord::with_opaque_to(topic, Arc::clone(record.batch))
         .partition(record.partition)

@@ -45,6 +45,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tollgate_common::kafka::log_to_tracing;
+use tollgate_schemas::intake::AuditBatch;
 use tollgate_schemas::unsealed::{read_unsealed, seal_unsealed, UnsealedBatch};
 use tollgate_schemas::{headers, AuditRecord, RecordFormat};
 
@@ -496,23 +497,19 @@ impl Chainer<'_> {
         source: Source,
         handed: &Handed,
     ) -> Result<(), TxnError> {
-        let converted;
-        let payload = match &handed.payload {
-            HandedRecords::Intake(bytes) => bytes.as_slice(),
-            HandedRecords::Unsealed(batch) => match batch.to_intake() {
-                Ok(intake) => {
-                    converted = intake;
-                    converted.as_bytes()
-                }
-                // Laid out by this process's loops, so a defect: kept, record by record.
-                Err(e) => {
-                    let why = format!("audit records handed unsealed do not read back: {e}");
+        let mut converted = AuditBatch::default();
+        let payload = match handed.payload.as_gathered().intake_value(&mut converted) {
+            Ok(payload) => payload,
+            // Laid out by this process's loops, so a defect: kept, record by record.
+            Err(e) => {
+                let why = format!("audit records handed unsealed do not read back: {e}");
+                if let HandedRecords::Unsealed(batch) = &handed.payload {
                     for (key, unsealed) in batch.iter() {
                         self.dead_letter(producer, source, unsealed, Some(key), &why)?;
                     }
-                    return Ok(());
                 }
-            },
+                return Ok(());
+            }
         };
         let out = BaseRecord::to(&self.config.topics.audit_intake)
             .partition(source.partition)
