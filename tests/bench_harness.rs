@@ -71,6 +71,7 @@ fn the_benchmark_harness_runs_its_short_mode_and_reports_every_figure() {
     let join = &report["join"];
     assert!(join["decisions"].as_u64() > Some(0), "{report}");
     assert!(join["joined_per_second"].as_f64() > Some(0.0), "{report}");
+    assert!(join["joined_while_offered_per_second"].as_f64() >= Some(0.0), "{report}");
     assert!(join["lag_max_second_half"].as_u64().is_some(), "{report}");
     assert!(join["cpu_by_thread"].as_array().is_some_and(|t| t.iter().any(|g| g[0] == "tollgate-join")), "{report}");
     // The join's baseline: the same decisions, at the same rate, through records of the sizes the

@@ -37,8 +37,13 @@ pub struct JoinPhase {
     /// The rate achieved by the producer.
     pub offered_per_second: f64,
     /// Decisions consumed by the join, over the time from the first produced to the last joined
-    /// (sampled every 10 ms).
+    /// (sampled every 10 ms). It counts the last decision's round trip through the broker.
     pub joined_per_second: f64,
+    /// Decisions consumed by the join per second while decisions were offered: between the
+    /// first lag sample and the last one taken before the last decision was handed over, so
+    /// without the last round trip. A join that keeps up consumes at the offered rate. 0 when
+    /// production was too short for two samples.
+    pub joined_while_offered_per_second: f64,
     /// Decisions produced but not yet consumed: the largest sample in the first and in the
     /// second half of the production, and at its end.
     pub lag_max_first_half: u64,
@@ -58,11 +63,12 @@ impl JoinPhase {
     /// The phase's figures on one line.
     pub fn figures(&self) -> String {
         format!(
-            "{} decisions offered at {:.0}/s (asked {}/s), joined at {:.0}/s, {:.1} CPU s per M; lag max {} (first half) / {} (second half), {} at the end of production, drained {:.0} ms later (warm-up {:.0} ms); {}",
+            "{} decisions offered at {:.0}/s (asked {}/s), joined at {:.0}/s ({:.0}/s while offered), {:.1} CPU s per M; lag max {} (first half) / {} (second half), {} at the end of production, drained {:.0} ms later (warm-up {:.0} ms); {}",
             self.decisions,
             self.offered_per_second,
             self.target_rate,
             self.joined_per_second,
+            self.joined_while_offered_per_second,
             self.cpu_seconds_per_million,
             self.lag_max_first_half,
             self.lag_max_second_half,
@@ -152,13 +158,14 @@ pub async fn measure(
     let timed = total - warm_up as u64;
     let (t0, start, threads_before) = (Instant::now(), Mark::now(), cpu_by_thread());
     let producing = produce_range(warm_up..ids.len(), rate);
-    let mut samples: Vec<(f64, u64)> = Vec::new();
+    // (seconds since t0, lag, decisions consumed)
+    let mut samples: Vec<(f64, u64, u64)> = Vec::new();
     // When the last decision was consumed, if that came before the producer's final flush.
     let mut all_joined: Option<Spent> = None;
     while !producing.is_finished() && !shutdown.is_cancelled() {
         let consumed = joined();
         let lag = sent.load(Ordering::Relaxed).saturating_sub(consumed);
-        samples.push((t0.elapsed().as_secs_f64(), lag));
+        samples.push((t0.elapsed().as_secs_f64(), lag, consumed));
         if consumed >= total && all_joined.is_none() {
             all_joined = Some(start.spent());
         }
@@ -172,7 +179,12 @@ pub async fn measure(
     let drain_ms = produced_at.elapsed().as_secs_f64() * 1e3;
     let half = production.as_secs_f64() / 2.0;
     let max_lag =
-        |first: bool| samples.iter().filter(|(t, _)| (*t < half) == first).map(|(_, lag)| *lag).max().unwrap_or(0);
+        |first: bool| samples.iter().filter(|(t, ..)| (*t < half) == first).map(|(_, lag, _)| *lag).max().unwrap_or(0);
+    let offering: Vec<_> = samples.iter().filter(|(t, ..)| *t <= production.as_secs_f64()).collect();
+    let joined_while_offered_per_second = match (offering.first(), offering.last()) {
+        (Some(a), Some(b)) if b.0 > a.0 => b.2.saturating_sub(a.2) as f64 / (b.0 - a.0),
+        _ => 0.0,
+    };
     let timed_joined = joined().min(total).saturating_sub(warm_up as u64);
     let cpu_by_thread = cpu_spent_since(&threads_before, timed);
     Ok(JoinPhase {
@@ -181,6 +193,7 @@ pub async fn measure(
         target_rate: rate,
         offered_per_second: timed as f64 / production.as_secs_f64().max(1e-9),
         joined_per_second: timed_joined as f64 / spent.wall.as_secs_f64().max(1e-9),
+        joined_while_offered_per_second,
         lag_max_first_half: max_lag(true),
         lag_max_second_half: max_lag(false),
         lag_at_end,
