@@ -143,21 +143,26 @@ pub async fn measure(
         }
     };
     let sent = Arc::new(AtomicU64::new(0));
-    let produce_range = |range: std::ops::Range<usize>, rate: u64| {
+    let produce_range = |range: std::ops::Range<usize>, payloads: Vec<Vec<u8>>, rate: u64| {
         let (topic, producer, ids, sent, stop) =
             (topic.to_owned(), Arc::clone(&producer), Arc::clone(&ids), Arc::clone(&sent), shutdown.clone());
-        tokio::task::spawn_blocking(move || produce(&topic, &producer, &ids, range, rate, &sent, &stop))
+        tokio::task::spawn_blocking(move || produce(&topic, &producer, (&ids, range, &payloads), rate, &sent, &stop))
     };
+    // Every decision is encoded before any clock starts: the phase's wall and CPU time are the
+    // join's, not the generator's encoding (the producer's own clock always started after it,
+    // the phase's did not before session 23).
+    let warm_up_payloads = encode(&ids, 0..warm_up)?;
+    let timed_payloads = encode(&ids, warm_up..ids.len())?;
 
     let started = Instant::now();
-    produce_range(0..warm_up, 0).await??;
+    produce_range(0..warm_up, warm_up_payloads, 0).await??;
     wait_joined(warm_up as u64).await;
     let warm_up_ms = started.elapsed().as_secs_f64() * 1e3;
 
     let total = ids.len() as u64;
     let timed = total - warm_up as u64;
     let (t0, start, threads_before) = (Instant::now(), Mark::now(), cpu_by_thread());
-    let producing = produce_range(warm_up..ids.len(), rate);
+    let producing = produce_range(warm_up..ids.len(), timed_payloads, rate);
     // (seconds since t0, lag, decisions consumed)
     let mut samples: Vec<(f64, u64, u64)> = Vec::new();
     // When the last decision was consumed, if that came before the producer's final flush.
@@ -204,24 +209,12 @@ pub async fn measure(
     })
 }
 
-/// The producing side: decisions for `ids[range]`, paced to `rate` (0: flat out); counts them
-/// in `sent` (from the start of `ids`) and returns how long producing took, until the last
-/// decision was handed to the producer (then it flushes: a flush's wait for the last
-/// acknowledgements is not offering). The
-/// decisions are encoded before the clock starts (their `decided_at` is that moment), so the
-/// generator's own work does not cap the rate it offers.
-fn produce(
-    topic: &str,
-    producer: &ThreadedProducer<LoggingContext>,
-    ids: &[String],
-    range: std::ops::Range<usize>,
-    rate: u64,
-    sent: &AtomicU64,
-    stop: &CancellationToken,
-) -> anyhow::Result<Duration> {
+/// The decisions for `ids[range]`, encoded: mostly approvals, some rejections (both end the
+/// review), all decided now.
+fn encode(ids: &[String], range: std::ops::Range<usize>) -> anyhow::Result<Vec<Vec<u8>>> {
     let first = range.start;
     let decided_at = millis(SystemTime::now());
-    let payloads = ids[range.clone()]
+    let payloads = ids[range]
         .iter()
         .enumerate()
         .map(|(n, id)| {
@@ -233,7 +226,6 @@ fn produce(
                 event_id: Cow::Borrowed(id),
                 reviewer_id: Cow::Borrowed("bench-reviewer"),
                 reviewer_role: Cow::Borrowed("analyst"),
-                // Mostly approvals, some rejections: both end the review.
                 action: if n.is_multiple_of(5) { ReviewAction::Reject } else { ReviewAction::Approve },
                 rationale: Cow::Borrowed("bench decision"),
                 decided_at,
@@ -243,8 +235,24 @@ fn produce(
             .map(|()| buf)
         })
         .collect::<Result<Vec<Vec<u8>>, _>>()?;
+    Ok(payloads)
+}
+
+/// The producing side: the decisions for `ids[range]` (`payloads`, from [`encode`]), paced to
+/// `rate` (0: flat out); counts them in `sent` (from the start of `ids`) and returns how long
+/// producing took, until the last decision was handed to the producer (then it flushes: a
+/// flush's wait for the last acknowledgements is not offering).
+fn produce(
+    topic: &str,
+    producer: &ThreadedProducer<LoggingContext>,
+    (ids, range, payloads): (&[String], std::ops::Range<usize>, &[Vec<u8>]),
+    rate: u64,
+    sent: &AtomicU64,
+    stop: &CancellationToken,
+) -> anyhow::Result<Duration> {
+    let first = range.start;
     let started = Instant::now();
-    for (n, (id, payload)) in ids[range].iter().zip(&payloads).enumerate() {
+    for (n, (id, payload)) in ids[range].iter().zip(payloads).enumerate() {
         if stop.is_cancelled() {
             break;
         }
