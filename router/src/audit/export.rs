@@ -135,15 +135,44 @@ pub fn write(records: &[Exported], format: ExportFormat, out: &mut dyn Write) ->
     Ok(())
 }
 
-/// Puts records in order. One event's records share a partition (they are keyed by its id), so
-/// its history is in the chain's order, the order they were recorded. A time range is in the
-/// order of the records' timestamps, then partition and offset.
-pub fn sort(records: &mut [Exported], filter: &Filter) {
-    if filter.event_id.is_some() {
-        records.sort_by_key(|e| (e.partition, e.offset));
-    } else {
+/// Puts records in order.
+///
+/// One event's history is in the chain's order, the order its records were recorded: they are
+/// keyed by its id, so they share a partition, and within one partition the offsets are that
+/// order (the records' own timestamps come from several writers' clocks). Should they span
+/// partitions, as when the audit topic's partition count has changed since, each partition's
+/// records stay in offset order and the partitions' runs are merged by timestamp, the only
+/// order two partitions share. A time range is in the order of the records' timestamps, then
+/// partition and offset.
+pub fn sort(records: &mut Vec<Exported>, filter: &Filter) {
+    if filter.event_id.is_none() {
         records.sort_by_key(|e| (e.at, e.partition, e.offset));
+        return;
     }
+    records.sort_by_key(|e| (e.partition, e.offset));
+    if partitions(records) < 2 {
+        return;
+    }
+    // One run per partition, each consumed from its front.
+    let mut runs: Vec<std::collections::VecDeque<Exported>> = Vec::new();
+    for record in records.drain(..) {
+        match runs.last_mut() {
+            Some(run) if run.front().is_some_and(|head| head.partition == record.partition) => run.push_back(record),
+            _ => runs.push(std::collections::VecDeque::from([record])),
+        }
+    }
+    // Runs are in partition order, so the first run with the earliest head wins a tie.
+    while let Some(run) =
+        runs.iter_mut().filter(|run| !run.is_empty()).min_by_key(|run| run.front().map(|head| head.at))
+    {
+        records.extend(run.pop_front());
+    }
+}
+
+/// How many partitions `records` come from: more than one for one event's history means its
+/// records moved partition, as a change of the audit topic's partition count moves keys.
+pub fn partitions(records: &[Exported]) -> usize {
+    records.iter().map(|e| e.partition).collect::<std::collections::BTreeSet<_>>().len()
 }
 
 #[cfg(test)]
@@ -166,6 +195,36 @@ mod tests {
         assert!(Filter { from: Some(at), to: Some(at + 1), event_id: Some("e1".into()) }.accepts(&e.record, at));
         assert!(!Filter { to: Some(at), ..Default::default() }.accepts(&e.record, at), "`to` is exclusive");
         assert!(!Filter { event_id: Some("e2".into()), ..Default::default() }.accepts(&e.record, at));
+    }
+
+    /// One event's records in two partitions (the topic's partition count changed between
+    /// them): offset order within each, the partitions merged by time; a lower partition
+    /// number does not put its records first.
+    #[test]
+    fn an_events_history_across_partitions_keeps_each_partitions_order_and_merges_by_time() {
+        let at = |p, offset, time: &str| Exported { partition: p, ..exported("e1", time, offset) };
+        let mut records = vec![
+            at(0, 3, "2026-11-21T10:00:05.000Z"),
+            at(2, 11, "2026-11-21T10:00:00.000Z"),
+            at(0, 1, "2026-11-21T10:00:02.000Z"),
+            // Written after offset 11 on its partition, with a clock a little behind.
+            at(2, 12, "2026-11-21T09:59:59.000Z"),
+        ];
+        let filter = Filter { event_id: Some("e1".into()), ..Default::default() };
+        sort(&mut records, &filter);
+        let order: Vec<_> = records.iter().map(|e| (e.partition, e.offset)).collect();
+        assert_eq!(order, [(2, 11), (2, 12), (0, 1), (0, 3)]);
+        assert_eq!((partitions(&records), partitions(&records[..2])), (2, 1));
+
+        // On one partition, offsets alone, whatever the timestamps say.
+        let mut one = vec![at(1, 8, "2026-11-21T10:00:00.000Z"), at(1, 7, "2026-11-21T10:00:09.000Z")];
+        sort(&mut one, &filter);
+        assert_eq!(one.iter().map(|e| e.offset).collect::<Vec<_>>(), [7, 8]);
+
+        // A time range: by time first.
+        let mut range = vec![at(0, 3, "2026-11-21T10:00:05.000Z"), at(2, 11, "2026-11-21T10:00:00.000Z")];
+        sort(&mut range, &Filter::default());
+        assert_eq!(range.iter().map(|e| e.partition).collect::<Vec<_>>(), [2, 0]);
     }
 
     #[test]
