@@ -408,8 +408,8 @@ impl Pipeline {
             (out.sample, out.changelog) = (value, change);
             written?;
         }
-        self.audit_prelude(Some(&decoded.fields), now, out);
         let form = out.choose_audit_form();
+        self.audit_prelude(Some(&decoded.fields), now, form, out);
         let mut buf = std::mem::take(&mut out.audit);
         // The audit record is the explanation's last reader: it takes the vector, and hands it
         // back for the next event.
@@ -465,8 +465,8 @@ impl Pipeline {
             // Without a readable event id, the record's position identifies it.
             let _ = write!(out.event_id, "{}/{}/{}", source.topic, source.partition, source.offset);
         }
-        self.audit_prelude(fields, now, out);
         let form = out.choose_audit_form();
+        self.audit_prelude(fields, now, form, out);
         let mut buf = std::mem::take(&mut out.audit);
         let audit = AuditRecord {
             rationale: Some(Cow::Borrowed(&rejection.message)),

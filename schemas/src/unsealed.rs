@@ -23,7 +23,17 @@ impl AuditRecord<'_> {
     /// Appends the record unsealed: its canonical JSON up to the chain fields, ending with
     /// `"chain_seq":`. Its own chain fields, if any, are left out.
     pub fn write_unsealed(&self, out: &mut Vec<u8>) {
-        self.lay_unsealed(out);
+        self.lay_unsealed(None, out);
+    }
+
+    /// Appends the record unsealed as [`AuditRecord::write_unsealed`] does, with its input
+    /// snapshot given already written as a JSON string (`"{\"amount\":12.5}"`, what
+    /// [`crate::json::write_str`] writes for the snapshot's text); `input_snapshot` is not read.
+    /// A writer that builds the snapshot from parts can write this form of it directly
+    /// ([`crate::json::write_nested_str`] for its strings), instead of escaping it whole here.
+    pub fn write_unsealed_with_snapshot(&self, snapshot: &[u8], out: &mut Vec<u8>) {
+        debug_assert!(snapshot.len() >= 2 && snapshot.starts_with(b"\"") && snapshot.ends_with(b"\""));
+        self.lay_unsealed(Some(snapshot), out);
     }
 }
 
@@ -132,6 +142,13 @@ mod tests {
             let expected_hash = record.clone().seal_and_write(seq, &prev, RecordFormat::Json, &mut whole).unwrap();
             let mut unsealed = Vec::new();
             record.write_unsealed(&mut unsealed);
+            // With the snapshot given written: the same bytes, whatever `input_snapshot` holds.
+            let mut snapshot = Vec::new();
+            crate::json::write_str(&mut snapshot, &record.input_snapshot);
+            let mut given = Vec::new();
+            AuditRecord { input_snapshot: "ignored".into(), ..record.clone() }
+                .write_unsealed_with_snapshot(&snapshot, &mut given);
+            assert_eq!(given, unsealed);
             let mut sealed = b"kept".to_vec();
             let hash = seal_unsealed(&unsealed, seq, &prev, &mut sealed);
             assert_eq!(hash, expected_hash);

@@ -2,6 +2,7 @@
 //! review, and the audit record with its snapshot. Each is written into a buffer the routing
 //! loop keeps, with nothing allocated per event.
 
+use super::snapshot::SnapshotForm;
 use super::{millis, write_timestamp, AuditForm, Output, Pipeline, Source};
 use crate::decode::{Body, Decoded};
 use crate::fields::EventFields;
@@ -151,14 +152,20 @@ impl Pipeline {
         into: &mut Vec<u8>,
     ) -> Vec<Contribution<'a>> {
         into.clear();
-        // The snapshot is JSON text written from `str` values.
-        let snapshot = std::str::from_utf8(snapshot).unwrap_or("{}");
-        let record = AuditRecord { input_snapshot: Cow::Borrowed(snapshot), ..audit };
         match form {
-            AuditForm::Intake => record.write_intake(into),
-            AuditForm::Unsealed => record.write_unsealed(into),
+            AuditForm::Intake => {
+                // The snapshot is JSON text written from `str` values.
+                let snapshot = std::str::from_utf8(snapshot).unwrap_or("{}");
+                let record = AuditRecord { input_snapshot: Cow::Borrowed(snapshot), ..audit };
+                record.write_intake(into);
+                record.explanation
+            }
+            // [`Pipeline::audit_prelude`] wrote the snapshot as its JSON string for this form.
+            AuditForm::Unsealed => {
+                audit.write_unsealed_with_snapshot(snapshot, into);
+                audit.explanation
+            }
         }
-        record.explanation
     }
 
     /// The audit record's common part: who decided what about which input, when. Its
@@ -182,10 +189,21 @@ impl Pipeline {
     }
 
     /// Prepares what every audit record carries: the snapshot of the event fields the decision
-    /// read in `out.snapshot`, and the timestamp in `out.timestamp` (formatted once per
-    /// millisecond).
-    pub(super) fn audit_prelude(&self, fields: Option<&EventFields>, now: SystemTime, out: &mut Output) {
-        self.snapshot.write(fields, &mut out.snapshot);
+    /// read in `out.snapshot`, in the form the record's `form` takes it (the JSON text for the
+    /// intake's, that text's JSON string for the unsealed JSON), and the timestamp in
+    /// `out.timestamp` (formatted once per millisecond).
+    pub(super) fn audit_prelude(
+        &self,
+        fields: Option<&EventFields>,
+        now: SystemTime,
+        form: AuditForm,
+        out: &mut Output,
+    ) {
+        let snapshot_form = match form {
+            AuditForm::Intake => SnapshotForm::Text,
+            AuditForm::Unsealed => SnapshotForm::String,
+        };
+        self.snapshot.write(fields, snapshot_form, &mut out.snapshot);
         let ms = millis(now);
         if out.timestamp_ms != Some(ms) {
             write_timestamp(now, &mut out.timestamp);

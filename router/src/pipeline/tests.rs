@@ -458,6 +458,15 @@ fn marked_partitions_get_unsealed_audit_records_that_seal_as_the_intake_form_doe
     let mut intake_out = Output::default();
     let mut lines = sample();
     lines.push("{not json".into());
+    // Snapshot fields with everything a JSON string escapes, and more than ASCII (the unsealed
+    // form writes the snapshot's JSON string from its parts).
+    // Two ids per text: the test's placement marks one of them.
+    let texts = [r#"bar \"Zur Post\" \\ x"#, r#"line\nbreak\ttab\u0001\u001f"#, "café €😀"];
+    for (i, text) in texts.iter().flat_map(|t| [t, t]).enumerate() {
+        lines.push(format!(
+            r#"{{"event_id": "esc-{i}", "account_id": "a\"{i}", "amount": 1e2, "currency": "E\\UR", "merchant_category": "{text}", "country": "DE", "risk_score": 0.5, "model_confidence": 0.6, "model_version": "m"}}"#
+        ));
+    }
     let mut forms = std::collections::BTreeSet::new();
     for line in lines {
         p.process(Some(line.as_bytes()), source(), now(), &mut intake_out);

@@ -18,7 +18,7 @@ use crate::routed::{Contribution, RoutedRecord, ScoreTexts};
 
 mod text;
 
-pub use text::{first_escape, first_flagged, number_len, write_number, write_str, JsonNumber};
+pub use text::{first_escape, first_flagged, number_len, write_nested_str, write_number, write_str, JsonNumber};
 
 /// A field name as [`Object`]'s writers take it: `"name":`.
 macro_rules! field {
@@ -112,7 +112,7 @@ impl<'o> Object<'o> {
 impl AuditRecord<'_> {
     /// Appends the JSON encoding (what serde_json writes for the record).
     pub(crate) fn lay_json(&self, out: &mut Vec<u8>) {
-        let mut o = self.lay_json_head(out);
+        let mut o = self.lay_json_head(out, None);
         o.opt_i64(field!("chain_seq"), self.chain_seq);
         o.opt_str(field!("chain_prev"), self.chain_prev.as_deref());
         o.opt_str(field!("chain_hash"), self.chain_hash.as_deref());
@@ -120,13 +120,15 @@ impl AuditRecord<'_> {
     }
 
     /// Appends the JSON encoding up to the chain fields, ending with the name of the first,
-    /// `"chain_seq":` (see [`crate::unsealed`]).
-    pub(crate) fn lay_unsealed(&self, out: &mut Vec<u8>) {
-        self.lay_json_head(out).key(field!("chain_seq"));
+    /// `"chain_seq":` (see [`crate::unsealed`]). `snapshot`, when given, is the input snapshot
+    /// already written as a JSON string, in place of `input_snapshot`.
+    pub(crate) fn lay_unsealed(&self, snapshot: Option<&[u8]>, out: &mut Vec<u8>) {
+        self.lay_json_head(out, snapshot).key(field!("chain_seq"));
     }
 
-    /// Opens the object and writes every field before the chain fields, which come last.
-    fn lay_json_head<'o>(&self, out: &'o mut Vec<u8>) -> Object<'o> {
+    /// Opens the object and writes every field before the chain fields, which come last; the
+    /// input snapshot as `snapshot` gives it written, or else from `input_snapshot`.
+    fn lay_json_head<'o>(&self, out: &'o mut Vec<u8>, snapshot: Option<&[u8]>) -> Object<'o> {
         let mut o = Object::begin(out);
         o.str(field!("event_id"), &self.event_id);
         o.str(field!("timestamp"), &self.timestamp);
@@ -141,7 +143,10 @@ impl AuditRecord<'_> {
         o.opt_f64(field!("risk_score"), self.risk_score);
         o.opt_f64(field!("confidence"), self.confidence);
         o.explanation(field!("explanation"), &self.explanation);
-        o.str(field!("input_snapshot"), &self.input_snapshot);
+        match snapshot {
+            Some(written) => o.raw(field!("input_snapshot"), written),
+            None => o.str(field!("input_snapshot"), &self.input_snapshot),
+        }
         o.opt_str(field!("rationale"), self.rationale.as_deref());
         o.opt_i64(field!("sla_expected_ms"), self.sla_expected_ms);
         o.opt_i64(field!("sla_actual_ms"), self.sla_actual_ms);
