@@ -116,7 +116,8 @@ impl UnsealedFor {
         }
     }
 
-    fn form_of(&self, event_id: &str) -> AuditForm {
+    /// The form of the audit records of `event_id`.
+    pub fn form_of(&self, event_id: &str) -> AuditForm {
         match self.marked.get((self.place)(event_id.as_bytes())) {
             Some(true) => AuditForm::Unsealed,
             _ => AuditForm::Intake,

@@ -265,16 +265,16 @@ impl InFlight {
         gather(&mut s, event_id, audit, send)
     }
 
-    /// Adds an audit record (an intake datum) to the open batch (opened if needed), in the
-    /// intake batch of its event id's partition: it is sent when the batch is sealed, or
-    /// before, when that intake batch would pass [`MAX_BATCH_BYTES`].
+    /// Adds an audit record (an intake datum, or unsealed) to the open batch (opened if
+    /// needed), in the intake batch of its event id's partition: it is sent when the batch is
+    /// sealed, or before, when that intake batch would pass [`MAX_BATCH_BYTES`].
     pub fn gather_audit<E>(
         &self,
         event_id: &[u8],
-        audit: &[u8],
+        audit: (&[u8], AuditForm),
         send: impl FnMut(IntakeRecord<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
-        gather(&mut lock(&self.state), event_id, (audit, AuditForm::Intake), send)
+        gather(&mut lock(&self.state), event_id, audit, send)
     }
 
     /// Closes the open batch, sending its gathered audit records first ([`InFlight::seal`] for
@@ -483,8 +483,8 @@ mod tests {
         };
         let b = inflight.open_batch();
         inflight.record_event(0, 0, 7);
-        inflight.gather_audit(b"pay-1", b"resolution", &send).unwrap();
-        inflight.gather_audit(b"pay-1", b"escalation", &send).unwrap();
+        inflight.gather_audit(b"pay-1", (b"resolution", AuditForm::Intake), &send).unwrap();
+        inflight.gather_audit(b"pay-1", (b"escalation", AuditForm::Intake), &send).unwrap();
         inflight.record_event(1, 0, 3);
         assert!(sent.borrow().is_empty());
         inflight.seal_with(&send).unwrap();
@@ -493,7 +493,7 @@ mod tests {
         assert!(!b.is_done(), "the batch waits for its intake record");
         assert_eq!(b.ack().map(|(events, _)| events), Some(2));
         // Gathering with no batch open opens one, which the next seal closes.
-        inflight.gather_audit(b"pay-2", b"timeout", &send).unwrap();
+        inflight.gather_audit(b"pay-2", (b"timeout", AuditForm::Intake), &send).unwrap();
         inflight.seal_with(&send).unwrap();
         assert_eq!(sent.borrow().len(), 2);
     }

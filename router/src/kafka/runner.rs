@@ -129,6 +129,25 @@ struct Loop<'a> {
     handled: u64,
 }
 
+/// Which of a loop's audit records it gathers unsealed: those this process's chainer can take,
+/// with JSON output (the chainer then only appends the chain fields and hashes); none without
+/// a chainer in this process (`hand_off`) or with Avro output. The loop marks which intake
+/// partitions between poll batches ([`mark_unsealed`]).
+pub(crate) fn unsealed_for(config: &RouterConfig, hand_off: bool, intake: &IntakeBatches) -> Option<UnsealedFor> {
+    let placement = intake.placement();
+    (hand_off && config.output.format == RecordFormat::Json)
+        .then(|| UnsealedFor::new(move |event_id| placement.partition_of(event_id), placement.partitions()))
+}
+
+/// Marks the intake partitions whose records `hand_off`'s chainer holds now. Ownership as of
+/// now is a hint: the chainer checks again when it takes them, and passes on what it no longer
+/// holds.
+pub(crate) fn mark_unsealed(hand_off: Option<&HandOff>, unsealed: Option<&mut UnsealedFor>) {
+    if let (Some(h), Some(unsealed)) = (hand_off, unsealed) {
+        unsealed.mark(|p| h.owns(p as i32));
+    }
+}
+
 /// Runs routing loop `index` (of `processing.routing_threads`) on the current thread until
 /// `shutdown` is cancelled or a delivery fails. On the way out it drains in-flight records,
 /// stores and commits their offsets, and leaves the consumer group.
@@ -144,11 +163,7 @@ pub fn run_loop(
     // Audit records go to the intake in batches, placed as the producer would place them keyed.
     let intake_topic = config.topics.audit_intake.as_str();
     let intake = IntakeBatches::placed_like(&settings, &consumer_config(config), intake_topic, TOPIC_WAIT)?;
-    // Records this process's chainer can take are gathered unsealed (JSON output: the chainer
-    // then only appends the chain fields and hashes); the loop marks which between batches.
-    let placement = intake.placement();
-    let unsealed_for = (routing.hand_off.is_some() && config.output.format == RecordFormat::Json)
-        .then(|| UnsealedFor::new(move |event_id| placement.partition_of(event_id), placement.partitions()));
+    let unsealed_for = unsealed_for(config, routing.hand_off.is_some(), &intake);
     let mut tracking = InFlight::new(thread::current(), vec![config.kafka.input_topic.clone()]).with_intake(intake);
     if transactional {
         tracking = tracking.transactional();
@@ -266,10 +281,7 @@ impl Loop<'_> {
                 continue;
             }
             self.refresh();
-            if let (Some(h), Some(unsealed)) = (self.hand_off, self.out.unsealed_for.as_mut()) {
-                // Ownership as of now is a hint: the chainer checks again when it takes them.
-                unsealed.mark(|p| h.owns(p as i32));
-            }
+            mark_unsealed(self.hand_off, self.out.unsealed_for.as_mut());
             let now = SystemTime::now();
             let telemetry = self.telemetry;
             poll_batch(consumer, batch_size, telemetry, |message| self.route(&message, now))?;

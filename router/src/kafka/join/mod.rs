@@ -34,11 +34,11 @@ use super::group::{Member, Membership};
 use super::handoff::HandOff;
 use super::inflight::InFlight;
 use super::intake::{IntakeBatches, TOPIC_WAIT};
-use super::runner::{send_intake, LoopError};
+use super::runner::{mark_unsealed, send_intake, unsealed_for, LoopError};
 use super::{consumer_config, poll_batch, producer_config, BACKPRESSURE_WAIT};
 use crate::config::{InputFormat, RouterConfig};
 use crate::decode::AvroInput;
-use crate::pipeline::millis;
+use crate::pipeline::{millis, UnsealedFor};
 use crate::review::{Actor, Pending, PendingInput, ReviewSettings, ReviewState};
 use crate::telemetry::Telemetry;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -73,6 +73,7 @@ pub fn run_join(
     let settings = producer_config(config);
     // Audit records go to the intake in batches, as the routing loop sends its own.
     let intake = IntakeBatches::placed_like(&settings, &consumer_config(config), &topics.audit_intake, TOPIC_WAIT)?;
+    let unsealed_for = unsealed_for(config, hand_off.is_some(), &intake);
     let inflight = Arc::new(
         InFlight::new(thread::current(), vec![topics.review_decisions.clone(), topics.pending_changelog.clone()])
             .with_intake(intake),
@@ -114,6 +115,7 @@ pub fn run_join(
         inflight: &inflight,
         producer: &producer,
         hand_off: hand_off.as_deref(),
+        unsealed_for,
         lookup: EventLookup::new(config, telemetry)?,
         events: EventCache::new(
             usize::try_from(config.review.event_cache_mib).unwrap_or(usize::MAX).saturating_mul(1 << 20),
@@ -151,6 +153,8 @@ struct Join<'a> {
     producer: &'a ThreadedProducer<DeliveryContext>,
     /// See [`run_join`].
     hand_off: Option<&'a HandOff>,
+    /// Whose audit records are gathered unsealed, for this process's chainer.
+    unsealed_for: Option<UnsealedFor>,
     lookup: EventLookup,
     /// Original events of pending reviews, as read from the changelog.
     events: EventCache,
@@ -253,6 +257,7 @@ impl Join<'_> {
                 thread::park_timeout(BACKPRESSURE_WAIT);
                 continue;
             }
+            mark_unsealed(self.hand_off, self.unsealed_for.as_mut());
             let now = millis(SystemTime::now());
             let changelog = self.config.topics.pending_changelog.clone();
             let telemetry = self.telemetry;

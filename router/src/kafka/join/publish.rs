@@ -4,7 +4,7 @@
 use super::{actor_name, Join, Source, STATE_SUFFIX};
 use crate::kafka::inflight::Batch;
 use crate::kafka::runner::{send, send_intake, LoopError};
-use crate::pipeline::write_timestamp;
+use crate::pipeline::{write_timestamp, AuditForm};
 use crate::review::{Actor, Effect, Escalation, Pending, Resolution};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
@@ -103,9 +103,10 @@ impl Join<'_> {
                         (&*self.config.topics.review_decisions, partition, offset),
                     )
                 };
-                self.audit.clear();
-                record.write_intake(&mut self.audit);
-                self.gather_audit(&decision.event_id, &self.audit)
+                let mut buf = std::mem::take(&mut self.audit);
+                let gathered = self.gather_audit(&record, &mut buf);
+                self.audit = buf;
+                gathered
             }
             Effect::Duplicate { .. } => {
                 self.telemetry.review_duplicate();
@@ -307,15 +308,28 @@ impl Join<'_> {
             // The snapshot stays `{}`: the event's redacted snapshot is on its routing record.
             ..AuditRecord::new(event_id, &*self.timestamp, actor, action, decision, source)
         };
-        self.audit.clear();
-        record.write_intake(&mut self.audit);
-        self.gather_audit(event_id, &self.audit)
+        let mut buf = std::mem::take(&mut self.audit);
+        let gathered = self.gather_audit(&record, &mut buf);
+        self.audit = buf;
+        gathered
     }
 
-    /// Adds an audit record (an intake datum) to the open batch's intake batches.
-    fn gather_audit(&self, event_id: &str, audit: &[u8]) -> Result<(), LoopError> {
+    /// Adds an audit record to the open batch's intake batches: unsealed when this process's
+    /// chainer holds its intake partition (as the routing loop hands its own), else as an intake
+    /// datum.
+    /// `buf` is the join's buffer for the record's bytes (taken out of it while `record` may
+    /// borrow the join's timestamp).
+    fn gather_audit(&self, record: &AuditRecord<'_>, buf: &mut Vec<u8>) -> Result<(), LoopError> {
+        let form = self.unsealed_for.as_ref().map_or(AuditForm::Intake, |u| u.form_of(&record.event_id));
+        buf.clear();
+        match form {
+            AuditForm::Intake => record.write_intake(buf),
+            AuditForm::Unsealed => record.write_unsealed(buf),
+        }
         let topic = &self.config.topics.audit_intake;
-        self.inflight.gather_audit(event_id.as_bytes(), audit, |r| send_intake(self.producer, topic, self.hand_off, r))
+        self.inflight.gather_audit(record.event_id.as_bytes(), (buf, form), |r| {
+            send_intake(self.producer, topic, self.hand_off, r)
+        })
     }
 
     /// Writes the review's state to the changelog under `<event id>/state`, in its partition.
