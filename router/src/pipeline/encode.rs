@@ -142,7 +142,7 @@ impl Pipeline {
     }
 
     /// Encodes `audit` (built by [`Pipeline::audit_base`]) with `snapshot` (written by
-    /// [`Pipeline::audit_prelude`]) into `into`, in `form`. Returns the record's explanation
+    /// [`Pipeline::audit_prelude`] in the form `form` takes) into `into`, in `form`. Returns the record's explanation
     /// vector, to be kept for the next event.
     pub(super) fn write_audit<'a>(
         &self,

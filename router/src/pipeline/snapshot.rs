@@ -61,7 +61,6 @@ impl SnapshotWriter {
 
     /// The object, as text or (`NESTED`) as it stands in a JSON string. One copy of the loop
     /// per form, each with its string writer inlined: the intake's form is on the hot path too.
-    #[inline]
     fn write_object<const NESTED: bool>(&self, fields: Option<&EventFields>, out: &mut Vec<u8>) {
         let write_text = |out: &mut Vec<u8>, text: &str| {
             if NESTED {

@@ -317,6 +317,7 @@ impl Join<'_> {
     /// Adds an audit record to the open batch's intake batches: unsealed when this process's
     /// chainer holds its intake partition (as the routing loop hands its own), else as an intake
     /// datum.
+    ///
     /// `buf` is the join's buffer for the record's bytes (taken out of it while `record` may
     /// borrow the join's timestamp).
     fn gather_audit(&self, record: &AuditRecord<'_>, buf: &mut Vec<u8>) -> Result<(), LoopError> {
