@@ -13,7 +13,7 @@ use crate::drift::{DriftTally, DriftWindow};
 use crate::pipeline::{Output, Pipeline, Source, UnsealedFor, Verdict};
 use crate::reject::Rejection;
 use crate::reload::PipelineSlot;
-use crate::telemetry::Telemetry;
+use crate::telemetry::{RoutedTally, Telemetry};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders, ToBytes};
@@ -123,6 +123,8 @@ struct Loop<'a> {
     drift: Option<&'a Mutex<DriftWindow>>,
     /// This loop's drift observations since the last poll batch.
     tally: DriftTally,
+    /// The per-event metrics, added to the shared ones after each poll batch.
+    routed: RoutedTally,
     /// The in-flight events this loop last added to the gauge.
     reported_in_flight: usize,
     /// Events routed or dead-lettered by this loop.
@@ -214,6 +216,7 @@ pub fn run_loop(
         },
         drift: routing.drift.as_ref(),
         tally: DriftTally::default(),
+        routed: telemetry.routed_tally(),
         reported_in_flight: 0,
         handled: 0,
     };
@@ -287,6 +290,7 @@ impl Loop<'_> {
             poll_batch(consumer, batch_size, telemetry, |message| self.route(&message, now))?;
             self.inflight.seal_with(|r| send_intake(self.producer, self.audit_topic, self.hand_off, r))?;
             self.measure_drift();
+            self.routed.flush();
         }
         Ok(())
     }
@@ -320,6 +324,7 @@ impl Loop<'_> {
             }
             let routed = self.route_in_transaction(consumer, &messages);
             self.measure_drift();
+            self.routed.flush();
             match routed {
                 Ok(()) => self.telemetry.transaction(true, None),
                 Err(TxnError::Abort(e)) => {
@@ -400,7 +405,7 @@ impl Loop<'_> {
                         .payload(&self.out.changelog);
                     send(self.producer, record)?;
                 }
-                self.telemetry.routed(route, risk, confidence);
+                self.routed.routed(route, risk, confidence);
                 if let Some(field) = not_numeric {
                     self.telemetry.policy_bound_not_numeric(field);
                 }
