@@ -2,7 +2,8 @@
 //!
 //! Names follow Prometheus practice: counters end in `_total`, units are in the name, labels
 //! come only from small fixed sets (route, reason, topic/partition of the input). Hot-path
-//! events resolve their label children once, at start-up, and update atomics per event.
+//! events resolve their label children once, at start-up; a routing loop counts its per-event
+//! ones on its own thread and adds them once per poll batch ([`RoutedTally`]).
 
 mod governance;
 mod review;
