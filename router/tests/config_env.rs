@@ -9,17 +9,11 @@ use tollgate_router::config::RouterConfig;
 // The closure's error type is figment's, whose size is not ours to choose.
 #[allow(clippy::result_large_err)]
 fn environment_overrides_the_file() {
-    const MINIMAL: &str = r#"
-        [kafka]
-        brokers = "localhost:9092"
-        input_topic = "payments"
-        [policy]
-        file = "policy.toml"
-    "#;
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/payments/router.toml");
     figment::Jail::expect_with(|jail| {
         jail.set_env("TOLLGATE__KAFKA__BROKERS", "broker-a:9092,broker-b:9092");
         jail.set_env("TOLLGATE__KAFKA__GROUP_ID", "routers-eu");
-        let c = RouterConfig::from_toml_str(MINIMAL, Path::new("/etc/tollgate")).map_err(|e| e.to_string())?;
+        let c = RouterConfig::load(&file).map_err(|e| e.to_string())?;
         assert_eq!(c.kafka.brokers, "broker-a:9092,broker-b:9092");
         assert_eq!(c.kafka.group_id, "routers-eu");
         Ok(())
