@@ -287,11 +287,7 @@ impl InFlight {
             if let State { open: Some(entry), intake: Some(intake), .. } = &mut *s {
                 for p in 0..intake.partitions() {
                     for form in [AuditForm::Intake, AuditForm::Unsealed] {
-                        let empty = match form {
-                            AuditForm::Intake => intake.get(p).is_empty(),
-                            AuditForm::Unsealed => intake.unsealed(p).is_empty(),
-                        };
-                        if empty {
+                        if intake.gathered(p, form).1 == 0 {
                             continue;
                         }
                         let sent = send_gathered(intake, p, form, &entry.batch, &mut send);
@@ -384,23 +380,10 @@ fn send_gathered<E>(
     batch: &Arc<Batch>,
     send: &mut impl FnMut(IntakeRecord<'_>) -> Result<(), E>,
 ) -> Result<(), E> {
-    let partition = p as i32;
-    match form {
-        AuditForm::Intake => {
-            let gathered = intake.get(p);
-            let payload = Gathered::Intake(gathered.as_bytes());
-            let result = send(IntakeRecord { partition, records: gathered.records(), payload, batch });
-            intake.get_mut(p).clear();
-            result
-        }
-        AuditForm::Unsealed => {
-            let gathered = intake.unsealed(p);
-            let payload = Gathered::Unsealed(gathered);
-            let result = send(IntakeRecord { partition, records: gathered.records(), payload, batch });
-            intake.unsealed_mut(p).clear();
-            result
-        }
-    }
+    let (payload, records) = intake.gathered(p, form);
+    let result = send(IntakeRecord { partition: p as i32, records, payload, batch });
+    intake.clear_gathered(p, form);
+    result
 }
 
 #[cfg(test)]

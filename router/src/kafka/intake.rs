@@ -6,6 +6,8 @@
 //! the producer's own partitioner, so an event's routing record and the records the gateway and
 //! the review join write for it later (keyed by event id) share a partition, and so a chain.
 
+use super::inflight::Gathered;
+use crate::pipeline::AuditForm;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
@@ -120,6 +122,24 @@ impl IntakeBatches {
 
     pub fn unsealed_mut(&mut self, partition: usize) -> &mut UnsealedBatch {
         &mut self.unsealed[partition]
+    }
+
+    /// What is gathered for `partition` in `form`, and how many records.
+    pub fn gathered(&self, partition: usize, form: AuditForm) -> (Gathered<'_>, usize) {
+        match form {
+            AuditForm::Intake => {
+                (Gathered::Intake(self.batches[partition].as_bytes()), self.batches[partition].records())
+            }
+            AuditForm::Unsealed => (Gathered::Unsealed(&self.unsealed[partition]), self.unsealed[partition].records()),
+        }
+    }
+
+    /// Empties what is gathered for `partition` in `form`.
+    pub fn clear_gathered(&mut self, partition: usize, form: AuditForm) {
+        match form {
+            AuditForm::Intake => self.batches[partition].clear(),
+            AuditForm::Unsealed => self.unsealed[partition].clear(),
+        }
     }
 
     /// Empties every batch.
