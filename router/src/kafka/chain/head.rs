@@ -97,7 +97,7 @@ impl TailReader {
             loop {
                 match reader.poll(Duration::from_millis(50)) {
                     Some(Ok(m)) => {
-                        last = super::parse(m.payload()).ok().map(AuditRecord::into_owned);
+                        last = super::chainer::parse(m.payload()).ok().map(AuditRecord::into_owned);
                         quiet_since = Some(std::time::Instant::now());
                     }
                     Some(Err(e)) => return Err(e),
