@@ -132,6 +132,10 @@ enum Command {
         /// (the reference example's) or `avro`.
         #[arg(long, default_value = "json", value_parser = ["json", "avro"])]
         output_format: String,
+        /// Routed records without their headers (`output.headers = false`); the baselines'
+        /// copies go without them too.
+        #[arg(long)]
+        no_routed_headers: bool,
         /// Also write the report as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -401,6 +405,7 @@ async fn main() -> ExitCode {
             decisions,
             decision_rate,
             output_format,
+            no_routed_headers,
             json,
         } => {
             init_tracing("warn");
@@ -434,6 +439,7 @@ async fn main() -> ExitCode {
                 } else {
                     tollgate_schemas::RecordFormat::Json
                 },
+                routed_headers: !no_routed_headers,
             };
             let dir = std::env::temp_dir().join(format!("tollgate-bench-{}", std::process::id()));
             match tollgate::bench::run(options, &dir, shutdown).await {

@@ -76,6 +76,9 @@ pub struct BenchOptions {
     pub decision_rate: u64,
     /// The router's output encoding (`output.format`); the baselines write what it writes.
     pub output_format: tollgate_schemas::RecordFormat,
+    /// Whether the router's routed records carry their headers (`output.headers`); the
+    /// baselines' copies do as they do.
+    pub routed_headers: bool,
 }
 
 fn phase(name: &str, events: u64, spent: Spent) -> Phase {
@@ -105,6 +108,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     config.processing.shutdown_timeout = tollgate_router::config::HumanDuration::secs(10);
     config.processing.routing_threads = options.routing_threads;
     config.output.format = options.output_format;
+    config.output.headers = options.routed_headers;
     for (name, topic) in [
         ("auto-commit", &mut config.topics.auto_commit),
         ("async-review", &mut config.topics.async_review),
@@ -305,6 +309,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         partitions: options.partitions,
         routing_threads: options.routing_threads,
         output_format: options.output_format,
+        routed_headers: options.routed_headers,
         ratio: over(&router, &pass),
         ratio_to_same_records: over(&router, &same_records),
         pass_through: pass,

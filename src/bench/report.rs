@@ -38,6 +38,8 @@ pub struct Report {
     pub routing_threads: usize,
     /// The router's output encoding.
     pub output_format: tollgate_schemas::RecordFormat,
+    /// Whether its routed records carried their headers (`output.headers`).
+    pub routed_headers: bool,
     /// Router events/s over pass-through events/s.
     pub ratio: f64,
     /// Router events/s over same-records events/s.
@@ -79,7 +81,7 @@ impl Report {
             self.router_cpu_by_thread.iter().map(|(name, cpu)| format!("{name} {cpu:.1}")).collect();
         let j = &self.join;
         format!(
-            "{:<24} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>16}\n{}{}{}{}{}router over same records: {:.2} (same records per event: {})\nsame records, no intake, over same records: {:.2}; router over it: {:.2}\nsame records, handed off, over same records: {:.2}; router over it: {:.2}\nrouter CPU s per M events by thread ({} routing thread(s), {} output): {}\nrouter's audit records: {} chained, {:.1}% handed in process, {} through the intake while the chainer was behind\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {}\npass-through latency at the same rate, {}\nsame records' latency at the same rate, {}\n\njoin: {}\njoin CPU s per M decisions by thread: {}\njoin, same records: {} (resolved {} B, state {} B, audit {} B handed to the chainer and {} B chained per decision)\njoin over same records: {:.2}\n\nthe box's speed by phase (the hot path's CPU ns per event, sampled every 200 ms): {}\n",
+            "{:<24} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>16}\n{}{}{}{}{}router over same records: {:.2} (same records per event: {})\nsame records, no intake, over same records: {:.2}; router over it: {:.2}\nsame records, handed off, over same records: {:.2}; router over it: {:.2}\nrouter CPU s per M events by thread ({} routing thread(s), {} output{}): {}\nrouter's audit records: {} chained, {:.1}% handed in process, {} through the intake while the chainer was behind\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {}\npass-through latency at the same rate, {}\nsame records' latency at the same rate, {}\n\njoin: {}\njoin CPU s per M decisions by thread: {}\njoin, same records: {} (resolved {} B, state {} B, audit {} B handed to the chainer and {} B chained per decision)\njoin over same records: {:.2}\n\nthe box's speed by phase (the hot path's CPU ns per event, sampled every 200 ms): {}\n",
             "phase",
             "events",
             "events/s",
@@ -101,6 +103,7 @@ impl Report {
             over(&self.router, &self.same_records_handed_off),
             self.routing_threads,
             format!("{:?}", self.output_format).to_lowercase(),
+            if self.routed_headers { "" } else { ", routed records without headers" },
             threads.join(", "),
             self.router_audit.chained,
             100.0 * self.router_audit.handed as f64 / self.router_audit.chained.max(1) as f64,

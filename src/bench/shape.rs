@@ -100,7 +100,8 @@ pub struct Destination {
     pub share: f64,
     /// Their mean size.
     pub bytes: usize,
-    /// The headers of the first of them (their values' sizes hardly vary).
+    /// The headers of the first of them (their values' sizes hardly vary); none for routed
+    /// records when the router writes none (`output.headers`).
     #[serde(skip)]
     pub headers: Option<OwnedHeaders>,
 }
@@ -127,10 +128,12 @@ struct Tally {
 
 impl Tally {
     /// Counts and keeps `value` (keyless: the baseline keys its copies like their input).
-    fn add(&mut self, value: &[u8], headers: impl FnOnce() -> OwnedHeaders) {
+    fn add(&mut self, value: &[u8], headers: impl FnOnce() -> Option<OwnedHeaders>) {
         self.records += 1;
         self.bytes += value.len();
-        self.headers.get_or_insert_with(headers);
+        if self.headers.is_none() {
+            self.headers = headers();
+        }
         self.kept.keep(&[], value);
     }
 }
@@ -149,6 +152,7 @@ impl Shape {
         let (mut intake, mut sealed, mut prev) = (AuditBatch::default(), Vec::new(), GENESIS.to_owned());
         let (mut chained, mut keys) = (0usize, 0usize);
         let mut kept = Samples::default();
+        let headers = config.output.headers;
         for offset in 0..sample as i64 {
             generator.next_into(&mut buf);
             let source = Source { topic: &config.kafka.input_topic, partition: 0, offset };
@@ -157,16 +161,16 @@ impl Shape {
                     let version = (pipeline.policy_version(), out.model_version.as_str());
                     for topic in [Some(topic), pre_accept].into_iter().flatten() {
                         if let Some(i) = at(topic) {
-                            tallies[i].add(&out.value, || routed_headers(route, version.0, version.1));
+                            tallies[i].add(&out.value, || headers.then(|| routed_headers(route, version.0, version.1)));
                         }
                     }
                     if let Some(i) = sample.and_then(at) {
-                        tallies[i].add(&out.sample, || sample_headers(version.0));
+                        tallies[i].add(&out.sample, || headers.then(|| sample_headers(version.0)));
                     }
                 }
                 // A dead letter is the original bytes.
                 Verdict::Rejected(rejection) => {
-                    tallies[ROUTE_TOPICS].add(&buf, || dead_letter_headers(&rejection, &source));
+                    tallies[ROUTE_TOPICS].add(&buf, || Some(dead_letter_headers(&rejection, &source)));
                 }
             }
             audit += out.audit.len();

@@ -265,12 +265,28 @@ fn default_policy_watch() -> HumanDuration {
 }
 
 /// Output encoding.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
     /// `json` or `avro` (schemas in the `schemas` crate) for routed and audit records.
     #[serde(default)]
     pub format: RecordFormat,
+    /// Whether routed records (and post-verify samples) carry the `tollgate.route`,
+    /// `tollgate.policy.version` and `tollgate.model.version` headers. Their values are also
+    /// in the record; the headers let a consumer filter without decoding it, and cost the
+    /// producer an allocation per header per record. Dead letters always carry theirs.
+    #[serde(default = "default_output_headers")]
+    pub headers: bool,
+}
+
+fn default_output_headers() -> bool {
+    true
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig { format: RecordFormat::default(), headers: default_output_headers() }
+    }
 }
 
 /// Review queues and how human decisions are joined back.

@@ -23,6 +23,9 @@ fn minimal_config_gets_documented_defaults() {
     assert_eq!(c.review.sync_review.tiers[0].0, Duration::from_secs(1800));
     assert_eq!(c.resolve(&c.policy.file), PathBuf::from("/etc/tollgate/policy.toml"));
     assert_eq!(c.output.format, RecordFormat::Json);
+    assert!(c.output.headers, "routed records carry their headers unless told not to");
+    let without = load(&format!("{MINIMAL}\n[output]\nformat = \"json\"\nheaders = false")).unwrap();
+    assert!(!without.output.headers);
 }
 
 #[test]

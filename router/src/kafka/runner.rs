@@ -119,6 +119,8 @@ struct Loop<'a> {
     /// See [`Routing::hand_off`].
     hand_off: Option<&'a HandOff>,
     changelog_topic: &'a str,
+    /// `output.headers`: routed records and samples carry their headers.
+    headers: bool,
     out: Output,
     drift: Option<&'a Mutex<DriftWindow>>,
     /// This loop's drift observations since the last poll batch.
@@ -209,6 +211,7 @@ pub fn run_loop(
         audit_topic: &config.topics.audit_intake,
         hand_off: routing.hand_off.as_deref(),
         changelog_topic: &config.topics.pending_changelog,
+        headers: config.output.headers,
         out: {
             let mut out = Output::default();
             out.unsealed_for = unsealed_for;
@@ -383,19 +386,23 @@ impl Loop<'_> {
             Verdict::Routed { route, topic, pre_accept, sample, risk, confidence, not_numeric } => {
                 let key = message.key().unwrap_or(self.out.fallback_key.as_bytes());
                 for topic in [Some(topic), pre_accept].into_iter().flatten() {
-                    let h = routed_headers(route, self.pipeline.policy_version(), &self.out.model_version);
-                    let record = BaseRecord::with_opaque_to(topic, Arc::clone(&batch))
-                        .key(key)
-                        .payload(&self.out.value)
-                        .headers(h);
+                    let mut record =
+                        BaseRecord::with_opaque_to(topic, Arc::clone(&batch)).key(key).payload(&self.out.value);
+                    if self.headers {
+                        record = record.headers(routed_headers(
+                            route,
+                            self.pipeline.policy_version(),
+                            &self.out.model_version,
+                        ));
+                    }
                     send(self.producer, record)?;
                 }
                 if let Some(sample_topic) = sample {
-                    let h = sample_headers(self.pipeline.policy_version());
-                    let record = BaseRecord::with_opaque_to(sample_topic, Arc::clone(&batch))
-                        .key(key)
-                        .payload(&self.out.sample)
-                        .headers(h);
+                    let mut record =
+                        BaseRecord::with_opaque_to(sample_topic, Arc::clone(&batch)).key(key).payload(&self.out.sample);
+                    if self.headers {
+                        record = record.headers(sample_headers(self.pipeline.policy_version()));
+                    }
                     send(self.producer, record)?;
                 }
                 if !self.out.changelog.is_empty() {
