@@ -266,7 +266,7 @@ fn default_policy_watch() -> HumanDuration {
     HumanDuration::secs(2)
 }
 
-/// Output encoding.
+/// The routed and audit records: their encoding, and the routed records' headers.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
