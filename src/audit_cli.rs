@@ -112,8 +112,9 @@ pub fn export(
         eprintln!("tollgate audit export: writing failed: {e}");
         return ExitCode::FAILURE;
     }
-    let spread = export::partitions(&records);
-    if filter.event_id.is_some() && spread > 1 {
+    // One event's history only: a time range spans partitions by nature.
+    let spread = if filter.event_id.is_some() { export::partitions(&records) } else { 1 };
+    if spread > 1 {
         eprintln!(
             "The event's records are in {spread} partitions (has the audit topic's partition count changed?): \
              each partition's are in the order recorded, the partitions merged by the records' timestamps."

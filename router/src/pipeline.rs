@@ -91,6 +91,14 @@ pub enum AuditForm {
     Unsealed,
 }
 
+impl AuditForm {
+    /// The form of `event_id`'s audit records: unsealed where `unsealed_for` marks its intake
+    /// partition, else the intake's.
+    pub fn of(event_id: &str, unsealed_for: Option<&UnsealedFor>) -> AuditForm {
+        unsealed_for.map_or(AuditForm::Intake, |u| u.form_of(event_id))
+    }
+}
+
 /// Where an event id's audit record goes: its audit intake partition.
 type Place = Box<dyn Fn(&[u8]) -> usize + Send>;
 
@@ -117,7 +125,7 @@ impl UnsealedFor {
     }
 
     /// The form of the audit records of `event_id`.
-    pub fn form_of(&self, event_id: &str) -> AuditForm {
+    fn form_of(&self, event_id: &str) -> AuditForm {
         match self.marked.get((self.place)(event_id.as_bytes())) {
             Some(true) => AuditForm::Unsealed,
             _ => AuditForm::Intake,
@@ -134,7 +142,7 @@ impl std::fmt::Debug for UnsealedFor {
 impl Output {
     /// The form of the current event's audit record (its id is known).
     fn choose_audit_form(&mut self) -> AuditForm {
-        self.audit_form = self.unsealed_for.as_ref().map_or(AuditForm::Intake, |u| u.form_of(&self.event_id));
+        self.audit_form = AuditForm::of(&self.event_id, self.unsealed_for.as_ref());
         self.audit_form
     }
 }

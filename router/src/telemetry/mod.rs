@@ -312,14 +312,6 @@ impl Telemetry {
         String::from_utf8(buf).unwrap_or_default()
     }
 
-    /// An event was routed (a routing loop counts them in a [`RoutedTally`] instead).
-    #[inline]
-    pub fn routed(&self, route: Route, risk: f64, confidence: f64) {
-        self.events[route as usize].inc();
-        self.risk.observe(risk);
-        self.confidence.observe(confidence);
-    }
-
     /// An input record was dead-lettered.
     pub fn dead_lettered(&self, reason: RejectReason, message: &str) {
         self.dead_letters[reason.index()].inc();
@@ -492,7 +484,7 @@ mod tests {
     #[test]
     fn exposition_lists_every_documented_metric() {
         let t = Telemetry::new();
-        t.routed(Route::SyncReview, 0.93, 0.7);
+        t.routed_tally().routed(Route::SyncReview, 0.93, 0.7);
         t.dead_lettered(RejectReason::MalformedJson, "bad");
         t.set_consumer_lag("payments", 0, 5);
         t.policy_loaded("v1", ["amount", "attrs.velocity"]);

@@ -321,7 +321,7 @@ impl Join<'_> {
     /// `buf` is the join's buffer for the record's bytes (taken out of it while `record` may
     /// borrow the join's timestamp).
     fn gather_audit(&self, record: &AuditRecord<'_>, buf: &mut Vec<u8>) -> Result<(), LoopError> {
-        let form = self.unsealed_for.as_ref().map_or(AuditForm::Intake, |u| u.form_of(&record.event_id));
+        let form = AuditForm::of(&record.event_id, self.unsealed_for.as_ref());
         buf.clear();
         match form {
             AuditForm::Intake => record.write_intake(buf),
