@@ -11,6 +11,7 @@ use crate::fields::{EventFields, FieldRegistry, FieldValue};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tollgate_schemas::json::{number_len, write_number, write_str};
 
 /// The registered paths as a tree of map keys, so a walk follows only the keys that lead to a
@@ -19,6 +20,9 @@ use tollgate_schemas::json::{number_len, write_number, write_str};
 pub struct PathTree {
     /// The root (index 0) is the record itself.
     nodes: Vec<Node>,
+    /// Unique in the process (from 1), so what is remembered of one tree's nodes
+    /// ([`super::memo::KeyMemo`]) is not applied to another's.
+    id: u64,
 }
 
 #[derive(Debug, Default)]
@@ -47,7 +51,18 @@ impl PathTree {
             }
             nodes[at].ends.push(field);
         }
-        PathTree { nodes }
+        static TREES: AtomicU64 = AtomicU64::new(1);
+        PathTree { nodes, id: TREES.fetch_add(1, Ordering::Relaxed) }
+    }
+
+    /// This tree's number, unique in the process.
+    pub(super) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// How many nodes the tree has (the root is node 0).
+    pub(super) fn nodes(&self) -> usize {
+        self.nodes.len()
     }
 
     /// The node below `node` by `key`.

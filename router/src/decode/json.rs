@@ -1,6 +1,7 @@
 //! JSON input: one object per record.
 
 use super::extract::{Extract, PathTree};
+use super::memo::KeyMemo;
 use super::scan::{scan, Scan};
 use super::{Body, Decoded};
 use crate::fields::{EventFields, FieldBuffer, FieldRegistry};
@@ -15,6 +16,7 @@ pub(super) fn decode<'a>(
     tree: &PathTree,
     payload: &'a [u8],
     buffer: &mut FieldBuffer,
+    keys: &mut KeyMemo,
 ) -> Result<Decoded<'a>, Rejection> {
     let malformed = |e: serde_json::Error| Rejection::new(RejectReason::MalformedJson, format!("invalid JSON: {e}"));
     // UTF-8 once for the whole record, so the parser (and the routed record that embeds the
@@ -25,7 +27,7 @@ pub(super) fn decode<'a>(
         return Err(Rejection::new(RejectReason::MalformedJson, "the event must be a JSON object"));
     }
     let mut fields = buffer.take(registry.paths().len());
-    if scan(tree, text, &mut fields) == Scan::Read {
+    if scan(tree, text, &mut fields, keys) == Scan::Read {
         return Ok(Decoded { fields, body: Body::Json(text) });
     }
     // Declined: serde_json reads the event from the start, and accepts it or says what is
@@ -61,7 +63,7 @@ mod tests {
     fn extracts_nested_and_scalar_fields() {
         let r = registry();
         let payload = br#"{"event_id":"e1","amount":12.5,"card":{"country":"DE"},"flag":true,"nested":{"a":1}}"#;
-        let d = decode(&r, &PathTree::new(&r), payload, &mut FieldBuffer::default()).unwrap();
+        let d = decode(&r, &PathTree::new(&r), payload, &mut FieldBuffer::default(), &mut KeyMemo::default()).unwrap();
         let get = |p: &str| {
             d.fields.get(r.paths().iter().position(|x| x.as_str() == p).map(crate::fields::FieldId).unwrap()).clone()
         };
@@ -85,7 +87,7 @@ mod tests {
             r.register(p).unwrap();
         }
         let payload = br#"{"other":{"card":{"country":"no"},"country":"no"},"card":{"x":{"country":"no"},"country":"DE","bin":"4111"},"a":{"b":{"c":true,"d":1}},"a2":[{"b":2}]}"#;
-        let d = decode(&r, &PathTree::new(&r), payload, &mut FieldBuffer::default()).unwrap();
+        let d = decode(&r, &PathTree::new(&r), payload, &mut FieldBuffer::default(), &mut KeyMemo::default()).unwrap();
         let get = |p: &str| {
             d.fields.get(r.paths().iter().position(|x| x.as_str() == p).map(crate::fields::FieldId).unwrap()).clone()
         };
@@ -104,6 +106,7 @@ mod tests {
             &PathTree::new(&r),
             b" {\"event_id\":\"e1\",\"amount\":\"a\\\"b\"}\n",
             &mut FieldBuffer::default(),
+            &mut KeyMemo::default(),
         )
         .unwrap();
         assert!(matches!(d.fields.get(crate::fields::FieldId(0)), FieldValue::Text(Cow::Borrowed("e1"))));
@@ -125,7 +128,9 @@ mod tests {
             "\n7}",
             r#","\u0065":1.0,"f":[1.5],"g":3,"g":4.25e-1,"h":1,"\u0068":2}"#
         );
-        let d = decode(&r, &PathTree::new(&r), payload.as_bytes(), &mut FieldBuffer::default()).unwrap();
+        let d =
+            decode(&r, &PathTree::new(&r), payload.as_bytes(), &mut FieldBuffer::default(), &mut KeyMemo::default())
+                .unwrap();
         let at = |i: usize| (d.fields.get(FieldId(i)).clone(), d.fields.number_text(FieldId(i)));
         assert_eq!(at(0), (FieldValue::Number(12.5), Some("12.50")));
         assert_eq!(at(1), (FieldValue::Number(-2000.0), Some("-2E+3")));
@@ -139,7 +144,14 @@ mod tests {
     #[test]
     fn absent_and_null_are_missing() {
         let r = registry();
-        let d = decode(&r, &PathTree::new(&r), br#"{"event_id":null}"#, &mut FieldBuffer::default()).unwrap();
+        let d = decode(
+            &r,
+            &PathTree::new(&r),
+            br#"{"event_id":null}"#,
+            &mut FieldBuffer::default(),
+            &mut KeyMemo::default(),
+        )
+        .unwrap();
         assert_eq!(d.fields.get(crate::fields::FieldId(0)), &FieldValue::Missing);
         assert_eq!(d.fields.get(crate::fields::FieldId(2)), &FieldValue::Missing);
     }
@@ -159,7 +171,8 @@ mod tests {
             b"{\"a\":[1,}",
             bad_utf8_in_skipped_value,
         ] {
-            let err = decode(&r, &PathTree::new(&r), bad, &mut FieldBuffer::default()).unwrap_err();
+            let err =
+                decode(&r, &PathTree::new(&r), bad, &mut FieldBuffer::default(), &mut KeyMemo::default()).unwrap_err();
             assert_eq!(err.reason, RejectReason::MalformedJson, "{:?}", String::from_utf8_lossy(bad));
         }
     }

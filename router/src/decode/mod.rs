@@ -4,6 +4,7 @@ mod avro;
 mod extract;
 mod json;
 mod keys;
+mod memo;
 mod scan;
 
 use crate::fields::{EventFields, FieldBuffer, FieldRegistry};
@@ -68,18 +69,22 @@ impl Decoder {
             return Err(Rejection::new(RejectReason::EmptyPayload, "the record has no value"));
         }
         match self {
-            Decoder::Json { registry, tree } => json::decode(registry, tree, payload, &mut reuse.fields),
+            Decoder::Json { registry, tree } => {
+                json::decode(registry, tree, payload, &mut reuse.fields, &mut reuse.keys)
+            }
             Decoder::Avro(input) => input.decode(payload, reuse),
         }
     }
 }
 
 /// What decoding keeps between events, so that an event allocates nothing once the buffers
-/// have grown to the events' size: the vector of fields and an Avro event's JSON form.
+/// have grown to the events' size: the vector of fields and an Avro event's JSON form; and the
+/// keys of the JSON events before, in their order.
 #[derive(Debug, Default)]
 pub struct Reuse {
     fields: FieldBuffer,
     json: Vec<u8>,
+    keys: memo::KeyMemo,
 }
 
 impl Reuse {

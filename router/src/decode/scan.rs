@@ -10,12 +10,16 @@
 //! events both ways and requires the same fields from both wherever the scan takes one, down to
 //! the bits of each number and the text it keeps of it (the audit snapshot copies that text).
 //!
+//! Keys in the order the events before had them are checked against those byte for byte
+//! instead of being scanned and looked up ([`super::memo`]).
+//!
 //! Why a scan of its own: serde_json spends about 300 instructions per key and value walking
 //! an event through serde's visitor, and the JSON parsers measured in its place spend more
 //! (`BENCHMARKS.md`, sessions 9 and 11); a 200-byte event has 9 of each, and the hot path's
 //! target leaves about 7,000 instructions for everything an event needs.
 
 use super::extract::PathTree;
+use super::memo::KeyMemo;
 use crate::fields::{EventFields, FieldValue};
 use std::borrow::Cow;
 use tollgate_schemas::json::{first_escape, first_flagged};
@@ -40,25 +44,28 @@ const POW10: [f64; 23] = [
 ];
 
 /// Reads the registered fields of the JSON object `text` (the whole record, surrounding
-/// whitespace trimmed) into `fields`.
-pub(super) fn scan<'a>(tree: &PathTree, text: &'a str, fields: &mut EventFields<'a>) -> Scan {
-    let mut cursor = Cursor { text, bytes: text.as_bytes(), at: 0 };
+/// whitespace trimmed) into `fields`, checking its keys against those of the events before
+/// (`keys`) and remembering them for the next.
+pub(super) fn scan<'a>(tree: &PathTree, text: &'a str, fields: &mut EventFields<'a>, keys: &mut KeyMemo) -> Scan {
+    keys.use_tree(tree);
+    let mut cursor = Cursor { text, bytes: text.as_bytes(), at: 0, keys };
     match cursor.value(tree, Some(0), fields, 0) {
         Some(()) if cursor.at == cursor.bytes.len() => Scan::Read,
         _ => Scan::Declined,
     }
 }
 
-struct Cursor<'a> {
+struct Cursor<'a, 'm> {
     text: &'a str,
     bytes: &'a [u8],
     at: usize,
+    keys: &'m mut KeyMemo,
 }
 
 /// `None` throughout: the scan declines.
 type Step<T = ()> = Option<T>;
 
-impl<'a> Cursor<'a> {
+impl<'a> Cursor<'a, '_> {
     #[inline]
     fn skip_whitespace(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.at) {
@@ -188,18 +195,36 @@ impl<'a> Cursor<'a> {
         if self.open(b'}', depth)? {
             return Some(());
         }
+        let mut position = 0;
         loop {
             if self.peek()? != b'"' {
                 return None;
             }
-            let key = self.key()?;
+            let child = match node {
+                Some(n) => match self.keys.recall(n, position, self.bytes.get(self.at..)?) {
+                    Some((len, child)) => {
+                        self.at += len;
+                        child
+                    }
+                    None => {
+                        let key = self.key()?;
+                        let child = tree.child(n, key);
+                        self.keys.remember(n, position, key, child);
+                        child
+                    }
+                },
+                None => {
+                    self.key()?;
+                    None
+                }
+            };
+            position += 1;
             self.skip_whitespace();
             if self.peek()? != b':' {
                 return None;
             }
             self.at += 1;
             self.skip_whitespace();
-            let child = node.and_then(|n| tree.child(n, key));
             self.value(tree, child, fields, depth)?;
             if self.after_item(b'}')? {
                 return Some(());
@@ -308,6 +333,7 @@ mod tests {
     use crate::fields::{FieldBuffer, FieldRegistry};
 
     /// A small deterministic generator (xorshift), so a failure is reproducible by its seed.
+    #[derive(Clone)]
     struct Rng(u64);
 
     impl Rng {
@@ -328,6 +354,7 @@ mod tests {
     }
 
     const PATHS: [&str; 8] = ["a", "b", "c.d", "c.e", "f", "g.h.i", "list", "é"];
+    /// The escaped key last.
     const KEYS: [&str; 14] = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "list", "x", "", "é", "a\\u0062"];
     const NUMBERS: [&str; 30] = [
         "0",
@@ -375,7 +402,7 @@ mod tests {
     ];
     const SPACE: [&str; 6] = ["", "", "", " ", "\n", "\t\r "];
 
-    fn value(rng: &mut Rng, depth: usize, out: &mut String) {
+    fn value(rng: &mut Rng, keys: &mut KeyGen, depth: usize, out: &mut String) {
         let kind = if depth >= 4 { rng.below(4) } else { rng.below(7) };
         match kind {
             0 => out.push_str(rng.pick(&NUMBERS)),
@@ -389,7 +416,7 @@ mod tests {
             }
             2 => out.push_str(rng.pick(&STRINGS)),
             3 => out.push_str(rng.pick(&["true", "false", "null"])),
-            4 | 5 => object(rng, depth + 1, out),
+            4 | 5 => object(rng, keys, depth + 1, out),
             _ => {
                 out.push('[');
                 for i in 0..rng.below(4) {
@@ -397,25 +424,33 @@ mod tests {
                         out.push(',');
                     }
                     out.push_str(rng.pick(&SPACE));
-                    value(rng, depth + 1, out);
+                    value(rng, keys, depth + 1, out);
                 }
                 out.push(']');
             }
         }
     }
 
-    fn object(rng: &mut Rng, depth: usize, out: &mut String) {
+    /// Where an event's member counts and keys come from.
+    struct KeyGen {
+        rng: Rng,
+        names: &'static [&'static str],
+    }
+
+    /// An object whose members' count and keys come from `keys`, everything else from `rng`:
+    /// events generated with the same `keys` share their keys, as a stream's events do.
+    fn object(rng: &mut Rng, keys: &mut KeyGen, depth: usize, out: &mut String) {
         out.push('{');
-        for i in 0..rng.below(7) {
+        for i in 0..keys.rng.below(7) {
             if i > 0 {
                 out.push(',');
             }
             out.push_str(rng.pick(&SPACE));
-            out.push_str(&format!("\"{}\"", rng.pick(&KEYS)));
+            out.push_str(&format!("\"{}\"", keys.rng.pick(keys.names)));
             out.push_str(rng.pick(&SPACE));
             out.push(':');
             out.push_str(rng.pick(&SPACE));
-            value(rng, depth, out);
+            value(rng, keys, depth, out);
             out.push_str(rng.pick(&SPACE));
         }
         out.push('}');
@@ -455,6 +490,9 @@ mod tests {
 
     /// Every event the scan takes is valid JSON to serde_json, and reads to the same fields;
     /// and the scan takes a good share of valid events, so this cannot pass by declining them.
+    /// One memo of keys serves all events, as in a routing loop: half of them come in runs
+    /// sharing their keys (one of sixteen key sets), so most of their keys are recalled, damage
+    /// in a key included; the other half have keys of their own.
     #[test]
     fn the_scan_reads_what_serde_json_reads_or_declines() {
         let mut registry = FieldRegistry::default();
@@ -463,11 +501,21 @@ mod tests {
         }
         let tree = PathTree::new(&registry);
         let (mut buffer, mut reference) = (FieldBuffer::default(), FieldBuffer::default());
-        let (mut valid, mut taken, mut damaged_taken) = (0, 0, 0);
+        let mut memo = KeyMemo::default();
+        // By whether the event shares its keys: valid events, those of them the scan took.
+        let (mut valid, mut taken, mut damaged_taken) = ([0; 2], [0; 2], 0);
         for seed in 1..=30_000u64 {
             let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+            // Runs of 50 events: one of sixteen key sets shared by a run, then keys of their own.
+            let run = seed / 50;
+            let shared = usize::from(run % 2 == 0);
+            // Shared key sets leave out the escaped key, which the scan always declines.
+            let mut keys = match shared {
+                1 => KeyGen { rng: Rng((run / 2 % 16 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D)), names: &KEYS[..13] },
+                _ => KeyGen { rng: rng.clone(), names: &KEYS },
+            };
             let mut text = String::new();
-            object(&mut rng, 0, &mut text);
+            object(&mut rng, &mut keys, 0, &mut text);
             let damaged = rng.below(3) == 0;
             if damaged {
                 damage(&mut rng, &mut text);
@@ -477,22 +525,25 @@ mod tests {
                 continue;
             }
             let mut fields = buffer.take(PATHS.len());
-            let read = scan(&tree, text, &mut fields);
+            let read = scan(&tree, text, &mut fields, &mut memo);
             let mut expected = reference.take(PATHS.len());
             let accepted = walk(&tree, text, &mut expected).is_ok();
-            valid += usize::from(accepted && !damaged);
+            valid[shared] += usize::from(accepted && !damaged);
             if read == Scan::Read {
                 assert!(accepted, "seed {seed}: the scan took what serde_json refuses: {text}");
                 assert!(same(&fields, &expected, PATHS.len()), "seed {seed}: {text}\n{fields:?}\n{expected:?}");
-                taken += usize::from(!damaged);
+                taken[shared] += usize::from(!damaged);
                 damaged_taken += usize::from(damaged);
             }
             buffer.put_back(fields);
             reference.put_back(expected);
         }
-        // Many generated events hold an escape or a number it leaves to serde_json.
-        assert!(taken * 3 > valid, "the scan took {taken} of {valid} valid events");
+        // Many generated events hold an escape or a number it leaves to serde_json (events of
+        // a large key set more often: each value is one more chance).
+        assert!(taken[0] * 3 > valid[0], "the scan took {} of {} valid events", taken[0], valid[0]);
+        assert!(taken[1] * 5 > valid[1], "the scan took {} of {} valid events sharing keys", taken[1], valid[1]);
         assert!(damaged_taken > 100, "damaged events still valid were taken too: {damaged_taken}");
+        assert!(memo.recalled.get() > 20_000, "keys recalled: {}", memo.recalled.get());
     }
 
     #[test]
@@ -503,9 +554,10 @@ mod tests {
         }
         let tree = PathTree::new(&registry);
         let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/payments/sample.jsonl");
+        let mut memo = KeyMemo::default();
         for line in std::fs::read_to_string(sample).unwrap().lines() {
             let (mut fields, mut expected) = (FieldBuffer::default().take(7), FieldBuffer::default().take(7));
-            assert_eq!(scan(&tree, line, &mut fields), Scan::Read, "{line}");
+            assert_eq!(scan(&tree, line, &mut fields, &mut memo), Scan::Read, "{line}");
             walk(&tree, line, &mut expected).unwrap();
             assert!(same(&fields, &expected, 7), "{line}");
         }
@@ -532,10 +584,11 @@ mod tests {
             nested.as_str(),
         ] {
             let mut fields = FieldBuffer::default().take(1);
-            assert_eq!(scan(&tree, text, &mut fields), Scan::Declined, "{text}");
+            assert_eq!(scan(&tree, text, &mut fields, &mut KeyMemo::default()), Scan::Declined, "{text}");
         }
         let mut fields = FieldBuffer::default().take(1);
-        assert_eq!(scan(&tree, r#" {"a" : -12.50e-1 , "b":[{"a":2}]}"#.trim(), &mut fields), Scan::Read);
+        let text = r#" {"a" : -12.50e-1 , "b":[{"a":2}]}"#.trim();
+        assert_eq!(scan(&tree, text, &mut fields, &mut KeyMemo::default()), Scan::Read);
         assert_eq!(fields.get(crate::fields::FieldId(0)), &FieldValue::Number(-1.25));
     }
 }

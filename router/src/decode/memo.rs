@@ -1,0 +1,179 @@
+//! What the JSON scan remembers of the events before: the keys each object on a registered
+//! path had, in their order, with the node each led to. Events of one stream are written by
+//! one producer and have their keys in the same order, so the scan checks the next key's bytes
+//! against the remembered one and skips both the string scan and the key look-up (about 140
+//! instructions a key) when they are the same.
+//!
+//! A remembered key was read by the scan's own key reader, so it has no escape, control
+//! character or quote between its quotes; input bytes equal to it, quotes included, are a key
+//! the reader would read as the same bytes. Any other key is read and looked up as before, and
+//! is remembered in that position from then on.
+
+use super::extract::PathTree;
+
+/// The longest key remembered, quotes included; longer ones are always read.
+const MAX_KEY: usize = 32;
+/// The keys remembered per object; the members after them are always read.
+const MAX_KEYS: usize = 64;
+
+/// One remembered key: its bytes with their quotes, and the node it leads to.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    /// 0: nothing remembered (a key with its quotes has at least 2 bytes).
+    len: u8,
+    bytes: [u8; MAX_KEY],
+    child: Option<usize>,
+}
+
+/// The keys of the objects at each node of one path tree, by their position in the object.
+#[derive(Debug, Default)]
+pub struct KeyMemo {
+    /// The [`PathTree::id`] remembered for (0: none yet).
+    tree: u64,
+    nodes: Vec<Vec<Slot>>,
+    /// How many keys were recalled, so tests can tell that they exercised the memo.
+    #[cfg(test)]
+    pub(super) recalled: std::cell::Cell<usize>,
+}
+
+impl KeyMemo {
+    /// Readies the memo for `tree`, forgetting what it remembered for another tree (a policy
+    /// reload builds a new one, whose nodes are numbered anew).
+    #[inline]
+    pub(super) fn use_tree(&mut self, tree: &PathTree) {
+        if self.tree != tree.id() {
+            self.tree = tree.id();
+            self.nodes.clear();
+            self.nodes.resize_with(tree.nodes(), Vec::new);
+        }
+    }
+
+    /// When `input` starts with the key remembered at `position` of the object at `node`: how
+    /// many bytes it takes (its quotes included) and the node it leads to.
+    #[inline]
+    pub(super) fn recall(&self, node: usize, position: usize, input: &[u8]) -> Option<(usize, Option<usize>)> {
+        let slot = self.nodes.get(node)?.get(position)?;
+        let n = usize::from(slot.len);
+        let found = input.get(..n)?;
+        let hit = n != 0 && same(&slot.bytes, found);
+        #[cfg(test)]
+        self.recalled.set(self.recalled.get() + usize::from(hit));
+        hit.then_some((n, slot.child))
+    }
+
+    /// Remembers `key` (read without its quotes) at `position` of the object at `node`.
+    pub(super) fn remember(&mut self, node: usize, position: usize, key: &[u8], child: Option<usize>) {
+        let Some(slots) = self.nodes.get_mut(node) else { return };
+        if position >= MAX_KEYS || position > slots.len() {
+            return;
+        }
+        let mut slot = Slot { len: 0, bytes: [0; MAX_KEY], child };
+        if key.len() + 2 <= MAX_KEY {
+            slot.len = (key.len() + 2) as u8;
+            slot.bytes[0] = b'"';
+            slot.bytes[1..=key.len()].copy_from_slice(key);
+            slot.bytes[key.len() + 1] = b'"';
+        }
+        match slots.get_mut(position) {
+            Some(kept) => *kept = slot,
+            None => slots.push(slot),
+        }
+    }
+}
+
+/// Whether `found` is the first `found.len()` bytes of `kept` (2 to [`MAX_KEY`] of them),
+/// compared a word at a time: the last word overlaps the one before it (`==` on slices calls
+/// `memcmp`, which costs more than the whole check).
+#[inline]
+fn same(kept: &[u8; MAX_KEY], found: &[u8]) -> bool {
+    let n = found.len();
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap_or_default());
+    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().unwrap_or_default());
+    match n {
+        8..=MAX_KEY => {
+            let mut at = 0;
+            while at + 8 < n {
+                if word(kept, at) != word(found, at) {
+                    return false;
+                }
+                at += 8;
+            }
+            word(kept, n - 8) == word(found, n - 8)
+        }
+        4..=7 => half(kept, 0) == half(found, 0) && half(kept, n - 4) == half(found, n - 4),
+        2..=3 => kept[0] == found[0] && kept[1] == found[1] && kept[n - 1] == found[n - 1],
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fields::FieldRegistry;
+
+    fn tree(paths: &[&str]) -> PathTree {
+        let mut r = FieldRegistry::default();
+        for p in paths {
+            r.register(p).unwrap();
+        }
+        PathTree::new(&r)
+    }
+
+    #[test]
+    fn a_remembered_key_is_recalled_only_for_the_same_bytes() {
+        let t = tree(&["a", "b.c"]);
+        let mut memo = KeyMemo::default();
+        memo.use_tree(&t);
+        for n in 0..=MAX_KEY - 2 {
+            let key: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+            memo.remember(0, 3, &key, Some(7));
+            // Nothing remembered before position 3 was reached in order.
+            assert_eq!(memo.recall(0, 3, &key), None);
+            for position in 0..=3 {
+                memo.remember(0, position, &key, Some(position));
+            }
+            let mut input = [b"\"".as_slice(), &key, b"\": 1"].concat();
+            assert_eq!(memo.recall(0, 2, &input), Some((n + 2, Some(2))), "length {n}");
+            assert_eq!(memo.recall(1, 2, &input), None, "another node");
+            assert_eq!(memo.recall(0, 4, &input), None, "another position");
+            assert_eq!(memo.recall(0, 2, &input[..n + 1]), None, "cut short");
+            for at in 0..n + 2 {
+                input[at] ^= 0x20;
+                assert_eq!(memo.recall(0, 2, &input), None, "length {n}, byte {at} changed");
+                input[at] ^= 0x20;
+            }
+            memo.nodes[0].clear();
+        }
+    }
+
+    #[test]
+    fn long_keys_and_far_positions_are_not_remembered() {
+        let t = tree(&["a"]);
+        let mut memo = KeyMemo::default();
+        memo.use_tree(&t);
+        let long = vec![b'k'; MAX_KEY - 1];
+        memo.remember(0, 0, &long, None);
+        assert_eq!(memo.recall(0, 0, &[b"\"".as_slice(), &long, b"\""].concat()), None);
+        for position in 0..MAX_KEYS + 5 {
+            memo.remember(0, position, b"a", Some(1));
+        }
+        assert_eq!(memo.nodes[0].len(), MAX_KEYS);
+        assert_eq!(memo.recall(0, MAX_KEYS - 1, b"\"a\""), Some((3, Some(1))));
+        // Another key in a remembered position replaces it.
+        memo.remember(0, 1, b"b", None);
+        assert_eq!(memo.recall(0, 1, b"\"a\""), None);
+        assert_eq!(memo.recall(0, 1, b"\"b\""), Some((3, None)));
+    }
+
+    #[test]
+    fn another_tree_starts_a_new_memo() {
+        let (first, second) = (tree(&["a"]), tree(&["a"]));
+        let mut memo = KeyMemo::default();
+        memo.use_tree(&first);
+        memo.remember(0, 0, b"a", Some(1));
+        memo.use_tree(&first);
+        assert_eq!(memo.recall(0, 0, b"\"a\""), Some((3, Some(1))));
+        memo.use_tree(&second);
+        assert_eq!(memo.recall(0, 0, b"\"a\""), None);
+    }
+}
