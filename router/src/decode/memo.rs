@@ -1,25 +1,27 @@
 //! What the JSON scan remembers of the events before: the keys each object on a registered
 //! path had, in their order, with the node each led to. Events of one stream are written by
 //! one producer and have their keys in the same order, so the scan checks the next key's bytes
-//! against the remembered one and skips both the string scan and the key look-up (about 140
-//! instructions a key) when they are the same.
+//! and its colon against the remembered ones and skips the string scan, the key look-up and
+//! the search for the colon (about 150 instructions a key) when they are the same.
 //!
 //! A remembered key was read by the scan's own key reader, so it has no escape, control
-//! character or quote between its quotes; input bytes equal to it, quotes included, are a key
-//! the reader would read as the same bytes. Any other key is read and looked up as before, and
-//! is remembered in that position from then on.
+//! character or quote between its quotes; input bytes equal to it and its colon are a key the
+//! reader would read as the same bytes, followed by the colon. Any other key is read and looked
+//! up as before, and is remembered in that position from then on. Keys with space before their
+//! colon are not remembered.
 
 use super::extract::PathTree;
 
-/// The longest key remembered, quotes included; longer ones are always read.
+/// The longest key remembered, its quotes and colon included; longer ones are always read.
 const MAX_KEY: usize = 32;
 /// The keys remembered per object; the members after them are always read.
 const MAX_KEYS: usize = 64;
 
-/// One remembered key: its bytes with their quotes, and the node it leads to.
+/// One remembered key: its bytes with their quotes and the colon after them, and the node it
+/// leads to.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
-    /// 0: nothing remembered (a key with its quotes has at least 2 bytes).
+    /// 0: nothing remembered (a key with its quotes and colon has at least 3 bytes).
     len: u8,
     bytes: [u8; MAX_KEY],
     child: Option<usize>,
@@ -49,7 +51,7 @@ impl KeyMemo {
     }
 
     /// When `input` starts with the key remembered at `position` of the object at `node`: how
-    /// many bytes it takes (its quotes included) and the node it leads to.
+    /// many bytes it takes (its quotes and colon included) and the node it leads to.
     #[inline]
     pub(super) fn recall(&self, node: usize, position: usize, input: &[u8]) -> Option<(usize, Option<usize>)> {
         let slot = self.nodes.get(node)?.get(position)?;
@@ -61,18 +63,21 @@ impl KeyMemo {
         hit.then_some((n, slot.child))
     }
 
-    /// Remembers `key` (read without its quotes) at `position` of the object at `node`.
-    pub(super) fn remember(&mut self, node: usize, position: usize, key: &[u8], child: Option<usize>) {
+    /// Remembers `key` (read without its quotes) at `position` of the object at `node`; only
+    /// its position when its colon was not `adjacent` to it (whitespace between), so that
+    /// nothing is recalled there.
+    pub(super) fn remember(&mut self, node: usize, position: usize, key: &[u8], adjacent: bool, child: Option<usize>) {
         let Some(slots) = self.nodes.get_mut(node) else { return };
         if position >= MAX_KEYS || position > slots.len() {
             return;
         }
         let mut slot = Slot { len: 0, bytes: [0; MAX_KEY], child };
-        if key.len() + 2 <= MAX_KEY {
-            slot.len = (key.len() + 2) as u8;
+        let n = key.len();
+        if adjacent && n + 3 <= MAX_KEY {
+            slot.len = (n + 3) as u8;
             slot.bytes[0] = b'"';
-            slot.bytes[1..=key.len()].copy_from_slice(key);
-            slot.bytes[key.len() + 1] = b'"';
+            slot.bytes[1..=n].copy_from_slice(key);
+            slot.bytes[n + 1..n + 3].copy_from_slice(b"\":");
         }
         match slots.get_mut(position) {
             Some(kept) => *kept = slot,
@@ -81,7 +86,7 @@ impl KeyMemo {
     }
 }
 
-/// Whether `found` is the first `found.len()` bytes of `kept` (2 to [`MAX_KEY`] of them),
+/// Whether `found` is the first `found.len()` bytes of `kept` (3 to [`MAX_KEY`] of them),
 /// compared a word at a time: the last word overlaps the one before it (`==` on slices calls
 /// `memcmp`, which costs more than the whole check).
 #[inline]
@@ -101,7 +106,7 @@ fn same(kept: &[u8; MAX_KEY], found: &[u8]) -> bool {
             word(kept, n - 8) == word(found, n - 8)
         }
         4..=7 => half(kept, 0) == half(found, 0) && half(kept, n - 4) == half(found, n - 4),
-        2..=3 => kept[0] == found[0] && kept[1] == found[1] && kept[n - 1] == found[n - 1],
+        3 => kept[0] == found[0] && kept[1] == found[1] && kept[2] == found[2],
         _ => false,
     }
 }
@@ -124,24 +129,26 @@ mod tests {
         let t = tree(&["a", "b.c"]);
         let mut memo = KeyMemo::default();
         memo.use_tree(&t);
-        for n in 0..=MAX_KEY - 2 {
+        for n in 0..=MAX_KEY - 3 {
             let key: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
-            memo.remember(0, 3, &key, Some(7));
+            memo.remember(0, 3, &key, true, Some(7));
             // Nothing remembered before position 3 was reached in order.
             assert_eq!(memo.recall(0, 3, &key), None);
             for position in 0..=3 {
-                memo.remember(0, position, &key, Some(position));
+                memo.remember(0, position, &key, true, Some(position));
             }
             let mut input = [b"\"".as_slice(), &key, b"\": 1"].concat();
-            assert_eq!(memo.recall(0, 2, &input), Some((n + 2, Some(2))), "length {n}");
+            assert_eq!(memo.recall(0, 2, &input), Some((n + 3, Some(2))), "length {n}");
             assert_eq!(memo.recall(1, 2, &input), None, "another node");
             assert_eq!(memo.recall(0, 4, &input), None, "another position");
-            assert_eq!(memo.recall(0, 2, &input[..n + 1]), None, "cut short");
-            for at in 0..n + 2 {
+            assert_eq!(memo.recall(0, 2, &input[..n + 2]), None, "cut short");
+            for at in 0..n + 3 {
                 input[at] ^= 0x20;
                 assert_eq!(memo.recall(0, 2, &input), None, "length {n}, byte {at} changed");
                 input[at] ^= 0x20;
             }
+            memo.remember(0, 2, &key, false, Some(2));
+            assert_eq!(memo.recall(0, 2, &input), None, "length {n}, colon not adjacent");
             memo.nodes[0].clear();
         }
     }
@@ -151,18 +158,18 @@ mod tests {
         let t = tree(&["a"]);
         let mut memo = KeyMemo::default();
         memo.use_tree(&t);
-        let long = vec![b'k'; MAX_KEY - 1];
-        memo.remember(0, 0, &long, None);
-        assert_eq!(memo.recall(0, 0, &[b"\"".as_slice(), &long, b"\""].concat()), None);
+        let long = vec![b'k'; MAX_KEY - 2];
+        memo.remember(0, 0, &long, true, None);
+        assert_eq!(memo.recall(0, 0, &[b"\"".as_slice(), &long, b"\":"].concat()), None);
         for position in 0..MAX_KEYS + 5 {
-            memo.remember(0, position, b"a", Some(1));
+            memo.remember(0, position, b"a", true, Some(1));
         }
         assert_eq!(memo.nodes[0].len(), MAX_KEYS);
-        assert_eq!(memo.recall(0, MAX_KEYS - 1, b"\"a\""), Some((3, Some(1))));
+        assert_eq!(memo.recall(0, MAX_KEYS - 1, b"\"a\":"), Some((4, Some(1))));
         // Another key in a remembered position replaces it.
-        memo.remember(0, 1, b"b", None);
-        assert_eq!(memo.recall(0, 1, b"\"a\""), None);
-        assert_eq!(memo.recall(0, 1, b"\"b\""), Some((3, None)));
+        memo.remember(0, 1, b"b", true, None);
+        assert_eq!(memo.recall(0, 1, b"\"a\":"), None);
+        assert_eq!(memo.recall(0, 1, b"\"b\":"), Some((4, None)));
     }
 
     #[test]
@@ -170,10 +177,10 @@ mod tests {
         let (first, second) = (tree(&["a"]), tree(&["a"]));
         let mut memo = KeyMemo::default();
         memo.use_tree(&first);
-        memo.remember(0, 0, b"a", Some(1));
+        memo.remember(0, 0, b"a", true, Some(1));
         memo.use_tree(&first);
-        assert_eq!(memo.recall(0, 0, b"\"a\""), Some((3, Some(1))));
+        assert_eq!(memo.recall(0, 0, b"\"a\":"), Some((4, Some(1))));
         memo.use_tree(&second);
-        assert_eq!(memo.recall(0, 0, b"\"a\""), None);
+        assert_eq!(memo.recall(0, 0, b"\"a\":"), None);
     }
 }

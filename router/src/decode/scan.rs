@@ -200,30 +200,32 @@ impl<'a> Cursor<'a, '_> {
             if self.peek()? != b'"' {
                 return None;
             }
-            let child = match node {
-                Some(n) => match self.keys.recall(n, position, self.bytes.get(self.at..)?) {
-                    Some((len, child)) => {
-                        self.at += len;
-                        child
-                    }
-                    None => {
-                        let key = self.key()?;
-                        let child = tree.child(n, key);
-                        self.keys.remember(n, position, key, child);
-                        child
-                    }
-                },
+            let recalled = match node {
+                Some(n) => self.keys.recall(n, position, self.bytes.get(self.at..)?),
+                None => None,
+            };
+            let child = match recalled {
+                // The key and its colon, as the events before had them.
+                Some((len, child)) => {
+                    self.at += len;
+                    child
+                }
                 None => {
-                    self.key()?;
-                    None
+                    let key = self.key()?;
+                    let adjacent = self.peek() == Some(b':');
+                    self.skip_whitespace();
+                    if self.peek()? != b':' {
+                        return None;
+                    }
+                    self.at += 1;
+                    let child = node.and_then(|n| tree.child(n, key));
+                    if let Some(n) = node {
+                        self.keys.remember(n, position, key, adjacent, child);
+                    }
+                    child
                 }
             };
             position += 1;
-            self.skip_whitespace();
-            if self.peek()? != b':' {
-                return None;
-            }
-            self.at += 1;
             self.skip_whitespace();
             self.value(tree, child, fields, depth)?;
             if self.after_item(b'}')? {
@@ -437,8 +439,9 @@ mod tests {
         names: &'static [&'static str],
     }
 
-    /// An object whose members' count and keys come from `keys`, everything else from `rng`:
-    /// events generated with the same `keys` share their keys, as a stream's events do.
+    /// An object whose members' count, keys and space before each colon come from `keys`,
+    /// everything else from `rng`: events generated with the same `keys` share their keys, as a
+    /// stream's events do.
     fn object(rng: &mut Rng, keys: &mut KeyGen, depth: usize, out: &mut String) {
         out.push('{');
         for i in 0..keys.rng.below(7) {
@@ -447,7 +450,7 @@ mod tests {
             }
             out.push_str(rng.pick(&SPACE));
             out.push_str(&format!("\"{}\"", keys.rng.pick(keys.names)));
-            out.push_str(rng.pick(&SPACE));
+            out.push_str(keys.rng.pick(&SPACE));
             out.push(':');
             out.push_str(rng.pick(&SPACE));
             value(rng, keys, depth, out);
@@ -543,7 +546,7 @@ mod tests {
         assert!(taken[0] * 3 > valid[0], "the scan took {} of {} valid events", taken[0], valid[0]);
         assert!(taken[1] * 5 > valid[1], "the scan took {} of {} valid events sharing keys", taken[1], valid[1]);
         assert!(damaged_taken > 100, "damaged events still valid were taken too: {damaged_taken}");
-        assert!(memo.recalled.get() > 20_000, "keys recalled: {}", memo.recalled.get());
+        assert!(memo.recalled.get() > 10_000, "keys recalled: {}", memo.recalled.get());
     }
 
     #[test]
