@@ -3,11 +3,12 @@
 //!
 //!     cargo bench -p tollgate-router --bench hot_path
 //!
-//! Five cases, on the reference example's events (about 200 bytes each, all four routes): JSON
+//! Six cases, on the reference example's events (about 200 bytes each, all four routes): JSON
 //! input with the `field` scorer, and again with its audit records written unsealed (as for an
 //! audit chainer in the routing loop's process); the same events as Avro input (with JSON output,
-//! as in the example, and with Avro output); and JSON input scored by a 20-feature `logistic`
-//! model. Beside them, `json_parse_only`: serde_json only checking the JSON events, the floor
+//! as in the example, and with Avro output); JSON input scored by a 20-feature `logistic` model;
+//! and the same 20-feature events with their keys in another order in every event
+//! (`json_logistic20_shuffled`), the worst case for the JSON scan's memo of keys. Beside them, `json_parse_only`: serde_json only checking the JSON events, the floor
 //! under JSON input; `audit_chain_link`, the audit chainer's work per audit record handed in the
 //! intake's form (decode the batch, link and encode each record); and `audit_chain_unsealed`, the
 //! same for records handed unsealed (complete and hash each). Before criterion's timings, it
@@ -177,7 +178,32 @@ fn cases() -> Vec<Case> {
         events: with_features,
         unsealed: false,
     };
-    vec![json_case, json_unsealed_case, avro_case, avro_out_case, logistic_case]
+    // Each event's keys rotated by another amount, every other one reversed: no two events in
+    // a row share the order of their keys.
+    let shuffled: Vec<Vec<u8>> = logistic_case
+        .events
+        .iter()
+        .enumerate()
+        .map(|(n, e)| {
+            let v: serde_json::Value = serde_json::from_slice(e).unwrap();
+            let mut entries: Vec<_> = v.as_object().unwrap().iter().collect();
+            let len = entries.len();
+            entries.rotate_left((n * 7) % len);
+            if n % 2 == 1 {
+                entries.reverse();
+            }
+            let body: Vec<String> =
+                entries.iter().map(|(k, v)| format!("{}:{}", serde_json::to_string(k).unwrap(), v)).collect();
+            format!("{{{}}}", body.join(",")).into_bytes()
+        })
+        .collect();
+    let shuffled_case = Case {
+        name: "json_logistic20_shuffled",
+        pipeline: Pipeline::from_config(&logistic_config).unwrap(),
+        events: shuffled,
+        unsealed: false,
+    };
+    vec![json_case, json_unsealed_case, avro_case, avro_out_case, logistic_case, shuffled_case]
 }
 
 fn run(case: &Case, out: &mut Output, now: SystemTime) -> usize {
