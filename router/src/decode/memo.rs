@@ -33,9 +33,14 @@ const REST: u32 = 1024;
 struct Slot {
     /// 0: nothing remembered (a key with its quotes and colon has at least 3 bytes).
     len: u8,
-    bytes: [u8; MAX_KEY],
+    /// The bytes, zero after `len`, as little-endian words.
+    words: [u64; WORDS],
+    /// Per word, the bits of the bytes that are the key's.
+    masks: [u64; WORDS],
     child: Option<usize>,
 }
+
+const WORDS: usize = MAX_KEY / 8;
 
 /// The keys of the objects at each node of one path tree, by their position in the object.
 #[derive(Debug, Default)]
@@ -102,8 +107,7 @@ impl KeyMemo {
     pub(super) fn recall(&mut self, node: usize, position: usize, input: &[u8]) -> Option<(usize, Option<usize>)> {
         let slot = self.nodes.get(node)?.get(position)?;
         let n = usize::from(slot.len);
-        let found = input.get(..n)?;
-        if n == 0 || !same(&slot.bytes, found) {
+        if n == 0 || !slot.starts(input) {
             return None;
         }
         self.hits += 1;
@@ -123,13 +127,18 @@ impl KeyMemo {
         if position >= MAX_KEYS || position > slots.len() {
             return;
         }
-        let mut slot = Slot { len: 0, bytes: [0; MAX_KEY], child };
+        let mut slot = Slot { len: 0, words: [0; WORDS], masks: [0; WORDS], child };
         let n = key.len();
         if adjacent && n + 3 <= MAX_KEY {
+            let mut bytes = [0; MAX_KEY];
+            bytes[0] = b'"';
+            bytes[1..=n].copy_from_slice(key);
+            bytes[n + 1..n + 3].copy_from_slice(b"\":");
             slot.len = (n + 3) as u8;
-            slot.bytes[0] = b'"';
-            slot.bytes[1..=n].copy_from_slice(key);
-            slot.bytes[n + 1..n + 3].copy_from_slice(b"\":");
+            slot.words = words(&bytes);
+            let mut ones = [0; MAX_KEY];
+            ones[..n + 3].fill(0xff);
+            slot.masks = words(&ones);
         }
         match slots.get_mut(position) {
             Some(kept) => *kept = slot,
@@ -138,29 +147,31 @@ impl KeyMemo {
     }
 }
 
-/// Whether `found` is the first `found.len()` bytes of `kept` (3 to [`MAX_KEY`] of them),
-/// compared a word at a time: the last word overlaps the one before it (`==` on slices calls
-/// `memcmp`, which costs more than the whole check).
-#[inline]
-fn same(kept: &[u8; MAX_KEY], found: &[u8]) -> bool {
-    let n = found.len();
-    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap_or_default());
-    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().unwrap_or_default());
-    match n {
-        8..=MAX_KEY => {
-            let mut at = 0;
-            while at + 8 < n {
-                if word(kept, at) != word(found, at) {
-                    return false;
-                }
-                at += 8;
+impl Slot {
+    /// Whether `input` starts with the remembered bytes: the first [`MAX_KEY`] bytes compared a
+    /// word at a time under the key's masks, with no branch on its length (a comparison of the
+    /// length's bytes, `==` on slices, calls `memcmp`, which costs more than the whole check).
+    #[inline]
+    fn starts(&self, input: &[u8]) -> bool {
+        let window = match input.first_chunk::<MAX_KEY>() {
+            Some(window) => *window,
+            // Near the end of the text: what is left, padded.
+            None => {
+                let mut padded = [0; MAX_KEY];
+                let Some(found) = input.get(..usize::from(self.len)) else { return false };
+                padded[..found.len()].copy_from_slice(found);
+                padded
             }
-            word(kept, n - 8) == word(found, n - 8)
-        }
-        4..=7 => half(kept, 0) == half(found, 0) && half(kept, n - 4) == half(found, n - 4),
-        3 => kept[0] == found[0] && kept[1] == found[1] && kept[2] == found[2],
-        _ => false,
+        };
+        let found = words(&window);
+        (0..WORDS).fold(0, |differ, k| differ | ((found[k] ^ self.words[k]) & self.masks[k])) == 0
     }
+}
+
+/// `bytes` as little-endian words.
+#[inline]
+fn words(bytes: &[u8; MAX_KEY]) -> [u64; WORDS] {
+    std::array::from_fn(|k| u64::from_le_bytes(bytes[8 * k..8 * k + 8].try_into().unwrap_or_default()))
 }
 
 #[cfg(test)]
@@ -189,16 +200,20 @@ mod tests {
             for position in 0..=3 {
                 memo.remember(0, position, &key, true, Some(position));
             }
-            let mut input = [b"\"".as_slice(), &key, b"\": 1"].concat();
-            assert_eq!(memo.recall(0, 2, &input), Some((n + 3, Some(2))), "length {n}");
-            assert_eq!(memo.recall(1, 2, &input), None, "another node");
-            assert_eq!(memo.recall(0, 4, &input), None, "another position");
-            assert_eq!(memo.recall(0, 2, &input[..n + 2]), None, "cut short");
-            for at in 0..n + 3 {
-                input[at] ^= 0x20;
-                assert_eq!(memo.recall(0, 2, &input), None, "length {n}, byte {at} changed");
-                input[at] ^= 0x20;
+            // Near the end of the text, and with a whole window of text after the key.
+            for tail in [b" 1".as_slice(), &[b'7'; MAX_KEY]] {
+                let mut input = [b"\"".as_slice(), &key, b"\":", tail].concat();
+                assert_eq!(memo.recall(0, 2, &input), Some((n + 3, Some(2))), "length {n}");
+                assert_eq!(memo.recall(1, 2, &input), None, "another node");
+                assert_eq!(memo.recall(0, 4, &input), None, "another position");
+                assert_eq!(memo.recall(0, 2, &input[..n + 2]), None, "cut short");
+                for at in 0..n + 3 {
+                    input[at] ^= 0x20;
+                    assert_eq!(memo.recall(0, 2, &input), None, "length {n}, byte {at} changed");
+                    input[at] ^= 0x20;
+                }
             }
+            let input = [b"\"".as_slice(), &key, b"\":1"].concat();
             memo.remember(0, 2, &key, false, Some(2));
             assert_eq!(memo.recall(0, 2, &input), None, "length {n}, colon not adjacent");
             memo.nodes[0].clear();
