@@ -402,7 +402,10 @@ mod tests {
         "99.99",
         "1e0000",
     ];
-    const STRINGS: [&str; 10] = [
+    const STRINGS: [&str; 13] = [
+        "\"a string longer than sixteen bytes\"",
+        "\"sixteen bytes an\\\"d an escape after them\"",
+        "\"fifteen bytes!!\"",
         "\"\"",
         "\"plain\"",
         "\"é ü 🦀\"",
