@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tollgate_router::config::RouterConfig;
+use tollgate_router::kafka::group::Member;
 use tollgate_router::kafka::{state_headers, writer_id, STATE_SUFFIX};
 
 /// How long the phase may take.
@@ -86,7 +87,7 @@ fn read_back(
     sample: usize,
     keep: impl Fn(Option<&[u8]>) -> bool,
 ) -> anyhow::Result<(usize, Kept)> {
-    let mut settings = tollgate_router::kafka::consumer_config(config);
+    let mut settings = tollgate_router::kafka::consumer_config(config, Member::ReviewJoin);
     settings.set("group.id", format!("{}.join-shape", config.kafka.group_id)).set("enable.auto.commit", "false");
     let consumer: BaseConsumer = settings.create()?;
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;

@@ -50,6 +50,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tollgate_common::kafka::LoggingContext;
 use tollgate_router::config::RouterConfig;
+use tollgate_router::kafka::group::Member;
 use tollgate_router::pipeline::Pipeline;
 use tollgate_router::telemetry::Telemetry;
 
@@ -401,7 +402,7 @@ fn pass_through(
     ready: &AtomicBool,
     stop: &CancellationToken,
 ) -> anyhow::Result<Phase> {
-    let mut consumer_settings = tollgate_router::kafka::consumer_config(config);
+    let mut consumer_settings = tollgate_router::kafka::consumer_config(config, Member::Routing);
     consumer_settings
         .set("group.id", format!("{}.pass-through.{}", config.kafka.group_id, if copy.live { "live" } else { "bulk" }))
         .set("enable.auto.offset.store", "true");

@@ -47,6 +47,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tollgate_common::kafka::{wait_delivered, LoggingContext};
 use tollgate_router::config::RouterConfig;
+use tollgate_router::kafka::group;
 use tollgate_router::kafka::intake::{self, KeyHash, MAX_BATCH_BYTES};
 
 /// Records a transaction of stage 2 holds at most (the audit chainer's smallest batch).
@@ -289,7 +290,7 @@ pub(super) fn copy_clients(
     from: &str,
     start: Start<'_>,
 ) -> anyhow::Result<(BaseConsumer, ThreadedProducer<LoggingContext>)> {
-    let mut settings = tollgate_router::kafka::consumer_config(config);
+    let mut settings = tollgate_router::kafka::consumer_config(config, group::Member::Routing);
     settings
         .set("group.id", format!("{}.{}", config.kafka.group_id, topics.tag))
         .set("enable.auto.offset.store", "true");
@@ -312,7 +313,11 @@ pub(super) struct IntakePlacement {
 impl IntakePlacement {
     /// Reads the partition count of the intake `topic`, waiting up to `wait` for it to exist.
     pub(super) fn read(config: &RouterConfig, topic: &str, wait: Duration) -> anyhow::Result<Self> {
-        let partitions = intake::partition_count(&tollgate_router::kafka::consumer_config(config), topic, wait)?;
+        let partitions = intake::partition_count(
+            &tollgate_router::kafka::consumer_config(config, group::Member::Routing),
+            topic,
+            wait,
+        )?;
         Ok(IntakePlacement { partitions })
     }
 
@@ -406,7 +411,7 @@ pub(super) fn chain_copies(
     let producer: ThreadedProducer<LoggingContext> =
         producer_settings.create_with_context(LoggingContext::new("baseline chain producer"))?;
     producer.init_transactions(timeout)?;
-    let mut settings = tollgate_router::kafka::consumer_config(config);
+    let mut settings = tollgate_router::kafka::consumer_config(config, group::Member::AuditChain);
     settings
         .set("group.id", format!("{}.{}-chain", config.kafka.group_id, topics.tag))
         .set("enable.auto.commit", "false")
@@ -531,7 +536,7 @@ pub(super) fn read_copies(
     done: &CancellationToken,
 ) -> anyhow::Result<()> {
     let topic = topics.changelog.as_str();
-    let mut settings = tollgate_router::kafka::consumer_config(config);
+    let mut settings = tollgate_router::kafka::consumer_config(config, group::Member::ReviewJoin);
     settings.set("group.id", format!("{}.{}-read", config.kafka.group_id, topics.tag));
     let consumer: BaseConsumer = settings.create()?;
     consumer.subscribe(&[topic])?;

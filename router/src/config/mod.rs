@@ -81,9 +81,27 @@ pub struct KafkaConfig {
     /// Extra librdkafka consumer settings, passed through unchanged (they win over Tollgate's).
     #[serde(default)]
     pub consumer: BTreeMap<String, String>,
+    /// Settings for one of the router's consumers only, over `consumer`'s (they win).
+    #[serde(default)]
+    pub consumers: ConsumerSettings,
     /// Extra librdkafka producer settings, passed through unchanged (they win over Tollgate's).
     #[serde(default)]
     pub producer: BTreeMap<String, String>,
+}
+
+/// librdkafka settings per consumer of the router, passed through unchanged over
+/// `kafka.consumer`'s: a consumer that can wait longer for its records (the audit chainer's,
+/// the review join's) can be given a longer fetch wait than the routing loops', sparing the
+/// broker's work while they are idle.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsumerSettings {
+    /// The routing loops' consumers of the input topic.
+    pub routing: BTreeMap<String, String>,
+    /// The review join's consumers of decisions and of the pending-review changelog.
+    pub review_join: BTreeMap<String, String>,
+    /// The audit chainer's consumers of the audit intake and of the audit topic's tail.
+    pub audit_chain: BTreeMap<String, String>,
 }
 
 /// Output topics. An empty `auto_reject` disables that route (a policy that uses it is refused).

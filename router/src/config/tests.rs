@@ -29,6 +29,19 @@ fn minimal_config_gets_documented_defaults() {
 }
 
 #[test]
+fn each_consumer_may_have_settings_of_its_own() {
+    let c = load(MINIMAL).unwrap();
+    assert!(c.kafka.consumers.routing.is_empty() && c.kafka.consumers.audit_chain.is_empty());
+    let text = format!("{MINIMAL}\n[kafka.consumers.audit_chain]\n\"fetch.wait.max.ms\" = \"100\"\n");
+    let c = load(&text).unwrap();
+    assert_eq!(c.kafka.consumers.audit_chain.get("fetch.wait.max.ms").map(String::as_str), Some("100"));
+    assert!(c.kafka.consumers.review_join.is_empty());
+    // Only the router's own consumers have a table.
+    let err = load(&format!("{MINIMAL}\n[kafka.consumers.gateway]\n\"a\" = \"b\"\n")).unwrap_err();
+    assert!(err.to_string().contains("gateway"), "{err}");
+}
+
+#[test]
 fn invalid_configs_say_what_is_wrong() {
     let cases = [
         ("[input]\nformat = \"avro\"", "set input.avro_schema"),

@@ -28,6 +28,7 @@ pub use join::{run_join, state_headers, writer_id, STATE_SUFFIX};
 pub use runner::{dead_letter_headers, routed_headers, run_loop, sample_headers, LoopError, Routing};
 
 use crate::config::{Guarantee, RouterConfig};
+use group::Member;
 use rdkafka::ClientConfig;
 
 /// The value of a record's header `key`: `None` when the record has no such header,
@@ -85,8 +86,9 @@ where
     Ok(taken)
 }
 
-/// Consumer settings: Tollgate's, then the user's `kafka.consumer` overrides.
-pub fn consumer_config(config: &RouterConfig) -> ClientConfig {
+/// Consumer settings of `member`: Tollgate's, then the user's `kafka.consumer` overrides, then
+/// the member's own (`kafka.consumers.<member>`).
+pub fn consumer_config(config: &RouterConfig, member: Member) -> ClientConfig {
     let k = &config.kafka;
     let mut c = tollgate_common::kafka::consumer_base(&k.brokers, &k.client_id);
     c.set("group.id", &k.group_id)
@@ -102,7 +104,12 @@ pub fn consumer_config(config: &RouterConfig) -> ClientConfig {
         // Offsets are committed by the producer's transactions, never by the consumer.
         c.set("enable.auto.commit", "false").set("isolation.level", "read_committed");
     }
-    for (key, value) in &k.consumer {
+    let own = match member {
+        Member::Routing => &k.consumers.routing,
+        Member::ReviewJoin => &k.consumers.review_join,
+        Member::AuditChain => &k.consumers.audit_chain,
+    };
+    for (key, value) in k.consumer.iter().chain(own) {
         c.set(key, value);
     }
     c

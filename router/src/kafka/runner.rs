@@ -166,7 +166,8 @@ pub fn run_loop(
     let settings = routing_producer_config(config, index);
     // Audit records go to the intake in batches, placed as the producer would place them keyed.
     let intake_topic = config.topics.audit_intake.as_str();
-    let intake = IntakeBatches::placed_like(&settings, &consumer_config(config), intake_topic, TOPIC_WAIT)?;
+    let intake =
+        IntakeBatches::placed_like(&settings, &consumer_config(config, Member::Routing), intake_topic, TOPIC_WAIT)?;
     let unsealed_for = unsealed_for(config, routing.hand_off.is_some(), &intake);
     let mut tracking = InFlight::new(thread::current(), vec![config.kafka.input_topic.clone()]).with_intake(intake);
     if transactional {
@@ -185,7 +186,7 @@ pub fn run_loop(
     }
     let input_topic = config.kafka.input_topic.as_str();
     let consumer: BaseConsumer<RouterConsumerContext> =
-        consumer_config(config).create_with_context(RouterConsumerContext {
+        consumer_config(config, Member::Routing).create_with_context(RouterConsumerContext {
             telemetry: telemetry.clone(),
             inflight: Arc::clone(&inflight),
             producer: producer.clone(),

@@ -1,6 +1,7 @@
 //! The exactly-once abort path, on librdkafka's in-process mock cluster (the test broker,
 //! nisshi, shows aborted records to read_committed consumers, so it cannot prove this).
 
+use super::group::Member;
 use crate::config::{Guarantee, RouterConfig};
 use crate::pipeline::Pipeline;
 use crate::telemetry::Telemetry;
@@ -107,15 +108,29 @@ fn an_aborted_transaction_is_retried_and_its_outputs_appear_once() {
 }
 
 /// Every consumer starts from Tollgate's settings (no one-second fetch pause once its queue is
-/// full), and the user's `kafka.consumer` settings win over them.
+/// full), the user's `kafka.consumer` settings win over them, and a consumer's own
+/// (`kafka.consumers.<member>`) win over both, for that consumer only.
 #[test]
 fn consumer_settings_are_tollgates_with_the_users_on_top() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/payments/router.toml");
     let mut config = RouterConfig::load(&example).unwrap();
-    let settings = super::consumer_config(&config);
-    assert_eq!(settings.get("fetch.queue.backoff.ms"), Some("10"));
-    assert_eq!(settings.get("enable.partition.eof"), Some("false"));
-    assert_eq!(settings.get("client.id"), Some(config.kafka.client_id.as_str()));
+    for member in Member::ALL {
+        let settings = super::consumer_config(&config, member);
+        assert_eq!(settings.get("fetch.queue.backoff.ms"), Some("10"));
+        assert_eq!(settings.get("enable.partition.eof"), Some("false"));
+        assert_eq!(settings.get("client.id"), Some(config.kafka.client_id.as_str()));
+    }
     config.kafka.consumer.insert("fetch.queue.backoff.ms".into(), "1000".into());
-    assert_eq!(super::consumer_config(&config).get("fetch.queue.backoff.ms"), Some("1000"));
+    config.kafka.consumer.insert("fetch.wait.max.ms".into(), "5".into());
+    config.kafka.consumers.audit_chain.insert("fetch.wait.max.ms".into(), "200".into());
+    config.kafka.consumers.review_join.insert("fetch.min.bytes".into(), "1024".into());
+    let get = |member, key| super::consumer_config(&config, member).get(key).map(str::to_owned);
+    for member in Member::ALL {
+        assert_eq!(get(member, "fetch.queue.backoff.ms").as_deref(), Some("1000"), "{member:?}");
+    }
+    assert_eq!(get(Member::Routing, "fetch.wait.max.ms").as_deref(), Some("5"));
+    assert_eq!(get(Member::ReviewJoin, "fetch.wait.max.ms").as_deref(), Some("5"));
+    assert_eq!(get(Member::AuditChain, "fetch.wait.max.ms").as_deref(), Some("200"));
+    assert_eq!(get(Member::ReviewJoin, "fetch.min.bytes").as_deref(), Some("1024"));
+    assert_eq!(get(Member::Routing, "fetch.min.bytes"), None);
 }

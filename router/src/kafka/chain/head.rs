@@ -3,6 +3,7 @@
 
 use crate::config::RouterConfig;
 use crate::kafka::consumer_config;
+use crate::kafka::group::Member;
 use crate::telemetry::Telemetry;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -73,7 +74,7 @@ impl TailReader {
     ) -> Result<Option<Head>, KafkaError> {
         let audit = &config.topics.audit;
         if self.reader.is_none() {
-            let mut settings = consumer_config(config);
+            let mut settings = consumer_config(config, Member::AuditChain);
             settings
                 .set("group.id", format!("{}.audit-tail", config.kafka.group_id))
                 .set("enable.auto.commit", "false")

@@ -105,7 +105,7 @@ fn chain_until(
     let producer: ThreadedProducer<ChainProducerContext> = producer_settings
         .create_with_context(ChainProducerContext { failures: AtomicUsize::new(0), telemetry: telemetry.clone() })?;
     producer.init_transactions(TXN_TIMEOUT)?;
-    let mut consumer_settings = consumer_config(config);
+    let mut consumer_settings = consumer_config(config, Member::AuditChain);
     // Set after the user's overrides: offsets are committed only by the transactions.
     consumer_settings
         .set("group.id", format!("{}.audit", config.kafka.group_id))

@@ -4,6 +4,7 @@
 use super::super::consumer_config;
 use super::LoopError;
 use crate::config::RouterConfig;
+use crate::kafka::group::Member;
 use crate::telemetry::Telemetry;
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -43,7 +44,7 @@ struct Cursor {
 
 impl EventLookup {
     pub(super) fn new(config: &RouterConfig, telemetry: &Telemetry) -> Result<Self, LoopError> {
-        let mut settings: ClientConfig = consumer_config(config);
+        let mut settings: ClientConfig = consumer_config(config, Member::ReviewJoin);
         // No statistics: its context does not read them (they only feed the lag gauge).
         settings
             .set("group.id", format!("{}.lookup", config.kafka.group_id))

@@ -72,7 +72,12 @@ pub fn run_join(
     let topics = &config.topics;
     let settings = producer_config(config);
     // Audit records go to the intake in batches, as the routing loop sends its own.
-    let intake = IntakeBatches::placed_like(&settings, &consumer_config(config), &topics.audit_intake, TOPIC_WAIT)?;
+    let intake = IntakeBatches::placed_like(
+        &settings,
+        &consumer_config(config, Member::ReviewJoin),
+        &topics.audit_intake,
+        TOPIC_WAIT,
+    )?;
     let unsealed_for = unsealed_for(config, hand_off.is_some(), &intake);
     let inflight = Arc::new(
         InFlight::new(thread::current(), vec![topics.review_decisions.clone(), topics.pending_changelog.clone()])
@@ -80,7 +85,7 @@ pub fn run_join(
     );
     let producer: ThreadedProducer<DeliveryContext> = settings
         .create_with_context(DeliveryContext { telemetry: telemetry.clone(), inflight: Arc::clone(&inflight) })?;
-    let mut consumer_settings = consumer_config(config);
+    let mut consumer_settings = consumer_config(config, Member::ReviewJoin);
     // Set after the user's overrides: co-partitioning needs the range assignor.
     consumer_settings
         .set("group.id", format!("{}.review", config.kafka.group_id))
