@@ -3,12 +3,13 @@
 //!
 //!     cargo bench -p tollgate-router --bench hot_path
 //!
-//! Six cases, on the reference example's events (about 200 bytes each, all four routes): JSON
+//! Seven cases, on the reference example's events (about 200 bytes each, all four routes): JSON
 //! input with the `field` scorer, and again with its audit records written unsealed (as for an
 //! audit chainer in the routing loop's process); the same events as Avro input (with JSON output,
 //! as in the example, and with Avro output); JSON input scored by a 20-feature `logistic` model;
-//! and the same 20-feature events with their keys in another order in every event
-//! (`json_logistic20_shuffled`), the worst case for the JSON scan's memo of keys. Beside them, `json_parse_only`: serde_json only checking the JSON events, the floor
+//! the same 20-feature events with their keys in another order in every event
+//! (`json_logistic20_shuffled`), the worst case for the JSON scan's memo of keys; and with keys
+//! left out or added in some events (`json_logistic20_optional`). Beside them, `json_parse_only`: serde_json only checking the JSON events, the floor
 //! under JSON input; `audit_chain_link`, the audit chainer's work per audit record handed in the
 //! intake's form (decode the batch, link and encode each record); and `audit_chain_unsealed`, the
 //! same for records handed unsealed (complete and hash each). Before criterion's timings, it
@@ -203,7 +204,31 @@ fn cases() -> Vec<Case> {
         events: shuffled,
         unsealed: false,
     };
-    vec![json_case, json_unsealed_case, avro_case, avro_out_case, logistic_case, shuffled_case]
+    // Keys left out and added, as serializers that omit nulls write them: every third event
+    // without `account_id` (the first key), every other one with a `note` among the features.
+    let optional: Vec<Vec<u8>> = logistic_case
+        .events
+        .iter()
+        .enumerate()
+        .map(|(n, e)| {
+            let mut v: serde_json::Value = serde_json::from_slice(e).unwrap();
+            let object = v.as_object_mut().unwrap();
+            if n % 3 == 0 {
+                object.remove("account_id");
+            }
+            if n % 2 == 0 {
+                object.insert("note".into(), serde_json::json!(format!("note {n}")));
+            }
+            serde_json::to_vec(&v).unwrap()
+        })
+        .collect();
+    let optional_case = Case {
+        name: "json_logistic20_optional",
+        pipeline: Pipeline::from_config(&logistic_config).unwrap(),
+        events: optional,
+        unsealed: false,
+    };
+    vec![json_case, json_unsealed_case, avro_case, avro_out_case, logistic_case, shuffled_case, optional_case]
 }
 
 fn run(case: &Case, out: &mut Output, now: SystemTime) -> usize {

@@ -207,19 +207,21 @@ impl<'a, const MEMO: bool> Cursor<'a, '_, MEMO> {
         if self.open(b'}', depth)? {
             return Some(());
         }
-        let mut position = 0;
+        // The next remembered key of this object.
+        let mut next = 0;
         loop {
             if self.peek()? != b'"' {
                 return None;
             }
             let recalled = match node {
-                Some(n) if MEMO => self.keys.recall(n, position, self.bytes.get(self.at..)?),
+                Some(n) if MEMO => self.keys.recall(n, next, self.bytes.get(self.at..)?),
                 _ => None,
             };
             let child = match recalled {
                 // The key and its colon, as the events before had them.
-                Some((len, child)) => {
+                Some((len, child, step)) => {
                     self.at += len;
+                    next += step;
                     child
                 }
                 None => {
@@ -232,12 +234,11 @@ impl<'a, const MEMO: bool> Cursor<'a, '_, MEMO> {
                     self.at += 1;
                     let child = node.and_then(|n| tree.child(n, key));
                     if let (Some(n), true) = (node, MEMO) {
-                        self.keys.remember(n, position, key, adjacent, child);
+                        next += self.keys.remember(n, next, key, adjacent, child);
                     }
                     child
                 }
             };
-            position += 1;
             self.skip_whitespace();
             self.value(tree, child, fields, depth)?;
             if self.after_item(b'}')? {
