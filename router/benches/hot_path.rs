@@ -181,54 +181,41 @@ fn cases() -> Vec<Case> {
     };
     // Each event's keys rotated by another amount, every other one reversed: no two events in
     // a row share the order of their keys.
-    let shuffled: Vec<Vec<u8>> = logistic_case
-        .events
-        .iter()
-        .enumerate()
-        .map(|(n, e)| {
-            let v: serde_json::Value = serde_json::from_slice(e).unwrap();
-            let mut entries: Vec<_> = v.as_object().unwrap().iter().collect();
-            let len = entries.len();
-            entries.rotate_left((n * 7) % len);
-            if n % 2 == 1 {
-                entries.reverse();
-            }
-            let body: Vec<String> =
-                entries.iter().map(|(k, v)| format!("{}:{}", serde_json::to_string(k).unwrap(), v)).collect();
-            format!("{{{}}}", body.join(",")).into_bytes()
-        })
-        .collect();
-    let shuffled_case = Case {
-        name: "json_logistic20_shuffled",
-        pipeline: Pipeline::from_config(&logistic_config).unwrap(),
-        events: shuffled,
-        unsealed: false,
-    };
+    let shuffled_case = rewritten("json_logistic20_shuffled", &logistic_config, &logistic_case.events, |n, v| {
+        let mut entries: Vec<_> = v.as_object().unwrap().iter().collect();
+        let len = entries.len();
+        entries.rotate_left((n * 7) % len);
+        if n % 2 == 1 {
+            entries.reverse();
+        }
+        let body: Vec<String> =
+            entries.iter().map(|(k, v)| format!("{}:{}", serde_json::to_string(k).unwrap(), v)).collect();
+        format!("{{{}}}", body.join(",")).into_bytes()
+    });
     // Keys left out and added, as serializers that omit nulls write them: every third event
     // without `account_id` (the first key), every other one with a `note` among the features.
-    let optional: Vec<Vec<u8>> = logistic_case
-        .events
-        .iter()
-        .enumerate()
-        .map(|(n, e)| {
-            let mut v: serde_json::Value = serde_json::from_slice(e).unwrap();
-            let object = v.as_object_mut().unwrap();
-            if n % 3 == 0 {
-                object.remove("account_id");
-            }
-            if n % 2 == 0 {
-                object.insert("note".into(), serde_json::json!(format!("note {n}")));
-            }
-            serde_json::to_vec(&v).unwrap()
-        })
-        .collect();
-    let optional_case = Case {
-        name: "json_logistic20_optional",
-        pipeline: Pipeline::from_config(&logistic_config).unwrap(),
-        events: optional,
-        unsealed: false,
-    };
+    let optional_case = rewritten("json_logistic20_optional", &logistic_config, &logistic_case.events, |n, mut v| {
+        let object = v.as_object_mut().unwrap();
+        if n % 3 == 0 {
+            object.remove("account_id");
+        }
+        if n % 2 == 0 {
+            object.insert("note".into(), serde_json::json!(format!("note {n}")));
+        }
+        serde_json::to_vec(&v).unwrap()
+    });
     vec![json_case, json_unsealed_case, avro_case, avro_out_case, logistic_case, shuffled_case, optional_case]
+}
+
+/// A case of `events` (JSON) rewritten one by one by `edit`, given each one's index.
+fn rewritten(
+    name: &'static str,
+    config: &RouterConfig,
+    events: &[Vec<u8>],
+    edit: impl Fn(usize, serde_json::Value) -> Vec<u8>,
+) -> Case {
+    let events = events.iter().enumerate().map(|(n, e)| edit(n, serde_json::from_slice(e).unwrap())).collect();
+    Case { name, pipeline: Pipeline::from_config(config).unwrap(), events, unsealed: false }
 }
 
 fn run(case: &Case, out: &mut Output, now: SystemTime) -> usize {
