@@ -39,7 +39,7 @@ const REST: u32 = 1024;
 /// leads to.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
-    /// 0: nothing remembered (a key with its quotes and colon has at least 3 bytes).
+    /// 0: a place that recalls nothing (a key with its quotes and colon has at least 3 bytes).
     len: u8,
     /// The bytes, zero after `len`, as little-endian words.
     words: [u64; WORDS],
