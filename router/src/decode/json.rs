@@ -59,11 +59,16 @@ mod tests {
         r
     }
 
+    /// `payload` decoded with `r`'s paths, in fresh buffers.
+    fn decode_new<'a>(r: &FieldRegistry, payload: &'a [u8]) -> Result<Decoded<'a>, Rejection> {
+        decode(r, &PathTree::new(r), payload, &mut FieldBuffer::default(), &mut KeyMemo::default())
+    }
+
     #[test]
     fn extracts_nested_and_scalar_fields() {
         let r = registry();
         let payload = br#"{"event_id":"e1","amount":12.5,"card":{"country":"DE"},"flag":true,"nested":{"a":1}}"#;
-        let d = decode(&r, &PathTree::new(&r), payload, &mut FieldBuffer::default(), &mut KeyMemo::default()).unwrap();
+        let d = decode_new(&r, payload).unwrap();
         let get = |p: &str| {
             d.fields.get(r.paths().iter().position(|x| x.as_str() == p).map(crate::fields::FieldId).unwrap()).clone()
         };
@@ -87,7 +92,7 @@ mod tests {
             r.register(p).unwrap();
         }
         let payload = br#"{"other":{"card":{"country":"no"},"country":"no"},"card":{"x":{"country":"no"},"country":"DE","bin":"4111"},"a":{"b":{"c":true,"d":1}},"a2":[{"b":2}]}"#;
-        let d = decode(&r, &PathTree::new(&r), payload, &mut FieldBuffer::default(), &mut KeyMemo::default()).unwrap();
+        let d = decode_new(&r, payload).unwrap();
         let get = |p: &str| {
             d.fields.get(r.paths().iter().position(|x| x.as_str() == p).map(crate::fields::FieldId).unwrap()).clone()
         };
@@ -101,14 +106,7 @@ mod tests {
     #[test]
     fn text_without_escapes_is_borrowed_and_whitespace_trimmed() {
         let r = registry();
-        let d = decode(
-            &r,
-            &PathTree::new(&r),
-            b" {\"event_id\":\"e1\",\"amount\":\"a\\\"b\"}\n",
-            &mut FieldBuffer::default(),
-            &mut KeyMemo::default(),
-        )
-        .unwrap();
+        let d = decode_new(&r, b" {\"event_id\":\"e1\",\"amount\":\"a\\\"b\"}\n").unwrap();
         assert!(matches!(d.fields.get(crate::fields::FieldId(0)), FieldValue::Text(Cow::Borrowed("e1"))));
         assert!(matches!(d.fields.get(crate::fields::FieldId(1)), FieldValue::Text(Cow::Owned(s)) if s == "a\"b"));
         assert!(matches!(d.body, Body::Json(t) if t.starts_with('{') && t.ends_with('}')));
@@ -128,9 +126,7 @@ mod tests {
             "\n7}",
             r#","\u0065":1.0,"f":[1.5],"g":3,"g":4.25e-1,"h":1,"\u0068":2}"#
         );
-        let d =
-            decode(&r, &PathTree::new(&r), payload.as_bytes(), &mut FieldBuffer::default(), &mut KeyMemo::default())
-                .unwrap();
+        let d = decode_new(&r, payload.as_bytes()).unwrap();
         let at = |i: usize| (d.fields.get(FieldId(i)).clone(), d.fields.number_text(FieldId(i)));
         assert_eq!(at(0), (FieldValue::Number(12.5), Some("12.50")));
         assert_eq!(at(1), (FieldValue::Number(-2000.0), Some("-2E+3")));
@@ -144,14 +140,7 @@ mod tests {
     #[test]
     fn absent_and_null_are_missing() {
         let r = registry();
-        let d = decode(
-            &r,
-            &PathTree::new(&r),
-            br#"{"event_id":null}"#,
-            &mut FieldBuffer::default(),
-            &mut KeyMemo::default(),
-        )
-        .unwrap();
+        let d = decode_new(&r, br#"{"event_id":null}"#).unwrap();
         assert_eq!(d.fields.get(crate::fields::FieldId(0)), &FieldValue::Missing);
         assert_eq!(d.fields.get(crate::fields::FieldId(2)), &FieldValue::Missing);
     }
@@ -171,8 +160,7 @@ mod tests {
             b"{\"a\":[1,}",
             bad_utf8_in_skipped_value,
         ] {
-            let err =
-                decode(&r, &PathTree::new(&r), bad, &mut FieldBuffer::default(), &mut KeyMemo::default()).unwrap_err();
+            let err = decode_new(&r, bad).unwrap_err();
             assert_eq!(err.reason, RejectReason::MalformedJson, "{:?}", String::from_utf8_lossy(bad));
         }
     }
