@@ -123,13 +123,34 @@ pub struct EventFields<'a> {
     number_texts: Vec<&'a str>,
     /// The JSON input's text the number texts are read from (empty for other inputs).
     input: &'a str,
+    /// What the audit snapshot may copy from `input` as it stands: runs of consecutive
+    /// top-level members (`"key":value`, with the input's separators between them), as
+    /// `(start, end)` byte offsets, in input order.
+    verbatim: Vec<(usize, usize)>,
+    /// Per field: its member is in one of the runs.
+    in_verbatim: Vec<bool>,
+    /// A key of a verbatim field met twice: the runs are not to be used.
+    verbatim_void: bool,
+    /// Whether the runs are recorded: not when every audit record of the event will carry the
+    /// snapshot in a JSON string, whose runs would need escaping.
+    pub(crate) verbatim_wanted: bool,
 }
 
 impl<'a> EventFields<'a> {
     /// Builds the fields from values in registry order.
     pub fn from_values(values: Vec<FieldValue<'a>>) -> Self {
         let number_texts = vec![""; values.len()];
-        EventFields { values, number_texts, input: "" }
+        let in_verbatim = vec![false; values.len()];
+        let verbatim = Vec::new();
+        EventFields {
+            values,
+            number_texts,
+            input: "",
+            verbatim,
+            in_verbatim,
+            verbatim_void: false,
+            verbatim_wanted: false,
+        }
     }
 
     /// The text of number field `id` as the input wrote it, when the input is JSON text.
@@ -161,10 +182,48 @@ impl<'a> EventFields<'a> {
         self.values.get(id.0).unwrap_or(&FieldValue::Missing)
     }
 
-    /// Makes every field missing again.
+    /// Makes every field missing again, with no runs to copy.
     pub(crate) fn reset(&mut self) {
         self.values.fill(FieldValue::Missing);
         self.number_texts.fill("");
+        self.verbatim.clear();
+        self.in_verbatim.fill(false);
+        self.verbatim_void = false;
+    }
+
+    /// Records that the top-level member of field `id` was read, its value set: the snapshot
+    /// may copy it as it stands when it is a `scalar` (a string, number or boolean), and the
+    /// caller then adds it to a run ([`EventFields::verbatim_run`]). A second member of the
+    /// field voids the runs: the field holds the last one's value, and a run may hold the
+    /// first. Returns `scalar`.
+    #[inline]
+    pub(crate) fn verbatim_member(&mut self, id: usize, scalar: bool) -> bool {
+        let taken = &mut self.in_verbatim[id];
+        self.verbatim_void |= *taken;
+        *taken |= scalar;
+        scalar
+    }
+
+    /// Adds a run of members taken by [`EventFields::verbatim_member`], consecutive in the
+    /// input, at `start..end` of it.
+    #[inline]
+    pub(crate) fn verbatim_run(&mut self, (start, end): (usize, usize)) {
+        self.verbatim.push((start, end));
+    }
+
+    /// The runs of the input the snapshot copies as they stand (`None` when there are none to
+    /// use); the fields in them are those [`EventFields::is_verbatim`] names.
+    #[inline]
+    pub fn verbatim(&self) -> Option<impl Iterator<Item = &'a str> + '_> {
+        let input = self.input;
+        (!self.verbatim_void && !self.verbatim.is_empty())
+            .then(|| self.verbatim.iter().map(move |&(start, end)| input.get(start..end).unwrap_or_default()))
+    }
+
+    /// Whether field `id`'s member is in the runs [`EventFields::verbatim`] gives.
+    #[inline]
+    pub fn is_verbatim(&self, id: FieldId) -> bool {
+        self.in_verbatim.get(id.0).copied().unwrap_or(false)
     }
 
     /// Sets field `id` (an index in registry order).
@@ -178,28 +237,43 @@ impl<'a> EventFields<'a> {
 
 /// The vectors of an event's fields, kept between events so that decoding one allocates none.
 #[derive(Debug, Default)]
-pub struct FieldBuffer(Vec<FieldValue<'static>>, Vec<&'static str>);
+pub struct FieldBuffer {
+    values: Vec<FieldValue<'static>>,
+    number_texts: Vec<&'static str>,
+    verbatim: Vec<(usize, usize)>,
+    in_verbatim: Vec<bool>,
+    /// Given to each event's fields ([`EventFields`]'s `verbatim_wanted`).
+    pub(crate) verbatim_wanted: bool,
+}
 
 impl FieldBuffer {
     /// `count` missing fields, for an event borrowing from its own record, in the kept vectors.
     pub(crate) fn take<'a>(&mut self, count: usize) -> EventFields<'a> {
-        let mut values = recycle(std::mem::take(&mut self.0));
+        let mut values = recycle(std::mem::take(&mut self.values));
         values.resize(count, FieldValue::Missing);
-        let mut number_texts = recycle(std::mem::take(&mut self.1));
+        let mut number_texts = recycle(std::mem::take(&mut self.number_texts));
         number_texts.resize(count, "");
-        EventFields { values, number_texts, input: "" }
+        let mut verbatim = std::mem::take(&mut self.verbatim);
+        verbatim.clear();
+        let mut in_verbatim = std::mem::take(&mut self.in_verbatim);
+        in_verbatim.clear();
+        in_verbatim.resize(count, false);
+        let verbatim_wanted = self.verbatim_wanted;
+        EventFields { values, number_texts, input: "", verbatim, in_verbatim, verbatim_void: false, verbatim_wanted }
     }
 
     /// Keeps the vectors of an event's fields for the next event.
     pub(crate) fn put_back(&mut self, fields: EventFields<'_>) {
-        self.0 = recycle(fields.values);
-        self.1 = recycle(fields.number_texts);
+        self.values = recycle(fields.values);
+        self.number_texts = recycle(fields.number_texts);
+        self.verbatim = fields.verbatim;
+        self.in_verbatim = fields.in_verbatim;
     }
 
     /// The kept vector's capacity (for tests).
     #[cfg(test)]
     fn capacity(&self) -> usize {
-        self.0.capacity()
+        self.values.capacity()
     }
 }
 

@@ -108,13 +108,15 @@ type Place = Box<dyn Fn(&[u8]) -> usize + Send>;
 pub struct UnsealedFor {
     place: Place,
     marked: Vec<bool>,
+    /// Every partition is marked.
+    all: bool,
 }
 
 impl UnsealedFor {
     /// For an intake topic of `partitions` partitions, where `place` puts an event id; none
     /// marked.
     pub fn new(place: impl Fn(&[u8]) -> usize + Send + 'static, partitions: usize) -> UnsealedFor {
-        UnsealedFor { place: Box::new(place), marked: vec![false; partitions] }
+        UnsealedFor { place: Box::new(place), marked: vec![false; partitions], all: false }
     }
 
     /// Marks the partitions `marked` holds.
@@ -122,6 +124,7 @@ impl UnsealedFor {
         for (p, mark) in self.marked.iter_mut().enumerate() {
             *mark = marked(p);
         }
+        self.all = self.marked.iter().all(|&m| m);
     }
 
     /// The form of the audit records of `event_id`.
@@ -253,7 +256,7 @@ impl Pipeline {
         post_verify[Route::AsyncReview as usize] = config.review.async_review.post_verify;
         use crate::config::InputFormat::*;
         let (decoder, event_format) = match config.input.format {
-            Json => (Decoder::json(registry.clone()), EventFormat::Json),
+            Json => (Decoder::json(registry.clone(), &redacted), EventFormat::Json),
             Avro | AvroConfluent => {
                 let path = config.resolve(config.input.avro_schema.as_deref().unwrap_or_else(|| "".as_ref()));
                 let text = read(path.clone())?;
@@ -308,6 +311,9 @@ impl Pipeline {
         out.sample.clear();
         out.fallback_key.clear();
         out.model_version.clear();
+        // Every audit record unsealed: their snapshots are JSON strings, written field by
+        // field, so the scan need not record what the snapshot's JSON text copies.
+        out.reuse.want_verbatim(out.unsealed_for.as_ref().is_none_or(|u| !u.all));
         let decoded = match payload {
             None | Some([]) => Err(Rejection::new(RejectReason::EmptyPayload, "the record has no value")),
             Some(p) => self.decoder.decode(p, &mut out.reuse),

@@ -7,7 +7,7 @@
 //! strings and field text are borrowed from the record.
 
 use super::keys::Keys;
-use crate::fields::{EventFields, FieldRegistry, FieldValue};
+use crate::fields::{EventFields, FieldId, FieldRegistry, FieldValue};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::fmt;
@@ -31,10 +31,22 @@ struct Node {
     ends: Vec<usize>,
     /// The keys of this value that lead to a registered path, with their nodes.
     children: Keys,
+    /// The field whose top-level member the audit snapshot may copy as the input wrote it
+    /// (see [`PathTree::with_verbatim`]).
+    verbatim: Option<usize>,
 }
 
 impl PathTree {
+    /// The tree of `registry`'s paths, with no member copied verbatim.
     pub fn new(registry: &FieldRegistry) -> Self {
+        Self::with_verbatim(registry, None)
+    }
+
+    /// The tree of `registry`'s paths whose JSON scan records which top-level members the audit
+    /// snapshot may copy as the input wrote them ([`EventFields::verbatim`]): those of fields
+    /// whose path is one key, the only field there, and not in `redacted` (shown redacted, so
+    /// never copied). `None`: none.
+    pub fn with_verbatim(registry: &FieldRegistry, redacted: Option<&[FieldId]>) -> Self {
         let mut nodes = vec![Node::default()];
         for (field, path) in registry.paths().iter().enumerate() {
             let mut at = 0;
@@ -51,6 +63,14 @@ impl PathTree {
             }
             nodes[at].ends.push(field);
         }
+        for (field, path) in registry.paths().iter().enumerate() {
+            let copied = redacted.is_some_and(|r| !r.contains(&FieldId(field)));
+            if let ([key], true) = (path.segments(), copied) {
+                if let Some(node) = nodes[0].children.get(key.as_bytes()).filter(|&n| nodes[n].ends == [field]) {
+                    nodes[node].verbatim = Some(field);
+                }
+            }
+        }
         static TREES: AtomicU64 = AtomicU64::new(1);
         PathTree { nodes, id: TREES.fetch_add(1, Ordering::Relaxed) }
     }
@@ -63,6 +83,12 @@ impl PathTree {
     /// How many nodes the tree has (the root is node 0).
     pub(super) fn nodes(&self) -> usize {
         self.nodes.len()
+    }
+
+    /// The field whose member at `node` the snapshot may copy as it stands.
+    #[inline]
+    pub(super) fn verbatim(&self, node: usize) -> Option<usize> {
+        self.nodes[node].verbatim
     }
 
     /// The node below `node` by `key`.

@@ -7,7 +7,7 @@ mod keys;
 mod memo;
 mod scan;
 
-use crate::fields::{EventFields, FieldBuffer, FieldRegistry};
+use crate::fields::{EventFields, FieldBuffer, FieldId, FieldRegistry};
 use crate::reject::{RejectReason, Rejection};
 
 pub use avro::AvroInput;
@@ -43,9 +43,11 @@ pub enum Decoder {
 }
 
 impl Decoder {
-    /// A decoder of JSON objects.
-    pub fn json(registry: FieldRegistry) -> Self {
-        let tree = extract::PathTree::new(&registry);
+    /// A decoder of JSON objects, which records the top-level members of fields not in
+    /// `redacted` for the audit snapshot to copy as the input wrote them
+    /// ([`EventFields::verbatim`]).
+    pub fn json(registry: FieldRegistry, redacted: &[FieldId]) -> Self {
+        let tree = extract::PathTree::with_verbatim(&registry, Some(redacted));
         Decoder::Json { registry, tree }
     }
 
@@ -88,6 +90,12 @@ pub struct Reuse {
 }
 
 impl Reuse {
+    /// Whether the next events' JSON scans record the runs the audit snapshot copies
+    /// ([`EventFields::verbatim`]).
+    pub fn want_verbatim(&mut self, wanted: bool) {
+        self.fields.verbatim_wanted = wanted;
+    }
+
     /// Takes back the buffers of an event that is done with.
     pub fn recycle(&mut self, decoded: Decoded<'_>) {
         self.fields.put_back(decoded.fields);

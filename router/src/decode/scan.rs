@@ -13,6 +13,10 @@
 //! Keys in the order the events before had them are checked against those byte for byte
 //! instead of being scanned and looked up ([`super::memo`]).
 //!
+//! It also records which top-level members the audit snapshot may copy as they stand, in
+//! runs of consecutive ones ([`EventFields::verbatim`]): a member it took is valid JSON with
+//! nothing escaped, so the snapshot's text can hold it as the input wrote it.
+//!
 //! Why a scan of its own: serde_json spends about 300 instructions per key and value walking
 //! an event through serde's visitor, and the JSON parsers measured in its place spend more
 //! (`BENCHMARKS.md`, sessions 9 and 11); a 200-byte event has 9 of each, and the hot path's
@@ -72,7 +76,8 @@ type Step<T = ()> = Option<T>;
 impl<'a, const MEMO: bool> Cursor<'a, '_, MEMO> {
     /// The whole text as one value.
     fn read(&mut self, tree: &PathTree, fields: &mut EventFields<'a>) -> Scan {
-        match self.value(tree, Some(0), fields, 0) {
+        fields.set_input(self.text);
+        match self.value(tree, Some(0), fields, 0).map(|()| self.skip_whitespace()) {
             Some(()) if self.at == self.bytes.len() => Scan::Read,
             _ => Scan::Declined,
         }
@@ -90,9 +95,10 @@ impl<'a, const MEMO: bool> Cursor<'a, '_, MEMO> {
         self.bytes.get(self.at).copied()
     }
 
-    /// One value at `node` of the path tree (`None`: below no registered path), then the
-    /// whitespace after it. Inlined into the object and array loops (and so into itself one
-    /// level down): a call per member cost 1.4% of a 20-feature event's instructions.
+    /// One value at `node` of the path tree (`None`: below no registered path), not the
+    /// whitespace after it (where a member ends, for the snapshot's runs). Inlined into the
+    /// object and array loops (and so into itself one level down): a call per member cost 1.4%
+    /// of a 20-feature event's instructions.
     #[inline(always)]
     fn value(&mut self, tree: &PathTree, node: Option<usize>, fields: &mut EventFields<'a>, depth: usize) -> Step {
         let value = match self.peek()? {
@@ -113,12 +119,10 @@ impl<'a, const MEMO: bool> Cursor<'a, '_, MEMO> {
                 let value = self.number()?;
                 let text = self.text.get(start..self.at)?;
                 tree.set_number(node, fields, value, |_| Some(text));
-                self.skip_whitespace();
                 return Some(());
             }
         };
         tree.set(node, fields, value);
-        self.skip_whitespace();
         Some(())
     }
 
@@ -209,10 +213,13 @@ impl<'a, const MEMO: bool> Cursor<'a, '_, MEMO> {
         }
         // The next remembered key of this object.
         let mut next = 0;
+        // The run of members taken for the snapshot to copy that the last member ended.
+        let mut run: Option<(usize, usize)> = None;
         loop {
             if self.peek()? != b'"' {
                 return None;
             }
+            let start = self.at;
             let recalled = match node {
                 Some(n) if MEMO => self.keys.recall(n, next, self.bytes.get(self.at..)?),
                 _ => None,
@@ -240,8 +247,23 @@ impl<'a, const MEMO: bool> Cursor<'a, '_, MEMO> {
                 }
             };
             self.skip_whitespace();
+            let value_at = self.at;
             self.value(tree, child, fields, depth)?;
+            // Only a top-level member has a verbatim field (the path tree says which).
+            let taken = fields.verbatim_wanted
+                && child.and_then(|c| tree.verbatim(c)).is_some_and(|field| {
+                    fields.verbatim_member(field, !matches!(self.bytes.get(value_at), Some(b'{' | b'[' | b'n')))
+                });
+            if taken {
+                run = Some((run.map_or(start, |(start, _)| start), self.at));
+            } else if let Some(ended) = run.take() {
+                fields.verbatim_run(ended);
+            }
+            self.skip_whitespace();
             if self.after_item(b'}')? {
+                if let Some(ended) = run {
+                    fields.verbatim_run(ended);
+                }
                 return Some(());
             }
         }
@@ -254,6 +276,7 @@ impl<'a, const MEMO: bool> Cursor<'a, '_, MEMO> {
         }
         loop {
             self.value(tree, None, fields, depth)?;
+            self.skip_whitespace();
             if self.after_item(b']')? {
                 return Some(());
             }
@@ -342,282 +365,4 @@ impl<'a, const MEMO: bool> Cursor<'a, '_, MEMO> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::json::walk;
-    use super::*;
-    use crate::fields::{FieldBuffer, FieldRegistry};
-
-    /// A small deterministic generator (xorshift), so a failure is reproducible by its seed.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-
-        fn pick<'s>(&mut self, from: &[&'s str]) -> &'s str {
-            from[self.below(from.len())]
-        }
-    }
-
-    const PATHS: [&str; 8] = ["a", "b", "c.d", "c.e", "f", "g.h.i", "list", "é"];
-    /// The escaped key last.
-    const KEYS: [&str; 14] = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "list", "x", "", "é", "a\\u0062"];
-    const NUMBERS: [&str; 30] = [
-        "0",
-        "-0",
-        "1",
-        "-1",
-        "12.50",
-        "1e5",
-        "1E+2",
-        "-2.5e-3",
-        "0.1",
-        "3.14159",
-        "-0.0",
-        "1.0e-22",
-        "1e22",
-        "1e23",
-        "9007199254740992",
-        "9007199254740993",
-        "-9007199254740993",
-        "12345678901234567890",
-        "123456789012345.678",
-        "1.7976931348623157e308",
-        "1e400",
-        "5e-324",
-        "0.30000000000000004",
-        "1e-7",
-        "2.2250738585072014e-308",
-        "100000000000000000000000",
-        "0.000001",
-        "4.35",
-        "99.99",
-        "1e0000",
-    ];
-    const STRINGS: [&str; 13] = [
-        "\"a string longer than sixteen bytes\"",
-        "\"sixteen bytes an\\\"d an escape after them\"",
-        "\"fifteen bytes!!\"",
-        "\"\"",
-        "\"plain\"",
-        "\"é ü 🦀\"",
-        "\"q\\\"uote\"",
-        "\"tab\\t\"",
-        "\"\\u0041\"",
-        "\"raw\tcontrol\"",
-        "\"\x7f\"",
-        "\"pay-0001\"",
-        "\"a/b\"",
-    ];
-    const SPACE: [&str; 6] = ["", "", "", " ", "\n", "\t\r "];
-
-    fn value(rng: &mut Rng, keys: &KeyGen, depth: usize, out: &mut String) {
-        let kind = if depth >= 4 { rng.below(4) } else { rng.below(7) };
-        match kind {
-            0 => out.push_str(rng.pick(&NUMBERS)),
-            1 => {
-                // A random decimal, sometimes with an exponent.
-                let n = rng.next();
-                out.push_str(&format!("{}{}.{}", if n & 1 == 1 { "-" } else { "" }, n % 100_000, (n >> 20) % 1000));
-                if n & 2 == 2 {
-                    out.push_str(&format!("e{}", (n >> 40) % 30));
-                }
-            }
-            2 => out.push_str(rng.pick(&STRINGS)),
-            3 => out.push_str(rng.pick(&["true", "false", "null"])),
-            4 | 5 => object(rng, keys, depth + 1, out),
-            _ => {
-                out.push('[');
-                for i in 0..rng.below(4) {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(rng.pick(&SPACE));
-                    value(rng, keys, depth + 1, out);
-                }
-                out.push(']');
-            }
-        }
-    }
-
-    /// Where an event's member counts and keys come from.
-    struct KeyGen {
-        seed: u64,
-        names: &'static [&'static str],
-        /// The space a key may have before its colon.
-        spaces: &'static [&'static str],
-    }
-
-    /// An object whose members' count, keys and space before each colon come from `keys`,
-    /// everything else from `rng`: events generated with the same `keys` share their keys, as a
-    /// stream's events do.
-    fn object(rng: &mut Rng, keys: &KeyGen, depth: usize, out: &mut String) {
-        // The same keys at the same depth for the same seed.
-        let mut names = Rng((keys.seed ^ (depth as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1);
-        out.push('{');
-        for i in 0..names.below(7) {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(rng.pick(&SPACE));
-            out.push_str(&format!("\"{}\"", names.pick(keys.names)));
-            out.push_str(names.pick(keys.spaces));
-            out.push(':');
-            out.push_str(rng.pick(&SPACE));
-            value(rng, keys, depth, out);
-            out.push_str(rng.pick(&SPACE));
-        }
-        out.push('}');
-    }
-
-    /// Damage of the kinds a broken producer makes: a byte removed, replaced or added, or the
-    /// text cut short (ASCII bytes only, so the text stays UTF-8 as the decoder requires).
-    fn damage(rng: &mut Rng, text: &mut String) {
-        const BYTES: &[u8] = b"{}[]:,\" \\-+.eE019tfnx\t\x01";
-        let at = rng.below(text.len() + 1);
-        let at = (at..=text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(text.len());
-        let byte = char::from(BYTES[rng.below(BYTES.len())]);
-        match rng.below(4) {
-            0 if at < text.len() => {
-                text.remove(at);
-            }
-            1 if at < text.len() => {
-                text.remove(at);
-                text.insert(at, byte);
-            }
-            2 => text.insert(at, byte),
-            _ => text.truncate(at),
-        }
-    }
-
-    /// Fields equal, numbers to the bit (so `-0` and `0` differ) and with the same text.
-    fn same(a: &EventFields<'_>, b: &EventFields<'_>, count: usize) -> bool {
-        (0..count).all(|i| {
-            let id = crate::fields::FieldId(i);
-            let values = match (a.get(id), b.get(id)) {
-                (FieldValue::Number(x), FieldValue::Number(y)) => x.to_bits() == y.to_bits(),
-                (x, y) => x == y,
-            };
-            values && a.number_text(id) == b.number_text(id)
-        })
-    }
-
-    /// Every event the scan takes is valid JSON to serde_json, and reads to the same fields;
-    /// and the scan takes a good share of valid events, so this cannot pass by declining them.
-    /// One memo of keys serves all events, as in a routing loop: half of them come in runs
-    /// sharing their keys (eight key sets, one per run), so most of their keys are recalled,
-    /// damage in a key included; the other half have keys of their own.
-    #[test]
-    fn the_scan_reads_what_serde_json_reads_or_declines() {
-        let mut registry = FieldRegistry::default();
-        for path in PATHS {
-            registry.register(path).unwrap();
-        }
-        let tree = PathTree::new(&registry);
-        let (mut buffer, mut reference) = (FieldBuffer::default(), FieldBuffer::default());
-        let mut memo = KeyMemo::default();
-        // By whether the event shares its keys: valid events, those of them the scan took.
-        let (mut valid, mut taken, mut damaged_taken) = ([0; 2], [0; 2], 0);
-        for seed in 1..=30_000u64 {
-            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-            // Runs of 2,000 events: a key set shared by the run, then keys of their own (over
-            // which the memo rests most of the time).
-            let run = seed / 2_000;
-            let shared = usize::from(run % 2 == 0);
-            // Shared key sets leave out the escaped key, which the scan always declines, and
-            // have fewer keys spaced before their colon, which the memo does not recall.
-            let keys = match shared {
-                1 => KeyGen {
-                    seed: (run / 2 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D),
-                    names: &KEYS[..13],
-                    spaces: &SPACE[..4],
-                },
-                _ => KeyGen { seed: rng.next(), names: &KEYS, spaces: &SPACE },
-            };
-            let mut text = String::new();
-            object(&mut rng, &keys, 0, &mut text);
-            let damaged = rng.below(3) == 0;
-            if damaged {
-                damage(&mut rng, &mut text);
-            }
-            let text = text.trim_ascii();
-            if !text.starts_with('{') {
-                continue;
-            }
-            let mut fields = buffer.take(PATHS.len());
-            let read = scan(&tree, text, &mut fields, &mut memo);
-            let mut expected = reference.take(PATHS.len());
-            let accepted = walk(&tree, text, &mut expected).is_ok();
-            valid[shared] += usize::from(accepted && !damaged);
-            if read == Scan::Read {
-                assert!(accepted, "seed {seed}: the scan took what serde_json refuses: {text}");
-                assert!(same(&fields, &expected, PATHS.len()), "seed {seed}: {text}\n{fields:?}\n{expected:?}");
-                taken[shared] += usize::from(!damaged);
-                damaged_taken += usize::from(damaged);
-            }
-            buffer.put_back(fields);
-            reference.put_back(expected);
-        }
-        // Many generated events hold an escape or a number it leaves to serde_json.
-        for (half, name) in ["with keys of their own", "sharing keys"].iter().enumerate() {
-            let (taken, valid) = (taken[half], valid[half]);
-            assert!(taken * 3 > valid, "the scan took {taken} of {valid} valid events {name}");
-        }
-        assert!(damaged_taken > 100, "damaged events still valid were taken too: {damaged_taken}");
-        assert!(memo.recalled > 10_000, "keys recalled: {}", memo.recalled);
-    }
-
-    #[test]
-    fn the_reference_sample_is_read_by_the_scan() {
-        let mut registry = FieldRegistry::default();
-        for path in ["event_id", "amount", "currency", "country", "risk_score", "model_confidence", "model_version"] {
-            registry.register(path).unwrap();
-        }
-        let tree = PathTree::new(&registry);
-        let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/payments/sample.jsonl");
-        let mut memo = KeyMemo::default();
-        for line in std::fs::read_to_string(sample).unwrap().lines() {
-            let (mut fields, mut expected) = (FieldBuffer::default().take(7), FieldBuffer::default().take(7));
-            assert_eq!(scan(&tree, line, &mut fields, &mut memo), Scan::Read, "{line}");
-            walk(&tree, line, &mut expected).unwrap();
-            assert!(same(&fields, &expected, 7), "{line}");
-        }
-    }
-
-    #[test]
-    fn the_scan_declines_what_it_cannot_read_exactly() {
-        let mut registry = FieldRegistry::default();
-        registry.register("a").unwrap();
-        let tree = PathTree::new(&registry);
-        let nested = format!("{{\"a\":{}1{}}}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
-        for text in [
-            r#"{"a":"x\"y"}"#,
-            r#"{"a\u0062":1}"#,
-            r#"{"a":9007199254740993}"#,
-            r#"{"a":1e23}"#,
-            r#"{"a":0.00000000000000000000001}"#,
-            r#"{"a":1} x"#,
-            r#"{"a":01}"#,
-            r#"{"a":1.}"#,
-            r#"{"a":tru}"#,
-            r#"{"a":1,}"#,
-            "{\"a\":\"tab\tinside\"}",
-            nested.as_str(),
-        ] {
-            let mut fields = FieldBuffer::default().take(1);
-            assert_eq!(scan(&tree, text, &mut fields, &mut KeyMemo::default()), Scan::Declined, "{text}");
-        }
-        let mut fields = FieldBuffer::default().take(1);
-        let text = r#" {"a" : -12.50e-1 , "b":[{"a":2}]}"#.trim();
-        assert_eq!(scan(&tree, text, &mut fields, &mut KeyMemo::default()), Scan::Read);
-        assert_eq!(fields.get(crate::fields::FieldId(0)), &FieldValue::Number(-1.25));
-    }
-}
+mod tests;

@@ -73,9 +73,25 @@ impl SnapshotWriter {
         if let Some(fields) = fields {
             let names = if NESTED { &self.nested_names } else { &self.names };
             let mut first = true;
+            // The members the input wrote as the snapshot writes them, copied as they stand,
+            // in runs: a few calls instead of two per field. Not into a JSON string: escaping
+            // a run's quotes cost more than writing its fields one by one (session 27).
+            let verbatim = match fields.verbatim() {
+                Some(runs) if !NESTED => {
+                    for run in runs {
+                        if !first {
+                            out.push(b',');
+                        }
+                        first = false;
+                        out.extend_from_slice(run.as_bytes());
+                    }
+                    true
+                }
+                _ => false,
+            };
             for (i, name) in names.iter().enumerate() {
                 let value = fields.get(FieldId(i));
-                if matches!(value, FieldValue::Missing) {
+                if matches!(value, FieldValue::Missing) || (verbatim && fields.is_verbatim(FieldId(i))) {
                     continue;
                 }
                 if !first {
@@ -158,6 +174,37 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with(r#"{"amount":1.250e1,"#), "{text}");
         assert!(text.contains(r#","big":3.0,"#), "{text}");
+    }
+
+    /// A JSON event's members copied as they stand, beside fields written one by one: one
+    /// object, whatever the form; a redacted field is never copied.
+    #[test]
+    fn members_copied_from_a_json_event_make_the_same_object() {
+        let mut registry = FieldRegistry::default();
+        let paths = ["id", "amount", "note", "card.number", "flag", "items", "secret", "absent"];
+        let ids: Vec<FieldId> = paths.iter().map(|p| registry.register(p).unwrap()).collect();
+        let redacted = [ids[6]];
+        let writer = SnapshotWriter::new(&registry, &redacted);
+        let decoder = crate::decode::Decoder::json(registry, &redacted);
+        let event = br#"{"id":"e-1", "amount": 1.250e1,"note":"plain","card":{"number":"4111"},"items":[1],"secret":"s","flag":false}"#;
+        let mut reuse = crate::decode::Reuse::default();
+        reuse.want_verbatim(true);
+        let decoded = decoder.decode(event, &mut reuse).unwrap();
+        assert!(decoded.fields.verbatim().is_some(), "the scan recorded runs");
+        let mut text = Vec::new();
+        writer.write(Some(&decoded.fields), SnapshotForm::Text, &mut text);
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.contains(r#""id":"e-1", "amount": 1.250e1,"note":"plain""#), "copied: {text}");
+        let expected = serde_json::json!({
+            "id": "e-1", "amount": 12.5, "note": "plain", "card.number": "4111", "flag": false,
+            "items": "[non-scalar]", "secret": "[redacted]",
+        });
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&text).unwrap(), expected);
+        // The string form writes every field one by one: the same object.
+        let mut string = Vec::new();
+        writer.write(Some(&decoded.fields), SnapshotForm::String, &mut string);
+        let inner: String = serde_json::from_slice(&string).unwrap();
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&inner).unwrap(), expected);
     }
 
     #[test]
