@@ -2,7 +2,9 @@
 //! configured fields redacted.
 //!
 //! Written straight from the extracted fields, once per event: field names come ready-made, and
-//! text values are copied as they are unless they hold something to escape. Either as JSON
+//! text values are copied as they are unless they hold something to escape. A JSON event's
+//! top-level members that the snapshot would write as the input did come first, copied from
+//! the input in the runs the scan recorded ([`EventFields::verbatim`]), in its order. Either as JSON
 //! text, or as that text's JSON string (quoted, escaped), which is how the audit record's JSON
 //! carries it: written from the parts, the string costs about what the text does, where
 //! escaping the whole text after (a JSON text has an escape every few bytes) costs more than
