@@ -171,7 +171,7 @@ impl<'a> EventFields<'a> {
 
     /// Sets number field `id` (an index in registry order), with its text when the input has
     /// it.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn set_number(&mut self, id: usize, value: f64, text: Option<&'a str>) {
         self.values[id] = FieldValue::Number(value);
         self.number_texts[id] = text.unwrap_or_default();

@@ -128,8 +128,14 @@ impl PathTree {
             return;
         }
         let text = text(fields);
-        for &field in ends {
-            fields.set_number(field, value, text);
+        match ends {
+            // Most paths: one field, set inline.
+            [one] => fields.set_number(*one, value, text),
+            many => {
+                for &field in many {
+                    fields.set_number(field, value, text);
+                }
+            }
         }
     }
 }
