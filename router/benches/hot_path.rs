@@ -3,13 +3,15 @@
 //!
 //!     cargo bench -p tollgate-router --bench hot_path
 //!
-//! Seven cases, on the reference example's events (about 200 bytes each, all four routes): JSON
+//! Eight cases, on the reference example's events (about 200 bytes each, all four routes): JSON
 //! input with the `field` scorer, and again with its audit records written unsealed (as for an
 //! audit chainer in the routing loop's process); the same events as Avro input (with JSON output,
-//! as in the example, and with Avro output); JSON input scored by a 20-feature `logistic` model;
-//! the same 20-feature events with their keys in another order in every event
-//! (`json_logistic20_shuffled`), the worst case for the JSON scan's memo of keys; and with keys
-//! left out or added in some events (`json_logistic20_optional`). Beside them, `json_parse_only`: serde_json only checking the JSON events, the floor
+//! as in the example, and with Avro output); JSON input scored by a 20-feature `logistic` model,
+//! and again unsealed (`json_logistic20_unsealed`); the same 20-feature events with their keys
+//! in another order in every event (`json_logistic20_shuffled`), the worst case for the JSON
+//! scan's memo of keys; and with keys left out or added in some events
+//! (`json_logistic20_optional`). Beside them, `json_parse_only`: serde_json only checking the
+//! JSON events, the floor
 //! under JSON input; `audit_chain_link`, the audit chainer's work per audit record handed in the
 //! intake's form (decode the batch, link and encode each record); and `audit_chain_unsealed`, the
 //! same for records handed unsealed (complete and hash each). Before criterion's timings, it
@@ -179,6 +181,13 @@ fn cases() -> Vec<Case> {
         events: with_features,
         unsealed: false,
     };
+    // Its audit records unsealed, as a single router with its own chainer writes them.
+    let logistic_unsealed_case = Case {
+        name: "json_logistic20_unsealed",
+        pipeline: Pipeline::from_config(&logistic_config).unwrap(),
+        events: logistic_case.events.clone(),
+        unsealed: true,
+    };
     // Each event's keys rotated by another amount, every other one reversed: no two events in
     // a row share the order of their keys.
     let shuffled_case = rewritten("json_logistic20_shuffled", &logistic_config, &logistic_case.events, |n, v| {
@@ -204,7 +213,16 @@ fn cases() -> Vec<Case> {
         }
         serde_json::to_vec(&v).unwrap()
     });
-    vec![json_case, json_unsealed_case, avro_case, avro_out_case, logistic_case, shuffled_case, optional_case]
+    vec![
+        json_case,
+        json_unsealed_case,
+        avro_case,
+        avro_out_case,
+        logistic_case,
+        logistic_unsealed_case,
+        shuffled_case,
+        optional_case,
+    ]
 }
 
 /// A case of `events` (JSON) rewritten one by one by `edit`, given each one's index.
