@@ -11,14 +11,15 @@ use crate::policy::{Policy, PolicyError};
 use crate::recycle::recycle;
 use crate::reject::{RejectReason, Rejection};
 use crate::score::{FieldScorer, LogisticModel, LogisticScorer, ModelError, Score, Scorer};
-use encode::RecordParts;
+use encode::{RecordParts, RoutedBuffers};
 use snapshot::SnapshotWriter;
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::hash::Hasher;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tollgate_schemas::{AuditAction, AuditRecord, Contribution, EventFormat, RecordFormat, Route};
+use tollgate_schemas::json::FloatTexts;
+use tollgate_schemas::{AuditAction, AuditRecord, Contribution, EventFormat, RecordFormat, Route, ScoreTexts};
 
 /// Errors building the pipeline from configuration.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +77,9 @@ pub struct Output {
     explanation: Vec<Contribution<'static>>,
     /// The vector a routed record's copy of the explanation is written from.
     routed_explanation: Vec<Contribution<'static>>,
+    /// The shortest texts of the event's floats, when its routed record and its audit record
+    /// are both JSON (the audit record unsealed): formatted once for both.
+    floats: FloatTexts,
     timestamp: String,
     /// The millisecond `timestamp` was formatted for: events of one batch share it.
     timestamp_ms: Option<i64>,
@@ -387,6 +391,9 @@ impl Pipeline {
         let routed_at = millis(now);
         let sla = self.sla[decision.route as usize];
         let deadline = sla.map(|d| routed_at + d.as_millis() as i64);
+        // Known before the routed record is written: an unsealed audit record writes the
+        // scores in JSON too, so the routed record keeps their texts for it.
+        let form = out.choose_audit_form();
         let record = RecordParts {
             event_id: &out.event_id,
             route: decision.route,
@@ -395,8 +402,14 @@ impl Pipeline {
             routed_at,
             deadline,
         };
+        // (Scores read from a JSON input are copied as it wrote them, and there is nothing to
+        // keep.)
+        out.floats.clear();
+        let keep = form == AuditForm::Unsealed && score.texts == ScoreTexts::default();
+        let mut floats = keep.then_some(&mut out.floats);
         let mut value = std::mem::take(&mut out.value);
-        let written = self.write_routed(&record, decoded, score, payload, &mut out.routed_explanation, &mut value);
+        let buffers = RoutedBuffers { explanation: &mut out.routed_explanation, floats: floats.as_deref_mut() };
+        let written = self.write_routed(&record, decoded, score, payload, buffers, &mut value);
         out.value = value;
         written?;
         let post_verify = self.post_verify[decision.route as usize];
@@ -418,14 +431,14 @@ impl Pipeline {
                 deadline: async_sla.map(|d| routed_at + d.as_millis() as i64),
             };
             let (mut value, mut change) = (std::mem::take(&mut out.sample), std::mem::take(&mut out.changelog));
-            let written = self.write_routed(&sample, decoded, score, payload, &mut out.routed_explanation, &mut value);
+            let buffers = RoutedBuffers { explanation: &mut out.routed_explanation, floats };
+            let written = self.write_routed(&sample, decoded, score, payload, buffers, &mut value);
             self.write_change(&sample, score, payload, true, &mut change);
             (out.sample, out.changelog) = (value, change);
             written?;
         }
-        let form = out.choose_audit_form();
         self.audit_prelude(Some(&decoded.fields), now, form, out);
-        let mut buf = std::mem::take(&mut out.audit);
+        let (mut buf, mut floats) = (std::mem::take(&mut out.audit), std::mem::take(&mut out.floats));
         // The audit record is the explanation's last reader: it takes the vector, and hands it
         // back for the next event.
         let explanation = std::mem::take(&mut score.explanation);
@@ -440,9 +453,9 @@ impl Pipeline {
             rationale: sampled.then_some(Cow::Borrowed("sampled for a post-verify review")),
             ..self.audit_base(out, source, "policy", AuditAction::Route, decision.route.as_str())
         };
-        let explanation = self.write_audit(audit, &out.snapshot, form, &mut buf);
+        let explanation = self.write_audit(audit, &out.snapshot, form, keep.then_some(&mut floats), &mut buf);
         out.explanation = recycle(explanation);
-        out.audit = buf;
+        (out.audit, out.floats) = (buf, floats);
         let pre_accept = if post_verify { self.topics[Route::AutoCommit as usize].as_deref() } else { None };
         let sample = if sampled { self.topics[Route::AsyncReview as usize].as_deref() } else { None };
         Ok(Verdict::Routed {
@@ -487,7 +500,7 @@ impl Pipeline {
             rationale: Some(Cow::Borrowed(&rejection.message)),
             ..self.audit_base(out, source, "router", AuditAction::DeadLetter, rejection.reason.as_str())
         };
-        self.write_audit(audit, &out.snapshot, form, &mut buf);
+        self.write_audit(audit, &out.snapshot, form, None, &mut buf);
         out.audit = buf;
         Verdict::Rejected(rejection)
     }

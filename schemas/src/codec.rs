@@ -207,7 +207,7 @@ impl RoutedRecord<'_, ()> {
     /// JSON text (the router embeds the input record it has just validated): nothing here
     /// checks it again, which is the point.
     pub fn write_json_with_event(&self, event: &str, out: &mut Vec<u8>) {
-        self.lay_json(event.as_bytes(), ScoreTexts::default(), out);
+        self.lay_json(event.as_bytes(), ScoreTexts::default(), crate::json::Formatted, out);
     }
 
     /// As [`RoutedRecord::write_json_with_event`], with the risk score and confidence written
@@ -215,7 +215,20 @@ impl RoutedRecord<'_, ()> {
     /// JSON input. Each must be a JSON number whose value is the record's (unchecked, as the
     /// event is).
     pub fn write_json_with_event_and_scores(&self, event: &str, scores: ScoreTexts<'_>, out: &mut Vec<u8>) {
-        self.lay_json(event.as_bytes(), scores, out);
+        self.lay_json(event.as_bytes(), scores, crate::json::Formatted, out);
+    }
+
+    /// As [`RoutedRecord::write_json_with_event_and_scores`], with the floats it formats
+    /// taken from, or kept in, `floats`: the same bytes, for an event whose audit record
+    /// writes the same floats in JSON too.
+    pub fn write_json_with_floats(
+        &self,
+        event: &str,
+        scores: ScoreTexts<'_>,
+        floats: &mut crate::json::FloatTexts,
+        out: &mut Vec<u8>,
+    ) {
+        self.lay_json(event.as_bytes(), scores, floats, out);
     }
 }
 

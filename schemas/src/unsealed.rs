@@ -23,7 +23,7 @@ impl AuditRecord<'_> {
     /// Appends the record unsealed: its canonical JSON up to the chain fields, ending with
     /// `"chain_seq":`. Its own chain fields, if any, are left out.
     pub fn write_unsealed(&self, out: &mut Vec<u8>) {
-        self.lay_unsealed(None, out);
+        self.lay_unsealed(None, crate::json::Formatted, out);
     }
 
     /// Appends the record unsealed as [`AuditRecord::write_unsealed`] does, with its input
@@ -33,7 +33,14 @@ impl AuditRecord<'_> {
     /// ([`crate::json::write_nested_str`] for its strings), instead of escaping it whole here.
     pub fn write_unsealed_with_snapshot(&self, snapshot: &[u8], out: &mut Vec<u8>) {
         debug_assert!(snapshot.len() >= 2 && snapshot.starts_with(b"\"") && snapshot.ends_with(b"\""));
-        self.lay_unsealed(Some(snapshot), out);
+        self.lay_unsealed(Some(snapshot), crate::json::Formatted, out);
+    }
+
+    /// As [`AuditRecord::write_unsealed_with_snapshot`], with the floats taken from, or kept
+    /// in, `floats` (the event's routed record wrote the same scores): the same bytes.
+    pub fn write_unsealed_with_floats(&self, snapshot: &[u8], floats: &mut crate::json::FloatTexts, out: &mut Vec<u8>) {
+        debug_assert!(snapshot.len() >= 2 && snapshot.starts_with(b"\"") && snapshot.ends_with(b"\""));
+        self.lay_unsealed(Some(snapshot), floats, out);
     }
 }
 

@@ -11,10 +11,19 @@ use crate::reject::{RejectReason, Rejection};
 use crate::score::Score;
 use std::borrow::Cow;
 use std::time::SystemTime;
+use tollgate_schemas::json::FloatTexts;
 use tollgate_schemas::routed::AvroBytes;
 use tollgate_schemas::{
     AuditAction, AuditRecord, ChangeState, Contribution, PendingChange, RecordFormat, Route, RoutedRecord,
 };
+
+/// The buffers a routed record is written with, kept from event to event: the vector its copy
+/// of the explanation is built in and, when the event's audit record is JSON too, the texts of
+/// the floats it formats, for that record to copy.
+pub(super) struct RoutedBuffers<'b> {
+    pub(super) explanation: &'b mut Vec<Contribution<'static>>,
+    pub(super) floats: Option<&'b mut FloatTexts>,
+}
 
 /// What the records an event may get carry besides the score: its id, and its route (or an
 /// audit sample's).
@@ -35,9 +44,10 @@ impl Pipeline {
         decoded: &Decoded<'_>,
         score: &Score<'_>,
         payload: &[u8],
-        spare: &mut Vec<Contribution<'static>>,
+        buffers: RoutedBuffers<'_>,
         into: &mut Vec<u8>,
     ) -> Result<(), Rejection> {
+        let RoutedBuffers { explanation: spare, floats } = buffers;
         // The event's JSON text, for a JSON routed record (`None`: Avro, the datum as it is).
         let text = match (self.output_format, &decoded.body) {
             (RecordFormat::Avro, _) => None,
@@ -98,7 +108,10 @@ impl Pipeline {
             }
             Some(text) => {
                 let routed = routed!((), explanation);
-                routed.write_json_with_event_and_scores(text, score.texts, into);
+                match floats {
+                    Some(floats) => routed.write_json_with_floats(text, score.texts, floats, into),
+                    None => routed.write_json_with_event_and_scores(text, score.texts, into),
+                }
                 (Ok(()), routed.explanation)
             }
         };
@@ -142,13 +155,15 @@ impl Pipeline {
     }
 
     /// Encodes `audit` (built by [`Pipeline::audit_base`]) with `snapshot` (written by
-    /// [`Pipeline::audit_prelude`] in the form `form` takes) into `into`, in `form`. Returns the record's explanation
-    /// vector, to be kept for the next event.
+    /// [`Pipeline::audit_prelude`] in the form `form` takes) into `into`, in `form`; unsealed,
+    /// with the float texts the routed record kept in `floats`. Returns the record's
+    /// explanation vector, to be kept for the next event.
     pub(super) fn write_audit<'a>(
         &self,
         audit: AuditRecord<'a>,
         snapshot: &'a [u8],
         form: AuditForm,
+        floats: Option<&mut FloatTexts>,
         into: &mut Vec<u8>,
     ) -> Vec<Contribution<'a>> {
         into.clear();
@@ -162,7 +177,10 @@ impl Pipeline {
             }
             // [`Pipeline::audit_prelude`] wrote the snapshot as its JSON string for this form.
             AuditForm::Unsealed => {
-                audit.write_unsealed_with_snapshot(snapshot, into);
+                match floats {
+                    Some(floats) => audit.write_unsealed_with_floats(snapshot, floats, into),
+                    None => audit.write_unsealed_with_snapshot(snapshot, into),
+                }
                 audit.explanation
             }
         }

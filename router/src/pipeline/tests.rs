@@ -445,11 +445,21 @@ fn records_do_not_depend_on_the_events_before_them() {
 }
 
 /// Events whose intake partition is marked get their audit record unsealed, the others in the
-/// intake's form; sealed, both are the same chained record. Rejections too.
+/// intake's form; sealed, both are the same chained record. Rejections too. With scores read
+/// from the event and with the `logistic` scorer's (whose floats the unsealed record copies
+/// from the routed record's texts).
 #[test]
 fn marked_partitions_get_unsealed_audit_records_that_seal_as_the_intake_form_does() {
+    let mut logistic = example_config();
+    logistic.scorer.kind = crate::config::ScorerKind::Logistic;
+    logistic.scorer.model = Some("model.toml".into());
+    for config in [example_config(), logistic] {
+        unsealed_and_intake_records_seal_alike(&Pipeline::from_config(&config).unwrap());
+    }
+}
+
+fn unsealed_and_intake_records_seal_alike(p: &Pipeline) {
     use tollgate_schemas::unsealed::seal_unsealed;
-    let p = Pipeline::from_config(&example_config()).unwrap();
     let place = |id: &[u8]| usize::from(id.last().copied().unwrap_or(0) % 2);
     let mut unsealed_out = Output::default();
     let mut unsealed_for = UnsealedFor::new(place, 2);

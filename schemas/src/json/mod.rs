@@ -18,7 +18,10 @@ use crate::routed::{Contribution, RoutedRecord, ScoreTexts};
 
 mod text;
 
+pub use floats::FloatTexts;
 pub use text::{first_escape, first_flagged, number_len, write_nested_str, write_number, write_str, JsonNumber};
+
+mod floats;
 
 /// A field name as [`Object`]'s writers take it: `"name":`.
 macro_rules! field {
@@ -27,16 +30,54 @@ macro_rules! field {
     };
 }
 
-/// One JSON object being written.
-struct Object<'o> {
+/// How an [`Object`] writes its floats: formatted each time ([`Formatted`]), or kept for the
+/// event's other records ([`FloatTexts`]). A type parameter, not a branch per float: the
+/// writers that keep nothing compile as they would without it.
+pub(crate) trait Floats {
+    fn write(&mut self, value: f64, out: &mut Vec<u8>);
+}
+
+/// Every float formatted where it is written.
+pub(crate) struct Formatted;
+
+impl Floats for Formatted {
+    #[inline]
+    fn write(&mut self, value: f64, out: &mut Vec<u8>) {
+        write_number(out, &value);
+    }
+}
+
+impl Floats for FloatTexts {
+    #[inline]
+    fn write(&mut self, value: f64, out: &mut Vec<u8>) {
+        FloatTexts::write(self, value, out);
+    }
+}
+
+impl<F: Floats + ?Sized> Floats for &mut F {
+    #[inline]
+    fn write(&mut self, value: f64, out: &mut Vec<u8>) {
+        (**self).write(value, out);
+    }
+}
+
+/// One JSON object being written, its floats by `F`.
+struct Object<'o, F: Floats = Formatted> {
     out: &'o mut Vec<u8>,
     first: bool,
+    floats: F,
 }
 
 impl<'o> Object<'o> {
     fn begin(out: &'o mut Vec<u8>) -> Self {
+        Self::begin_with(out, Formatted)
+    }
+}
+
+impl<'o, F: Floats> Object<'o, F> {
+    fn begin_with(out: &'o mut Vec<u8>, floats: F) -> Self {
         out.push(b'{');
-        Object { out, first: true }
+        Object { out, first: true, floats }
     }
 
     /// A field's name, given as `"name":` ([`field!`] writes it at compile time: names are
@@ -69,11 +110,15 @@ impl<'o> Object<'o> {
     }
 
     fn f64(&mut self, name: &'static str, value: f64) {
-        write_number(self.key(name), &value);
+        self.key(name);
+        self.floats.write(value, self.out);
     }
 
     fn opt_f64(&mut self, name: &'static str, value: Option<f64>) {
-        write_number(self.key(name), &value);
+        match value {
+            Some(value) => self.f64(name, value),
+            None => self.key(name).extend_from_slice(b"null"),
+        }
     }
 
     fn i64(&mut self, name: &'static str, value: i64) {
@@ -85,18 +130,17 @@ impl<'o> Object<'o> {
     }
 
     fn explanation(&mut self, name: &'static str, items: &[Contribution<'_>]) {
-        let out = self.key(name);
-        out.push(b'[');
+        self.key(name).push(b'[');
         for (i, c) in items.iter().enumerate() {
             if i > 0 {
-                out.push(b',');
+                self.out.push(b',');
             }
-            let mut item = Object::begin(out);
+            let mut item = Object::begin_with(self.out, &mut self.floats);
             item.str(field!("feature"), &c.feature);
             item.f64(field!("contribution"), c.contribution);
             item.end();
         }
-        out.push(b']');
+        self.out.push(b']');
     }
 
     /// Already-encoded JSON text as the value.
@@ -112,7 +156,7 @@ impl<'o> Object<'o> {
 impl AuditRecord<'_> {
     /// Appends the JSON encoding (what serde_json writes for the record).
     pub(crate) fn lay_json(&self, out: &mut Vec<u8>) {
-        let mut o = self.lay_json_head(out, None);
+        let mut o = self.lay_json_head(out, None, Formatted);
         o.opt_i64(field!("chain_seq"), self.chain_seq);
         o.opt_str(field!("chain_prev"), self.chain_prev.as_deref());
         o.opt_str(field!("chain_hash"), self.chain_hash.as_deref());
@@ -121,15 +165,16 @@ impl AuditRecord<'_> {
 
     /// Appends the JSON encoding up to the chain fields, ending with the name of the first,
     /// `"chain_seq":` (see [`crate::unsealed`]). `snapshot`, when given, is the input snapshot
-    /// already written as a JSON string, in place of `input_snapshot`.
-    pub(crate) fn lay_unsealed(&self, snapshot: Option<&[u8]>, out: &mut Vec<u8>) {
-        self.lay_json_head(out, snapshot).key(field!("chain_seq"));
+    /// already written as a JSON string, in place of `input_snapshot`; its floats through
+    /// `floats` when given.
+    pub(crate) fn lay_unsealed(&self, snapshot: Option<&[u8]>, floats: impl Floats, out: &mut Vec<u8>) {
+        self.lay_json_head(out, snapshot, floats).key(field!("chain_seq"));
     }
 
     /// Opens the object and writes every field before the chain fields, which come last; the
     /// input snapshot as `snapshot` gives it written, or else from `input_snapshot`.
-    fn lay_json_head<'o>(&self, out: &'o mut Vec<u8>, snapshot: Option<&[u8]>) -> Object<'o> {
-        let mut o = Object::begin(out);
+    fn lay_json_head<'o, F: Floats>(&self, out: &'o mut Vec<u8>, snapshot: Option<&[u8]>, floats: F) -> Object<'o, F> {
+        let mut o = Object::begin_with(out, floats);
         o.str(field!("event_id"), &self.event_id);
         o.str(field!("timestamp"), &self.timestamp);
         o.str(field!("actor"), &self.actor);
@@ -159,9 +204,9 @@ impl AuditRecord<'_> {
 
 impl RoutedRecord<'_, ()> {
     /// Appends the JSON encoding with `event` (JSON text) as the event, and the scores as
-    /// `scores` gives their text (formatted where it gives none).
-    pub(crate) fn lay_json(&self, event: &[u8], scores: ScoreTexts<'_>, out: &mut Vec<u8>) {
-        let mut o = Object::begin(out);
+    /// `scores` gives their text (formatted where it gives none, through `floats` when given).
+    pub(crate) fn lay_json(&self, event: &[u8], scores: ScoreTexts<'_>, floats: impl Floats, out: &mut Vec<u8>) {
+        let mut o = Object::begin_with(out, floats);
         o.str(field!("event_id"), &self.event_id);
         o.str(field!("route"), self.route.as_str());
         o.str(field!("rule"), &self.rule);
@@ -253,7 +298,8 @@ mod tests {
                 event: (),
             };
             let mut laid = Vec::new();
-            record.lay_json(event.to_string().as_bytes(), crate::routed::ScoreTexts::default(), &mut laid);
+            let scores = crate::routed::ScoreTexts::default();
+            record.lay_json(event.to_string().as_bytes(), scores, super::Formatted, &mut laid);
             assert_eq!(String::from_utf8(laid).unwrap(), serde_json::to_string(&record.with_event(&event)).unwrap());
         }
     }
