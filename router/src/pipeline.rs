@@ -402,8 +402,8 @@ impl Pipeline {
             routed_at,
             deadline,
         };
-        // (Scores read from a JSON input are copied as it wrote them, and there is nothing to
-        // keep.)
+        // Kept only when the routed record formats the scores: scores read from a JSON input
+        // are copied as it wrote them.
         out.floats.clear();
         let keep = form == AuditForm::Unsealed && score.texts == ScoreTexts::default();
         let mut floats = keep.then_some(&mut out.floats);

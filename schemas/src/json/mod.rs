@@ -16,12 +16,11 @@ use crate::decision::ReviewAction;
 use crate::review::ResolvedEvent;
 use crate::routed::{Contribution, RoutedRecord, ScoreTexts};
 
+mod floats;
 mod text;
 
 pub use floats::FloatTexts;
 pub use text::{first_escape, first_flagged, number_len, write_nested_str, write_number, write_str, JsonNumber};
-
-mod floats;
 
 /// A field name as [`Object`]'s writers take it: `"name":`.
 macro_rules! field {
