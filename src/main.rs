@@ -119,6 +119,11 @@ enum Command {
         /// librdkafka consumer setting for the router and the pass-through, key=value (repeatable).
         #[arg(long = "consumer", value_name = "KEY=VALUE")]
         consumer: Vec<String>,
+        /// librdkafka setting for one of the router's consumers only (`routing`, `review_join`
+        /// or `audit_chain`, as in `kafka.consumers`) and the baselines standing for it, over
+        /// `--consumer`'s (repeatable).
+        #[arg(long = "consumer-of", value_name = "CONSUMER:KEY=VALUE")]
+        consumer_of: Vec<String>,
         /// The router's routing loops (`processing.routing_threads`).
         #[arg(long, default_value_t = 1)]
         routing_threads: usize,
@@ -401,6 +406,7 @@ async fn main() -> ExitCode {
             latency_seconds,
             producer,
             consumer,
+            consumer_of,
             routing_threads,
             decisions,
             decision_rate,
@@ -422,6 +428,13 @@ async fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            let consumer_of = match consumer_of.iter().map(|a| tollgate::bench::consumer_setting(a)).collect() {
+                Ok(list) => list,
+                Err(e) => {
+                    eprintln!("tollgate bench: --consumer-of: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             let options = tollgate::bench::BenchOptions {
                 brokers,
                 events: if short { 20_000 } else { events },
@@ -431,6 +444,7 @@ async fn main() -> ExitCode {
                 latency_seconds: if short { latency_seconds.min(5) } else { latency_seconds },
                 producer: settings,
                 consumer,
+                consumer_of,
                 routing_threads,
                 decisions,
                 decision_rate,

@@ -69,6 +69,9 @@ pub struct BenchOptions {
     pub producer: Vec<(String, String)>,
     /// librdkafka consumer settings for the router and the pass-through (e.g. fetch.wait.max.ms).
     pub consumer: Vec<(String, String)>,
+    /// librdkafka settings for one of the router's consumers only (`kafka.consumers`), over
+    /// `consumer`'s; the baselines standing for that consumer take them too.
+    pub consumer_of: Vec<(Member, String, String)>,
     /// The router's routing loops (`processing.routing_threads`).
     pub routing_threads: usize,
     /// Reviewer decisions produced in the join phase (at most one per event in review).
@@ -80,6 +83,15 @@ pub struct BenchOptions {
     /// Whether the router's routed records carry their headers (`output.headers`); the
     /// baselines' copies do as they do.
     pub routed_headers: bool,
+}
+
+/// One `--consumer-of` setting, `consumer:key=value`: the consumer by its name in
+/// `kafka.consumers` (`routing`, `review_join`, `audit_chain`).
+pub fn consumer_setting(arg: &str) -> Result<(Member, String, String), String> {
+    let parsed = arg.split_once(':').and_then(|(member, kv)| Some((member, kv.split_once('=')?)));
+    let (member, (key, value)) = parsed.ok_or_else(|| format!("`{arg}`: expected consumer:key=value"))?;
+    let member = member.parse().map_err(|e| format!("`{arg}`: {e}"))?;
+    Ok((member, key.to_owned(), value.to_owned()))
 }
 
 fn phase(name: &str, events: u64, spent: Spent) -> Phase {
@@ -131,6 +143,14 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     }
     for (k, v) in &options.consumer {
         config.kafka.consumer.insert(k.clone(), v.clone());
+    }
+    for (member, k, v) in &options.consumer_of {
+        let own = match member {
+            Member::Routing => &mut config.kafka.consumers.routing,
+            Member::ReviewJoin => &mut config.kafka.consumers.review_join,
+            Member::AuditChain => &mut config.kafka.consumers.audit_chain,
+        };
+        own.insert(k.clone(), v.clone());
     }
     config.validate()?;
     tollgate_router::kafka::ensure_topics(&config).await?;
@@ -476,5 +496,22 @@ async fn wait_until(done: impl Fn() -> bool, timeout: Duration, shutdown: &Cance
     let deadline = Instant::now() + timeout;
     while !done() && Instant::now() < deadline && !shutdown.is_cancelled() {
         tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_consumer_setting_names_its_consumer() {
+        let setting = consumer_setting("audit_chain:fetch.wait.max.ms=500").unwrap();
+        assert_eq!(setting, (Member::AuditChain, "fetch.wait.max.ms".to_owned(), "500".to_owned()));
+        assert_eq!(consumer_setting("review_join:a=b=c").unwrap().2, "b=c", "the value keeps its `=`");
+        for bad in ["fetch.wait.max.ms=5", "routing:fetch.wait.max.ms", "router:a=b", ""] {
+            let error = consumer_setting(bad).unwrap_err();
+            assert!(error.contains(&format!("`{bad}`")), "{error}");
+        }
+        assert!(consumer_setting("router:a=b").unwrap_err().contains("routing, review_join, audit_chain"));
     }
 }

@@ -45,6 +45,18 @@ impl Member {
     }
 }
 
+impl std::str::FromStr for Member {
+    type Err = String;
+
+    /// A member by its name in `kafka.consumers` (`routing`, `review_join`, `audit_chain`).
+    fn from_str(name: &str) -> Result<Member, String> {
+        Member::ALL.into_iter().find(|m| m.as_str() == name).ok_or_else(|| {
+            let names: Vec<&str> = Member::ALL.iter().map(|m| m.as_str()).collect();
+            format!("no consumer `{name}`: one of {}", names.join(", "))
+        })
+    }
+}
+
 /// One consumer's membership: whether it holds an assignment, and since when its group has
 /// been unsettled.
 #[derive(Debug)]
