@@ -156,6 +156,13 @@ mod tests {
             AuditRecord { input_snapshot: "ignored".into(), ..record.clone() }
                 .write_unsealed_with_snapshot(&snapshot, &mut given);
             assert_eq!(given, unsealed);
+            // Its floats through kept texts, written afresh and then copied: the same bytes.
+            let mut floats = crate::json::FloatTexts::default();
+            for _ in 0..2 {
+                let mut kept = Vec::new();
+                record.write_unsealed_with_floats(&snapshot, &mut floats, &mut kept);
+                assert_eq!(kept, unsealed);
+            }
             let mut sealed = b"kept".to_vec();
             let hash = seal_unsealed(&unsealed, seq, &prev, &mut sealed);
             assert_eq!(hash, expected_hash);
