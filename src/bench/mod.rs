@@ -145,12 +145,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         config.kafka.consumer.insert(k.clone(), v.clone());
     }
     for (member, k, v) in &options.consumer_of {
-        let own = match member {
-            Member::Routing => &mut config.kafka.consumers.routing,
-            Member::ReviewJoin => &mut config.kafka.consumers.review_join,
-            Member::AuditChain => &mut config.kafka.consumers.audit_chain,
-        };
-        own.insert(k.clone(), v.clone());
+        member.settings_mut(&mut config.kafka.consumers).insert(k.clone(), v.clone());
     }
     config.validate()?;
     tollgate_router::kafka::ensure_topics(&config).await?;

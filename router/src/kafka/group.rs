@@ -11,8 +11,10 @@
 //! periodic statistics say where the group's state machine stands; a consumer whose group has
 //! not settled for [`UNSETTLED_WARNING`] warns once with that state, and again when it settles.
 
+use crate::config::ConsumerSettings;
 use crate::telemetry::Telemetry;
 use rdkafka::statistics::{ConsumerGroup, Statistics};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -41,6 +43,24 @@ impl Member {
             Member::Routing => "routing",
             Member::ReviewJoin => "review_join",
             Member::AuditChain => "audit_chain",
+        }
+    }
+
+    /// This consumer's own librdkafka settings in `kafka.consumers`.
+    pub fn settings(self, consumers: &ConsumerSettings) -> &BTreeMap<String, String> {
+        match self {
+            Member::Routing => &consumers.routing,
+            Member::ReviewJoin => &consumers.review_join,
+            Member::AuditChain => &consumers.audit_chain,
+        }
+    }
+
+    /// As [`Member::settings`], to change them.
+    pub fn settings_mut(self, consumers: &mut ConsumerSettings) -> &mut BTreeMap<String, String> {
+        match self {
+            Member::Routing => &mut consumers.routing,
+            Member::ReviewJoin => &mut consumers.review_join,
+            Member::AuditChain => &mut consumers.audit_chain,
         }
     }
 }

@@ -104,12 +104,7 @@ pub fn consumer_config(config: &RouterConfig, member: Member) -> ClientConfig {
         // Offsets are committed by the producer's transactions, never by the consumer.
         c.set("enable.auto.commit", "false").set("isolation.level", "read_committed");
     }
-    let own = match member {
-        Member::Routing => &k.consumers.routing,
-        Member::ReviewJoin => &k.consumers.review_join,
-        Member::AuditChain => &k.consumers.audit_chain,
-    };
-    for (key, value) in k.consumer.iter().chain(own) {
+    for (key, value) in k.consumer.iter().chain(member.settings(&k.consumers)) {
         c.set(key, value);
     }
     c
