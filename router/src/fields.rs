@@ -123,9 +123,10 @@ pub struct EventFields<'a> {
     number_texts: Vec<&'a str>,
     /// The JSON input's text the number texts are read from (empty for other inputs).
     input: &'a str,
-    /// What the audit snapshot may copy from `input` as it stands: runs of consecutive
-    /// top-level members (`"key":value`, with the input's separators between them), as
-    /// `(start, end)` byte offsets, in input order.
+    /// What the audit snapshot may copy as it stands: runs of consecutive top-level members
+    /// (`"key":value`, with the separators between them), as `(start, end)` byte offsets of
+    /// the text they were read in (a JSON event's text, or an Avro event's JSON form), in its
+    /// order.
     verbatim: Vec<(usize, usize)>,
     /// Per field: its member is in one of the runs.
     in_verbatim: Vec<bool>,
@@ -204,6 +205,18 @@ impl<'a> EventFields<'a> {
         scalar
     }
 
+    /// After a top-level member at `start..end`: extends `run`, the run being built, with it
+    /// when it was `taken` ([`EventFields::verbatim_member`]), or else ends `run` and adds it.
+    /// The caller adds the last run, if any, when the object ends.
+    #[inline]
+    pub(crate) fn verbatim_next(&mut self, run: &mut Option<(usize, usize)>, taken: bool, start: usize, end: usize) {
+        if taken {
+            *run = Some((run.map_or(start, |(start, _)| start), end));
+        } else if let Some(ended) = run.take() {
+            self.verbatim_run(ended);
+        }
+    }
+
     /// Adds a run of members taken by [`EventFields::verbatim_member`], consecutive in the
     /// input, at `start..end` of it.
     #[inline]
@@ -211,13 +224,13 @@ impl<'a> EventFields<'a> {
         self.verbatim.push((start, end));
     }
 
-    /// The runs of the input the snapshot copies as they stand (`None` when there are none to
-    /// use); the fields in them are those [`EventFields::is_verbatim`] names.
+    /// The runs the snapshot copies as they stand (`None` when there are none to use), cut
+    /// from `source`, the text they were recorded in ([`crate::decode::Decoded::verbatim_source`]);
+    /// the fields in them are those [`EventFields::is_verbatim`] names.
     #[inline]
-    pub fn verbatim(&self) -> Option<impl Iterator<Item = &'a str> + '_> {
-        let input = self.input;
+    pub fn verbatim<'s>(&'s self, source: &'s [u8]) -> Option<impl Iterator<Item = &'s [u8]> + 's> {
         (!self.verbatim_void && !self.verbatim.is_empty())
-            .then(|| self.verbatim.iter().map(move |&(start, end)| input.get(start..end).unwrap_or_default()))
+            .then(|| self.verbatim.iter().map(move |&(start, end)| source.get(start..end).unwrap_or_default()))
     }
 
     /// Whether field `id`'s member is in the runs [`EventFields::verbatim`] gives.

@@ -270,7 +270,7 @@ impl Pipeline {
                 let confluent = config.input.format == AvroConfluent;
                 let json_body = config.output.format == RecordFormat::Json;
                 let ids = config.input.confluent_schema_ids.clone();
-                let decoder = Decoder::avro(registry.clone(), schema, confluent, ids, json_body);
+                let decoder = Decoder::avro(registry.clone(), schema, confluent, ids, json_body, &redacted);
                 (decoder, EventFormat::Avro)
             }
         };
@@ -341,12 +341,12 @@ impl Pipeline {
         out: &mut Output,
     ) -> Verdict<'p> {
         if let Err(r) = self.event_id(&decoded.fields, &mut out.event_id) {
-            return self.reject(r, Some(&decoded.fields), source, now, out);
+            return self.reject(r, Some(decoded), source, now, out);
         }
         let explanation = recycle(std::mem::take(&mut out.explanation));
         let mut score = match self.scorer.score_into(&decoded.fields, explanation) {
             Ok(s) => s,
-            Err(r) => return self.reject(r, Some(&decoded.fields), source, now, out),
+            Err(r) => return self.reject(r, Some(decoded), source, now, out),
         };
         out.model_version.push_str(&score.model_version);
         match self.key.map(|k| decoded.fields.get(k).as_text()) {
@@ -355,7 +355,7 @@ impl Pipeline {
         }
         match self.encode_routed(decoded, &mut score, payload, source, now, out) {
             Ok(verdict) => verdict,
-            Err(r) => self.reject(r, Some(&decoded.fields), source, now, out),
+            Err(r) => self.reject(r, Some(decoded), source, now, out),
         }
     }
 
@@ -437,7 +437,7 @@ impl Pipeline {
             (out.sample, out.changelog) = (value, change);
             written?;
         }
-        self.audit_prelude(Some(&decoded.fields), now, form, out);
+        self.audit_prelude(Some(decoded), now, form, out);
         let (mut buf, mut floats) = (std::mem::take(&mut out.audit), std::mem::take(&mut out.floats));
         // The audit record is the explanation's last reader: it takes the vector, and hands it
         // back for the next event.
@@ -482,7 +482,7 @@ impl Pipeline {
     fn reject<'p>(
         &'p self,
         rejection: Rejection,
-        fields: Option<&EventFields>,
+        event: Option<&Decoded>,
         source: Source<'_>,
         now: SystemTime,
         out: &mut Output,
@@ -494,7 +494,7 @@ impl Pipeline {
             let _ = write!(out.event_id, "{}/{}/{}", source.topic, source.partition, source.offset);
         }
         let form = out.choose_audit_form();
-        self.audit_prelude(fields, now, form, out);
+        self.audit_prelude(event, now, form, out);
         let mut buf = std::mem::take(&mut out.audit);
         let audit = AuditRecord {
             rationale: Some(Cow::Borrowed(&rejection.message)),

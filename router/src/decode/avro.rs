@@ -26,22 +26,31 @@ pub struct AvroInput {
 }
 
 impl AvroInput {
+    /// With `json_body`, the walk also records which top-level members of its JSON form the
+    /// audit snapshot may copy: not those of `redacted` fields, nor decimals (a number in the
+    /// snapshot, text in the JSON form).
     pub(super) fn new(
         registry: FieldRegistry,
         schema: Schema,
         confluent: bool,
         accepted_ids: Vec<u32>,
         json_body: bool,
+        redacted: &[FieldId],
     ) -> Self {
-        let tree = PathTree::new(&registry);
         let decimals = decimal_fields(&registry, &schema);
+        let tree = if json_body {
+            let copied_apart: Vec<FieldId> = redacted.iter().chain(&decimals).copied().collect();
+            PathTree::with_verbatim(&registry, Some(&copied_apart))
+        } else {
+            PathTree::new(&registry)
+        };
         AvroInput { registry, tree, schema, confluent, accepted_ids, json_body, decimals }
     }
 
     /// A decoder that only writes events' JSON forms (for records that show an Avro event as
     /// JSON after routing, such as resolved records). Any Confluent schema id is accepted.
     pub fn json_form_only(schema: Schema, confluent: bool) -> Self {
-        AvroInput::new(FieldRegistry::default(), schema, confluent, Vec::new(), true)
+        AvroInput::new(FieldRegistry::default(), schema, confluent, Vec::new(), true, &[])
     }
 
     /// The JSON form of one datum; `None` when it does not decode, or holds a number JSON
@@ -66,7 +75,7 @@ impl AvroInput {
             text.clear();
             // About what the JSON form of a small record takes, so it rarely grows.
             text.reserve(64 + 2 * datum.len());
-            JsonOut { text, non_finite: false }
+            JsonOut { text, non_finite: false, scalar: false }
         });
         let mut state = DeserializerState::from_slice(datum, &self.schema);
         let tree = &self.tree;
@@ -166,7 +175,7 @@ mod tests {
         for p in ["event_id", "amount", "country", "risk"] {
             r.register(p).unwrap();
         }
-        AvroInput::new(r, SCHEMA.parse().unwrap(), confluent, ids, true)
+        AvroInput::new(r, SCHEMA.parse().unwrap(), confluent, ids, true, &[])
     }
 
     fn datum(country: Option<&str>) -> Vec<u8> {
@@ -301,7 +310,7 @@ mod tests {
         for p in paths {
             r.register(p).unwrap();
         }
-        let input = AvroInput::new(r, RICH.parse().unwrap(), false, Vec::new(), true);
+        let input = AvroInput::new(r, RICH.parse().unwrap(), false, Vec::new(), true, &[]);
         let bytes = rich("e1");
         let d = input.decode(&bytes, &mut Reuse::default()).unwrap();
         let get = |p: &str| d.fields.get(FieldId(paths.iter().position(|x| *x == p).unwrap())).clone();
@@ -322,7 +331,7 @@ mod tests {
     fn the_json_form_is_written_only_when_asked_and_non_finite_numbers_are_flagged() {
         let mut r = FieldRegistry::default();
         r.register("amount").unwrap();
-        let without = AvroInput::new(r, SCHEMA.parse().unwrap(), false, Vec::new(), false);
+        let without = AvroInput::new(r, SCHEMA.parse().unwrap(), false, Vec::new(), false, &[]);
         assert!(matches!(without.decode(&datum(None), &mut Reuse::default()).unwrap().body, Body::Avro(None)));
 
         let schema = apache_avro::Schema::parse_str(SCHEMA).unwrap();
@@ -352,7 +361,7 @@ mod tests {
         for p in ["price", "fee", "card.limit", "card.code", "note"] {
             r.register(p).unwrap();
         }
-        let input = AvroInput::new(r, PRICED.parse().unwrap(), false, Vec::new(), true);
+        let input = AvroInput::new(r, PRICED.parse().unwrap(), false, Vec::new(), true, &[]);
         assert_eq!(input.decimals, [FieldId(0), FieldId(1), FieldId(2)]);
         let schema = apache_avro::Schema::parse_str(PRICED).unwrap();
         let datum = apache_avro::to_avro_datum(

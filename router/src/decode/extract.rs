@@ -4,7 +4,9 @@
 //! JSON input walks its text with serde_json and skips what no path names without building a
 //! tree. Avro input walks its datum with `serde_avro_fast` against the writer schema, and, when
 //! the routed record is JSON, writes the event's JSON form in the same walk: no `Value` tree, and
-//! strings and field text are borrowed from the record.
+//! strings and field text are borrowed from the record. That walk also records which top-level
+//! members of the JSON form the audit snapshot may copy as they stand
+//! ([`EventFields::verbatim`]), so it formats no float a second time.
 
 use super::keys::Keys;
 use crate::fields::{EventFields, FieldId, FieldRegistry, FieldValue};
@@ -147,16 +149,32 @@ pub struct JsonOut {
     /// A NaN or infinity was met. JSON cannot carry it; it is written as `null` and the caller
     /// decides whether the record has a JSON form.
     pub non_finite: bool,
+    /// The value written last is one the audit snapshot writes as this form does: a string, a
+    /// finite float or a boolean (not an integer, which the snapshot writes as a float).
+    pub(crate) scalar: bool,
 }
 
 impl JsonOut {
     fn float(&mut self, v: f64) {
+        self.scalar = v.is_finite();
         if v.is_finite() {
             write_number(&mut self.text, &v);
         } else {
             self.non_finite = true;
             self.text.extend_from_slice(b"null");
         }
+    }
+
+    /// Writes a value the snapshot writes otherwise (or not at all).
+    fn other(&mut self, json: impl FnOnce(&mut Vec<u8>)) {
+        self.scalar = false;
+        json(&mut self.text);
+    }
+
+    /// Writes a value the snapshot writes the same way.
+    fn same(&mut self, json: impl FnOnce(&mut Vec<u8>)) {
+        self.scalar = true;
+        json(&mut self.text);
     }
 }
 
@@ -209,6 +227,19 @@ impl<'de, const WRITE: bool> Extract<'_, '_, '_, 'de, WRITE> {
     /// Whether a registered path ends at this value.
     fn ends_here(&self) -> bool {
         self.node.is_some_and(|n| !self.tree.nodes[n].ends.is_empty())
+    }
+
+    /// How much of the JSON form is written (0 without one).
+    fn written(&self) -> usize {
+        self.out.as_deref().map_or(0, |o| o.text.len())
+    }
+
+    /// After the top-level member that started at `start` of the JSON form, whose key led to
+    /// `node`: extends `run` with it when the snapshot may copy it, or else ends `run`.
+    fn member_written(&mut self, node: Option<usize>, start: usize, run: &mut Option<(usize, usize)>) {
+        let (end, scalar) = self.out.as_deref().map_or((0, false), |o| (o.text.len(), o.scalar));
+        let taken = node.and_then(|n| self.tree.verbatim(n)).is_some_and(|f| self.fields.verbatim_member(f, scalar));
+        self.fields.verbatim_next(run, taken, start, end);
     }
 
     /// The walker of a value below this one, at `node`.
@@ -335,16 +366,28 @@ impl<'de, const WRITE: bool> Visitor<'de> for Extract<'_, '_, '_, 'de, WRITE> {
         // Paths ending at this object see it as a non-scalar.
         self.set(FieldValue::Other);
         self.write(|o| o.text.push(b'{'));
+        // The record's members the audit snapshot may copy from the JSON form, in runs.
+        let runs = WRITE && self.node == Some(0) && self.fields.verbatim_wanted;
+        let mut run = None;
         let mut first = true;
-        while let Some((next, key_end)) = map.next_key_seed(KeySeed { map: &mut self, first })? {
+        loop {
+            // Past the comma the key's writer puts before all members but the first.
+            let start = self.written() + usize::from(!first);
+            let Some((next, key_end)) = map.next_key_seed(KeySeed { map: &mut self, first })? else { break };
             first = false;
             if next.is_none() && !WRITE {
                 map.next_value::<IgnoredAny>()?;
             } else {
                 map.next_value_seed(self.value(next, key_end))?;
             }
+            if runs {
+                self.member_written(next, start, &mut run);
+            }
         }
-        self.write(|o| o.text.push(b'}'));
+        if let Some(ended) = run {
+            self.fields.verbatim_run(ended);
+        }
+        self.write(|o| o.other(|t| t.push(b'}')));
         Ok(())
     }
 
@@ -359,13 +402,13 @@ impl<'de, const WRITE: bool> Visitor<'de> for Extract<'_, '_, '_, 'de, WRITE> {
         while seq.next_element_seed(Element { first, value: self.child(None) })?.is_some() {
             first = false;
         }
-        self.write(|o| o.text.push(b']'));
+        self.write(|o| o.other(|t| t.push(b']')));
         Ok(())
     }
 
     fn visit_borrowed_str<E: de::Error>(mut self, v: &'de str) -> Result<(), E> {
         self.set(FieldValue::Text(Cow::Borrowed(v)));
-        self.write(|o| write_str(&mut o.text, v));
+        self.write(|o| o.same(|t| write_str(t, v)));
         Ok(())
     }
 
@@ -373,7 +416,7 @@ impl<'de, const WRITE: bool> Visitor<'de> for Extract<'_, '_, '_, 'de, WRITE> {
         if self.ends_here() {
             self.set(FieldValue::Text(Cow::Owned(v.to_owned())));
         }
-        self.write(|o| write_str(&mut o.text, v));
+        self.write(|o| o.same(|t| write_str(t, v)));
         Ok(())
     }
 
@@ -385,19 +428,19 @@ impl<'de, const WRITE: bool> Visitor<'de> for Extract<'_, '_, '_, 'de, WRITE> {
 
     fn visit_i64<E: de::Error>(mut self, v: i64) -> Result<(), E> {
         self.set_number(v as f64);
-        self.write(|o| write_number(&mut o.text, &v));
+        self.write(|o| o.other(|t| write_number(t, &v)));
         Ok(())
     }
 
     fn visit_u64<E: de::Error>(mut self, v: u64) -> Result<(), E> {
         self.set_number(v as f64);
-        self.write(|o| write_number(&mut o.text, &v));
+        self.write(|o| o.other(|t| write_number(t, &v)));
         Ok(())
     }
 
     fn visit_bool<E: de::Error>(mut self, v: bool) -> Result<(), E> {
         self.set(FieldValue::Bool(v));
-        self.write(|o| o.text.extend_from_slice(if v { b"true" } else { b"false" }));
+        self.write(|o| o.same(|t| t.extend_from_slice(if v { b"true" } else { b"false" })));
         Ok(())
     }
 
@@ -406,21 +449,23 @@ impl<'de, const WRITE: bool> Visitor<'de> for Extract<'_, '_, '_, 'de, WRITE> {
         // the byte values.
         self.set(FieldValue::Other);
         self.write(|o| {
-            o.text.push(b'[');
-            for (i, b) in v.iter().enumerate() {
-                if i > 0 {
-                    o.text.push(b',');
+            o.other(|t| {
+                t.push(b'[');
+                for (i, b) in v.iter().enumerate() {
+                    if i > 0 {
+                        t.push(b',');
+                    }
+                    write_number(t, b);
                 }
-                write_number(&mut o.text, b);
-            }
-            o.text.push(b']');
+                t.push(b']');
+            })
         });
         Ok(())
     }
 
     fn visit_unit<E: de::Error>(mut self) -> Result<(), E> {
         self.set(FieldValue::Missing);
-        self.write(|o| o.text.extend_from_slice(b"null"));
+        self.write(|o| o.other(|t| t.extend_from_slice(b"null")));
         Ok(())
     }
 

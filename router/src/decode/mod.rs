@@ -22,6 +22,19 @@ pub struct Decoded<'a> {
     pub body: Body<'a>,
 }
 
+impl Decoded<'_> {
+    /// The text the fields' runs for the audit snapshot were recorded in
+    /// ([`EventFields::verbatim`]): a JSON event's text, or an Avro event's JSON form (empty
+    /// when it has none).
+    pub fn verbatim_source(&self) -> &[u8] {
+        match &self.body {
+            Body::Json(text) => text.as_bytes(),
+            Body::Avro(Some(json)) => &json.text,
+            Body::Avro(None) => b"",
+        }
+    }
+}
+
 /// The decoded body of an event.
 #[derive(Debug)]
 pub enum Body<'a> {
@@ -53,15 +66,17 @@ impl Decoder {
 
     /// A decoder of Avro datums. `confluent` expects the Confluent wire format (magic byte 0 and a
     /// 4-byte schema id); `accepted_ids` (when not empty) lists the schema ids accepted;
-    /// `json_body` writes each event's JSON form (for a JSON routed record).
+    /// `json_body` writes each event's JSON form (for a JSON routed record), and records in it
+    /// the top-level members of fields not in `redacted` for the audit snapshot to copy.
     pub fn avro(
         registry: FieldRegistry,
         schema: serde_avro_fast::Schema,
         confluent: bool,
         accepted_ids: Vec<u32>,
         json_body: bool,
+        redacted: &[FieldId],
     ) -> Self {
-        Decoder::Avro(Box::new(AvroInput::new(registry, schema, confluent, accepted_ids, json_body)))
+        Decoder::Avro(Box::new(AvroInput::new(registry, schema, confluent, accepted_ids, json_body, redacted)))
     }
 
     /// Decodes one record value, in buffers kept from earlier events (`reuse`; give the event

@@ -254,11 +254,7 @@ impl<'a, const MEMO: bool> Cursor<'a, '_, MEMO> {
                 && child.and_then(|c| tree.verbatim(c)).is_some_and(|field| {
                     fields.verbatim_member(field, !matches!(self.bytes.get(value_at), Some(b'{' | b'[' | b'n')))
                 });
-            if taken {
-                run = Some((run.map_or(start, |(start, _)| start), self.at));
-            } else if let Some(ended) = run.take() {
-                fields.verbatim_run(ended);
-            }
+            fields.verbatim_next(&mut run, taken, start, self.at);
             self.skip_whitespace();
             if self.after_item(b'}')? {
                 if let Some(ended) = run {

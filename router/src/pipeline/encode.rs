@@ -5,7 +5,6 @@
 use super::snapshot::SnapshotForm;
 use super::{millis, write_timestamp, AuditForm, Output, Pipeline, Source};
 use crate::decode::{Body, Decoded};
-use crate::fields::EventFields;
 use crate::recycle::recycle;
 use crate::reject::{RejectReason, Rejection};
 use crate::score::Score;
@@ -210,18 +209,12 @@ impl Pipeline {
     /// read in `out.snapshot`, in the form the record's `form` takes it (the JSON text for the
     /// intake's, that text's JSON string for the unsealed JSON), and the timestamp in
     /// `out.timestamp` (formatted once per millisecond).
-    pub(super) fn audit_prelude(
-        &self,
-        fields: Option<&EventFields>,
-        now: SystemTime,
-        form: AuditForm,
-        out: &mut Output,
-    ) {
+    pub(super) fn audit_prelude(&self, event: Option<&Decoded>, now: SystemTime, form: AuditForm, out: &mut Output) {
         let snapshot_form = match form {
             AuditForm::Intake => SnapshotForm::Text,
             AuditForm::Unsealed => SnapshotForm::String,
         };
-        self.snapshot.write(fields, snapshot_form, &mut out.snapshot);
+        self.snapshot.write_event(event, snapshot_form, &mut out.snapshot);
         let ms = millis(now);
         if out.timestamp_ms != Some(ms) {
             write_timestamp(now, &mut out.timestamp);

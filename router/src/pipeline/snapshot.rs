@@ -2,14 +2,16 @@
 //! configured fields redacted.
 //!
 //! Written straight from the extracted fields, once per event: field names come ready-made, and
-//! text values are copied as they are unless they hold something to escape. A JSON event's
-//! top-level members that the snapshot would write as the input did come first, copied from
-//! the input in the runs the scan recorded ([`EventFields::verbatim`]), in its order. Either as JSON
+//! text values are copied as they are unless they hold something to escape. An event's
+//! top-level members that the snapshot would write as they stand come first, copied in the runs
+//! the decoder recorded ([`EventFields::verbatim`]), in their order: from a JSON event's text,
+//! or from an Avro event's JSON form (which formatted its floats already). Either as JSON
 //! text, or as that text's JSON string (quoted, escaped), which is how the audit record's JSON
 //! carries it: written from the parts, the string costs about what the text does, where
 //! escaping the whole text after (a JSON text has an escape every few bytes) costs more than
 //! writing it.
 
+use crate::decode::Decoded;
 use crate::fields::{EventFields, FieldId, FieldRegistry, FieldValue};
 use tollgate_schemas::json::{write_nested_str, write_number, write_str};
 
@@ -48,22 +50,31 @@ impl SnapshotWriter {
         SnapshotWriter { names, nested_names, redacted }
     }
 
-    /// Replaces `out` with the snapshot of `fields` (`{}` when there are none), in `form`.
-    pub fn write(&self, fields: Option<&EventFields>, form: SnapshotForm, out: &mut Vec<u8>) {
+    /// Replaces `out` with the snapshot of `fields` (`{}` when there are none), in `form`;
+    /// `source` is the text their runs were recorded in ([`Decoded::verbatim_source`]).
+    pub fn write(&self, fields: Option<&EventFields>, source: &[u8], form: SnapshotForm, out: &mut Vec<u8>) {
         out.clear();
         match form {
-            SnapshotForm::Text => self.write_object::<false>(fields, out),
+            SnapshotForm::Text => self.write_object::<false>(fields, source, out),
             SnapshotForm::String => {
                 out.push(b'"');
-                self.write_object::<true>(fields, out);
+                self.write_object::<true>(fields, source, out);
                 out.push(b'"');
             }
         }
     }
 
+    /// [`SnapshotWriter::write`] of a decoded event's fields (`None`: none).
+    pub fn write_event(&self, event: Option<&Decoded>, form: SnapshotForm, out: &mut Vec<u8>) {
+        match event {
+            Some(event) => self.write(Some(&event.fields), event.verbatim_source(), form, out),
+            None => self.write(None, b"", form, out),
+        }
+    }
+
     /// The object, as text or (`NESTED`) as it stands in a JSON string. One copy of the loop
     /// per form, each with its string writer inlined: the intake's form is on the hot path too.
-    fn write_object<const NESTED: bool>(&self, fields: Option<&EventFields>, out: &mut Vec<u8>) {
+    fn write_object<const NESTED: bool>(&self, fields: Option<&EventFields>, source: &[u8], out: &mut Vec<u8>) {
         let write_text = |out: &mut Vec<u8>, text: &str| {
             if NESTED {
                 write_nested_str(out, text)
@@ -78,14 +89,14 @@ impl SnapshotWriter {
             // The members the input wrote as the snapshot writes them, copied as they stand,
             // in runs: a few calls instead of two per field. Not into a JSON string: escaping
             // a run's quotes cost more than writing its fields one by one (session 27).
-            let verbatim = match fields.verbatim() {
+            let verbatim = match fields.verbatim(source) {
                 Some(runs) if !NESTED => {
                     for run in runs {
                         if !first {
                             out.push(b',');
                         }
                         first = false;
-                        out.extend_from_slice(run.as_bytes());
+                        out.extend_from_slice(run);
                     }
                     true
                 }
@@ -148,7 +159,7 @@ mod tests {
     fn the_snapshot_is_the_json_object_of_the_fields() {
         let (writer, fields) = fixture();
         let mut out = Vec::new();
-        writer.write(Some(&fields), SnapshotForm::Text, &mut out);
+        writer.write(Some(&fields), b"", SnapshotForm::Text, &mut out);
         let expected = serde_json::json!({
             "amount": 12.5,
             "merchant.name": "Café \"Zur Post\"",
@@ -162,7 +173,7 @@ mod tests {
         assert_eq!(serde_json::from_slice::<serde_json::Value>(&out).unwrap(), expected);
         // The string form is the text's JSON string, byte for byte.
         let mut string = Vec::new();
-        writer.write(Some(&fields), SnapshotForm::String, &mut string);
+        writer.write(Some(&fields), b"", SnapshotForm::String, &mut string);
         assert_eq!(string, serde_json::to_vec(std::str::from_utf8(&out).unwrap()).unwrap());
     }
 
@@ -172,7 +183,7 @@ mod tests {
         fields.set_number(0, 12.5, Some("1.250e1"));
         fields.set_number(7, 3.0, None);
         let mut out = Vec::new();
-        writer.write(Some(&fields), SnapshotForm::Text, &mut out);
+        writer.write(Some(&fields), b"", SnapshotForm::Text, &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with(r#"{"amount":1.250e1,"#), "{text}");
         assert!(text.contains(r#","big":3.0,"#), "{text}");
@@ -192,9 +203,9 @@ mod tests {
         let mut reuse = crate::decode::Reuse::default();
         reuse.want_verbatim(true);
         let decoded = decoder.decode(event, &mut reuse).unwrap();
-        assert!(decoded.fields.verbatim().is_some(), "the scan recorded runs");
+        assert!(decoded.fields.verbatim(decoded.verbatim_source()).is_some(), "the scan recorded runs");
         let mut text = Vec::new();
-        writer.write(Some(&decoded.fields), SnapshotForm::Text, &mut text);
+        writer.write_event(Some(&decoded), SnapshotForm::Text, &mut text);
         let text = String::from_utf8(text).unwrap();
         assert!(text.contains(r#""id":"e-1", "amount": 1.250e1,"note":"plain""#), "copied: {text}");
         let expected = serde_json::json!({
@@ -204,18 +215,117 @@ mod tests {
         assert_eq!(serde_json::from_str::<serde_json::Value>(&text).unwrap(), expected);
         // The string form writes every field one by one: the same object.
         let mut string = Vec::new();
-        writer.write(Some(&decoded.fields), SnapshotForm::String, &mut string);
+        writer.write_event(Some(&decoded), SnapshotForm::String, &mut string);
         let inner: String = serde_json::from_slice(&string).unwrap();
         assert_eq!(serde_json::from_str::<serde_json::Value>(&inner).unwrap(), expected);
+    }
+
+    /// An Avro event's members copied from its JSON form: the object the snapshot writes field
+    /// by field, in either form; integers (a float in the snapshot), decimals (text in the JSON
+    /// form), nulls, non-scalars and redacted fields are never copied.
+    #[test]
+    fn members_copied_from_an_avro_events_json_form_make_the_same_object() {
+        use apache_avro::types::Value;
+        const SCHEMA: &str = r#"{"type":"record","name":"P","fields":[
+            {"name":"id","type":"string"},
+            {"name":"n","type":"int"},
+            {"name":"big","type":["null","long"]},
+            {"name":"amount","type":"double"},
+            {"name":"ratio","type":"float"},
+            {"name":"ok","type":"boolean"},
+            {"name":"note","type":["null","string"]},
+            {"name":"kind","type":{"type":"enum","name":"Kind","symbols":["CARD","WIRE"]}},
+            {"name":"price","type":{"type":"bytes","logicalType":"decimal","precision":10,"scale":2}},
+            {"name":"raw","type":"bytes"},
+            {"name":"card","type":{"type":"record","name":"Card","fields":[{"name":"country","type":"string"}]}},
+            {"name":"secret","type":"string"},
+            {"name":"odd","type":"double"},
+            {"name":"tags","type":{"type":"array","items":"string"}}]}"#;
+        let mut registry = FieldRegistry::default();
+        let paths = [
+            "id",
+            "n",
+            "big",
+            "amount",
+            "ratio",
+            "ok",
+            "note",
+            "kind",
+            "price",
+            "raw",
+            "card.country",
+            "secret",
+            "odd",
+            "card",
+            "tags",
+        ];
+        let ids: Vec<FieldId> = paths.iter().map(|p| registry.register(p).unwrap()).collect();
+        let redacted = [ids[11]];
+        let writer = SnapshotWriter::new(&registry, &redacted);
+        let decoder =
+            crate::decode::Decoder::avro(registry, SCHEMA.parse().unwrap(), false, Vec::new(), true, &redacted);
+        let schema = apache_avro::Schema::parse_str(SCHEMA).unwrap();
+        let union = |v: Option<Value>| match v {
+            Some(v) => Value::Union(1, Box::new(v)),
+            None => Value::Union(0, Box::new(Value::Null)),
+        };
+        let events = [
+            ("e-1", Some(1i64 << 60), Some("plain"), 0.1, f64::NAN),
+            ("quote \" é \n", None, None, -2.5e-300, 7.0),
+            ("e-3", Some(-3), Some("tab\t"), 1e21, f64::INFINITY),
+        ];
+        for (id, big, note, amount, odd) in events {
+            let datum = apache_avro::to_avro_datum(
+                &schema,
+                Value::Record(vec![
+                    ("id".into(), Value::String(id.into())),
+                    ("n".into(), Value::Int(-7)),
+                    ("big".into(), union(big.map(Value::Long))),
+                    ("amount".into(), Value::Double(amount)),
+                    ("ratio".into(), Value::Float(0.3)),
+                    ("ok".into(), Value::Boolean(true)),
+                    ("note".into(), union(note.map(|n| Value::String(n.into())))),
+                    ("kind".into(), Value::Enum(1, "WIRE".into())),
+                    ("price".into(), Value::Decimal(apache_avro::Decimal::from([0x04, 0xd2]))),
+                    ("raw".into(), Value::Bytes(vec![1, 2])),
+                    ("card".into(), Value::Record(vec![("country".into(), Value::String("DE".into()))])),
+                    ("secret".into(), Value::String("s".into())),
+                    ("odd".into(), Value::Double(odd)),
+                    ("tags".into(), Value::Array(vec![Value::String("t".into())])),
+                ]),
+            )
+            .unwrap();
+            let snapshot = |runs: bool, form: SnapshotForm| {
+                let mut reuse = crate::decode::Reuse::default();
+                reuse.want_verbatim(runs);
+                let decoded = decoder.decode(&datum, &mut reuse).unwrap();
+                assert_eq!(decoded.fields.verbatim(decoded.verbatim_source()).is_some(), runs, "{id:?}");
+                let mut out = Vec::new();
+                writer.write_event(Some(&decoded), form, &mut out);
+                let text = match form {
+                    SnapshotForm::Text => String::from_utf8(out).unwrap(),
+                    SnapshotForm::String => serde_json::from_slice(&out).unwrap(),
+                };
+                (serde_json::from_str::<serde_json::Value>(&text).unwrap(), text)
+            };
+            let (copied, text) = snapshot(true, SnapshotForm::Text);
+            assert!(text.contains(r#""amount":"#) && text.contains(r#""ok":true,"note":"#) == note.is_some(), "{text}");
+            assert_eq!(copied, snapshot(false, SnapshotForm::Text).0, "{id:?}: {text}");
+            assert_eq!(copied, snapshot(true, SnapshotForm::String).0, "{id:?}");
+            assert_eq!(copied["secret"], "[redacted]");
+            assert_eq!(copied["price"], 12.34);
+            assert_eq!(copied["n"], -7.0);
+            assert_eq!(copied["card"], "[non-scalar]");
+        }
     }
 
     #[test]
     fn no_fields_is_an_empty_object() {
         let (writer, _) = fixture();
         let mut out = b"stale".to_vec();
-        writer.write(None, SnapshotForm::Text, &mut out);
+        writer.write(None, b"", SnapshotForm::Text, &mut out);
         assert_eq!(out, b"{}");
-        writer.write(None, SnapshotForm::String, &mut out);
+        writer.write(None, b"", SnapshotForm::String, &mut out);
         assert_eq!(out, br#""{}""#);
     }
 }
