@@ -211,13 +211,15 @@ fn a_chainer_behind_is_handed_no_more_and_the_intake_takes_the_rest() {
 }
 
 /// Waits until `router`'s chainer holds intake partitions: from then on its loops hand it the
-/// batches of those partitions instead of producing them to the intake.
+/// batches of those partitions instead of producing them to the intake. The one router holds
+/// all three, as its gauge says.
 fn wait_until_the_chainer_holds_partitions(router: &RouterProcess) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while !router.log_text().lines().any(|l| l.contains("The audit chainer holds") && !l.contains("partitions=[]")) {
         assert!(std::time::Instant::now() < deadline, "the chainer holds no partition:\n{}", router.log_text());
         std::thread::sleep(Duration::from_millis(100));
     }
+    assert_eq!(router.metric("tollgate_audit_chain_partitions"), Some(3.0), "{}", router.log_text());
 }
 
 /// The records counts of the intake batches `out` collected.

@@ -12,11 +12,11 @@
 //! scan's memo of keys; and with keys left out or added in some events
 //! (`json_logistic20_optional`); and the 20-feature events as Avro input (`avro_logistic20`,
 //! the example's schema with the features added). Beside them, `json_parse_only`: serde_json
-//! only checking the JSON events, the floor under JSON input; `audit_chain_link`, the audit chainer's work per audit record handed in the
-//! intake's form (decode the batch, link and encode each record); and `audit_chain_unsealed`, the
-//! same for records handed unsealed (complete and hash each). Before criterion's timings, it
-//! prints heap allocations and bytes per event (instrumented allocator) and the CPU time per
-//! event of the routing thread.
+//! only checking the JSON events, the floor under JSON input; `audit_chain_link`, the audit
+//! chainer's work per audit record handed in the intake's form (decode the batch, link and
+//! encode each record); and `audit_chain_unsealed`, the same for records handed unsealed
+//! (complete and hash each). Before criterion's timings, it prints heap allocations and bytes
+//! per event (instrumented allocator) and the CPU time per event of the routing thread.
 
 use cpu_time::ThreadTime;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};

@@ -168,11 +168,9 @@ impl Pipeline {
         into.clear();
         match form {
             AuditForm::Intake => {
-                // The snapshot is JSON text written from `str` values.
-                let snapshot = std::str::from_utf8(snapshot).unwrap_or("{}");
-                let record = AuditRecord { input_snapshot: Cow::Borrowed(snapshot), ..audit };
-                record.write_intake(into);
-                record.explanation
+                // The snapshot is JSON text written from `str` values and runs of text.
+                audit.write_intake_with_snapshot(snapshot, into);
+                audit.explanation
             }
             // [`Pipeline::audit_prelude`] wrote the snapshot as its JSON string for this form.
             AuditForm::Unsealed => {

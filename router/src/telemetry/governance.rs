@@ -1,9 +1,10 @@
 //! Metrics of the audit chain, of policy reloads and of what the policy could not test.
 
-use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 pub mod names {
     pub const AUDIT_CHAINED: &str = "tollgate_audit_chained_total";
+    pub const AUDIT_CHAIN_PARTITIONS: &str = "tollgate_audit_chain_partitions";
     pub const AUDIT_HANDED: &str = "tollgate_audit_handed_total";
     pub const AUDIT_HAND_OFF_BEHIND: &str = "tollgate_audit_hand_off_behind_total";
     pub const AUDIT_INTAKE_REJECTED: &str = "tollgate_audit_intake_rejected_total";
@@ -15,6 +16,7 @@ pub mod names {
 #[derive(Clone)]
 pub(super) struct GovernanceMetrics {
     pub chained: IntCounter,
+    pub chain_partitions: IntGauge,
     pub handed: IntCounter,
     pub behind: IntCounter,
     pub intake_rejected: IntCounter,
@@ -27,6 +29,11 @@ impl GovernanceMetrics {
     pub fn new(registry: &Registry) -> Self {
         let m = GovernanceMetrics {
             chained: IntCounter::new(names::AUDIT_CHAINED, "Audit records linked into the hash chain.").unwrap(),
+            chain_partitions: IntGauge::new(
+                names::AUDIT_CHAIN_PARTITIONS,
+                "Audit intake partitions this process's chainer holds: 0 while it joins its group or after a rebalance took them. Their audit records are chained by no one while no chainer holds them.",
+            )
+            .unwrap(),
             handed: IntCounter::new(
                 names::AUDIT_HANDED,
                 "Audit records of the routing loops and the review join chained in process, without the intake topic's round trip (of tollgate_audit_chained_total).",
@@ -69,6 +76,7 @@ impl GovernanceMetrics {
         }
         for c in [
             Box::new(m.chained.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(m.chain_partitions.clone()),
             Box::new(m.handed.clone()),
             Box::new(m.behind.clone()),
             Box::new(m.intake_rejected.clone()),

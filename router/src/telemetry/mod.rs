@@ -271,6 +271,16 @@ impl Telemetry {
         self.governance.chained.get()
     }
 
+    /// The chainer holds `partitions` intake partitions now (after a rebalance).
+    pub fn audit_chain_partitions_held(&self, partitions: usize) {
+        self.governance.chain_partitions.set(partitions as i64);
+    }
+
+    /// How many intake partitions this process's chainer holds.
+    pub fn audit_chain_partitions(&self) -> i64 {
+        self.governance.chain_partitions.get()
+    }
+
     /// Of [`Telemetry::audit_chained_count`], the records handed in process; and the records
     /// sent through the intake because the chainer was behind.
     pub fn audit_hand_off_counts(&self) -> (u64, u64) {

@@ -66,6 +66,11 @@ fn contributions(out: &mut Vec<u8>, items: &[Contribution<'_>]) {
 impl AuditRecord<'_> {
     /// Appends the Avro datum (of the embedded `AuditRecord` schema).
     pub(crate) fn lay_avro(&self, out: &mut Vec<u8>) {
+        self.lay_avro_with(None, out);
+    }
+
+    /// [`AuditRecord::lay_avro`] with `snapshot`, when given, as the input snapshot's text.
+    pub(crate) fn lay_avro_with(&self, snapshot: Option<&[u8]>, out: &mut Vec<u8>) {
         string(out, &self.event_id);
         string(out, &self.timestamp);
         string(out, &self.actor);
@@ -79,7 +84,11 @@ impl AuditRecord<'_> {
         nullable(out, self.risk_score, double);
         nullable(out, self.confidence, double);
         contributions(out, &self.explanation);
-        string(out, &self.input_snapshot);
+        // An Avro string is its bytes, length first.
+        match snapshot {
+            Some(text) => bytes(out, text),
+            None => string(out, &self.input_snapshot),
+        }
         nullable(out, self.rationale.as_deref(), string);
         nullable(out, self.sla_expected_ms, long);
         nullable(out, self.sla_actual_ms, long);
@@ -171,6 +180,12 @@ mod tests {
             let mut reference = Vec::new();
             apache_avro::write_avro_datum_ref(crate::codec::audit_schema(), &record, &mut reference).unwrap();
             assert_eq!(laid, reference, "{record:?}");
+            // The snapshot given as bytes, in place of an empty one: the same datum.
+            let snapshot = record.input_snapshot.clone();
+            let emptied = crate::AuditRecord { input_snapshot: "".into(), ..record.clone() };
+            let mut given = Vec::new();
+            emptied.write_intake_with_snapshot(snapshot.as_bytes(), &mut given);
+            assert_eq!(given, reference, "{record:?}");
         }
     }
 }

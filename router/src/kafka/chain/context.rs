@@ -41,6 +41,7 @@ impl ClientContext for ChainConsumerContext {
 impl ConsumerContext for ChainConsumerContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, _: &Rebalance<'_>) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+        self.telemetry.audit_chain_partitions_held(0);
         if let Some(h) = &self.hand_off {
             h.set_owned([]);
         }
@@ -48,6 +49,7 @@ impl ConsumerContext for ChainConsumerContext {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, _: &Rebalance<'_>) {
         let held: Vec<i32> = held_partitions(consumer);
+        self.telemetry.audit_chain_partitions_held(held.len());
         tracing::info!(partitions = ?held, "The audit chainer holds these intake partitions.");
         if let Some(h) = &self.hand_off {
             h.set_owned(held);
