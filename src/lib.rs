@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - [`audit_cli`]: `tollgate audit verify | export`.
-//! - [`bench`]: `tollgate bench`, the end-to-end benchmark harness.
+//! - [`bench`](mod@bench): `tollgate bench`, the end-to-end benchmark harness.
 //! - [`replay_cli`]: `tollgate replay` (policy backtest).
 //! - [`synth`]: a synthetic stream of payment events with realistic score distributions.
 //! - [`demo`]: the demo: in-process Kafka, synthetic stream, router and live summary.

@@ -4,7 +4,7 @@
 //! ready once it has caught up.
 //!
 //! Catching up: the end offsets are read at start; the view is ready when every partition has
-//! reached its end, or when no record arrived for [`LULL`] (some brokers report end offsets that
+//! reached its end, or when no record arrived for `LULL` (some brokers report end offsets that
 //! are never reached). A record that cannot be decoded is logged with its position and counted
 //! (`tollgate_gateway_records_total{outcome="malformed"}`); it is another service's output, so
 //! the gateway neither stops nor dead-letters it.

@@ -12,8 +12,8 @@
 //!    [`state_headers`]), and hand its audit record's partition (its event id's, as the join
 //!    places it) to stage 2;
 //! 2. the chainer's transactional writes: each handed record becomes a chained record of the
-//!    router's sample ([`records::Stage2::chain_handed`]);
-//! 3. read the state copies back ([`records::read_copies`]).
+//!    router's sample (`records::Stage2::chain_handed`);
+//! 3. read the state copies back (`records::read_copies`).
 //!
 //! Its lag is sampled like the join's ([`join::measure`]). A baseline that falls behind the
 //! asked rate as well shows that the client library and the broker, not Tollgate, bound the

@@ -18,7 +18,7 @@
 //! The copies are the sample's own records, taken in turn ([`super::shape::Samples`]), so they
 //! compress as the router's do; filler of their sizes would not (see there). A live run's
 //! routed copies are the exception: the latency measure needs each input's event id in them
-//! (see [`copy_input`]).
+//! (see `copy_input`).
 //!
 //! Measured from the first input record read until stage 2 has committed every record. So the
 //! router's ratio to this baseline is the share of the client library's and broker's limit that

@@ -32,7 +32,7 @@ pub struct Kept {
 }
 
 impl Kept {
-    /// Keeps a record, unless [`KEEP`] of them already are.
+    /// Keeps a record, unless `KEEP` of them already are.
     pub fn keep(&mut self, key: &[u8], value: &[u8]) {
         if self.records.len() < KEEP {
             self.records.push((key.to_vec(), value.to_vec()));
@@ -84,7 +84,7 @@ pub struct Shape {
     pub changelog_bytes: usize,
     /// Share of input records that write a changelog entry.
     pub changelog_share: f64,
-    /// Routed records and dead letters per topic, in [`destinations`] order.
+    /// Routed records and dead letters per topic, in `destinations` order.
     pub routed: Vec<Destination>,
     /// The sample's records, which the baseline writes in turn.
     #[serde(skip)]

@@ -1,8 +1,8 @@
 //! The gateway's operations, free of HTTP: what each reviewer request may do to the view, what
 //! it writes to Kafka, and what it audits. The API layer only authenticates, parses and maps.
 //!
-//! - [`reads`]: queue listings and case views (each shown case is audited);
-//! - [`actions`]: claim, release, decide, second sign-off (each one Kafka transaction holding
+//! - `reads`: queue listings and case views (each shown case is audited);
+//! - `actions`: claim, release, decide, second sign-off (each one Kafka transaction holding
 //!   the decision or case state and its audit record).
 
 mod actions;

@@ -443,7 +443,7 @@ impl ReviewState {
     /// Advances time: escalates cases whose tier ran out, applies fallbacks, dead-letters
     /// decisions whose event never came, forgets old resolutions, and gathers the queues'
     /// figures. One pass over the pending reviews; the resolved marks are swept at most every
-    /// [`RESOLVED_SWEEP_MS`].
+    /// `RESOLVED_SWEEP_MS`.
     pub fn tick(&self, now: i64) -> Tick {
         let mut effects = Vec::new();
         let mut timed_out = Vec::new();
