@@ -225,8 +225,9 @@ impl<'a> EventFields<'a> {
     }
 
     /// The runs the snapshot copies as they stand (`None` when there are none to use), cut
-    /// from `source`, the text they were recorded in ([`crate::decode::Decoded::verbatim_source`]);
-    /// the fields in them are those [`EventFields::is_verbatim`] names.
+    /// from `source`, the text they were recorded in
+    /// ([`crate::decode::Decoded::verbatim_source`]); the fields in them are those
+    /// [`EventFields::is_verbatim`] names.
     #[inline]
     pub fn verbatim<'s>(&'s self, source: &'s [u8]) -> Option<impl Iterator<Item = &'s [u8]> + 's> {
         (!self.verbatim_void && !self.verbatim.is_empty())
