@@ -450,7 +450,11 @@ impl Pipeline {
             confidence: Some(score.confidence),
             explanation,
             sla_expected_ms: sla.map(|d| d.as_millis() as i64),
-            rationale: sampled.then_some(Cow::Borrowed("sampled for a post-verify review")),
+            rationale: if decision.untested {
+                Some(Cow::Borrowed(UNTESTED_RATIONALE))
+            } else {
+                sampled.then_some(Cow::Borrowed("sampled for a post-verify review"))
+            },
             ..self.audit_base(out, source, "policy", AuditAction::Route, decision.route.as_str())
         };
         let explanation = self.write_audit(audit, &out.snapshot, form, keep.then_some(&mut floats), &mut buf);
@@ -508,6 +512,10 @@ impl Pipeline {
 
 /// The rule name of post-verify audit samples.
 pub const AUDIT_SAMPLE_RULE: &str = "audit-sample";
+
+/// The audit rationale of a guardrail that held only because it could not test a bound
+/// (`untestable_guardrails = "match"`).
+pub const UNTESTED_RATIONALE: &str = "guardrail held failing closed: a bound it tests met a value that is not a number";
 
 /// Milliseconds since the Unix epoch.
 pub fn millis(t: SystemTime) -> i64 {

@@ -117,32 +117,48 @@ fn numbers_are_recorded_as_the_json_input_wrote_them() {
 }
 
 /// Money written as JSON text is not a number to a policy bound: the event routes as if the
-/// bound were false, and the verdict names the field, for the router to count.
+/// bound were false, and the verdict names the field, for the router to count. With
+/// `untestable_guardrails = "match"`, the guardrail holds instead, and its audit record says why.
 #[test]
 fn a_bound_on_json_text_is_false_and_the_verdict_names_its_field() {
-    let policy = std::env::temp_dir().join(format!("tollgate-text-bound-{}.toml", std::process::id()));
-    let text = std::fs::read_to_string(Path::new(EXAMPLE_DIR).join("policy.toml")).unwrap().replacen(
-        "[[rules]]",
-        "[[guardrails]]\nname = \"big-amount\"\nroute = \"sync_review\"\nall = [{ field = \"amount\", gte = 10000 }]\n\n[[rules]]",
-        1,
-    );
-    std::fs::write(&policy, text).unwrap();
-    let mut c = example_config();
-    c.policy.file = policy.clone();
-    let p = Pipeline::from_config(&c);
-    std::fs::remove_file(&policy).unwrap();
-    let p = p.unwrap();
+    let guarded = |setting: &str| {
+        let policy = std::env::temp_dir().join(format!("tollgate-text-bound-{}-{setting}.toml", std::process::id()));
+        // Before the first table, the setting is a top-level key.
+        let text = std::fs::read_to_string(Path::new(EXAMPLE_DIR).join("policy.toml")).unwrap().replacen(
+            "[[rules]]",
+            &format!("untestable_guardrails = \"{setting}\"\n[[guardrails]]\nname = \"big-amount\"\nroute = \"sync_review\"\nall = [{{ field = \"amount\", gte = 10000 }}]\n\n[[rules]]"),
+            1,
+        );
+        std::fs::write(&policy, text).unwrap();
+        let mut c = example_config();
+        c.policy.file = policy.clone();
+        let p = Pipeline::from_config(&c);
+        std::fs::remove_file(&policy).unwrap();
+        p.unwrap()
+    };
     let event = |amount: &str| {
         format!(
             r#"{{"event_id":"pay-t","account_id":"a","amount":{amount},"currency":"EUR","merchant_category":"grocery","country":"DE","risk_score":0.1,"model_confidence":0.99,"model_version":"m"}}"#
         )
     };
+    let p = guarded("skip");
     let mut out = Output::default();
     let verdict = p.process(Some(event("20000").as_bytes()), source(), now(), &mut out);
     assert!(matches!(verdict, Verdict::Routed { route: Route::SyncReview, not_numeric: None, .. }), "{verdict:?}");
     let verdict = p.process(Some(event(r#""20000.00""#).as_bytes()), source(), now(), &mut out);
     let counted = matches!(verdict, Verdict::Routed { route: Route::AutoCommit, not_numeric: Some("amount"), .. });
     assert!(counted, "{verdict:?}");
+    assert_eq!(AuditRecord::read(RecordFormat::Avro, &out.audit).unwrap().rationale, None);
+
+    let p = guarded("match");
+    let verdict = p.process(Some(event(r#""20000.00""#).as_bytes()), source(), now(), &mut out);
+    let held = matches!(verdict, Verdict::Routed { route: Route::SyncReview, not_numeric: Some("amount"), .. });
+    assert!(held, "{verdict:?}");
+    let audit = AuditRecord::read(RecordFormat::Avro, &out.audit).unwrap();
+    assert_eq!((audit.rule.as_deref(), audit.guardrail), (Some("big-amount"), true));
+    assert_eq!(audit.rationale.as_deref(), Some(crate::pipeline::UNTESTED_RATIONALE));
+    let verdict = p.process(Some(event("5").as_bytes()), source(), now(), &mut out);
+    assert!(matches!(verdict, Verdict::Routed { route: Route::AutoCommit, not_numeric: None, .. }), "{verdict:?}");
 }
 
 fn reason_of(p: &Pipeline, payload: Option<&[u8]>) -> RejectReason {

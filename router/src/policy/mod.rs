@@ -9,7 +9,7 @@ mod spec;
 use crate::fields::{EventFields, FieldId, FieldRegistry, FieldValue};
 use crate::score::Score;
 pub use interval::Interval;
-pub use spec::{BoundsSpec, ConditionSpec, PolicySpec, RuleSpec, Scalar};
+pub use spec::{BoundsSpec, ConditionSpec, PolicySpec, RuleSpec, Scalar, Untestable};
 use tollgate_schemas::Route;
 
 /// The rule name recorded when no rule matched.
@@ -58,6 +58,9 @@ pub struct Decision<'p> {
     /// The path of a field a bound was tested on while deciding, whose value was present but
     /// not a number (such as JSON text `"12.34"`), so the bound was false: the first such field.
     pub not_numeric: Option<&'p str>,
+    /// The matching rule is a guardrail that held only because it could not test a bound
+    /// (`untestable_guardrails = "match"`).
+    pub untested: bool,
 }
 
 /// A validated policy.
@@ -69,6 +72,7 @@ pub struct Policy {
     rules: Vec<Rule>,
     /// The paths of the fields bounds are tested on, for [`Decision::not_numeric`].
     bounded: Vec<(FieldId, String)>,
+    untestable: Untestable,
 }
 
 impl Policy {
@@ -112,7 +116,8 @@ impl Policy {
                 }
             }
         }
-        Ok(Policy { version: spec.version, default_route: spec.default_route, rules, bounded })
+        let untestable = spec.untestable_guardrails;
+        Ok(Policy { version: spec.version, default_route: spec.default_route, rules, bounded, untestable })
     }
 
     /// The policy's version string.
@@ -133,17 +138,24 @@ impl Policy {
     /// Decides the route of one scored event.
     pub fn decide(&self, score: &Score<'_>, fields: &EventFields) -> Decision<'_> {
         let mut not_numeric = None;
-        let (route, rule, guardrail) = 'decided: {
+        let (route, rule, guardrail, untested) = 'decided: {
             for rule in &self.rules {
                 let all = rule.all.iter().all(|c| holds(c, score, fields, &mut not_numeric));
                 if all && (rule.any.is_empty() || rule.any.iter().any(|c| holds(c, score, fields, &mut not_numeric))) {
-                    break 'decided (rule.route, rule.name.as_str(), rule.guardrail);
+                    break 'decided (rule.route, rule.name.as_str(), rule.guardrail, false);
+                }
+                // Only a bound that met a value other than a number leaves a guardrail
+                // undecided: then, failing closed, it is tested again with such bounds unknown.
+                if rule.guardrail && self.untestable == Untestable::Match && not_numeric.is_some() {
+                    if let Tested::Unknown = guardrail_holds(rule, score, fields) {
+                        break 'decided (rule.route, rule.name.as_str(), true, true);
+                    }
                 }
             }
-            (self.default_route, DEFAULT_RULE, false)
+            (self.default_route, DEFAULT_RULE, false, false)
         };
         let not_numeric = not_numeric.map(|id| self.bounded_path(id));
-        Decision { route, rule, guardrail, not_numeric }
+        Decision { route, rule, guardrail, not_numeric, untested }
     }
 
     /// The paths of the fields its bounds test.
@@ -155,6 +167,46 @@ impl Policy {
     #[cold]
     fn bounded_path(&self, id: FieldId) -> &str {
         self.bounded.iter().find(|(f, _)| *f == id).map_or("", |(_, path)| path.as_str())
+    }
+}
+
+/// Whether a condition holds, with a bound on a value that is not a number unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tested {
+    True,
+    False,
+    Unknown,
+}
+
+/// Whether guardrail `rule` holds with its bounds on values that are not numbers unknown
+/// (three-valued: a condition known false rules it out; otherwise an unknown one leaves it
+/// unknown).
+fn guardrail_holds(rule: &Rule, score: &Score<'_>, fields: &EventFields) -> Tested {
+    let tested = |c: &Condition| match c {
+        Condition::FieldRange(f, _) if !matches!(fields.get(*f), FieldValue::Number(_) | FieldValue::Missing) => {
+            Tested::Unknown
+        }
+        c if holds(c, score, fields, &mut None) => Tested::True,
+        _ => Tested::False,
+    };
+    let all = rule.all.iter().map(tested).fold(Tested::True, |a, b| match (a, b) {
+        (Tested::False, _) | (_, Tested::False) => Tested::False,
+        (Tested::Unknown, _) | (_, Tested::Unknown) => Tested::Unknown,
+        _ => Tested::True,
+    });
+    let any = if rule.any.is_empty() {
+        Tested::True
+    } else {
+        rule.any.iter().map(tested).fold(Tested::False, |a, b| match (a, b) {
+            (Tested::True, _) | (_, Tested::True) => Tested::True,
+            (Tested::Unknown, _) | (_, Tested::Unknown) => Tested::Unknown,
+            _ => Tested::False,
+        })
+    };
+    match (all, any) {
+        (Tested::False, _) | (_, Tested::False) => Tested::False,
+        (Tested::Unknown, _) | (_, Tested::Unknown) => Tested::Unknown,
+        _ => Tested::True,
     }
 }
 

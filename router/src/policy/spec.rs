@@ -17,6 +17,22 @@ pub struct PolicySpec {
     /// Ordered rules: the first that matches decides.
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
+    /// What a guardrail does with a bound it cannot test (the field holds text, a boolean or an
+    /// object, not a number).
+    #[serde(default)]
+    pub untestable_guardrails: Untestable,
+}
+
+/// What a guardrail does with a bound it cannot test.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Untestable {
+    /// The bound is false, as in every rule: the guardrail does not hold on it.
+    #[default]
+    Skip,
+    /// The guardrail holds unless a condition it could test rules it out: an event it cannot
+    /// clear is routed as it says (fail closed).
+    Match,
 }
 
 /// One named rule. It matches when every `all` condition holds and, if `any` is not empty, at

@@ -79,6 +79,91 @@ fn guardrails_win_whatever_the_score() {
     assert_eq!(d.route, Route::AutoCommit);
 }
 
+/// With `untestable_guardrails = "match"`, a guardrail holds on a bound it cannot test unless a
+/// condition it can test rules it out (three-valued, `all` and `any` alike); rules other than
+/// guardrails are unchanged.
+#[test]
+fn guardrails_set_to_match_fail_closed_on_a_bound_they_cannot_test() {
+    const POLICY: &str = r#"
+version = "g2"
+default_route = "auto_commit"
+untestable_guardrails = "match"
+[[guardrails]]
+name = "big-domestic"
+route = "sync_review"
+all = [{ field = "amount", gte = 10000 }, { field = "country", eq = "DE" }]
+[[guardrails]]
+name = "odd-velocity"
+route = "async_review"
+any = [{ field = "velocity", gt = 50 }, { risk = { gte = 0.99 } }]
+[[rules]]
+name = "fee"
+route = "auto_reject"
+all = [{ field = "fee", gt = 100 }]
+"#;
+    let mut reg = FieldRegistry::default();
+    let policy = Policy::from_toml(POLICY, &mut reg).unwrap();
+    let text = |t: &'static str| FieldValue::Text(t.into());
+    let event = |amount: FieldValue<'static>, country: &'static str, velocity: FieldValue<'static>| {
+        EventFields::from_values(vec![amount, text(country), velocity, text("500")])
+    };
+    let decide = |fields: &EventFields| {
+        let d = policy.decide(&score(0.01, 0.99), fields);
+        (d.route, d.rule, d.guardrail, d.untested, d.not_numeric)
+    };
+    let (n, missing) = (FieldValue::Number, FieldValue::Missing);
+    // Text where a number belongs, and every condition it can test holds: the guardrail holds.
+    assert_eq!(
+        decide(&event(text("20000.00"), "DE", missing.clone())),
+        (Route::SyncReview, "big-domestic", true, true, Some("amount"))
+    );
+    // A condition it can test rules it out: the next guardrail's `any` is unknown (velocity as
+    // text, the risk bound false), so it holds.
+    assert_eq!(
+        decide(&event(text("20000.00"), "FR", text("fast"))),
+        (Route::AsyncReview, "odd-velocity", true, true, Some("amount"))
+    );
+    // Every condition known: as without the setting.
+    assert_eq!(
+        decide(&event(n(20000.0), "DE", missing.clone())),
+        (Route::SyncReview, "big-domestic", true, false, None)
+    );
+    assert_eq!(decide(&event(n(5.0), "DE", n(60.0))), (Route::AsyncReview, "odd-velocity", true, false, None));
+    // An absent field is not unknown: the bound is false. And a rule (not a guardrail) never
+    // fails closed: `fee` as text does not reject.
+    assert_eq!(
+        decide(&event(missing.clone(), "DE", missing)),
+        (Route::AutoCommit, DEFAULT_RULE, false, false, Some("fee"))
+    );
+    // The default, `skip`: the same event passes the guardrails.
+    let mut reg = FieldRegistry::default();
+    let skipping = Policy::from_toml(&POLICY.replace("untestable_guardrails = \"match\"\n", ""), &mut reg).unwrap();
+    let d = skipping.decide(&score(0.01, 0.99), &event(text("20000.00"), "DE", FieldValue::Missing));
+    assert_eq!((d.route, d.untested, d.not_numeric), (Route::AutoCommit, false, Some("amount")));
+    assert!(Policy::from_toml(&POLICY.replace("\"match\"", "\"maybe\""), &mut FieldRegistry::default()).is_err());
+
+    // An absent field beside an unknown bound rules the guardrail out; a known `any` condition
+    // that holds leaves it to the unknown `all`.
+    const MIXED: &str = r#"
+version = "g3"
+default_route = "auto_commit"
+untestable_guardrails = "match"
+[[guardrails]]
+name = "both"
+route = "auto_reject"
+all = [{ field = "velocity", gt = 50 }, { field = "amount", gte = 10000 }]
+[[guardrails]]
+name = "either"
+route = "sync_review"
+all = [{ field = "velocity", gt = 50 }]
+any = [{ field = "country", eq = "DE" }, { risk = { gte = 0.99 } }]
+"#;
+    let mixed = Policy::from_toml(MIXED, &mut FieldRegistry::default()).unwrap();
+    let fields = EventFields::from_values(vec![text("fast"), FieldValue::Missing, text("DE")]);
+    let d = mixed.decide(&score(0.01, 0.99), &fields);
+    assert_eq!((d.route, d.rule, d.untested), (Route::SyncReview, "either", true));
+}
+
 #[test]
 fn a_bound_on_a_value_that_is_not_a_number_is_false_and_names_its_field() {
     let mut reg = FieldRegistry::default();
