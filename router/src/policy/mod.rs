@@ -180,7 +180,9 @@ enum Tested {
 
 /// Whether guardrail `rule` holds with its bounds on values that are not numbers unknown
 /// (three-valued: a condition known false rules it out; otherwise an unknown one leaves it
-/// unknown).
+/// unknown). Out of line: only events with such values come here.
+#[cold]
+#[inline(never)]
 fn guardrail_holds(rule: &Rule, score: &Score<'_>, fields: &EventFields) -> Tested {
     let tested = |c: &Condition| match c {
         Condition::FieldRange(f, _) if !matches!(fields.get(*f), FieldValue::Number(_) | FieldValue::Missing) => {
