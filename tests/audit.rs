@@ -212,7 +212,8 @@ fn a_chainer_behind_is_handed_no_more_and_the_intake_takes_the_rest() {
 
 /// Waits until `router`'s chainer holds intake partitions: from then on its loops hand it the
 /// batches of those partitions instead of producing them to the intake. The one router holds
-/// all three, as its gauge says.
+/// all three, as its gauges say once its client's statistics (every 5 s) have counted the
+/// intake's.
 fn wait_until_the_chainer_holds_partitions(router: &RouterProcess) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while !router.log_text().lines().any(|l| l.contains("The audit chainer holds") && !l.contains("partitions=[]")) {
@@ -220,6 +221,11 @@ fn wait_until_the_chainer_holds_partitions(router: &RouterProcess) {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(router.metric("tollgate_audit_chain_partitions"), Some(3.0), "{}", router.log_text());
+    while router.metric("tollgate_audit_intake_partitions") != Some(3.0) {
+        let counted = router.metric("tollgate_audit_intake_partitions");
+        assert!(std::time::Instant::now() < deadline, "the intake's partitions counted: {counted:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// The records counts of the intake batches `out` collected.

@@ -5,6 +5,7 @@ use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 pub mod names {
     pub const AUDIT_CHAINED: &str = "tollgate_audit_chained_total";
     pub const AUDIT_CHAIN_PARTITIONS: &str = "tollgate_audit_chain_partitions";
+    pub const AUDIT_INTAKE_PARTITIONS: &str = "tollgate_audit_intake_partitions";
     pub const AUDIT_HANDED: &str = "tollgate_audit_handed_total";
     pub const AUDIT_HAND_OFF_BEHIND: &str = "tollgate_audit_hand_off_behind_total";
     pub const AUDIT_INTAKE_REJECTED: &str = "tollgate_audit_intake_rejected_total";
@@ -17,6 +18,7 @@ pub mod names {
 pub(super) struct GovernanceMetrics {
     pub chained: IntCounter,
     pub chain_partitions: IntGauge,
+    pub intake_partitions: IntGauge,
     pub handed: IntCounter,
     pub behind: IntCounter,
     pub intake_rejected: IntCounter,
@@ -32,6 +34,11 @@ impl GovernanceMetrics {
             chain_partitions: IntGauge::new(
                 names::AUDIT_CHAIN_PARTITIONS,
                 "Audit intake partitions this process's chainer holds: 0 while it joins its group or after a rebalance took them. Their audit records are chained by no one while no chainer holds them.",
+            )
+            .unwrap(),
+            intake_partitions: IntGauge::new(
+                names::AUDIT_INTAKE_PARTITIONS,
+                "Partitions of the audit intake topic, as this process's chainer's client knows them (from its statistics): what the chainers of all routers together should hold.",
             )
             .unwrap(),
             handed: IntCounter::new(
@@ -77,6 +84,7 @@ impl GovernanceMetrics {
         for c in [
             Box::new(m.chained.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(m.chain_partitions.clone()),
+            Box::new(m.intake_partitions.clone()),
             Box::new(m.handed.clone()),
             Box::new(m.behind.clone()),
             Box::new(m.intake_rejected.clone()),

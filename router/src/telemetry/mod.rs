@@ -276,6 +276,11 @@ impl Telemetry {
         self.governance.chain_partitions.set(partitions as i64);
     }
 
+    /// The audit intake topic has `partitions` partitions, as the chainer's client knows it.
+    pub fn audit_intake_partitions(&self, partitions: usize) {
+        self.governance.intake_partitions.set(partitions as i64);
+    }
+
     /// How many intake partitions this process's chainer holds.
     pub fn audit_chain_partitions(&self) -> i64 {
         self.governance.chain_partitions.get()

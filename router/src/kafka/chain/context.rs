@@ -22,6 +22,8 @@ pub(super) struct ChainConsumerContext {
     pub(super) telemetry: Telemetry,
     pub(super) membership: Membership,
     pub(super) hand_off: Option<Arc<HandOff>>,
+    /// The audit intake topic, whose partitions its statistics count.
+    pub(super) intake: String,
 }
 
 impl ClientContext for ChainConsumerContext {
@@ -35,6 +37,10 @@ impl ClientContext for ChainConsumerContext {
 
     fn stats(&self, statistics: Statistics) {
         self.membership.report(&statistics, &self.telemetry);
+        if let Some(topic) = statistics.topics.get(&self.intake) {
+            // Partition -1 is librdkafka's internal "unassigned" bucket.
+            self.telemetry.audit_intake_partitions(topic.partitions.keys().filter(|p| **p >= 0).count());
+        }
     }
 }
 

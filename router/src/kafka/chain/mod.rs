@@ -116,6 +116,7 @@ fn chain_until(
         telemetry: telemetry.clone(),
         membership: Membership::new(Member::AuditChain),
         hand_off: hand_off.clone(),
+        intake: topics.audit_intake.clone(),
     })?;
     consumer.subscribe(&[&topics.audit_intake])?;
     tracing::info!(intake = %topics.audit_intake, audit = %topics.audit, "Chaining audit records.");
