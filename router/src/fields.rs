@@ -207,21 +207,23 @@ impl<'a> EventFields<'a> {
 
     /// After a top-level member at `start..end`: extends `run`, the run being built, with it
     /// when it was `taken` ([`EventFields::verbatim_member`]), or else ends `run` and adds it.
-    /// The caller adds the last run, if any, when the object ends.
+    /// The caller adds the last run ([`EventFields::verbatim_run`]) when the object ends.
     #[inline]
     pub(crate) fn verbatim_next(&mut self, run: &mut Option<(usize, usize)>, taken: bool, start: usize, end: usize) {
         if taken {
             *run = Some((run.map_or(start, |(start, _)| start), end));
-        } else if let Some(ended) = run.take() {
-            self.verbatim_run(ended);
+        } else {
+            self.verbatim_run(run.take());
         }
     }
 
-    /// Adds a run of members taken by [`EventFields::verbatim_member`], consecutive in the
-    /// input, at `start..end` of it.
+    /// Adds `run`, if any: members taken by [`EventFields::verbatim_member`], consecutive in
+    /// the text, at `start..end` of it.
     #[inline]
-    pub(crate) fn verbatim_run(&mut self, (start, end): (usize, usize)) {
-        self.verbatim.push((start, end));
+    pub(crate) fn verbatim_run(&mut self, run: Option<(usize, usize)>) {
+        if let Some(run) = run {
+            self.verbatim.push(run);
+        }
     }
 
     /// The runs the snapshot copies as they stand (`None` when there are none to use), cut

@@ -87,10 +87,24 @@ impl PathTree {
         self.nodes.len()
     }
 
-    /// The field whose member at `node` the snapshot may copy as it stands.
+    /// After a member whose key led to `node`, at `start..end` of the text it was read in:
+    /// extends `run`, the run of members being built for the audit snapshot to copy, with it
+    /// when its field is one the snapshot may copy (only top-level members have one) and its
+    /// value is a scalar (`scalar`, asked only then); or else ends `run`
+    /// ([`EventFields::verbatim_next`]). For the JSON scan and the Avro walk alike, when the
+    /// runs are wanted ([`EventFields`]'s `verbatim_wanted`).
     #[inline]
-    pub(super) fn verbatim(&self, node: usize) -> Option<usize> {
-        self.nodes[node].verbatim
+    pub(super) fn member_read(
+        &self,
+        node: Option<usize>,
+        fields: &mut EventFields<'_>,
+        scalar: impl FnOnce() -> bool,
+        run: &mut Option<(usize, usize)>,
+        (start, end): (usize, usize),
+    ) {
+        let taken =
+            node.and_then(|n| self.nodes[n].verbatim).is_some_and(|field| fields.verbatim_member(field, scalar()));
+        fields.verbatim_next(run, taken, start, end);
     }
 
     /// The node below `node` by `key`.
@@ -238,8 +252,7 @@ impl<'de, const WRITE: bool> Extract<'_, '_, '_, 'de, WRITE> {
     /// `node`: extends `run` with it when the snapshot may copy it, or else ends `run`.
     fn member_written(&mut self, node: Option<usize>, start: usize, run: &mut Option<(usize, usize)>) {
         let (end, scalar) = self.out.as_deref().map_or((0, false), |o| (o.text.len(), o.scalar));
-        let taken = node.and_then(|n| self.tree.verbatim(n)).is_some_and(|f| self.fields.verbatim_member(f, scalar));
-        self.fields.verbatim_next(run, taken, start, end);
+        self.tree.member_read(node, self.fields, || scalar, run, (start, end));
     }
 
     /// The walker of a value below this one, at `node`.
@@ -384,9 +397,7 @@ impl<'de, const WRITE: bool> Visitor<'de> for Extract<'_, '_, '_, 'de, WRITE> {
                 self.member_written(next, start, &mut run);
             }
         }
-        if let Some(ended) = run {
-            self.fields.verbatim_run(ended);
-        }
+        self.fields.verbatim_run(run);
         self.write(|o| o.other(|t| t.push(b'}')));
         Ok(())
     }

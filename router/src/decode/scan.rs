@@ -249,17 +249,13 @@ impl<'a, const MEMO: bool> Cursor<'a, '_, MEMO> {
             self.skip_whitespace();
             let value_at = self.at;
             self.value(tree, child, fields, depth)?;
-            // Only a top-level member has a verbatim field (the path tree says which).
-            let taken = fields.verbatim_wanted
-                && child.and_then(|c| tree.verbatim(c)).is_some_and(|field| {
-                    fields.verbatim_member(field, !matches!(self.bytes.get(value_at), Some(b'{' | b'[' | b'n')))
-                });
-            fields.verbatim_next(&mut run, taken, start, self.at);
+            if fields.verbatim_wanted {
+                let scalar = || !matches!(self.bytes.get(value_at), Some(b'{' | b'[' | b'n'));
+                tree.member_read(child, fields, scalar, &mut run, (start, self.at));
+            }
             self.skip_whitespace();
             if self.after_item(b'}')? {
-                if let Some(ended) = run {
-                    fields.verbatim_run(ended);
-                }
+                fields.verbatim_run(run);
                 return Some(());
             }
         }
