@@ -178,6 +178,26 @@ enum Tested {
     Unknown,
 }
 
+impl Tested {
+    /// Both hold: false decides, then unknown.
+    fn and(self, other: Tested) -> Tested {
+        match (self, other) {
+            (Tested::False, _) | (_, Tested::False) => Tested::False,
+            (Tested::Unknown, _) | (_, Tested::Unknown) => Tested::Unknown,
+            _ => Tested::True,
+        }
+    }
+
+    /// Either holds: true decides, then unknown.
+    fn or(self, other: Tested) -> Tested {
+        match (self, other) {
+            (Tested::True, _) | (_, Tested::True) => Tested::True,
+            (Tested::Unknown, _) | (_, Tested::Unknown) => Tested::Unknown,
+            _ => Tested::False,
+        }
+    }
+}
+
 /// Whether guardrail `rule` holds with its bounds on values that are not numbers unknown
 /// (three-valued: a condition known false rules it out; otherwise an unknown one leaves it
 /// unknown). Out of line: only events with such values come here.
@@ -191,25 +211,10 @@ fn guardrail_holds(rule: &Rule, score: &Score<'_>, fields: &EventFields) -> Test
         c if holds(c, score, fields, &mut None) => Tested::True,
         _ => Tested::False,
     };
-    let all = rule.all.iter().map(tested).fold(Tested::True, |a, b| match (a, b) {
-        (Tested::False, _) | (_, Tested::False) => Tested::False,
-        (Tested::Unknown, _) | (_, Tested::Unknown) => Tested::Unknown,
-        _ => Tested::True,
-    });
-    let any = if rule.any.is_empty() {
-        Tested::True
-    } else {
-        rule.any.iter().map(tested).fold(Tested::False, |a, b| match (a, b) {
-            (Tested::True, _) | (_, Tested::True) => Tested::True,
-            (Tested::Unknown, _) | (_, Tested::Unknown) => Tested::Unknown,
-            _ => Tested::False,
-        })
-    };
-    match (all, any) {
-        (Tested::False, _) | (_, Tested::False) => Tested::False,
-        (Tested::Unknown, _) | (_, Tested::Unknown) => Tested::Unknown,
-        _ => Tested::True,
-    }
+    let all = rule.all.iter().map(tested).fold(Tested::True, Tested::and);
+    let any =
+        if rule.any.is_empty() { Tested::True } else { rule.any.iter().map(tested).fold(Tested::False, Tested::or) };
+    all.and(any)
 }
 
 /// Whether `c` holds; a bound tested on a present value that is not a number is false, and its
