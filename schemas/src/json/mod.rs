@@ -14,7 +14,8 @@
 use crate::audit::AuditRecord;
 use crate::decision::ReviewAction;
 use crate::review::ResolvedEvent;
-use crate::routed::{Contribution, RoutedRecord, ScoreTexts};
+use crate::routed::{Contribution, EventFormat, RoutedRecord, ScoreTexts};
+use crate::Route;
 
 mod floats;
 mod text;
@@ -207,7 +208,7 @@ impl RoutedRecord<'_, ()> {
     pub(crate) fn lay_json(&self, event: &[u8], scores: ScoreTexts<'_>, floats: impl Floats, out: &mut Vec<u8>) {
         let mut o = Object::begin_with(out, floats);
         o.str(field!("event_id"), &self.event_id);
-        o.str(field!("route"), self.route.as_str());
+        o.raw(field!("route"), quoted_route(self.route));
         o.str(field!("rule"), &self.rule);
         o.bool(field!("guardrail"), self.guardrail);
         match scores.risk {
@@ -223,9 +224,28 @@ impl RoutedRecord<'_, ()> {
         o.explanation(field!("explanation"), &self.explanation);
         o.i64(field!("routed_at"), self.routed_at);
         o.opt_i64(field!("sla_deadline"), self.sla_deadline);
-        o.str(field!("event_format"), self.event_format.as_str());
+        o.raw(field!("event_format"), quoted_format(self.event_format));
         o.raw(field!("event"), event);
         o.end();
+    }
+}
+
+/// The JSON string of a route's name ([`Route::as_str`], nothing to escape), as a constant:
+/// copied, not scanned for escapes, in every routed record.
+fn quoted_route(route: Route) -> &'static [u8] {
+    match route {
+        Route::AutoCommit => b"\"auto_commit\"",
+        Route::AsyncReview => b"\"async_review\"",
+        Route::SyncReview => b"\"sync_review\"",
+        Route::AutoReject => b"\"auto_reject\"",
+    }
+}
+
+/// The JSON string of an event format's name ([`EventFormat::as_str`]), as a constant.
+fn quoted_format(format: EventFormat) -> &'static [u8] {
+    match format {
+        EventFormat::Json => b"\"json\"",
+        EventFormat::Avro => b"\"avro\"",
     }
 }
 
@@ -234,7 +254,7 @@ impl ResolvedEvent<'_, ()> {
     pub(crate) fn lay_json(&self, event: &[u8], out: &mut Vec<u8>) {
         let mut o = Object::begin(out);
         o.str(field!("event_id"), &self.event_id);
-        o.str(field!("queue"), self.queue.as_str());
+        o.raw(field!("queue"), quoted_route(self.queue));
         o.str(field!("rule"), &self.rule);
         o.str(field!("recommendation"), self.recommendation.as_str());
         o.opt_str(field!("action"), self.action.map(ReviewAction::as_str));
@@ -253,7 +273,7 @@ impl ResolvedEvent<'_, ()> {
         o.f64(field!("confidence"), self.confidence);
         o.str(field!("policy_version"), &self.policy_version);
         o.str(field!("model_version"), &self.model_version);
-        o.str(field!("event_format"), self.event_format.as_str());
+        o.raw(field!("event_format"), quoted_format(self.event_format));
         o.raw(field!("event"), event);
         o.end();
     }
@@ -263,6 +283,16 @@ impl ResolvedEvent<'_, ()> {
 mod tests {
     use crate::routed::{Contribution, EventFormat, RoutedRecord};
     use crate::Route;
+
+    #[test]
+    fn quoted_names_are_the_json_strings_of_the_names() {
+        for route in Route::ALL {
+            assert_eq!(super::quoted_route(route), serde_json::to_string(&route).unwrap().as_bytes());
+        }
+        for format in [EventFormat::Json, EventFormat::Avro] {
+            assert_eq!(super::quoted_format(format), serde_json::to_string(&format).unwrap().as_bytes());
+        }
+    }
 
     #[test]
     fn audit_records_lay_out_as_serde_json_encodes_them() {

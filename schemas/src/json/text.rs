@@ -6,6 +6,7 @@
 /// Appends `value` as a JSON string, exactly as serde_json writes it: runs of plain text are
 /// copied whole, and only `"`, `\\` and control characters are escaped (the short forms where
 /// JSON has them, else `\u00XX` in lowercase hex).
+#[inline]
 pub fn write_str(out: &mut Vec<u8>, value: &str) {
     let bytes = value.as_bytes();
     out.push(b'"');
