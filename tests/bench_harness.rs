@@ -27,6 +27,7 @@ fn the_benchmark_harness_runs_its_short_mode_and_reports_every_figure() {
         "same records, handed off",
         "router over same records",
         "router over it",
+        "same records, handed off CPU s per M events by thread",
         "latency at",
         "pass-through latency",
         "same records' latency",
@@ -42,6 +43,20 @@ fn the_benchmark_harness_runs_its_short_mode_and_reports_every_figure() {
         assert!(report[phase]["events"].as_u64() > Some(19_000), "{phase}: {report}");
         assert!(report[phase]["events_per_second"].as_f64() > Some(0.0), "{phase}: {report}");
         assert!(report[phase]["cpu_seconds_per_million"].as_f64() > Some(0.0), "{phase}: {report}");
+    }
+    // Each baseline's CPU by stage: the threads of stages that end before the phase counted too.
+    let groups = |phase: &str| -> Vec<String> {
+        let groups = report[phase]["cpu_by_thread"].as_array().cloned().unwrap_or_default();
+        groups.iter().filter_map(|g| g[0].as_str().map(str::to_owned)).collect()
+    };
+    for (phase, stages) in [
+        ("same_records", &["base-copy", "base-chain", "base-read"][..]),
+        ("same_records_no_intake", &["base-copy", "base-read"][..]),
+        ("same_records_handed_off", &["base-copy", "base-chain", "base-read"][..]),
+    ] {
+        for stage in stages {
+            assert!(groups(phase).iter().any(|g| g == stage), "{phase} lacks {stage}: {report}");
+        }
     }
     // The same-records baseline writes what the router writes: a routed record embedding the
     // event (about 200 bytes of input), an audit record, and a changelog entry for the events in

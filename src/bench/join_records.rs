@@ -149,6 +149,7 @@ pub async fn run(
                         chained: &chained,
                         deadline,
                         done: &done,
+                        clock: None,
                     };
                     stage_2.chain_handed(&shape.routing.chained, &to_chain)
                 });

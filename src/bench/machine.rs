@@ -115,8 +115,19 @@ pub fn rss_mib() -> f64 {
 /// clock tick of 100 Hz).
 pub fn cpu_by_thread() -> HashMap<String, f64> {
     let mut out: HashMap<String, f64> = HashMap::new();
+    for (group, seconds) in cpu_by_task().into_values() {
+        *out.entry(group).or_default() += seconds;
+    }
+    out
+}
+
+/// CPU seconds used so far by each of this process's live threads, by thread id: its group
+/// and its seconds.
+fn cpu_by_task() -> HashMap<u64, (String, f64)> {
+    let mut out = HashMap::new();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return out };
     for task in tasks.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u64>().ok()) else { continue };
         let dir = task.path();
         let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default().trim().to_owned();
         let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else { continue };
@@ -132,16 +143,58 @@ pub fn cpu_by_thread() -> HashMap<String, f64> {
         } else if name.starts_with("tollgate-rt-") {
             // Several routing loops (`processing.routing_threads`): one group, as with one loop.
             "tollgate-route"
-        } else if name.starts_with("tollgate-") {
+        } else if name.starts_with("tollgate-") || name.starts_with("base-") {
+            // Tollgate's threads, and the same-records baselines' stages.
             name.as_str()
         } else if name.starts_with("tokio") {
             "tokio"
         } else {
             "other"
         };
-        *out.entry(group.to_owned()).or_default() += (ticks(11) + ticks(12)) / 100.0;
+        out.insert(tid, (group.to_owned(), (ticks(11) + ticks(12)) / 100.0));
     }
     out
+}
+
+/// A phase's CPU by thread group, for phases whose threads end before the phase does: a
+/// thread's time leaves /proc with it (the process's total keeps it, so [`Mark`] can be read
+/// later). Each thread's time is read when the phase starts and whenever a stage ends, before
+/// its clients close ([`ThreadClock::observe`]); a thread counts with its last reading, so
+/// what it spent closing down after it is left out.
+#[derive(Debug, Default)]
+pub struct ThreadClock {
+    start: std::sync::OnceLock<HashMap<u64, (String, f64)>>,
+    seen: std::sync::Mutex<HashMap<u64, (String, f64)>>,
+}
+
+impl ThreadClock {
+    /// Reads every thread's time at the phase's start (the first call counts).
+    pub fn start(&self) {
+        self.start.get_or_init(cpu_by_task);
+    }
+
+    /// Reads every live thread's time again.
+    pub fn observe(&self) {
+        if self.start.get().is_some() {
+            let now = cpu_by_task();
+            self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(now);
+        }
+    }
+
+    /// CPU seconds per million `units` by thread group between the start and each thread's
+    /// last reading, largest first (empty when the phase never started).
+    pub fn spent(&self, units: u64) -> Vec<(String, f64)> {
+        let Some(start) = self.start.get() else { return Vec::new() };
+        let mut groups: HashMap<String, f64> = HashMap::new();
+        for (tid, (group, seconds)) in self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+            let before = start.get(tid).map_or(0.0, |(_, s)| *s);
+            *groups.entry(group.clone()).or_default() += (seconds - before).max(0.0);
+        }
+        let mut spent: Vec<(String, f64)> =
+            groups.into_iter().map(|(group, seconds)| (group, seconds * 1e6 / units.max(1) as f64)).collect();
+        spent.sort_by(|a, b| b.1.total_cmp(&a.1));
+        spent
+    }
 }
 
 /// CPU seconds per million `units` spent since `before` (a [`cpu_by_thread`] reading), by thread
@@ -168,6 +221,39 @@ mod tests {
         assert_eq!(BoxCpu::parse(stat), Some(BoxCpu { busy: 170, total: 990, cores: 2 }));
         assert_eq!(BoxCpu::parse("intr 1 2 3\n"), None);
         assert_eq!(BoxCpu::parse("cpu  1 2 x 4 5 6 7 8\n"), None);
+    }
+
+    /// Spins for `how_long` of wall time (a CPU-bound thread's time on an idle enough box).
+    fn spin(how_long: Duration) {
+        let start = Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < how_long {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+    }
+
+    #[test]
+    fn a_thread_that_ended_before_the_phase_counts_with_its_last_reading() {
+        if !cfg!(target_os = "linux") {
+            return;
+        }
+        let clock = ThreadClock::default();
+        clock.start();
+        std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("base-gone".into())
+                .spawn_scoped(s, || {
+                    spin(Duration::from_millis(200));
+                    clock.observe();
+                })
+                .unwrap();
+        });
+        clock.observe();
+        // Per million units of one: the thread's seconds, in millions.
+        let spent = clock.spent(1);
+        let gone = spent.iter().find(|(group, _)| group == "base-gone").map(|(_, s)| s / 1e6);
+        assert!(gone.is_some_and(|s| s > 0.05), "{spent:?}");
     }
 
     #[test]

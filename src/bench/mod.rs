@@ -104,6 +104,7 @@ fn phase(name: &str, events: u64, spent: Spent) -> Phase {
         cpu_seconds_per_million: spent.cpu.as_secs_f64() * 1e6 / events.max(1) as f64,
         rss_mib: rss_mib(),
         machine: spent.machine,
+        cpu_by_thread: Vec::new(),
     }
 }
 

@@ -34,7 +34,7 @@
 //! handing its audit records to the chainer of its own process.
 
 use super::latency;
-use super::machine::Mark;
+use super::machine::{Mark, ThreadClock};
 use super::shape::{Kept, Shape, ROUTE_TOPICS};
 use super::{phase, Phase};
 use crate::synth::send_waiting;
@@ -150,19 +150,25 @@ pub fn run(
     let deadline = Instant::now() + LIMIT;
     let done = stop.child_token();
     let joined = AtomicUsize::new(0);
+    let clock = ThreadClock::default();
     let (handed, to_chain) = hand_off_channel();
     let handed = (audit == AuditPath::HandOff).then_some(handed);
-    let stage_1 = Stage1 { shape, audit, events, start, handed };
-    let stage_2 = Stage2 { config, topics, events, chained: &chained, deadline, done: &done };
+    let stage_1 = Stage1 { shape, audit, events, start, handed, clock: &clock };
+    let stage_2 = Stage2 { config, topics, events, chained: &chained, deadline, done: &done, clock: Some(&clock) };
     std::thread::scope(|s| -> anyhow::Result<Phase> {
-        let copy = s.spawn(|| copy_input(config, topics, &stage_1, (&started, &joined), deadline, &done));
-        let read = s.spawn(|| read_copies(config, topics, &joined, &done));
+        // Named, so the phase's CPU is reported by stage ([`super::machine::cpu_by_thread`]).
+        let named = |name: &str| std::thread::Builder::new().name(name.to_owned());
+        let copy = named("base-copy")
+            .spawn_scoped(s, || copy_input(config, topics, &stage_1, (&started, &joined), deadline, &done))?;
+        let read = named("base-read").spawn_scoped(s, || read_copies(config, topics, &joined, &done))?;
         let copies = &shape.samples.chained;
         let chain = match audit {
-            AuditPath::Intake => {
-                Some(s.spawn(|| chain_copies(config, topics, copies, (events, &joined), &chained, deadline, &done)))
+            AuditPath::Intake => Some(named("base-chain").spawn_scoped(s, || {
+                chain_copies(config, topics, copies, (events, &joined), (&chained, &clock), deadline, &done)
+            })?),
+            AuditPath::HandOff => {
+                Some(named("base-chain").spawn_scoped(s, move || stage_2.chain_handed(copies, &to_chain))?)
             }
-            AuditPath::HandOff => Some(s.spawn(move || stage_2.chain_handed(copies, &to_chain))),
             AuditPath::Direct => None,
         };
         let panicked = |stage: &str| anyhow::anyhow!("the {stage} stage panicked");
@@ -172,6 +178,8 @@ pub fn run(
             Some(chain) => (chain.join().map_err(|_| panicked("chain"))?, Some(copy)),
             None => (copy.join().map_err(|_| panicked("copy"))?.map(|n| chained.store(n, Ordering::Release)), None),
         };
+        // The phase's end: the threads still running (the read stage's among them) as they are.
+        clock.observe();
         let spent = started.get().map(Mark::spent);
         done.cancel();
         if let Some(copy) = copy {
@@ -179,7 +187,8 @@ pub fn run(
         }
         read.join().map_err(|_| panicked("read"))??;
         last?;
-        Ok(phase(audit.phase(), chained.load(Ordering::Acquire), spent.unwrap_or_default()))
+        let events = chained.load(Ordering::Acquire);
+        Ok(Phase { cpu_by_thread: clock.spent(events), ..phase(audit.phase(), events, spent.unwrap_or_default()) })
     })
 }
 
@@ -192,6 +201,8 @@ struct Stage1<'a> {
     /// Where each event's audit record goes (its input partition and number), for
     /// [`AuditPath::HandOff`].
     handed: Option<std::sync::mpsc::SyncSender<(i32, u64)>>,
+    /// Started with the phase; read again as each stage ends.
+    clock: &'a ThreadClock,
 }
 
 /// Stage 1: the routing loop's records. Each input record's routed copies go to the topics the
@@ -210,7 +221,7 @@ fn copy_input(
     deadline: Instant,
     done: &CancellationToken,
 ) -> anyhow::Result<u64> {
-    let Stage1 { shape, audit: path, events, start, .. } = *stage;
+    let Stage1 { shape, audit: path, events, start, clock, .. } = *stage;
     let samples = &shape.samples;
     let (consumer, producer) = copy_clients(config, topics, &config.kafka.input_topic, start)?;
     if let Start::Live(ready) = start {
@@ -229,7 +240,10 @@ fn copy_input(
         while polled < config.processing.batch_size && copied < events {
             let Some(m) = consumer.poll(wait) else { break };
             let m = m?;
-            started.get_or_init(Mark::now);
+            started.get_or_init(|| {
+                clock.start();
+                Mark::now()
+            });
             let key = m.key().unwrap_or_default();
             for ((destination, topic), kept) in shape.routed.iter().zip(&topics.routed).zip(&samples.routed) {
                 if !falls(copied, destination.share) {
@@ -279,6 +293,8 @@ fn copy_input(
         gathered.send_all(&producer, done)?;
     }
     crate::synth::flush_delivered(&producer, Duration::from_secs(60), "the same-records baseline")?;
+    // The stage's work is done, its clients not yet closed.
+    clock.observe();
     Ok(copied)
 }
 
@@ -401,7 +417,7 @@ pub(super) fn chain_copies(
     topics: &Topics,
     chained_copies: &Kept,
     (events, joined): (u64, &AtomicUsize),
-    chained: &AtomicU64,
+    (chained, clock): (&AtomicU64, &ThreadClock),
     deadline: Instant,
     done: &CancellationToken,
 ) -> anyhow::Result<()> {
@@ -464,6 +480,7 @@ pub(super) fn chain_copies(
         producer.commit_transaction(timeout)?;
         chained.fetch_add(copies, Ordering::AcqRel);
     }
+    clock.observe();
     Ok(())
 }
 
@@ -483,6 +500,8 @@ pub(super) struct Stage2<'a> {
     pub chained: &'a AtomicU64,
     pub deadline: Instant,
     pub done: &'a CancellationToken,
+    /// Read again when the stage ends, if given.
+    pub clock: Option<&'a ThreadClock>,
 }
 
 impl Stage2<'_> {
@@ -523,6 +542,9 @@ impl Stage2<'_> {
             wait_delivered(&producer, timeout, || producer.context().failed_deliveries() > 0)?;
             producer.commit_transaction(timeout)?;
             self.chained.fetch_add(batch.len() as u64, Ordering::AcqRel);
+        }
+        if let Some(clock) = self.clock {
+            clock.observe();
         }
         Ok(())
     }

@@ -15,6 +15,9 @@ pub struct Phase {
     pub rss_mib: f64,
     /// How busy the box was, and how much of it went to other processes.
     pub machine: Option<MachineShare>,
+    /// CPU seconds per million events by thread group, where the phase measures it (the
+    /// same-records baselines; the router's is [`Report::router_cpu_by_thread`]).
+    pub cpu_by_thread: Vec<(String, f64)>,
 }
 
 /// The run's figures.
@@ -77,11 +80,14 @@ impl Report {
                 p.name, p.events, p.events_per_second, ratio, p.cpu_seconds_per_million, p.rss_mib, busy, others
             )
         };
-        let threads: Vec<String> =
-            self.router_cpu_by_thread.iter().map(|(name, cpu)| format!("{name} {cpu:.1}")).collect();
+        let baselines: String = [&self.same_records, &self.same_records_no_intake, &self.same_records_handed_off]
+            .into_iter()
+            .filter(|p| !p.cpu_by_thread.is_empty())
+            .map(|p| format!("{} CPU s per M events by thread: {}\n", p.name, by_thread(&p.cpu_by_thread)))
+            .collect();
         let j = &self.join;
         format!(
-            "{:<24} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>16}\n{}{}{}{}{}router over same records: {:.2} (same records per event: {})\nsame records, no intake, over same records: {:.2}; router over it: {:.2}\nsame records, handed off, over same records: {:.2}; router over it: {:.2}\nrouter CPU s per M events by thread ({} routing thread(s), {} output{}): {}\nrouter's audit records: {} chained, {:.1}% handed in process, {} through the intake while the chainer was behind\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {}\npass-through latency at the same rate, {}\nsame records' latency at the same rate, {}\n\njoin: {}\njoin CPU s per M decisions by thread: {}\njoin, same records: {} (resolved {} B, state {} B, audit {} B handed to the chainer and {} B chained per decision)\njoin over same records: {:.2}\n\nthe box's speed by phase (the hot path's CPU ns per event, sampled every 200 ms): {}\n",
+            "{:<24} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>16}\n{}{}{}{}{}router over same records: {:.2} (same records per event: {})\nsame records, no intake, over same records: {:.2}; router over it: {:.2}\nsame records, handed off, over same records: {:.2}; router over it: {:.2}\nrouter CPU s per M events by thread ({} routing thread(s), {} output{}): {}\n{}router's audit records: {} chained, {:.1}% handed in process, {} through the intake while the chainer was behind\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {}\npass-through latency at the same rate, {}\nsame records' latency at the same rate, {}\n\njoin: {}\njoin CPU s per M decisions by thread: {}\njoin, same records: {} (resolved {} B, state {} B, audit {} B handed to the chainer and {} B chained per decision)\njoin over same records: {:.2}\n\nthe box's speed by phase (the hot path's CPU ns per event, sampled every 200 ms): {}\n",
             "phase",
             "events",
             "events/s",
@@ -104,7 +110,8 @@ impl Report {
             self.routing_threads,
             format!("{:?}", self.output_format).to_lowercase(),
             if self.routed_headers { "" } else { ", routed records without headers" },
-            threads.join(", "),
+            by_thread(&self.router_cpu_by_thread),
+            baselines,
             self.router_audit.chained,
             100.0 * self.router_audit.handed as f64 / self.router_audit.chained.max(1) as f64,
             self.router_audit.behind,
@@ -114,7 +121,7 @@ impl Report {
             self.pass_through_latency.figures(),
             self.same_records_latency.figures(),
             j.figures(),
-            j.cpu_by_thread.iter().map(|(name, cpu)| format!("{name} {cpu:.1}")).collect::<Vec<_>>().join(", "),
+            by_thread(&j.cpu_by_thread),
             self.join_same_records.figures(),
             self.join_shape.resolved_bytes,
             self.join_shape.state_bytes,
@@ -132,6 +139,11 @@ pub struct RouterAudit {
     pub chained: u64,
     pub handed: u64,
     pub behind: u64,
+}
+
+/// CPU seconds per million units by thread group, as the table prints them.
+fn by_thread(groups: &[(String, f64)]) -> String {
+    groups.iter().map(|(name, cpu)| format!("{name} {cpu:.1}")).collect::<Vec<_>>().join(", ")
 }
 
 /// One phase's rate over another's.
