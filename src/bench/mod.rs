@@ -481,6 +481,16 @@ async fn route(
     wait_until(|| telemetry.audit_chain_partitions() > 0 || handled(&telemetry) >= events, limit, shutdown).await;
     let routed_before = handled(&telemetry);
     if telemetry.audit_chain_partitions() > 0 && routed_before < events {
+        if routed_before > first + config.processing.batch_size as u64 {
+            // Their audit records went through the intake, and the chainer chains them inside
+            // the window: a steady state's figures would leave that out.
+            eprintln!(
+                "the router's audit chainer joined after {routed_before} events were routed: measured from then, \
+                 with their audit records chained from the intake in the window (on nisshi, a longer session \
+                 timeout for the routing consumer, --consumer-of routing:session.timeout.ms=10000, lets the \
+                 chainer join first)"
+            );
+        }
         (first, start, threads) = (routed_before, Mark::now(), cpu_by_thread());
     } else {
         eprintln!(
