@@ -496,7 +496,7 @@ async fn route(
             if caught_up() && now + events / 4 <= events {
                 eprintln!(
                     "the router's audit chainer joined after {routed_before} events were routed: measured from \
-                     the {now}th, once it had chained their audit records from the intake"
+                     {now} events routed on, once it had chained their audit records from the intake"
                 );
                 (first, start, threads) = (now, Mark::now(), cpu_by_thread());
             } else {
