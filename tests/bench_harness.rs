@@ -44,12 +44,14 @@ fn the_benchmark_harness_runs_its_short_mode_and_reports_every_figure() {
         assert!(report[phase]["events_per_second"].as_f64() > Some(0.0), "{phase}: {report}");
         assert!(report[phase]["cpu_seconds_per_million"].as_f64() > Some(0.0), "{phase}: {report}");
     }
-    // Each baseline's CPU by stage: the threads of stages that end before the phase counted too.
+    // The router's CPU by thread, and each baseline's by stage: the threads of stages that end
+    // before the phase counted too.
     let groups = |phase: &str| -> Vec<String> {
         let groups = report[phase]["cpu_by_thread"].as_array().cloned().unwrap_or_default();
         groups.iter().filter_map(|g| g[0].as_str().map(str::to_owned)).collect()
     };
     for (phase, stages) in [
+        ("router", &["tollgate-route", "tollgate-audit", "tollgate-join"][..]),
         ("same_records", &["base-copy", "base-chain", "base-read"][..]),
         ("same_records_no_intake", &["base-copy", "base-read"][..]),
         ("same_records_handed_off", &["base-copy", "base-chain", "base-read"][..]),

@@ -220,8 +220,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
             .await?;
     probe.mark("router");
     eprintln!("router…");
-    let (router, router_cpu_by_thread, telemetry, stop_router, handle) =
-        route(&config, options.events, &shutdown).await?;
+    let (router, telemetry, stop_router, handle) = route(&config, options.events, &shutdown).await?;
     let (handed, behind) = telemetry.audit_hand_off_counts();
     let router_audit = RouterAudit { chained: telemetry.audit_chained_count(), handed, behind };
 
@@ -337,7 +336,6 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         latency,
         pass_through_latency,
         same_records_latency,
-        router_cpu_by_thread,
         router_audit,
         join,
         join_same_records,
@@ -453,13 +451,13 @@ fn pass_through(
 }
 
 /// Starts the router on the preloaded input and measures it until every event is routed and
-/// chained: the phase, and its CPU per million events by thread group. The router keeps running
-/// for the latency phase.
+/// chained: the phase, with its CPU per million events by thread group. The router keeps
+/// running for the latency phase.
 async fn route(
     config: &RouterConfig,
     events: u64,
     shutdown: &CancellationToken,
-) -> anyhow::Result<(Phase, Vec<(String, f64)>, Telemetry, CancellationToken, tokio::task::JoinHandle<()>)> {
+) -> anyhow::Result<(Phase, Telemetry, CancellationToken, tokio::task::JoinHandle<()>)> {
     let telemetry = Telemetry::new();
     let pipeline = Pipeline::from_config(config)?;
     let stop = shutdown.child_token();
@@ -520,7 +518,8 @@ async fn route(
     wait_until(|| telemetry.audit_chained_count() >= events, limit, shutdown).await;
     let routed = handled(&telemetry);
     let by_thread = cpu_spent_since(&threads, routed - first);
-    Ok((phase("router", routed - first, start.spent()), by_thread, telemetry, stop, handle))
+    let phase = Phase { cpu_by_thread: by_thread, ..phase("router", routed - first, start.spent()) };
+    Ok((phase, telemetry, stop, handle))
 }
 
 /// Events the router has finished with: routed on any route, or dead-lettered.

@@ -16,7 +16,8 @@ pub struct Phase {
     /// How busy the box was, and how much of it went to other processes.
     pub machine: Option<MachineShare>,
     /// CPU seconds per million events by thread group, where the phase measures it (the
-    /// same-records baselines; the router's is [`Report::router_cpu_by_thread`]).
+    /// router's: librdkafka's threads, the routing loop, the review join, the audit chainer,
+    /// tokio, the rest; the same-records baselines' by stage).
     pub cpu_by_thread: Vec<(String, f64)>,
 }
 
@@ -53,9 +54,6 @@ pub struct Report {
     pub pass_through_latency: latency::Latency,
     /// Same records' latency at the same rate: the router's Kafka work without Tollgate's.
     pub same_records_latency: latency::Latency,
-    /// The router phase's CPU seconds per million events, by thread group (librdkafka's
-    /// threads, the routing loop, the review join, the audit chainer, tokio, the rest).
-    pub router_cpu_by_thread: Vec<(String, f64)>,
     /// The router phase's audit records: chained, of them handed in process, and sent through
     /// the intake because the chainer was behind (`tollgate_audit_hand_off_behind_total`).
     pub router_audit: RouterAudit,
@@ -110,7 +108,7 @@ impl Report {
             self.routing_threads,
             format!("{:?}", self.output_format).to_lowercase(),
             if self.routed_headers { "" } else { ", routed records without headers" },
-            by_thread(&self.router_cpu_by_thread),
+            by_thread(&self.router.cpu_by_thread),
             baselines,
             self.router_audit.chained,
             100.0 * self.router_audit.handed as f64 / self.router_audit.chained.max(1) as f64,
