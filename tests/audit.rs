@@ -171,6 +171,33 @@ fn the_trail_is_chained_verified_and_exported() {
     assert!(inserted.contains(&format!("first broken link: partition {partition} offset 3: inserted")), "{inserted}");
 }
 
+/// A routing loop starts consuming only once its own chainer holds the intake partitions
+/// (`processing.chainer_join_wait`), though both join their groups at once: the events already
+/// waiting when the router starts have every audit record handed in process, none through the
+/// intake topic.
+#[test]
+fn a_starting_router_consumes_once_its_chainer_is_assigned_and_hands_it_every_audit_record() {
+    let broker = Broker::get();
+    let topics = Topics::new("chainer-first");
+    create_topics(&broker.addr, &[&topics.input], 3);
+    produce(&broker.addr, &topics.input, &common::sample_records());
+    let mut router = RouterProcess::spawn(&topics, &broker.addr, &[]);
+    // The router creates its topics; the collector reads them from the start.
+    let mut out = Collector::new(&broker.addr, &[&topics.audit, &topics.audit_intake]);
+    out.until("every routing record", Duration::from_secs(90), |c| {
+        c.iter().filter(|r| r.topic == topics.audit).filter(|r| audit_of(r).action == "route").count() >= 20
+    });
+    let handed = handed_when_settled(&router, &mut out, &topics);
+    assert!(router.terminate(Duration::from_secs(30)).success());
+    assert_eq!(intake_batches(&out, &topics), Vec::<usize>::new(), "nothing through the intake");
+    assert_eq!(handed, out.on(&topics.audit).len());
+    assert!(
+        router.log_text().contains("The audit chainer has its intake partitions: consuming."),
+        "{}",
+        router.log_text()
+    );
+}
+
 /// A chainer past its bound of handed records (half of `processing.max_in_flight`, here one
 /// record) that has chained none of them for `processing.hand_off_stall` (here none) is handed
 /// no more: the routing loop sends the batches to the intake instead, and every record is still

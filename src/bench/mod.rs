@@ -501,9 +501,9 @@ async fn route(
                 eprintln!(
                     "the router's audit chainer joined after {routed_before} events were routed and chained \
                      their audit records from the intake with less than a quarter of the input left: measured \
-                     from the join, that work in the window (on nisshi, a longer session timeout for the \
-                     routing consumer, --consumer-of routing:session.timeout.ms=10000, lets the chainer join \
-                     first)"
+                     from the join, that work in the window (the router waits processing.chainer_join_wait \
+                     for its chainer before it routes; on nisshi a group's join takes half its session \
+                     timeout)"
                 );
             }
         }

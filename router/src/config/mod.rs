@@ -444,6 +444,11 @@ pub struct ProcessingConfig {
     /// records without chaining any before the loops send their audit batches through the
     /// intake topic instead (see the hand-off in the README's audit section).
     pub hand_off_stall: HumanDuration,
+    /// How long an `at_least_once` routing loop, once subscribed, waits for this process's
+    /// audit chainer to be assigned its intake partitions before it starts consuming, so that
+    /// its first audit records are handed to the chainer rather than sent through the intake
+    /// topic. The loop's group join goes on meanwhile; `0s` does not wait.
+    pub chainer_join_wait: HumanDuration,
 }
 
 impl Default for ProcessingConfig {
@@ -456,6 +461,7 @@ impl Default for ProcessingConfig {
             routing_threads: 1,
             shutdown_timeout: HumanDuration::secs(30),
             hand_off_stall: HumanDuration::secs(1),
+            chainer_join_wait: HumanDuration::secs(10),
         }
     }
 }

@@ -53,6 +53,11 @@ fn invalid_configs_say_what_is_wrong() {
         ("[processing]\nrouting_threads = 0", "routing_threads must be between 1 and 64"),
         ("[processing]\nrouting_threads = 65", "routing_threads must be between 1 and 64"),
         ("[kafka.producer]\npartitioner = \"fnv1a\"", "partitioner \"fnv1a\" is not supported"),
+        ("[processing]\nchainer_join_wait = \"5m\"", "chainer_join_wait must be under the routing consumer's max.poll.interval.ms (300000 ms)"),
+        (
+            "[processing]\nchainer_join_wait = \"20s\"\n[kafka.consumers.routing]\n\"max.poll.interval.ms\" = \"15000\"",
+            "(15000 ms)",
+        ),
         ("[kafka2]\nx = 1", "unknown field"),
         ("[review.async_review]\ntiers = [\"soon\"]", "not a duration"),
     ];
@@ -69,6 +74,15 @@ fn each_routing_loop_has_its_own_transactional_id_and_the_first_keeps_the_instan
     let ids: Vec<String> = (0..3).map(|i| config.routing_transactional_id(i)).collect();
     assert_eq!(ids, ["router-a", "router-a-1", "router-a-2"]);
     assert_eq!(config.transactional_id(), "router-a");
+}
+
+#[test]
+fn the_chainer_join_wait_may_stay_under_any_poll_interval() {
+    assert_eq!(load(MINIMAL).unwrap().processing.chainer_join_wait.0, std::time::Duration::from_secs(10));
+    let text = format!(
+        "{MINIMAL}\n[processing]\nchainer_join_wait = \"0s\"\n[kafka.consumer]\n\"max.poll.interval.ms\" = \"15000\""
+    );
+    assert!(load(&text).unwrap().processing.chainer_join_wait.0.is_zero());
 }
 
 #[test]

@@ -2,6 +2,10 @@
 //! express, each refusing with what to change.
 
 use super::{ConfigError, InputFormat, RouterConfig, ScorerKind, MAX_ROUTING_THREADS};
+use std::time::Duration;
+
+/// librdkafka's default `max.poll.interval.ms`.
+const DEFAULT_MAX_POLL_INTERVAL: Duration = Duration::from_secs(300);
 
 impl RouterConfig {
     /// Cross-field checks that serde cannot express.
@@ -91,6 +95,22 @@ impl RouterConfig {
         let p = &self.processing;
         if p.max_in_flight == 0 || p.batch_size == 0 || p.batch_size > p.max_in_flight {
             return bad("processing: need 0 < batch_size <= max_in_flight".into());
+        }
+        // librdkafka takes a consumer that has not polled for max.poll.interval.ms out of its
+        // group; a routing loop does not poll while it waits for the chainer.
+        let poll_interval = self
+            .kafka
+            .consumers
+            .routing
+            .get("max.poll.interval.ms")
+            .or_else(|| self.kafka.consumer.get("max.poll.interval.ms"))
+            .and_then(|ms| ms.parse::<u64>().ok())
+            .map_or(DEFAULT_MAX_POLL_INTERVAL, Duration::from_millis);
+        if p.chainer_join_wait.0 >= poll_interval {
+            return bad(format!(
+                "processing.chainer_join_wait must be under the routing consumer's max.poll.interval.ms ({} ms)",
+                poll_interval.as_millis()
+            ));
         }
         if !(1..=MAX_ROUTING_THREADS).contains(&p.routing_threads) {
             return bad(format!("processing.routing_threads must be between 1 and {MAX_ROUTING_THREADS}"));

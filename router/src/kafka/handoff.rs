@@ -28,6 +28,12 @@
 //! a large transaction commits, the loops wait for the chainer instead: waiting costs nothing,
 //! the intake's round trip costs CPU.
 //!
+//! At start-up an `at_least_once` routing loop subscribes, then waits up to
+//! `processing.chainer_join_wait` for the chainer's first assignment before it consumes
+//! ([`HandOff::wait_for_chainer`]): the two join different groups, and a loop that routed first
+//! would send its first audit records through the intake, for the chainer to read back once
+//! it joins.
+//!
 //! `exactly_once` routing loops keep the intake: their transaction and the chainer's are two
 //! producers', and a record chained before the loop's transaction aborted would audit a
 //! decision whose output never appeared. (The review join is at least once under either
@@ -38,8 +44,9 @@ use super::inflight::{Batch, Gathered, InFlight};
 use crate::telemetry::Telemetry;
 use fnv::FnvHashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 use tollgate_schemas::unsealed::UnsealedBatch;
 
 /// An intake batch handed to the chainer, with the input batch it belongs to.
@@ -132,6 +139,10 @@ pub struct HandOff {
     queue: Mutex<Vec<Handed>>,
     /// The chainer stopped: nothing more is taken.
     closed: AtomicBool,
+    /// The chainer has had an assignment (of any partitions, or none), and the loops waiting
+    /// for it.
+    assigned: Mutex<bool>,
+    assigned_changed: Condvar,
     pending: Arc<Pending>,
     /// Past this many pending records, and `stall` without progress, the chainer is behind.
     limit: usize,
@@ -152,6 +163,8 @@ impl HandOff {
             owned: RwLock::default(),
             queue: Mutex::default(),
             closed: AtomicBool::new(false),
+            assigned: Mutex::new(false),
+            assigned_changed: Condvar::new(),
             pending: Arc::new(pending),
             limit,
             stall,
@@ -169,6 +182,34 @@ impl HandOff {
         let mut owned = self.owned.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         owned.clear();
         owned.extend(partitions);
+    }
+
+    /// The chainer's group assigned it its partitions (any, or none: more instances than
+    /// intake partitions leave some without).
+    pub fn chainer_assigned(&self) {
+        *lock(&self.assigned) = true;
+        self.assigned_changed.notify_all();
+    }
+
+    /// Waits until the chainer has had its first assignment, for at most `wait`; returns early
+    /// once the chainer has stopped or `stop` is cancelled. Whether it had it.
+    pub fn wait_for_chainer(&self, wait: Duration, stop: &CancellationToken) -> bool {
+        let deadline = Instant::now() + wait;
+        let mut assigned = lock(&self.assigned);
+        while !*assigned && !self.closed.load(Ordering::Acquire) && !stop.is_cancelled() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            // An assignment wakes it; the slice bounds how late it sees a stop.
+            let slice = left.min(Duration::from_millis(100));
+            assigned = self
+                .assigned_changed
+                .wait_timeout(assigned, slice)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        *assigned
     }
 
     /// Hands an intake batch of `records` audit records of `inflight`'s input batch `batch` to
@@ -234,6 +275,9 @@ impl HandOff {
             self.closed.store(true, Ordering::Release);
             std::mem::take(&mut *queue)
         };
+        // Loops still waiting for the chainer's assignment wait no more.
+        drop(lock(&self.assigned));
+        self.assigned_changed.notify_all();
         for h in held.into_iter().chain(waiting) {
             h.settle(telemetry, Some("the audit chainer stopped before chaining the batch".into()));
         }
@@ -268,6 +312,44 @@ mod tests {
         );
         hand_off.set_owned([]);
         assert!(!hand_off.owns(0));
+    }
+
+    #[test]
+    fn a_loop_waits_for_the_chainers_assignment_up_to_its_limit() {
+        let (hand_off, stop) = (Arc::new(HandOff::new(100, Duration::ZERO)), CancellationToken::new());
+        assert!(!hand_off.wait_for_chainer(Duration::from_millis(50), &stop), "no assignment within the wait");
+        let assigner = {
+            let hand_off = Arc::clone(&hand_off);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                hand_off.chainer_assigned();
+            })
+        };
+        let started = Instant::now();
+        assert!(hand_off.wait_for_chainer(Duration::from_secs(60), &stop));
+        assert!(started.elapsed() < Duration::from_secs(30), "woken by the assignment, not the limit");
+        assigner.join().unwrap();
+        assert!(hand_off.wait_for_chainer(Duration::ZERO, &stop), "assigned once is enough");
+    }
+
+    #[test]
+    fn a_stop_or_a_stopped_chainer_ends_the_wait() {
+        let telemetry = Telemetry::new();
+        let (hand_off, stop) = (HandOff::new(100, Duration::ZERO), CancellationToken::new());
+        stop.cancel();
+        let started = Instant::now();
+        assert!(!hand_off.wait_for_chainer(Duration::from_secs(60), &stop));
+        let (hand_off, stop) = (Arc::new(HandOff::new(100, Duration::ZERO)), CancellationToken::new());
+        let closer = {
+            let hand_off = Arc::clone(&hand_off);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                hand_off.close(&telemetry, Vec::new());
+            })
+        };
+        assert!(!hand_off.wait_for_chainer(Duration::from_secs(60), &stop));
+        assert!(started.elapsed() < Duration::from_secs(30), "neither waited for the limit");
+        closer.join().unwrap();
     }
 
     #[test]

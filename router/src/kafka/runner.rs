@@ -23,7 +23,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 use tollgate_common::kafka::{wait_delivered, Undelivered};
 use tollgate_schemas::intake::AuditBatch;
@@ -199,6 +199,15 @@ pub fn run_loop(
             membership: Membership::new(Member::Routing),
         })?;
     consumer.subscribe(&[input_topic])?;
+    if let Some(h) = &routing.hand_off {
+        // The group join goes on in the client meanwhile; the assignment is taken at the
+        // first poll.
+        let (wait, started) = (config.processing.chainer_join_wait.0, Instant::now());
+        if !wait.is_zero() {
+            let assigned = h.wait_for_chainer(wait, shutdown);
+            telemetry.chainer_awaited(index, assigned, started.elapsed());
+        }
+    }
     // Ready once the group assigns this loop its partitions (the consumer context says so).
     tracing::info!(routing_thread = index, topic = input_topic, group = %config.kafka.group_id, "Consuming.");
     let mut state = Loop {

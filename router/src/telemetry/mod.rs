@@ -244,6 +244,22 @@ impl Telemetry {
         }
     }
 
+    /// Routing loop `routing_thread` waited `waited` for this process's audit chainer to be
+    /// assigned its partitions, and it was (`assigned`), or the wait ran out.
+    pub fn chainer_awaited(&self, routing_thread: usize, assigned: bool, waited: Duration) {
+        let waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
+        if assigned {
+            tracing::info!(routing_thread, waited_ms, "The audit chainer has its intake partitions: consuming.");
+        } else {
+            tracing::warn!(
+                routing_thread,
+                waited_ms,
+                "The audit chainer has no assignment yet (processing.chainer_join_wait ran out, or the router \
+                 is stopping): consuming, with audit records through the intake topic until it has."
+            );
+        }
+    }
+
     /// A batch of audit records was chained and committed.
     pub fn audit_chained(&self, records: usize) {
         self.governance.chained.inc_by(records as u64);

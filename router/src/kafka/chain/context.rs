@@ -53,12 +53,15 @@ impl ConsumerContext for ChainConsumerContext {
         }
     }
 
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, _: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let held: Vec<i32> = held_partitions(consumer);
         self.telemetry.audit_chain_partitions_held(held.len());
         tracing::info!(partitions = ?held, "The audit chainer holds these intake partitions.");
         if let Some(h) = &self.hand_off {
             h.set_owned(held);
+            if matches!(rebalance, Rebalance::Assign(_)) {
+                h.chainer_assigned();
+            }
         }
     }
 }
