@@ -444,10 +444,10 @@ pub struct ProcessingConfig {
     /// records without chaining any before the loops send their audit batches through the
     /// intake topic instead (see the hand-off in the README's audit section).
     pub hand_off_stall: HumanDuration,
-    /// How long an `at_least_once` routing loop, once subscribed, waits for this process's
-    /// audit chainer to be assigned its intake partitions before it starts consuming, so that
-    /// its first audit records are handed to the chainer rather than sent through the intake
-    /// topic. The loop's group join goes on meanwhile; `0s` does not wait.
+    /// How long an `at_least_once` routing loop, and the review join, once subscribed, wait
+    /// for this process's audit chainer to be assigned its intake partitions before they start
+    /// consuming, so that their first audit records are handed to the chainer rather than sent
+    /// through the intake topic. Their group joins go on meanwhile; `0s` does not wait.
     pub chainer_join_wait: HumanDuration,
 }
 

@@ -55,8 +55,8 @@ fn invalid_configs_say_what_is_wrong() {
         ("[kafka.producer]\npartitioner = \"fnv1a\"", "partitioner \"fnv1a\" is not supported"),
         ("[processing]\nchainer_join_wait = \"5m\"", "chainer_join_wait must be under the routing consumer's max.poll.interval.ms (300000 ms)"),
         (
-            "[processing]\nchainer_join_wait = \"20s\"\n[kafka.consumers.routing]\n\"max.poll.interval.ms\" = \"15000\"",
-            "(15000 ms)",
+            "[processing]\nchainer_join_wait = \"20s\"\n[kafka.consumers.review_join]\n\"max.poll.interval.ms\" = \"15000\"",
+            "the review_join consumer's max.poll.interval.ms (15000 ms)",
         ),
         ("[kafka2]\nx = 1", "unknown field"),
         ("[review.async_review]\ntiers = [\"soon\"]", "not a duration"),

@@ -97,20 +97,20 @@ impl RouterConfig {
             return bad("processing: need 0 < batch_size <= max_in_flight".into());
         }
         // librdkafka takes a consumer that has not polled for max.poll.interval.ms out of its
-        // group; a routing loop does not poll while it waits for the chainer.
-        let poll_interval = self
-            .kafka
-            .consumers
-            .routing
-            .get("max.poll.interval.ms")
-            .or_else(|| self.kafka.consumer.get("max.poll.interval.ms"))
-            .and_then(|ms| ms.parse::<u64>().ok())
-            .map_or(DEFAULT_MAX_POLL_INTERVAL, Duration::from_millis);
-        if p.chainer_join_wait.0 >= poll_interval {
-            return bad(format!(
-                "processing.chainer_join_wait must be under the routing consumer's max.poll.interval.ms ({} ms)",
-                poll_interval.as_millis()
-            ));
+        // group; the routing loops and the review join do not poll while they wait for the
+        // chainer.
+        for (name, own) in [("routing", &k.consumers.routing), ("review_join", &k.consumers.review_join)] {
+            let poll_interval = own
+                .get("max.poll.interval.ms")
+                .or_else(|| k.consumer.get("max.poll.interval.ms"))
+                .and_then(|ms| ms.parse::<u64>().ok())
+                .map_or(DEFAULT_MAX_POLL_INTERVAL, Duration::from_millis);
+            if p.chainer_join_wait.0 >= poll_interval {
+                return bad(format!(
+                    "processing.chainer_join_wait must be under the {name} consumer's max.poll.interval.ms ({} ms)",
+                    poll_interval.as_millis()
+                ));
+            }
         }
         if !(1..=MAX_ROUTING_THREADS).contains(&p.routing_threads) {
             return bad(format!("processing.routing_threads must be between 1 and {MAX_ROUTING_THREADS}"));

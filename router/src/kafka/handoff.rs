@@ -28,11 +28,11 @@
 //! a large transaction commits, the loops wait for the chainer instead: waiting costs nothing,
 //! the intake's round trip costs CPU.
 //!
-//! At start-up an `at_least_once` routing loop subscribes, then waits up to
-//! `processing.chainer_join_wait` for the chainer's first assignment before it consumes
-//! ([`HandOff::wait_for_chainer`]): the two join different groups, and a loop that routed first
-//! would send its first audit records through the intake, for the chainer to read back once
-//! it joins.
+//! At start-up an `at_least_once` routing loop, and the review join, subscribe, then wait up to
+//! `processing.chainer_join_wait` for the chainer's first assignment before they consume
+//! ([`HandOff::wait_for_chainer`]): they join different groups from the chainer's, and one that
+//! consumed first would send its first audit records through the intake, for the chainer to
+//! read back once it joins.
 //!
 //! `exactly_once` routing loops keep the intake: their transaction and the chainer's are two
 //! producers', and a record chained before the loop's transaction aborted would audit a

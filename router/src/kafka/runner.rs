@@ -199,15 +199,7 @@ pub fn run_loop(
             membership: Membership::new(Member::Routing),
         })?;
     consumer.subscribe(&[input_topic])?;
-    if let Some(h) = &routing.hand_off {
-        // The group join goes on in the client meanwhile; the assignment is taken at the
-        // first poll.
-        let (wait, started) = (config.processing.chainer_join_wait.0, Instant::now());
-        if !wait.is_zero() {
-            let assigned = h.wait_for_chainer(wait, shutdown);
-            telemetry.chainer_awaited(index, assigned, started.elapsed());
-        }
-    }
+    await_chainer(config, routing.hand_off.as_deref(), Member::Routing, telemetry, shutdown);
     // Ready once the group assigns this loop its partitions (the consumer context says so).
     tracing::info!(routing_thread = index, topic = input_topic, group = %config.kafka.group_id, "Consuming.");
     let mut state = Loop {
@@ -495,6 +487,24 @@ pub(super) fn rewind<C: rdkafka::consumer::ConsumerContext>(
         if let Err(e) = consumer.seek(topic, partition, Offset::Offset(offset), Duration::from_secs(5)) {
             tracing::debug!(topic, partition, error = %e, "Not rewound (partition no longer assigned).");
         }
+    }
+}
+
+/// Waits, once `member` has subscribed, up to `processing.chainer_join_wait` for `hand_off`'s
+/// chainer to be assigned its intake partitions, so the audit records of the first events are
+/// handed to it rather than sent through the intake. The group join goes on in the client
+/// meanwhile; the assignment is taken at the first poll.
+pub(super) fn await_chainer(
+    config: &RouterConfig,
+    hand_off: Option<&HandOff>,
+    member: Member,
+    telemetry: &Telemetry,
+    shutdown: &CancellationToken,
+) {
+    let (wait, started) = (config.processing.chainer_join_wait.0, Instant::now());
+    if let Some(h) = hand_off.filter(|_| !wait.is_zero()) {
+        let assigned = h.wait_for_chainer(wait, shutdown);
+        telemetry.chainer_awaited(member, assigned, started.elapsed());
     }
 }
 

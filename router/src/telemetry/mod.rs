@@ -244,15 +244,16 @@ impl Telemetry {
         }
     }
 
-    /// Routing loop `routing_thread` waited `waited` for this process's audit chainer to be
-    /// assigned its partitions, and it was (`assigned`), or the wait ran out.
-    pub fn chainer_awaited(&self, routing_thread: usize, assigned: bool, waited: Duration) {
+    /// `member` (a routing loop or the review join) waited `waited` for this process's audit
+    /// chainer to be assigned its partitions, and it was (`assigned`), or the wait ran out.
+    pub fn chainer_awaited(&self, member: Member, assigned: bool, waited: Duration) {
         let waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
+        let consumer = member.as_str();
         if assigned {
-            tracing::info!(routing_thread, waited_ms, "The audit chainer has its intake partitions: consuming.");
+            tracing::info!(consumer, waited_ms, "The audit chainer has its intake partitions: consuming.");
         } else {
             tracing::warn!(
-                routing_thread,
+                consumer,
                 waited_ms,
                 "The audit chainer has no assignment yet (processing.chainer_join_wait ran out, or the router \
                  is stopping): consuming, with audit records through the intake topic until it has."

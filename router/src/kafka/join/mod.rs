@@ -34,7 +34,7 @@ use super::group::{Member, Membership};
 use super::handoff::HandOff;
 use super::inflight::InFlight;
 use super::intake::{IntakeBatches, TOPIC_WAIT};
-use super::runner::{mark_unsealed, send_intake, unsealed_for, LoopError};
+use super::runner::{await_chainer, mark_unsealed, send_intake, unsealed_for, LoopError};
 use super::{consumer_config, poll_batch, producer_config, BACKPRESSURE_WAIT};
 use crate::config::{InputFormat, RouterConfig};
 use crate::decode::AvroInput;
@@ -108,6 +108,7 @@ pub fn run_join(
             membership: Membership::new(Member::ReviewJoin),
         })?;
     consumer.subscribe(&[&topics.review_decisions, &topics.pending_changelog])?;
+    await_chainer(config, hand_off.as_deref(), Member::ReviewJoin, telemetry, shutdown);
     tracing::info!(decisions = %topics.review_decisions, changelog = %topics.pending_changelog, "Joining review decisions.");
     let settings = ReviewSettings::from_config(&config.review);
     for queue in [tollgate_schemas::Route::SyncReview, tollgate_schemas::Route::AsyncReview] {
