@@ -472,8 +472,9 @@ async fn route(
     let limit = Duration::from_secs(600);
     // Measured from the first event routed (the consumer group's join is not routing) once
     // the router's own chainer holds its intake partitions: until then its audit records go
-    // through the intake, as they do only while a router starts. The chainer's group may join
-    // after the routing consumer's, by seconds with a long fetch wait on a fresh broker.
+    // through the intake, as they do only while a router starts. The router waits for its
+    // chainer before it routes (`processing.chainer_join_wait`); should that wait run out, the
+    // chainer's group joins after the routing consumer's.
     wait_until(|| handled(&telemetry) > 0, limit, shutdown).await;
     let (mut first, mut start, mut threads) = (handled(&telemetry), Mark::now(), cpu_by_thread());
     wait_until(|| telemetry.audit_chain_partitions() > 0 || handled(&telemetry) >= events, limit, shutdown).await;
