@@ -84,6 +84,13 @@ fn the_benchmark_harness_runs_its_short_mode_and_reports_every_figure() {
         assert!(latency["p99_ms"].as_f64() >= latency["p50_ms"].as_f64(), "{phase}: {report}");
     }
     assert_eq!(report["latency"]["rate"], report["pass_through_latency"]["rate"], "{report}");
+    // What each latency's input topic held before its live input: the router's the preload,
+    // the pass-through's (the router's input) the preload and the router's live input too,
+    // same records' (a topic of its own) nothing.
+    let held = |phase: &str| report[phase]["input_held_before"].as_u64();
+    assert_eq!(held("latency"), report["events"].as_u64(), "{report}");
+    assert!(held("pass_through_latency") > held("latency"), "{report}");
+    assert_eq!(held("same_records_latency"), Some(0), "{report}");
     // Decisions for events in review, every one joined.
     let join = &report["join"];
     assert!(join["decisions"].as_u64() > Some(0), "{report}");

@@ -26,6 +26,10 @@ pub struct Latency {
     /// How busy the box was while the input was offered, and how much of it went to other
     /// processes (set by the harness, which times the offer).
     pub machine: Option<MachineShare>,
+    /// Events the input topic held before the live input (set by the harness). nisshi's
+    /// latency grows with a partition's length, so a figure is read with it: a long phase
+    /// measures a larger topic than a short one.
+    pub input_held_before: u64,
 }
 
 impl Latency {
@@ -33,8 +37,9 @@ impl Latency {
     pub fn figures(&self) -> String {
         let ms = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), |x| format!("{x:.2} ms"));
         format!(
-            "{} samples, {} timestamps: p50 {}  p99 {}  max {}; {}",
+            "{} samples (the input topic held {} events before them), {} timestamps: p50 {}  p99 {}  max {}; {}",
             self.samples,
+            self.input_held_before,
             self.timestamps,
             ms(self.p50_ms),
             ms(self.p99_ms),
@@ -106,6 +111,7 @@ pub fn measure(
         p99_ms: pct(0.99),
         max_ms: samples.last().copied(),
         machine: None,
+        input_held_before: 0,
     })
 }
 

@@ -285,11 +285,13 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     let pass_through_latency = {
         let (c, to, stop) = (config.clone(), live_copy.clone(), shutdown.clone());
         let offer = (&load, "pass", rate);
-        baseline_latency(&options, &config, offer, vec![live_copy], &shutdown, move |ready| {
+        let measured = baseline_latency(&options, &config, offer, vec![live_copy], &shutdown, move |ready| {
             let copy = Copy { from: &c.kafka.input_topic, to: &to, events: latency_events, live: true };
             pass_through(&c, &copy, ready, &stop).map(|_| ())
         })
-        .await?
+        .await?;
+        // The router's input: the preload and the router's live input.
+        latency::Latency { input_held_before: options.events + latency_events, ..measured }
     };
     probe.mark("same records' latency");
     eprintln!("same records' latency at {rate:.0} events/s for {} s…", options.latency_seconds);
@@ -317,7 +319,11 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
             latency::measure(&config, &config.kafka.input_topic, &routed, "live-", rate)
         })
         .await?
-        .map(|measured| latency::Latency { machine: latency_machine, ..measured })?
+        .map(|measured| latency::Latency {
+            machine: latency_machine,
+            input_held_before: options.events,
+            ..measured
+        })?
     };
     Ok(Report {
         events: options.events,
