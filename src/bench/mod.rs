@@ -284,14 +284,13 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     eprintln!("pass-through latency at {rate:.0} events/s for {} s…", options.latency_seconds);
     let pass_through_latency = {
         let (c, to, stop) = (config.clone(), live_copy.clone(), shutdown.clone());
-        let offer = (&load, "pass", rate);
-        let measured = baseline_latency(&options, &config, offer, vec![live_copy], &shutdown, move |ready| {
+        // The router's input: the preload and the router's live input.
+        let offer = (&load, "pass", rate, options.events + latency_events);
+        baseline_latency(&options, &config, offer, vec![live_copy], &shutdown, move |ready| {
             let copy = Copy { from: &c.kafka.input_topic, to: &to, events: latency_events, live: true };
             pass_through(&c, &copy, ready, &stop).map(|_| ())
         })
-        .await?;
-        // The router's input: the preload and the router's live input.
-        latency::Latency { input_held_before: options.events + latency_events, ..measured }
+        .await?
     };
     probe.mark("same records' latency");
     eprintln!("same records' latency at {rate:.0} events/s for {} s…", options.latency_seconds);
@@ -303,7 +302,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         c.kafka.input_topic = same_live_input.clone();
         // Its routed records, as the router's latency reads them (dead letters aside).
         let outputs = same_live.routed[..shape::ROUTE_TOPICS].to_vec();
-        let offer = (&load, "same", rate);
+        let offer = (&load, "same", rate, 0);
         let (live_config, stop, shape) = (c.clone(), shutdown.clone(), shape.clone());
         baseline_latency(&options, &live_config, offer, outputs, &shutdown, move |ready| {
             let what = (&shape, records::AuditPath::Intake);
@@ -369,12 +368,12 @@ async fn same_records_phase(
 
 /// A latency baseline: `copy` runs on its own thread from the end of `config`'s input topic and
 /// sets the flag it is given once it knows where every partition ends; then live input (ids
-/// `<prefix>-…`, the latency phase's rate and count) is offered to that topic, and each event's
-/// latency is measured on `outputs`.
+/// `<prefix>-…`, the latency phase's rate and count) is offered to that topic, which held
+/// `held_before` events, and each event's latency is measured on `outputs`.
 async fn baseline_latency(
     options: &BenchOptions,
     config: &RouterConfig,
-    (load, prefix, rate): (&Load, &str, f64),
+    (load, prefix, rate, held_before): (&Load, &str, f64, u64),
     outputs: Vec<String>,
     shutdown: &CancellationToken,
     copy: impl FnOnce(&AtomicBool) -> anyhow::Result<()> + Send + 'static,
@@ -398,7 +397,7 @@ async fn baseline_latency(
         latency::measure(&config, &config.kafka.input_topic, &outputs, &prefix, rate)
     })
     .await??;
-    Ok(latency::Latency { machine, ..measured })
+    Ok(latency::Latency { machine, input_held_before: held_before, ..measured })
 }
 
 /// What the pass-through copies.
