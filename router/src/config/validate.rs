@@ -2,6 +2,7 @@
 //! express, each refusing with what to change.
 
 use super::{ConfigError, InputFormat, RouterConfig, ScorerKind, MAX_ROUTING_THREADS};
+use crate::kafka::group::Member;
 use std::time::Duration;
 
 /// librdkafka's default `max.poll.interval.ms`.
@@ -99,15 +100,16 @@ impl RouterConfig {
         // librdkafka takes a consumer that has not polled for max.poll.interval.ms out of its
         // group; the routing loops and the review join do not poll while they wait for the
         // chainer.
-        for (name, own) in [("routing", &k.consumers.routing), ("review_join", &k.consumers.review_join)] {
-            let poll_interval = own
+        for member in [Member::Routing, Member::ReviewJoin] {
+            // The setting the consumer is created with: Tollgate's, `kafka.consumer`'s, its own.
+            let poll_interval = crate::kafka::consumer_config(self, member)
                 .get("max.poll.interval.ms")
-                .or_else(|| k.consumer.get("max.poll.interval.ms"))
                 .and_then(|ms| ms.parse::<u64>().ok())
                 .map_or(DEFAULT_MAX_POLL_INTERVAL, Duration::from_millis);
             if p.chainer_join_wait.0 >= poll_interval {
                 return bad(format!(
-                    "processing.chainer_join_wait must be under the {name} consumer's max.poll.interval.ms ({} ms)",
+                    "processing.chainer_join_wait must be under the {} consumer's max.poll.interval.ms ({} ms)",
+                    member.as_str(),
                     poll_interval.as_millis()
                 ));
             }
