@@ -60,6 +60,11 @@ fn the_benchmark_harness_runs_its_short_mode_and_reports_every_figure() {
             assert!(groups(phase).iter().any(|g| g == stage), "{phase} lacks {stage}: {report}");
         }
     }
+    // The router's chainer commits its audit records in transactions, each of at least one.
+    let (chained, transactions) =
+        (report["router_audit"]["chained"].as_u64(), report["router_audit"]["transactions"].as_u64());
+    assert!(chained > Some(0), "{report}");
+    assert!(transactions > Some(0) && transactions <= chained, "{report}");
     // The same-records baseline writes what the router writes: a routed record embedding the
     // event (about 200 bytes of input), an audit record, and a changelog entry for the events in
     // review.

@@ -222,7 +222,12 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
     eprintln!("router…");
     let (router, telemetry, stop_router, handle) = route(&config, options.events, &shutdown).await?;
     let (handed, behind) = telemetry.audit_hand_off_counts();
-    let router_audit = RouterAudit { chained: telemetry.audit_chained_count(), handed, behind };
+    let router_audit = RouterAudit {
+        chained: telemetry.audit_chained_count(),
+        handed,
+        behind,
+        transactions: telemetry.audit_transactions_committed(),
+    };
 
     // Latency: live input at a share of the router's sustained rate.
     let rate = (router.events_per_second * options.latency_load).max(1.0);

@@ -54,8 +54,9 @@ pub struct Report {
     pub pass_through_latency: latency::Latency,
     /// Same records' latency at the same rate: the router's Kafka work without Tollgate's.
     pub same_records_latency: latency::Latency,
-    /// The router phase's audit records: chained, of them handed in process, and sent through
-    /// the intake because the chainer was behind (`tollgate_audit_hand_off_behind_total`).
+    /// The router phase's audit records: chained (and in how many transactions), of them handed
+    /// in process, and sent through the intake because the chainer was behind
+    /// (`tollgate_audit_hand_off_behind_total`).
     pub router_audit: RouterAudit,
     pub join: join::JoinPhase,
     /// The join's records without the join's work ([`join_records`]).
@@ -69,13 +70,30 @@ pub struct Report {
 impl Report {
     pub fn table(&self) -> String {
         let row = |p: &Phase, ratio: f64| {
-            let (busy, others) = p.machine.map_or_else(
-                || ("—".to_owned(), "—".to_owned()),
-                |m| (format!("{:.0}%", 100.0 * m.busy), format!("{:.2}", m.other_processes_cores)),
+            // The other processes' CPU per event too: on a box shared with the broker, what a
+            // phase's requests cost the broker counts against its rate as its own CPU does.
+            let (busy, others, others_per_million) = p.machine.map_or_else(
+                || ("—".to_owned(), "—".to_owned(), "—".to_owned()),
+                |m| {
+                    let per_million = m.other_processes_cores / p.events_per_second.max(1e-9) * 1e6;
+                    (
+                        format!("{:.0}%", 100.0 * m.busy),
+                        format!("{:.2}", m.other_processes_cores),
+                        format!("{per_million:.1}"),
+                    )
+                },
             );
             format!(
-                "{:<24} {:>10} {:>12.0} {:>8.2} {:>14.1} {:>9.0} {:>9} {:>16}\n",
-                p.name, p.events, p.events_per_second, ratio, p.cpu_seconds_per_million, p.rss_mib, busy, others
+                "{:<24} {:>10} {:>12.0} {:>8.2} {:>14.1} {:>9.0} {:>9} {:>16} {:>18}\n",
+                p.name,
+                p.events,
+                p.events_per_second,
+                ratio,
+                p.cpu_seconds_per_million,
+                p.rss_mib,
+                busy,
+                others,
+                others_per_million
             )
         };
         let baselines: String = [&self.same_records, &self.same_records_no_intake, &self.same_records_handed_off]
@@ -85,7 +103,7 @@ impl Report {
             .collect();
         let j = &self.join;
         format!(
-            "{:<24} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>16}\n{}{}{}{}{}router over same records: {:.2} (same records per event: {})\nsame records, no intake, over same records: {:.2}; router over it: {:.2}\nsame records, handed off, over same records: {:.2}; router over it: {:.2}\nrouter CPU s per M events by thread ({} routing thread(s), {} output{}): {}\n{}router's audit records: {} chained, {:.1}% handed in process, {} through the intake while the chainer was behind\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {}\npass-through latency at the same rate, {}\nsame records' latency at the same rate, {}\n\njoin: {}\njoin CPU s per M decisions by thread: {}\njoin, same records: {} (resolved {} B, state {} B, audit {} B handed to the chainer and {} B chained per decision)\njoin over same records: {:.2}\n\nthe box's speed by phase (the hot path's CPU ns per event, sampled every 200 ms): {}\n",
+            "{:<24} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>16} {:>18}\n{}{}{}{}{}router over same records: {:.2} (same records per event: {})\nsame records, no intake, over same records: {:.2}; router over it: {:.2}\nsame records, handed off, over same records: {:.2}; router over it: {:.2}\nrouter CPU s per M events by thread ({} routing thread(s), {} output{}): {}\n{}router's audit records: {} chained in {} transactions, {:.1}% handed in process, {} through the intake while the chainer was behind\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {}\npass-through latency at the same rate, {}\nsame records' latency at the same rate, {}\n\njoin: {}\njoin CPU s per M decisions by thread: {}\njoin, same records: {} (resolved {} B, state {} B, audit {} B handed to the chainer and {} B chained per decision)\njoin over same records: {:.2}\n\nthe box's speed by phase (the hot path's CPU ns per event, sampled every 200 ms): {}\n",
             "phase",
             "events",
             "events/s",
@@ -94,6 +112,7 @@ impl Report {
             "RSS MiB",
             "box busy",
             "others (cores)",
+            "others CPU s / M",
             row(&self.pass_through, 1.0),
             row(&self.same_records, over(&self.same_records, &self.pass_through)),
             row(&self.same_records_no_intake, over(&self.same_records_no_intake, &self.pass_through)),
@@ -111,6 +130,7 @@ impl Report {
             by_thread(&self.router.cpu_by_thread),
             baselines,
             self.router_audit.chained,
+            self.router_audit.transactions,
             100.0 * self.router_audit.handed as f64 / self.router_audit.chained.max(1) as f64,
             self.router_audit.behind,
             self.latency.rate,
@@ -137,6 +157,8 @@ pub struct RouterAudit {
     pub chained: u64,
     pub handed: u64,
     pub behind: u64,
+    /// The chainer's committed transactions.
+    pub transactions: u64,
 }
 
 /// CPU seconds per million units by thread group, as the table prints them.

@@ -309,6 +309,11 @@ impl Telemetry {
         (self.governance.handed.get(), self.governance.behind.get())
     }
 
+    /// Audit chain transactions committed so far.
+    pub fn audit_transactions_committed(&self) -> u64 {
+        self.governance.transactions.with_label_values(&["committed"]).get()
+    }
+
     /// An intake record was not an audit record.
     pub fn audit_intake_rejected(&self) {
         self.governance.intake_rejected.inc();
