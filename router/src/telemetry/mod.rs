@@ -263,8 +263,9 @@ impl Telemetry {
 
     /// A batch of audit records was chained and committed.
     pub fn audit_chained(&self, records: usize) {
-        self.governance.chained.inc_by(records as u64);
+        // The transaction first: whoever sees its records counted sees it counted too.
         self.governance.transactions.with_label_values(&["committed"]).inc();
+        self.governance.chained.inc_by(records as u64);
     }
 
     /// `records` of a committed audit chain transaction were handed in process.
