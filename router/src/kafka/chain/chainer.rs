@@ -10,11 +10,12 @@ use crate::kafka::intake::{announced_records, batch_headers};
 use crate::kafka::runner::{delivered_before_commit, TxnError, TXN_TIMEOUT};
 use crate::telemetry::Telemetry;
 use fnv::{FnvHashMap, FnvHashSet};
+use rdkafka::client::Client;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tollgate_schemas::intake::AuditBatch;
@@ -62,9 +63,17 @@ impl<'a> Chainer<'a> {
 
     /// The head of `partition`: in memory, else from the committed offset's metadata, else (for
     /// brokers that do not keep offset metadata) from the audit partition's last record.
+    ///
+    /// A partition never committed resumes at the intake's low watermark, asked through
+    /// `watermarks` (the chainer's producer): not through `consumer`, whose connection to the
+    /// partition's leader carries its fetch of the idle intake. A broker answers a connection's
+    /// requests in order and holds an empty fetch for `fetch.wait.max.ms` (librdkafka's default
+    /// 500 ms), so each such head would wait that long, one partition after the other, while
+    /// the routing loops' handed batches wait for it.
     pub(super) fn head(
         &mut self,
         consumer: &BaseConsumer<ChainConsumerContext>,
+        watermarks: &Client<impl ClientContext>,
         partition: i32,
     ) -> Result<Head, TxnError> {
         if let Some(h) = self.heads.get(&partition) {
@@ -85,7 +94,7 @@ impl<'a> Chainer<'a> {
         let resume = match resume {
             Some(o) => o,
             None => {
-                let (low, _) = consumer
+                let (low, _) = watermarks
                     .fetch_watermarks(intake, partition, Duration::from_secs(10))
                     .map_err(|e| TxnError::Abort(e.to_string()))?;
                 low
@@ -132,7 +141,7 @@ impl<'a> Chainer<'a> {
         key: Option<&[u8]>,
         record: &mut AuditRecord<'_>,
     ) -> Result<Result<(), String>, TxnError> {
-        let head = self.head(consumer, partition)?;
+        let head = self.head(consumer, producer.client(), partition)?;
         let hash = match self.seal(record, &head) {
             Ok(hash) => hash,
             Err(why) => return Ok(Err(why)),
@@ -238,7 +247,7 @@ impl<'a> Chainer<'a> {
             return Ok(chained);
         }
         let partition = source.partition;
-        let mut head = self.head(consumer, partition)?;
+        let mut head = self.head(consumer, producer.client(), partition)?;
         for (key, unsealed) in batch.iter() {
             self.buf.clear();
             let hash = seal_unsealed(unsealed, head.next_seq, &head.hash, &mut self.buf);

@@ -20,6 +20,10 @@ const TAIL_QUIET: Duration = Duration::from_millis(500);
 const TAIL_WINDOW: i64 = 100;
 /// How long to wait for the first record when reading an audit partition's tail.
 const TAIL_FIRST_RECORD: Duration = Duration::from_secs(10);
+/// The tail reader's `fetch.wait.max.ms`, whatever the chainer's: well under [`TAIL_QUIET`].
+/// Its fetch at a partition's end is held that long, and the next partition's watermarks,
+/// asked on the same connection, are answered after it.
+const TAIL_FETCH_WAIT_MS: &str = "50";
 
 /// Prefix of the chain head kept in the committed offset's metadata.
 const HEAD_PREFIX: &str = "tollgate-chain-v1";
@@ -79,6 +83,7 @@ impl TailReader {
                 .set("group.id", format!("{}.audit-tail", config.kafka.group_id))
                 .set("enable.auto.commit", "false")
                 .set("isolation.level", "read_committed")
+                .set("fetch.wait.max.ms", TAIL_FETCH_WAIT_MS)
                 // Its context does not read statistics.
                 .set("statistics.interval.ms", "0");
             self.reader = Some(settings.create_with_context(telemetry.client_context("audit chain tail reader"))?);

@@ -161,7 +161,7 @@ fn chain_until(
             .iter()
             .map(|m| m.partition())
             .chain(handed.iter().map(|h| h.partition).filter(|p| held.contains(p)));
-        if let Some(e) = partitions.map(|p| chainer.head(&consumer, p)).find_map(Result::err) {
+        if let Some(e) = partitions.map(|p| chainer.head(&consumer, producer.client(), p)).find_map(Result::err) {
             let why = match e {
                 TxnError::Abort(why) => why,
                 TxnError::Fatal(e) => e.to_string(),

@@ -43,7 +43,7 @@ use crate::review::{Actor, Pending, PendingInput, ReviewSettings, ReviewState};
 use crate::telemetry::Telemetry;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::BorrowedMessage;
-use rdkafka::producer::ThreadedProducer;
+use rdkafka::producer::{Producer, ThreadedProducer};
 use rdkafka::Message;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -416,6 +416,10 @@ impl Join<'_> {
     }
 
     /// Notes where each assigned changelog partition ends, to know when its replay is over.
+    /// The ends are asked through the producer: on the consumer's connection to a partition's
+    /// leader each question would wait behind its fetch, which a broker holds for
+    /// `fetch.wait.max.ms` when the decisions and the changelog are quiet (see the audit
+    /// chainer's `Chainer::head`).
     fn start_replay(&mut self, consumer: &BaseConsumer<RouterConsumerContext>) {
         let changelog = &self.config.topics.pending_changelog;
         let assigned = consumer.assignment().unwrap_or_default();
@@ -425,7 +429,8 @@ impl Join<'_> {
             .elements_for_topic(changelog)
             .iter()
             .filter_map(|e| {
-                let (_, high) = consumer.fetch_watermarks(changelog, e.partition(), Duration::from_secs(2)).ok()?;
+                let (_, high) =
+                    self.producer.client().fetch_watermarks(changelog, e.partition(), Duration::from_secs(2)).ok()?;
                 (high > 0).then_some((e.partition(), high))
             })
             .collect();
