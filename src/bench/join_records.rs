@@ -12,13 +12,14 @@
 //!    [`state_headers`]), and hand its audit record's partition (its event id's, as the join
 //!    places it) to stage 2;
 //! 2. the chainer's transactional writes: each handed record becomes a chained record of the
-//!    router's sample (`records::Stage2::chain_handed`);
+//!    router's sample (`handed::Stage2::chain_handed`);
 //! 3. read the state copies back (`records::read_copies`).
 //!
 //! Its lag is sampled like the join's ([`join::measure`]). A baseline that falls behind the
 //! asked rate as well shows that the client library and the broker, not Tollgate, bound the
 //! join on this machine.
 
+use super::handed;
 use super::join::{self, JoinPhase};
 use super::records::{self, Topics};
 use super::shape::{Kept, Samples, Shape};
@@ -27,7 +28,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::BaseRecord;
 use rdkafka::{Offset, TopicPartitionList};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -125,24 +126,28 @@ pub async fn run(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<JoinPhase> {
     let joined = Arc::new(AtomicU64::new(0));
+    // Stage 2's intake consumer has joined its group, as the router's chainer has long before
+    // its join phase: no decision is offered before.
+    let assigned = Arc::new(AtomicBool::new(false));
     let done = shutdown.child_token();
     let total = ids.len() as u64;
     let stages = {
         let (config, joined, done) = (config.clone(), Arc::clone(&joined), done.clone());
+        let assigned = Arc::clone(&assigned);
         let decisions = decisions.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             let deadline = Instant::now() + LIMIT;
             let chained = AtomicU64::new(0);
             // Stages that have joined their groups (stage 1 here does not wait for them).
             let members = std::sync::atomic::AtomicUsize::new(0);
-            let (handed, to_chain) = records::hand_off_channel();
+            let (handed, to_chain) = handed::hand_off_channel();
             std::thread::scope(|s| {
                 let copy = s
                     .spawn(|| copy_decisions(&config, &topics, (&decisions, handed), &shape, &joined, deadline, &done));
                 let chain = s.spawn(|| {
                     // Taken by value: a receiver cannot be shared between threads.
                     let to_chain = to_chain;
-                    let stage_2 = records::Stage2 {
+                    let stage_2 = handed::Stage2 {
                         config: &config,
                         topics: &topics,
                         events: total,
@@ -150,6 +155,8 @@ pub async fn run(
                         deadline,
                         done: &done,
                         clock: None,
+                        joined: &members,
+                        assigned: &assigned,
                     };
                     stage_2.chain_handed(&shape.routing.chained, &to_chain)
                 });
@@ -164,6 +171,7 @@ pub async fn run(
             })
         })
     };
+    super::wait_until(|| assigned.load(Ordering::Acquire) || stages.is_finished(), LIMIT, shutdown).await;
     let counter = Arc::clone(&joined);
     let phase =
         join::measure(config, &decisions, ids, rate, move || counter.load(Ordering::Acquire), LIMIT, shutdown).await;

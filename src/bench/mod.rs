@@ -27,6 +27,7 @@
 //! processes, such as a broker beside the harness: [`machine`]) and can write it as JSON.
 //! Figures are measured, never asserted.
 
+mod handed;
 pub mod join;
 pub mod join_records;
 pub mod latency;

@@ -31,8 +31,10 @@
 //! whose routing loop chained its own audit records outside a transaction, so its CPU per
 //! event against the baseline's bounds what such a design could save. [`AuditPath::HandOff`]
 //! keeps stage 2 and its transactions but feeds it in process: the Kafka work of a routing loop
-//! handing its audit records to the chainer of its own process.
+//! handing its audit records to the chainer of its own process, the chainer's idle intake
+//! consumer and the offsets it commits included.
 
+use super::handed::{hand_off_channel, Stage2};
 use super::latency;
 use super::machine::{Mark, ThreadClock};
 use super::shape::{Kept, Shape, ROUTE_TOPICS};
@@ -42,7 +44,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tollgate_common::kafka::{wait_delivered, LoggingContext};
@@ -51,7 +53,7 @@ use tollgate_router::kafka::group;
 use tollgate_router::kafka::intake::{self, KeyHash, MAX_BATCH_BYTES};
 
 /// Records a transaction of stage 2 holds at most (the audit chainer's smallest batch).
-const CHAIN_BATCH: usize = 20_000;
+pub(super) const CHAIN_BATCH: usize = 20_000;
 /// How long the phase may take.
 const LIMIT: Duration = Duration::from_secs(600);
 
@@ -87,9 +89,10 @@ pub enum AuditPath {
     /// record came from, as a routing loop chaining its own partitions would write them; no
     /// intake and no stage 2.
     Direct,
-    /// Handed from stage 1 to stage 2 in process (no intake), which writes one chained record
-    /// per event in transactions of the chainer's size, in the partition number the input record
-    /// came from.
+    /// Handed from stage 1 to stage 2 in process (no intake records), which writes one chained
+    /// record per event in transactions of the chainer's size, in the partition number the input
+    /// record came from, and commits its idle intake consumer's offsets in each, as the chainer
+    /// does (the `handed` module). Stage 1 reads nothing before that consumer has joined its group.
     HandOff,
 }
 
@@ -106,8 +109,8 @@ impl AuditPath {
     /// The stages that must join their groups before live input is offered (stage 1 aside).
     fn other_stages(self) -> usize {
         match self {
-            AuditPath::Intake => 2,
-            AuditPath::Direct | AuditPath::HandOff => 1,
+            AuditPath::Intake | AuditPath::HandOff => 2,
+            AuditPath::Direct => 1,
         }
     }
 }
@@ -119,7 +122,7 @@ pub enum Start<'a> {
     Preloaded,
     /// Live input: from the input's end, then `ready` is set (the caller offers input once it
     /// is, so stage 1 copies only what is offered, all of it).
-    Live(&'a std::sync::atomic::AtomicBool),
+    Live(&'a AtomicBool),
 }
 
 impl Topics {
@@ -151,10 +154,21 @@ pub fn run(
     let done = stop.child_token();
     let joined = AtomicUsize::new(0);
     let clock = ThreadClock::default();
+    let assigned = AtomicBool::new(false);
     let (handed, to_chain) = hand_off_channel();
     let handed = (audit == AuditPath::HandOff).then_some(handed);
-    let stage_1 = Stage1 { shape, audit, events, start, handed, clock: &clock };
-    let stage_2 = Stage2 { config, topics, events, chained: &chained, deadline, done: &done, clock: Some(&clock) };
+    let stage_1 = Stage1 { shape, audit, events, start, handed, chain_assigned: &assigned, clock: &clock };
+    let stage_2 = Stage2 {
+        config,
+        topics,
+        events,
+        chained: &chained,
+        deadline,
+        done: &done,
+        clock: Some(&clock),
+        joined: &joined,
+        assigned: &assigned,
+    };
     std::thread::scope(|s| -> anyhow::Result<Phase> {
         // Named, so the phase's CPU is reported by stage ([`super::machine::cpu_by_thread`]).
         let named = |name: &str| std::thread::Builder::new().name(name.to_owned());
@@ -201,6 +215,9 @@ struct Stage1<'a> {
     /// Where each event's audit record goes (its input partition and number), for
     /// [`AuditPath::HandOff`].
     handed: Option<std::sync::mpsc::SyncSender<(i32, u64)>>,
+    /// Set once stage 2's intake consumer has an assignment, for [`AuditPath::HandOff`]: stage 1
+    /// reads nothing before, as the router's routing loop waits for its chainer's.
+    chain_assigned: &'a AtomicBool,
     /// Started with the phase; read again as each stage ends.
     clock: &'a ThreadClock,
 }
@@ -221,9 +238,14 @@ fn copy_input(
     deadline: Instant,
     done: &CancellationToken,
 ) -> anyhow::Result<u64> {
-    let Stage1 { shape, audit: path, events, start, clock, .. } = *stage;
+    let Stage1 { shape, audit: path, events, start, clock, chain_assigned, .. } = *stage;
     let samples = &shape.samples;
     let (consumer, producer) = copy_clients(config, topics, &config.kafka.input_topic, start)?;
+    if path == AuditPath::HandOff {
+        while !chain_assigned.load(Ordering::Acquire) && Instant::now() < deadline && !done.is_cancelled() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
     if let Start::Live(ready) = start {
         let others = path.other_stages();
         while joined.load(Ordering::Acquire) < others && Instant::now() < deadline && !done.is_cancelled() {
@@ -482,72 +504,6 @@ pub(super) fn chain_copies(
     }
     clock.observe();
     Ok(())
-}
-
-/// The channel of a hand-off's stage 2: each event's audit partition and number.
-pub(super) type Handed = (std::sync::mpsc::SyncSender<(i32, u64)>, std::sync::mpsc::Receiver<(i32, u64)>);
-
-/// A hand-off's channel, with room for a few poll batches of events waiting for stage 2.
-pub(super) fn hand_off_channel() -> Handed {
-    std::sync::mpsc::sync_channel(4 * CHAIN_BATCH)
-}
-
-/// What the hand-off's stage 2 works with.
-pub(super) struct Stage2<'a> {
-    pub config: &'a RouterConfig,
-    pub topics: &'a Topics,
-    pub events: u64,
-    pub chained: &'a AtomicU64,
-    pub deadline: Instant,
-    pub done: &'a CancellationToken,
-    /// Read again when the stage ends, if given.
-    pub clock: Option<&'a ThreadClock>,
-}
-
-impl Stage2<'_> {
-    /// Stage 2 of [`AuditPath::HandOff`] (and of the join's baseline): each event handed over
-    /// becomes the next of `copies`, written in transactions of up to the chainer's size, as
-    /// they come, until `events` are committed.
-    pub(super) fn chain_handed(
-        &self,
-        copies: &Kept,
-        handed: &std::sync::mpsc::Receiver<(i32, u64)>,
-    ) -> anyhow::Result<()> {
-        let (config, topics, timeout) = (self.config, self.topics, Duration::from_secs(30));
-        let id = format!("{}.{}-handed", config.kafka.group_id, topics.tag);
-        let producer: ThreadedProducer<LoggingContext> = tollgate_router::kafka::chain_producer_config(config, &id)
-            .create_with_context(LoggingContext::new("baseline hand-off producer"))?;
-        producer.init_transactions(timeout)?;
-        let mut batch = Vec::with_capacity(CHAIN_BATCH);
-        while self.chained.load(Ordering::Acquire) < self.events
-            && Instant::now() < self.deadline
-            && !self.done.is_cancelled()
-        {
-            batch.clear();
-            let mut wait = Duration::from_millis(100);
-            while batch.len() < CHAIN_BATCH {
-                let Ok(event) = handed.recv_timeout(wait) else { break };
-                batch.push(event);
-                wait = Duration::ZERO;
-            }
-            if batch.is_empty() {
-                continue;
-            }
-            producer.begin_transaction()?;
-            for (partition, n) in &batch {
-                let (key, value) = copies.nth(*n);
-                let record = BaseRecord::to(&topics.audit).partition(*partition).key(key).payload(value);
-                send_waiting(&producer, record, self.done)?;
-            }
-            wait_delivered(&producer, timeout, || producer.context().failed_deliveries() > 0)?;
-            producer.commit_transaction(timeout)?;
-            self.chained.fetch_add(batch.len() as u64, Ordering::AcqRel);
-        }
-        if let Some(clock) = self.clock {
-            clock.observe();
-        }
-        Ok(())
-    }
 }
 
 /// Stage 3: the review join reading the changelog back.
