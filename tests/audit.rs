@@ -198,6 +198,34 @@ fn a_starting_router_consumes_once_its_chainer_is_assigned_and_hands_it_every_au
     );
 }
 
+/// A chainer whose fetches wait long (here 15 s, past the 10 s it gives a watermark query)
+/// starts its new chains at once: where a never-committed intake partition starts is asked
+/// through its producer, not on its consumer's connection behind the fetch of the idle intake,
+/// which the broker holds for the whole wait while every audit record is handed in process.
+/// Asked there, every head's load waited for that fetch and ran out of time.
+#[test]
+fn a_chainer_whose_fetches_wait_long_starts_new_chains_without_waiting_behind_them() {
+    let broker = Broker::get();
+    let topics = Topics::new("chainer-long-fetch");
+    create_topics(&broker.addr, &[&topics.input], 3);
+    produce(&broker.addr, &topics.input, &common::sample_records());
+    let config = topics.config_file(&[]);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[kafka.consumers.audit_chain]\n\"fetch.wait.max.ms\" = \"15000\"\n");
+    std::fs::write(&config, text).unwrap();
+    let mut router = RouterProcess::spawn_at(&config, &topics, &broker.addr, &[]);
+    let mut out = Collector::new(&broker.addr, &[&topics.audit, &topics.audit_intake]);
+    out.until("every routing record", Duration::from_secs(90), |c| {
+        c.iter().filter(|r| r.topic == topics.audit).filter(|r| audit_of(r).action == "route").count() >= 20
+    });
+    let handed = handed_when_settled(&router, &mut out, &topics);
+    assert!(router.terminate(Duration::from_secs(30)).success());
+    let log = router.log_text();
+    assert!(!log.contains("loading a chain head failed"), "{log}");
+    assert_eq!(intake_batches(&out, &topics), Vec::<usize>::new(), "nothing through the intake");
+    assert_eq!(handed, out.on(&topics.audit).len());
+}
+
 /// A chainer past its bound of handed records (half of `processing.max_in_flight`, here one
 /// record) that has chained none of them for `processing.hand_off_stall` (here none) is handed
 /// no more: the routing loop sends the batches to the intake instead, and every record is still
