@@ -32,18 +32,8 @@ pub struct TopicReader {
 impl TopicReader {
     /// Opens `topic` (which must exist) on the configured brokers, reading committed records only.
     pub fn open(config: &RouterConfig, topic: &str, start: Start, idle: Duration) -> Result<TopicReader, KafkaError> {
-        let mut settings = consumer_base(&config.kafka.brokers, &format!("{}.tools", config.kafka.client_id));
-        settings
-            .set("group.id", format!("{}.tools", config.kafka.group_id))
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed");
-        for (key, value) in &config.kafka.consumer {
-            // Group membership settings do not apply to an assigned reader; the rest (security,
-            // fetch sizes) do.
-            if !key.starts_with("group.") && key != "session.timeout.ms" {
-                settings.set(key, value);
-            }
-        }
+        let mut settings = tool_settings(config, &format!("{}.tools", config.kafka.group_id));
+        settings.set("isolation.level", "read_committed");
         let consumer: BaseConsumer<LoggingContext> =
             settings.create_with_context(LoggingContext::new("topic reader"))?;
         let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
@@ -100,6 +90,20 @@ impl TopicReader {
     }
 }
 
+/// The settings of a tools' consumer in group `group` (it joins no group: it is assigned, or
+/// only asks for a group's offsets): the user's `kafka.consumer` settings apply, security and
+/// fetch sizes among them, except those of group membership.
+fn tool_settings(config: &RouterConfig, group: &str) -> ClientConfig {
+    let mut settings = consumer_base(&config.kafka.brokers, &format!("{}.tools", config.kafka.client_id));
+    settings.set("group.id", group).set("enable.auto.commit", "false");
+    for (key, value) in &config.kafka.consumer {
+        if !key.starts_with("group.") && key != "session.timeout.ms" {
+            settings.set(key, value);
+        }
+    }
+    settings
+}
+
 /// The committed offsets (with their metadata) of consumer group `group` on `topic`.
 pub fn committed_offsets(
     config: &RouterConfig,
@@ -107,14 +111,42 @@ pub fn committed_offsets(
     topic: &str,
     partitions: i32,
 ) -> Result<TopicPartitionList, KafkaError> {
-    let probe: BaseConsumer<LoggingContext> = ClientConfig::new()
-        .set("bootstrap.servers", &config.kafka.brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create_with_context(LoggingContext::new("committed offsets probe"))?;
+    // The user's settings apply here too: on a cluster that asks for credentials, a probe with
+    // the broker list alone never gets an answer.
+    let probe: BaseConsumer<LoggingContext> =
+        tool_settings(config, group).create_with_context(LoggingContext::new("committed offsets probe"))?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition(topic, p);
     }
     probe.committed_offsets(tpl, Duration::from_secs(10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// The tools' consumers (the topic reader and the committed-offsets probe) connect as the
+    /// router's do: with its security settings, not its group membership.
+    #[test]
+    fn the_tools_consumers_take_the_users_settings_but_not_group_membership() {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/payments/router.toml");
+        let mut config = RouterConfig::load(Path::new(example)).unwrap();
+        for (k, v) in [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "PLAIN"),
+            ("group.instance.id", "router-1"),
+            ("session.timeout.ms", "6000"),
+        ] {
+            config.kafka.consumer.insert(k.to_owned(), v.to_owned());
+        }
+        let settings = tool_settings(&config, "payments.audit");
+        assert_eq!(settings.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(settings.get("sasl.mechanism"), Some("PLAIN"));
+        assert_eq!(settings.get("group.id"), Some("payments.audit"));
+        assert_eq!(settings.get("enable.auto.commit"), Some("false"));
+        assert_eq!(settings.get("group.instance.id"), None);
+        assert_eq!(settings.get("session.timeout.ms"), None);
+    }
 }
