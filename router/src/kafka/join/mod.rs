@@ -419,7 +419,8 @@ impl Join<'_> {
     /// The ends are asked through the producer: on the consumer's connection to a partition's
     /// leader each question would wait behind its fetch, which a broker holds for
     /// `fetch.wait.max.ms` when the decisions and the changelog are quiet (see the audit
-    /// chainer's `Chainer::head`).
+    /// chainer's `Chainer::head`). A partition whose end cannot be had is replayed until the
+    /// changelog goes quiet (or the hold runs out), not taken as replayed.
     fn start_replay(&mut self, consumer: &BaseConsumer<RouterConsumerContext>) {
         let changelog = &self.config.topics.pending_changelog;
         let assigned = consumer.assignment().unwrap_or_default();
@@ -429,9 +430,18 @@ impl Join<'_> {
             .elements_for_topic(changelog)
             .iter()
             .filter_map(|e| {
-                let (_, high) =
-                    self.producer.client().fetch_watermarks(changelog, e.partition(), Duration::from_secs(2)).ok()?;
-                (high > 0).then_some((e.partition(), high))
+                let partition = e.partition();
+                let end = match self.producer.client().fetch_watermarks(changelog, partition, Duration::from_secs(2)) {
+                    Ok((_, high)) => high,
+                    Err(error) => {
+                        self.telemetry.kafka_error(&format_args!(
+                            "review join: the end of changelog partition {partition} is unknown ({error}); \
+                             replaying it until the changelog is quiet"
+                        ));
+                        i64::MAX
+                    }
+                };
+                (end > 0).then_some((partition, end))
             })
             .collect();
         let held = self.replay.take().map(|r| r.held).unwrap_or_default();
