@@ -210,6 +210,7 @@ fn generate(brokers: &str, options: &DemoOptions, stop: &CancellationToken) -> a
         seed: options.seed,
         mix: Mix::default(),
         prefix: "demo".into(),
+        producer: Vec::new(),
     };
     crate::synth::produce(brokers, &load, stop, |_| {})?;
     Ok(())

@@ -90,6 +90,10 @@ enum Command {
         /// Event ids are `<prefix>-<n>`.
         #[arg(long, default_value = "load")]
         prefix: String,
+        /// librdkafka producer setting over the generator's own, key=value (repeatable): a
+        /// secured cluster's, for one.
+        #[arg(long = "producer", value_name = "KEY=VALUE")]
+        producer: Vec<String>,
     },
     /// Benchmark on a real broker: a bare consume→produce pass-through and the router on the same
     /// preloaded input, the router's latency at a share of its rate, and the review join's lag
@@ -239,6 +243,11 @@ fn configured<T>(loaded: Result<T, tollgate_common::ConfigError>, command: &str)
     })
 }
 
+/// `key=value` arguments as pairs; the first that is not one, as the error.
+fn key_values(list: Vec<String>) -> Result<Vec<(String, String)>, String> {
+    list.into_iter().map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).ok_or(kv)).collect()
+}
+
 fn init_tracing(default: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // Colours only for a terminal: logs written to a file or a collector stay plain text.
@@ -366,7 +375,7 @@ async fn main() -> ExitCode {
             };
             tollgate::replay_cli::run(&config, &args)
         }
-        Command::Load { brokers, topic, rate, events, seed, mix, prefix } => {
+        Command::Load { brokers, topic, rate, events, seed, mix, prefix, producer } => {
             init_tracing("warn");
             let mix = match mix.parse::<tollgate::synth::Mix>() {
                 Ok(m) => m,
@@ -375,8 +384,15 @@ async fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            let producer = match key_values(producer) {
+                Ok(settings) => settings,
+                Err(kv) => {
+                    eprintln!("tollgate load: --producer `{kv}`: expected key=value");
+                    return ExitCode::from(2);
+                }
+            };
             cancel_on_signal(shutdown.clone());
-            let load = tollgate::synth::Load { topic, rate, events, seed, mix, prefix };
+            let load = tollgate::synth::Load { topic, rate, events, seed, mix, prefix, producer };
             let produced = tokio::task::spawn_blocking(move || {
                 tollgate::synth::produce(&brokers, &load, &shutdown, |n| eprintln!("{n} events produced"))
             })
@@ -416,12 +432,7 @@ async fn main() -> ExitCode {
         } => {
             init_tracing("warn");
             cancel_on_signal(shutdown.clone());
-            let pairs = |list: Vec<String>| -> Result<Vec<(String, String)>, String> {
-                list.into_iter()
-                    .map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).ok_or(kv))
-                    .collect()
-            };
-            let (settings, consumer) = match (pairs(producer), pairs(consumer)) {
+            let (settings, consumer) = match (key_values(producer), key_values(consumer)) {
                 (Ok(p), Ok(c)) => (p, c),
                 (Err(kv), _) | (_, Err(kv)) => {
                     eprintln!("tollgate bench: `{kv}`: expected key=value");

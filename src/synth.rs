@@ -90,6 +90,8 @@ pub struct Load {
     pub mix: Mix,
     /// Event ids are `{prefix}-{n}`.
     pub prefix: String,
+    /// librdkafka settings over the generator's own (a secured cluster's, for one).
+    pub producer: Vec<(String, String)>,
 }
 
 /// Produces `load` to `brokers` until it is done or `stop` is cancelled; calls `progress` with
@@ -100,13 +102,18 @@ pub fn produce(
     stop: &CancellationToken,
     mut progress: impl FnMut(u64),
 ) -> anyhow::Result<u64> {
-    let producer: ThreadedProducer<LoggingContext> = ClientConfig::new()
+    let mut settings = ClientConfig::new();
+    settings
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", "200000")
         // Java's partitioner, like every Tollgate producer.
-        .set("partitioner", "murmur2_random")
-        .create_with_context(LoggingContext::new("load producer"))?;
+        .set("partitioner", "murmur2_random");
+    for (key, value) in &load.producer {
+        settings.set(key, value);
+    }
+    let producer: ThreadedProducer<LoggingContext> =
+        settings.create_with_context(LoggingContext::new("load producer"))?;
     let mut generator = PaymentGenerator::new(load.seed, load.mix, &load.prefix);
     let mut buf = Vec::with_capacity(256);
     let started = Instant::now();

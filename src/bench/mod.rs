@@ -189,6 +189,8 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         seed: options.seed,
         mix: Mix::default(),
         prefix: "bench".into(),
+        // The user's producer settings (a secured broker's among them) reach the preload too.
+        producer: config.kafka.producer.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
     };
     let brokers = options.brokers.clone();
     let stop = shutdown.clone();
@@ -241,6 +243,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         seed: options.seed + 1,
         mix: Mix::default(),
         prefix: "live".into(),
+        producer: config.kafka.producer.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
     };
     let brokers = options.brokers.clone();
     let stop = shutdown.clone();
