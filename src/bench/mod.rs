@@ -189,8 +189,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         seed: options.seed,
         mix: Mix::default(),
         prefix: "bench".into(),
-        // The user's producer settings (a secured broker's among them) reach the preload too.
-        producer: config.kafka.producer.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        producer: connection_settings(&config),
     };
     let brokers = options.brokers.clone();
     let stop = shutdown.clone();
@@ -243,7 +242,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         seed: options.seed + 1,
         mix: Mix::default(),
         prefix: "live".into(),
-        producer: config.kafka.producer.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        producer: connection_settings(&config),
     };
     let brokers = options.brokers.clone();
     let stop = shutdown.clone();
@@ -543,6 +542,14 @@ fn handled(telemetry: &Telemetry) -> u64 {
 }
 
 /// Waits until `done`, `timeout` or `shutdown`, whichever comes first.
+/// The producer settings the load generator takes from the bench's: those that connect to a
+/// secured broker (`security.*`, `sasl.*`, `ssl.*`), not those that shape batches, so the input
+/// is written the same way whatever producer settings a run tries on the router.
+fn connection_settings(config: &RouterConfig) -> Vec<(String, String)> {
+    let connects = |key: &str| ["security.", "sasl.", "ssl."].iter().any(|p| key.starts_with(p));
+    config.kafka.producer.iter().filter(|(k, _)| connects(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
 async fn wait_until(done: impl Fn() -> bool, timeout: Duration, shutdown: &CancellationToken) {
     let deadline = Instant::now() + timeout;
     while !done() && Instant::now() < deadline && !shutdown.is_cancelled() {
@@ -553,6 +560,18 @@ async fn wait_until(done: impl Fn() -> bool, timeout: Duration, shutdown: &Cance
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_load_generator_takes_the_settings_that_connect_and_no_others() {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/payments/router.toml");
+        let mut config = RouterConfig::load(std::path::Path::new(example)).unwrap();
+        for (k, v) in [("security.protocol", "SASL_SSL"), ("sasl.username", "u"), ("ssl.ca.location", "/ca.pem")] {
+            config.kafka.producer.insert(k.to_owned(), v.to_owned());
+        }
+        config.kafka.producer.insert("compression.type".into(), "none".into());
+        let kept: Vec<String> = connection_settings(&config).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(kept, ["sasl.username", "security.protocol", "ssl.ca.location"]);
+    }
 
     #[test]
     fn a_consumer_setting_names_its_consumer() {
