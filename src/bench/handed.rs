@@ -11,7 +11,7 @@
 //! (`kafka.consumers.audit_chain`) could not be compared against its records alone.
 
 use super::machine::ThreadClock;
-use super::records::{Topics, CHAIN_BATCH};
+use super::records::{Teardown, Topics, CHAIN_BATCH};
 use super::shape::Kept;
 use crate::synth::send_waiting;
 use anyhow::Context;
@@ -50,6 +50,8 @@ pub(super) struct Stage2<'a> {
     /// Set once its intake consumer has an assignment (as a routing loop waits for its
     /// chainer's, a stage 1 that hands events may wait for it).
     pub assigned: &'a AtomicBool,
+    /// Takes its clients when it is done.
+    pub teardown: &'a Teardown,
 }
 
 impl Stage2<'_> {
@@ -110,6 +112,8 @@ impl Stage2<'_> {
         if let Some(clock) = self.clock {
             clock.observe();
         }
+        self.teardown.keep(consumer);
+        self.teardown.keep(producer);
         Ok(())
     }
 

@@ -140,6 +140,9 @@ pub async fn run(
             let chained = AtomicU64::new(0);
             // Stages that have joined their groups (stage 1 here does not wait for them).
             let members = std::sync::atomic::AtomicUsize::new(0);
+            // The join's phase is measured on its own clock (the decisions joined); the chain
+            // stage's clients are closed at the end either way.
+            let teardown = records::Teardown::default();
             let (handed, to_chain) = handed::hand_off_channel();
             std::thread::scope(|s| {
                 let copy = s
@@ -157,6 +160,7 @@ pub async fn run(
                         clock: None,
                         joined: &members,
                         assigned: &assigned,
+                        teardown: &teardown,
                     };
                     stage_2.chain_handed(&shape.routing.chained, &to_chain)
                 });

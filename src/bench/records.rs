@@ -115,6 +115,20 @@ impl AuditPath {
     }
 }
 
+/// Clients the stages are done with, dropped once the phase is measured: closing a group's
+/// member (it leaves the group) and a transactional producer take round trips that are no part
+/// of the phase's work, and the router's phase, measured to its last chained record, counts
+/// none of its own.
+#[derive(Default)]
+pub(super) struct Teardown(std::sync::Mutex<Vec<Box<dyn Send>>>);
+
+impl Teardown {
+    /// Keeps `client` until the teardown is dropped.
+    pub(super) fn keep(&self, client: impl Send + 'static) {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(Box::new(client));
+    }
+}
+
 /// Where stage 1 starts reading the input.
 #[derive(Clone, Copy)]
 pub enum Start<'a> {
@@ -155,9 +169,11 @@ pub fn run(
     let joined = AtomicUsize::new(0);
     let clock = ThreadClock::default();
     let assigned = AtomicBool::new(false);
+    let teardown = Teardown::default();
     let (handed, to_chain) = hand_off_channel();
     let handed = (audit == AuditPath::HandOff).then_some(handed);
-    let stage_1 = Stage1 { shape, audit, events, start, handed, chain_assigned: &assigned, clock: &clock };
+    let stage_1 =
+        Stage1 { shape, audit, events, start, handed, chain_assigned: &assigned, clock: &clock, teardown: &teardown };
     let stage_2 = Stage2 {
         config,
         topics,
@@ -168,6 +184,7 @@ pub fn run(
         clock: Some(&clock),
         joined: &joined,
         assigned: &assigned,
+        teardown: &teardown,
     };
     std::thread::scope(|s| -> anyhow::Result<Phase> {
         // Named, so the phase's CPU is reported by stage ([`super::machine::cpu_by_thread`]).
@@ -178,7 +195,7 @@ pub fn run(
         let copies = &shape.samples.chained;
         let chain = match audit {
             AuditPath::Intake => Some(named("base-chain").spawn_scoped(s, || {
-                chain_copies(config, topics, copies, (events, &joined), (&chained, &clock), deadline, &done)
+                chain_copies(config, topics, copies, (events, &joined), (&chained, &clock, &teardown), deadline, &done)
             })?),
             AuditPath::HandOff => {
                 Some(named("base-chain").spawn_scoped(s, move || stage_2.chain_handed(copies, &to_chain))?)
@@ -220,6 +237,7 @@ struct Stage1<'a> {
     chain_assigned: &'a AtomicBool,
     /// Started with the phase; read again as each stage ends.
     clock: &'a ThreadClock,
+    teardown: &'a Teardown,
 }
 
 /// Stage 1: the routing loop's records. Each input record's routed copies go to the topics the
@@ -238,7 +256,7 @@ fn copy_input(
     deadline: Instant,
     done: &CancellationToken,
 ) -> anyhow::Result<u64> {
-    let Stage1 { shape, audit: path, events, start, clock, chain_assigned, .. } = *stage;
+    let Stage1 { shape, audit: path, events, start, clock, chain_assigned, teardown, .. } = *stage;
     let samples = &shape.samples;
     let (consumer, producer) = copy_clients(config, topics, &config.kafka.input_topic, start)?;
     if path == AuditPath::HandOff {
@@ -317,6 +335,8 @@ fn copy_input(
     crate::synth::flush_delivered(&producer, Duration::from_secs(60), "the same-records baseline")?;
     // The stage's work is done, its clients not yet closed.
     clock.observe();
+    teardown.keep(consumer);
+    teardown.keep(producer);
     Ok(copied)
 }
 
@@ -439,7 +459,7 @@ pub(super) fn chain_copies(
     topics: &Topics,
     chained_copies: &Kept,
     (events, joined): (u64, &AtomicUsize),
-    (chained, clock): (&AtomicU64, &ThreadClock),
+    (chained, clock, teardown): (&AtomicU64, &ThreadClock, &Teardown),
     deadline: Instant,
     done: &CancellationToken,
 ) -> anyhow::Result<()> {
@@ -503,6 +523,8 @@ pub(super) fn chain_copies(
         chained.fetch_add(copies, Ordering::AcqRel);
     }
     clock.observe();
+    teardown.keep(consumer);
+    teardown.keep(producer);
     Ok(())
 }
 
