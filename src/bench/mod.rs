@@ -222,7 +222,8 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
             .await?;
     probe.mark("router");
     eprintln!("router…");
-    let (router, telemetry, stop_router, handle) = route(&config, options.events, &shutdown).await?;
+    let (router, router_window_start, telemetry, stop_router, handle) =
+        route(&config, options.events, &shutdown).await?;
     let (handed, behind) = telemetry.audit_hand_off_counts();
     let router_audit = RouterAudit {
         chained: telemetry.audit_chained_count(),
@@ -350,6 +351,7 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         pass_through_latency,
         same_records_latency,
         router_audit,
+        router_window_start,
         join,
         join_same_records,
         join_shape,
@@ -464,13 +466,14 @@ fn pass_through(
 }
 
 /// Starts the router on the preloaded input and measures it until every event is routed and
-/// chained: the phase, with its CPU per million events by thread group. The router keeps
-/// running for the latency phase.
+/// chained: the phase, with its CPU per million events by thread group, and how many events
+/// the router had handled when the window started. The router keeps running for the latency
+/// phase.
 async fn route(
     config: &RouterConfig,
     events: u64,
     shutdown: &CancellationToken,
-) -> anyhow::Result<(Phase, Telemetry, CancellationToken, tokio::task::JoinHandle<()>)> {
+) -> anyhow::Result<(Phase, u64, Telemetry, CancellationToken, tokio::task::JoinHandle<()>)> {
     let telemetry = Telemetry::new();
     let pipeline = Pipeline::from_config(config)?;
     let stop = shutdown.child_token();
@@ -533,7 +536,7 @@ async fn route(
     let routed = handled(&telemetry);
     let by_thread = cpu_spent_since(&threads, routed - first);
     let phase = Phase { cpu_by_thread: by_thread, ..phase("router", routed - first, start.spent()) };
-    Ok((phase, telemetry, stop, handle))
+    Ok((phase, first, telemetry, stop, handle))
 }
 
 /// Events the router has finished with: routed on any route, or dead-lettered.

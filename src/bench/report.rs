@@ -58,6 +58,10 @@ pub struct Report {
     /// in process, and sent through the intake because the chainer was behind
     /// (`tollgate_audit_hand_off_behind_total`).
     pub router_audit: RouterAudit,
+    /// The events the router had handled when its phase's window started: those of its first
+    /// poll batches (the window starts at the first event handled), or those routed before
+    /// its chainer joined, when the harness left that start-up out (see the phase's note).
+    pub router_window_start: u64,
     pub join: join::JoinPhase,
     /// The join's records without the join's work ([`join_records`]).
     pub join_same_records: join::JoinPhase,
@@ -103,7 +107,7 @@ impl Report {
             .collect();
         let j = &self.join;
         format!(
-            "{:<24} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>16} {:>18}\n{}{}{}{}{}router over same records: {:.2} (same records per event: {})\nsame records, no intake, over same records: {:.2}; router over it: {:.2}\nsame records, handed off, over same records: {:.2}; router over it: {:.2}\nrouter CPU s per M events by thread ({} routing thread(s), {} output{}): {}\n{}router's audit records: {} chained in {} transactions, {:.1}% handed in process, {} through the intake while the chainer was behind\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {}\npass-through latency at the same rate, {}\nsame records' latency at the same rate, {}\n\njoin: {}\njoin CPU s per M decisions by thread: {}\njoin, same records: {} (resolved {} B, state {} B, audit {} B handed to the chainer and {} B chained per decision)\njoin over same records: {:.2}\n\nthe box's speed by phase (the hot path's CPU ns per event, sampled every 200 ms): {}\n",
+            "{:<24} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>16} {:>18}\n{}{}{}{}{}router over same records: {:.2} (same records per event: {})\nsame records, no intake, over same records: {:.2}; router over it: {:.2}\nsame records, handed off, over same records: {:.2}; router over it: {:.2}\nrouter CPU s per M events by thread ({} routing thread(s), {} output{}): {}\n{}router measured from its event {} on (the ones before: its first poll batches, or those routed while its chainer joined)\nrouter's audit records: {} chained in {} transactions, {:.1}% handed in process, {} through the intake while the chainer was behind\n\nlatency at {:.0} events/s ({:.0}% of the router's rate), {}\npass-through latency at the same rate, {}\nsame records' latency at the same rate, {}\n\njoin: {}\njoin CPU s per M decisions by thread: {}\njoin, same records: {} (resolved {} B, state {} B, audit {} B handed to the chainer and {} B chained per decision)\njoin over same records: {:.2}\n\nthe box's speed by phase (the hot path's CPU ns per event, sampled every 200 ms): {}\n",
             "phase",
             "events",
             "events/s",
@@ -129,6 +133,7 @@ impl Report {
             if self.routed_headers { "" } else { ", routed records without headers" },
             by_thread(&self.router.cpu_by_thread),
             baselines,
+            self.router_window_start + 1,
             self.router_audit.chained,
             self.router_audit.transactions,
             100.0 * self.router_audit.handed as f64 / self.router_audit.chained.max(1) as f64,
