@@ -292,12 +292,7 @@ impl Loop<'_> {
             mark_unsealed(self.hand_off, self.out.unsealed_for.as_mut());
             let now = SystemTime::now();
             let telemetry = self.telemetry;
-            // Opened at the first record, so an empty poll seals no batch.
-            let mut batch = None;
-            poll_batch(consumer, batch_size, telemetry, |message| {
-                let batch = batch.get_or_insert_with(|| self.inflight.open_batch());
-                self.route(&message, batch, now)
-            })?;
+            poll_batch(consumer, batch_size, telemetry, |message| self.route(&message, now))?;
             self.inflight.seal_with(|r| send_intake(self.producer, self.audit_topic, self.hand_off, r))?;
             self.measure_drift();
             self.routed.flush();
@@ -361,7 +356,7 @@ impl Loop<'_> {
         let now = SystemTime::now();
         let mut offsets = TopicPartitionList::new();
         for m in messages {
-            match self.route(m, &batch, now) {
+            match self.route(m, now) {
                 Ok(()) => {}
                 // A record the producer would not take: abort, and retry the batch.
                 Err(LoopError::Delivery(d)) => return Err(TxnError::Abort(d.to_string())),
@@ -383,10 +378,10 @@ impl Loop<'_> {
         self.producer.commit_transaction(TXN_TIMEOUT).map_err(TxnError::from)
     }
 
-    /// Processes one input record and enqueues its output records, attached to `batch` (the
-    /// open one: the caller takes it once per poll batch rather than per record).
-    fn route(&mut self, message: &BorrowedMessage<'_>, batch: &Arc<Batch>, now: SystemTime) -> Result<(), LoopError> {
+    /// Processes one input record and enqueues its output records.
+    fn route(&mut self, message: &BorrowedMessage<'_>, now: SystemTime) -> Result<(), LoopError> {
         self.handled += 1;
+        let batch = self.inflight.open_batch();
         let source = Source { topic: message.topic(), partition: message.partition(), offset: message.offset() };
         let verdict = self.pipeline.process(message.payload(), source, now, &mut self.out);
         match verdict {
@@ -394,7 +389,7 @@ impl Loop<'_> {
                 let key = message.key().unwrap_or(self.out.fallback_key.as_bytes());
                 for topic in [Some(topic), pre_accept].into_iter().flatten() {
                     let mut record =
-                        BaseRecord::with_opaque_to(topic, Arc::clone(batch)).key(key).payload(&self.out.value);
+                        BaseRecord::with_opaque_to(topic, Arc::clone(&batch)).key(key).payload(&self.out.value);
                     if self.headers {
                         record = record.headers(routed_headers(
                             route,
@@ -406,7 +401,7 @@ impl Loop<'_> {
                 }
                 if let Some(sample_topic) = sample {
                     let mut record =
-                        BaseRecord::with_opaque_to(sample_topic, Arc::clone(batch)).key(key).payload(&self.out.sample);
+                        BaseRecord::with_opaque_to(sample_topic, Arc::clone(&batch)).key(key).payload(&self.out.sample);
                     if self.headers {
                         record = record.headers(sample_headers(self.pipeline.policy_version()));
                     }
@@ -414,7 +409,7 @@ impl Loop<'_> {
                 }
                 if !self.out.changelog.is_empty() {
                     // The review join picks the event up from the changelog (same key as decisions).
-                    let record = BaseRecord::with_opaque_to(self.changelog_topic, Arc::clone(batch))
+                    let record = BaseRecord::with_opaque_to(self.changelog_topic, Arc::clone(&batch))
                         .key(self.out.event_id.as_bytes())
                         .payload(&self.out.changelog);
                     send(self.producer, record)?;
@@ -429,7 +424,7 @@ impl Loop<'_> {
             }
             Verdict::Rejected(rejection) => {
                 let mut record: BaseRecord<'_, [u8], [u8], Arc<Batch>> =
-                    BaseRecord::with_opaque_to(self.dead_letter_topic, Arc::clone(batch))
+                    BaseRecord::with_opaque_to(self.dead_letter_topic, Arc::clone(&batch))
                         .headers(dead_letter_headers(&rejection, &source));
                 if let Some(key) = message.key() {
                     record = record.key(key);
