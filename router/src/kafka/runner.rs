@@ -381,6 +381,8 @@ impl Loop<'_> {
     /// Processes one input record and enqueues its output records.
     fn route(&mut self, message: &BorrowedMessage<'_>, now: SystemTime) -> Result<(), LoopError> {
         self.handled += 1;
+        // Taken per event, not once per poll: a revocation inside the poll (its callback
+        // drains) seals the open batch, and the poll's later events must join a new one.
         let batch = self.inflight.open_batch();
         let source = Source { topic: message.topic(), partition: message.partition(), offset: message.offset() };
         let verdict = self.pipeline.process(message.payload(), source, now, &mut self.out);
