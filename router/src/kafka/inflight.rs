@@ -253,14 +253,20 @@ impl InFlight {
 
     /// [`InFlight::record_event`] for an event with an audit record (an intake datum): the
     /// record joins the intake batch of its event id's partition ([`InFlight::gather_audit`]).
+    /// `batch` is the one the event's other records went out with: still the open batch, or
+    /// the event's offset could be stored before they are acknowledged.
     pub fn record_audited_event<E>(
         &self,
-        topic: usize,
+        (batch, topic): (&Arc<Batch>, usize),
         (partition, offset): (i32, i64),
         (event_id, audit): (&[u8], (&[u8], AuditForm)),
         send: impl FnMut(IntakeRecord<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut s = lock(&self.state);
+        debug_assert!(
+            s.open.as_ref().is_some_and(|e| Arc::ptr_eq(&e.batch, batch)),
+            "an event's records went out with a batch that was sealed before its offset joined it"
+        );
         s.record_opening(topic, partition, offset);
         gather(&mut s, event_id, audit, send)
     }
@@ -427,7 +433,12 @@ mod tests {
         let ids: Vec<String> = (0..30).map(|i| format!("pay-{i}")).collect();
         for (offset, id) in ids.iter().enumerate() {
             inflight
-                .record_audited_event(0, (0, offset as i64), (id.as_bytes(), (b"datum", AuditForm::Intake)), &send)
+                .record_audited_event(
+                    (&b, 0),
+                    (0, offset as i64),
+                    (id.as_bytes(), (b"datum", AuditForm::Intake)),
+                    &send,
+                )
                 .unwrap();
         }
         assert!(sent.borrow().is_empty(), "nothing leaves before the batch is sealed");
@@ -491,8 +502,9 @@ mod tests {
             Ok::<_, ()>(())
         };
         let big = vec![b'a'; MAX_BATCH_BYTES / 2 - 10];
+        let b = inflight.open_batch();
         for offset in 0..3 {
-            inflight.record_audited_event(0, (0, offset), (b"pay-1", (&big, AuditForm::Intake)), &send).unwrap();
+            inflight.record_audited_event((&b, 0), (0, offset), (b"pay-1", (&big, AuditForm::Intake)), &send).unwrap();
         }
         assert_eq!(*sent.borrow(), [2], "the third record would pass the bound");
         inflight.abandon_open();
@@ -518,9 +530,10 @@ mod tests {
             sent.borrow_mut().push(entry);
             Ok::<_, ()>(())
         };
-        inflight.record_audited_event(0, (0, 0), (b"pay-1", (b"{..", AuditForm::Unsealed)), &send).unwrap();
-        inflight.record_audited_event(0, (0, 1), (b"pay-2", (b"datum", AuditForm::Intake)), &send).unwrap();
-        inflight.record_audited_event(0, (0, 2), (b"pay-3", (b"{..", AuditForm::Unsealed)), &send).unwrap();
+        let b = inflight.open_batch();
+        inflight.record_audited_event((&b, 0), (0, 0), (b"pay-1", (b"{..", AuditForm::Unsealed)), &send).unwrap();
+        inflight.record_audited_event((&b, 0), (0, 1), (b"pay-2", (b"datum", AuditForm::Intake)), &send).unwrap();
+        inflight.record_audited_event((&b, 0), (0, 2), (b"pay-3", (b"{..", AuditForm::Unsealed)), &send).unwrap();
         inflight.seal_with(&send).unwrap();
         assert_eq!(
             *sent.borrow(),
@@ -529,8 +542,11 @@ mod tests {
         );
         sent.borrow_mut().clear();
         let big = vec![b'{'; MAX_BATCH_BYTES / 2 - 10];
+        let b = inflight.open_batch();
         for offset in 0..3 {
-            inflight.record_audited_event(0, (0, offset), (b"pay-1", (&big, AuditForm::Unsealed)), &send).unwrap();
+            inflight
+                .record_audited_event((&b, 0), (0, offset), (b"pay-1", (&big, AuditForm::Unsealed)), &send)
+                .unwrap();
         }
         assert_eq!(sent.borrow().len(), 1, "the third record would pass the bound");
         assert_eq!(sent.borrow()[0].1, 2);
@@ -561,6 +577,22 @@ mod tests {
         let mut broken = UnsealedBatch::default();
         broken.push(b"pay-1", b"{\"event_id\":");
         assert!(Gathered::Unsealed(&broken).intake_value(&mut converted).is_err());
+    }
+
+    /// An event's records go out with the batch open when its processing began; a batch sealed
+    /// before its offset joins (a rebalance draining inside the poll, say) must not take the
+    /// offset into a new batch that does not wait for them.
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "sealed before its offset joined it")]
+    fn an_event_recorded_after_its_batch_was_sealed_is_caught() {
+        let inflight =
+            InFlight::new(std::thread::current(), vec!["in".into()]).with_intake(IntakeBatches::new(KeyHash::Crc32, 1));
+        let b = inflight.open_batch();
+        b.add_record();
+        inflight.seal();
+        let _ = inflight
+            .record_audited_event((&b, 0), (0, 1), (b"pay-1", (b"datum", AuditForm::Intake)), |_| Ok::<_, ()>(()));
     }
 
     #[test]

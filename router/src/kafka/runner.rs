@@ -440,7 +440,7 @@ impl Loop<'_> {
         }
         let (producer, topic, hand_off) = (self.producer, self.audit_topic, self.hand_off);
         self.inflight.record_audited_event(
-            0,
+            (&batch, 0),
             (source.partition, source.offset),
             (self.out.event_id.as_bytes(), (&self.out.audit, self.out.audit_form)),
             |r| send_intake(producer, topic, hand_off, r),
