@@ -265,6 +265,81 @@ fn a_chainer_behind_is_handed_no_more_and_the_intake_takes_the_rest() {
     assert_eq!(code, 0, "{stdout}\n{stderr}");
 }
 
+/// A restarted chainer continues each partition's chain from its audit partition's last record
+/// when the committed intake offsets carry no head, as on a broker that keeps no offset metadata
+/// (nisshi 0.6 keeps none; whatever a broker kept is taken away here), rather than starting it
+/// again from the genesis hash, which `verify` would report as broken. Its chainer fetches with
+/// a long wait (15 s): the tail reader fetches with a short one of its own, or each tail read
+/// would wait that long at the partition's end and the next partition's watermarks, asked on
+/// the same connection, would run out of time behind it.
+#[test]
+fn a_restarted_chainer_without_heads_in_offset_metadata_continues_each_chain_from_its_last_record() {
+    let broker = Broker::get();
+    let topics = Topics::new("audit-tail");
+    create_topics(&broker.addr, &[&topics.input], 3);
+    let config = topics.config_file(&[]);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[kafka.consumers.audit_chain]\n\"fetch.wait.max.ms\" = \"15000\"\n");
+    std::fs::write(&config, text).unwrap();
+    let mut router = RouterProcess::spawn_at(&config, &topics, &broker.addr, &[]);
+    let mut out = Collector::new(&broker.addr, &[&topics.audit]);
+    produce(&broker.addr, &topics.input, &common::sample_records());
+    let routing = |c: &[Collected]| c.iter().filter(|r| audit_of(r).action == "route").count();
+    out.until("every routing record", Duration::from_secs(90), |c| routing(c) >= 20);
+    assert!(router.terminate(Duration::from_secs(30)).success());
+
+    let chain_group = format!("{}.audit", topics.group);
+    let committed = strip_offset_metadata(&broker.addr, &chain_group, &topics.audit_intake);
+    assert_eq!(committed.len(), 3, "the chainer committed every intake partition: {committed:?}");
+    let stripped = strip_offset_metadata(&broker.addr, &chain_group, &topics.audit_intake);
+    assert!(stripped.iter().all(|(_, metadata)| metadata.is_empty()), "{stripped:?}");
+
+    let mut router = RouterProcess::spawn_at(&config, &topics, &broker.addr, &[]);
+    produce(&broker.addr, &topics.input, &sample_records_as("-2"));
+    out.until("every routing record of the second pass", Duration::from_secs(90), |c| routing(c) >= 40);
+    assert!(router.terminate(Duration::from_secs(30)).success());
+    let log = router.log_text();
+    assert!(!log.contains("loading a chain head failed") && !log.contains("starting a new chain"), "{log}");
+
+    let mut next_seq: BTreeMap<i32, i64> = BTreeMap::new();
+    for c in out.on(&topics.audit) {
+        let seq = next_seq.entry(c.partition).or_default();
+        assert_eq!(audit_of(c).chain_seq, Some(*seq), "partition {} offset {}\n{log}", c.partition, c.offset);
+        *seq += 1;
+    }
+    let (code, stdout, stderr) = audit_cli(&topics, &broker.addr, &["verify"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}\n{log}");
+    assert!(stdout.contains("every hash chain intact"), "{stdout}");
+}
+
+/// Commits `group`'s committed offsets on `topic` again without their metadata (as a broker
+/// that keeps none would hand them back); returns the partitions' offsets and the metadata they
+/// had.
+fn strip_offset_metadata(brokers: &str, group: &str, topic: &str) -> Vec<(i32, String)> {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut asked = rdkafka::TopicPartitionList::new();
+    for p in 0..3 {
+        asked.add_partition(topic, p);
+    }
+    let committed = consumer.committed_offsets(asked, Duration::from_secs(30)).unwrap();
+    let mut stripped = rdkafka::TopicPartitionList::new();
+    let mut had = Vec::new();
+    for e in committed.elements().iter().filter(|e| matches!(e.offset(), rdkafka::Offset::Offset(_))) {
+        stripped.add_partition_offset(topic, e.partition(), e.offset()).unwrap();
+        had.push((e.partition(), e.metadata().to_owned()));
+    }
+    if stripped.count() > 0 {
+        consumer.commit(&stripped, CommitMode::Sync).unwrap();
+    }
+    had
+}
+
 /// Waits until `router`'s chainer holds intake partitions: from then on its loops hand it the
 /// batches of those partitions instead of producing them to the intake. The one router holds
 /// all three, as its gauges say once its client's statistics (every 5 s) have counted the
