@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{create_topics, produce, Broker, Collected, Collector, TestRecord, Topics};
+use common::{create_topics, produce, Broker, Collected, Collector, RouterProcess, TestRecord, Topics};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tollgate_router::config::{Fallback, HumanDuration, RouterConfig};
@@ -283,4 +283,69 @@ fn post_verify_events_proceed_at_once_and_a_reject_rolls_them_back() {
     assert_eq!(rollbacks.len(), 2);
     assert!(rollbacks.contains(&post_verify[0]) && rollbacks.contains(&samples[0]));
     running.stop();
+}
+
+/// A router whose review partitions move (a second router joins, then stops and leaves them
+/// all to the first) replays each assigned changelog partition up to where it ended at the
+/// assignment, and every waiting case is then decided. The ends are asked through its
+/// producer: its join's consumer fetches with a long wait here (20 s), and the broker holds a
+/// fetch that long, so a question on the consumer's own connection would wait behind the fetch
+/// in flight when the partitions moved (likely, not certain: that fetch may have been answered
+/// just before) and run out of time, leaving the partitions to be replayed until the changelog
+/// went quiet.
+#[test]
+fn a_router_taking_over_review_partitions_knows_where_their_changelog_ends() {
+    let broker = Broker::get();
+    let topics = Topics::new("review-takeover");
+    create_topics(&broker.addr, &[&topics.input], 3);
+    let config = topics.config_file(&[]);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[kafka.consumers.review_join]\n\"fetch.wait.max.ms\" = \"20000\"\n");
+    std::fs::write(&config, text).unwrap();
+    let mut first = RouterProcess::spawn_at(&config, &topics, &broker.addr, &[]);
+    first.wait_ready(Duration::from_secs(60));
+    // Two instances on one host need their own transactional ids (the default is per host).
+    let second_env = [("TOLLGATE__PROCESSING__TRANSACTIONAL_ID", "second-router")];
+    let mut second = RouterProcess::spawn_at(&config, &topics, &broker.addr, &second_env);
+    let holds_changelog = |log: &str| {
+        log.lines().any(|l| l.contains("Partitions assigned.") && l.contains(&format!("\"{}\"", topics.changelog)))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while !holds_changelog(&second.log_text()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second router holds no changelog partition:\n{}",
+            second.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    produce(&broker.addr, &topics.input, &common::sample_records());
+    let mut out = Collector::new(&broker.addr, &[&topics.async_review, &topics.sync_review, &topics.resolved]);
+    // The sample's cases for review: six sync, five async.
+    let reviews = 11;
+    out.until("every case in review", Duration::from_secs(90), |r| {
+        r.iter().filter(|c| c.topic == topics.async_review || c.topic == topics.sync_review).count() >= reviews
+    });
+    let second_status = second.terminate(Duration::from_secs(60));
+    assert!(second_status.success(), "{second_status}\n{}", second.log_text());
+
+    let cases: Vec<String> = [&topics.async_review, &topics.sync_review].iter().flat_map(|t| ids_on(&out, t)).collect();
+    let decisions: Vec<TestRecord> =
+        cases.iter().enumerate().map(|(i, id)| decision(id, "approve", &format!("t-{i}"))).collect();
+    produce(&broker.addr, &topics.decisions, &decisions);
+    out.until("every case resolved", Duration::from_secs(180), |r| {
+        r.iter().filter(|c| c.topic == topics.resolved).count() >= cases.len()
+    });
+    let status = first.terminate(Duration::from_secs(60));
+    let log = first.log_text();
+    assert!(status.success(), "{status}\n{log}");
+    assert!(log.matches("Partitions assigned.").count() >= 2, "the first router took the partitions over:\n{log}");
+    assert!(!log.contains("is unknown"), "a changelog partition's end was not had at the takeover:\n{log}");
+    let mut resolved: Vec<String> =
+        resolved(&out.on(&topics.resolved)).iter().map(|r| r.event_id.to_string()).collect();
+    resolved.sort();
+    let mut expected = cases.clone();
+    expected.sort();
+    assert_eq!(resolved, expected);
 }
