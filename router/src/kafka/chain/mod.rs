@@ -23,6 +23,8 @@
 mod chainer;
 mod context;
 mod head;
+#[cfg(test)]
+mod tests;
 
 pub use head::Head;
 
