@@ -88,7 +88,7 @@ fn a_restarted_chainer_continues_each_chain_from_the_head_committed_with_its_off
     }
     produce_events(&brokers, &config.kafka.input_topic, "first");
     let first = route_until_chained(&config, EVENTS);
-    let last = first.iter().filter_map(|v| chained(v)).last().unwrap();
+    let last = first.iter().rev().find_map(|v| chained(v)).unwrap();
 
     // The restarted router: the same audit topics, its own groups, its own input. The mock
     // cluster refuses offsets committed from outside a group that has had members, and it does
