@@ -210,9 +210,7 @@ fn a_chainer_whose_fetches_wait_long_starts_new_chains_without_waiting_behind_th
     create_topics(&broker.addr, &[&topics.input], 3);
     produce(&broker.addr, &topics.input, &common::sample_records());
     let config = topics.config_file(&[]);
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str("\n[kafka.consumers.audit_chain]\n\"fetch.wait.max.ms\" = \"15000\"\n");
-    std::fs::write(&config, text).unwrap();
+    common::set_consumer(&config, "audit_chain", "fetch.wait.max.ms", "15000");
     let mut router = RouterProcess::spawn_at(&config, &topics, &broker.addr, &[]);
     let mut out = Collector::new(&broker.addr, &[&topics.audit, &topics.audit_intake]);
     out.until("every routing record", Duration::from_secs(90), |c| {
@@ -278,9 +276,7 @@ fn a_restarted_chainer_without_heads_in_offset_metadata_continues_each_chain_fro
     let topics = Topics::new("audit-tail");
     create_topics(&broker.addr, &[&topics.input], 3);
     let config = topics.config_file(&[]);
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str("\n[kafka.consumers.audit_chain]\n\"fetch.wait.max.ms\" = \"15000\"\n");
-    std::fs::write(&config, text).unwrap();
+    common::set_consumer(&config, "audit_chain", "fetch.wait.max.ms", "15000");
     let mut router = RouterProcess::spawn_at(&config, &topics, &broker.addr, &[]);
     let mut out = Collector::new(&broker.addr, &[&topics.audit]);
     produce(&broker.addr, &topics.input, &common::sample_records());

@@ -299,9 +299,7 @@ fn a_router_taking_over_review_partitions_knows_where_their_changelog_ends() {
     let topics = Topics::new("review-takeover");
     create_topics(&broker.addr, &[&topics.input], 3);
     let config = topics.config_file(&[]);
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str("\n[kafka.consumers.review_join]\n\"fetch.wait.max.ms\" = \"20000\"\n");
-    std::fs::write(&config, text).unwrap();
+    common::set_consumer(&config, "review_join", "fetch.wait.max.ms", "20000");
     let mut first = RouterProcess::spawn_at(&config, &topics, &broker.addr, &[]);
     first.wait_ready(Duration::from_secs(60));
     // Two instances on one host need their own transactional ids (the default is per host).

@@ -276,6 +276,14 @@ impl Topics {
     }
 }
 
+/// Adds a librdkafka setting of one consumer (`member`: `routing`, `review_join`,
+/// `audit_chain`) to the configuration file `config` ([`Topics::config_file`]).
+pub fn set_consumer(config: &Path, member: &str, key: &str, value: &str) {
+    let mut text = std::fs::read_to_string(config).unwrap();
+    text.push_str(&format!("\n[kafka.consumers.{member}]\n\"{key}\" = \"{value}\"\n"));
+    std::fs::write(config, text).unwrap();
+}
+
 /// Creates topics with `partitions` partitions and waits until the broker lists them.
 pub fn create_topics(brokers: &str, names: &[&str], partitions: i32) {
     let admin: AdminClient<DefaultClientContext> =

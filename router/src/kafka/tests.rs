@@ -9,7 +9,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use rdkafka::{ClientConfig, Message};
+use rdkafka::{ClientConfig, ClientContext, Message};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -17,22 +17,31 @@ use tokio_util::sync::CancellationToken;
 
 const EVENTS: usize = 300;
 
+/// The reference example's configuration on `cluster` (its topics created there, one
+/// partition each), in group `group`, without the review join or the metrics server.
+pub(crate) fn mock_config(cluster: &MockCluster<'_, impl ClientContext>, group: &str) -> RouterConfig {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/payments/router.toml");
+    let mut config = RouterConfig::load(&example).unwrap();
+    config.kafka.brokers = cluster.bootstrap_servers();
+    config.kafka.create_topics = false;
+    config.kafka.partitions = 1;
+    config.kafka.group_id = group.into();
+    config.review.join = false;
+    config.metrics.enabled = false;
+    config.validate().unwrap();
+    for topic in config.topics.all().into_iter().chain([config.kafka.input_topic.as_str()]) {
+        cluster.create_topic(topic, 1, 1).unwrap();
+    }
+    config
+}
+
 #[test]
 fn an_aborted_transaction_is_retried_and_its_outputs_appear_once() {
     let cluster = MockCluster::new(1).unwrap();
     let brokers = cluster.bootstrap_servers();
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/payments/router.toml");
-    let mut config = RouterConfig::load(&example).unwrap();
-    config.kafka.brokers = brokers.clone();
-    config.kafka.create_topics = false;
-    config.kafka.group_id = "eos-test".into();
+    let mut config = mock_config(&cluster, "eos-test");
     config.processing.guarantee = Guarantee::ExactlyOnce;
     config.processing.batch_size = 50;
-    config.review.join = false;
-    config.metrics.enabled = false;
-    for topic in config.topics.all().into_iter().chain([config.kafka.input_topic.as_str()]) {
-        cluster.create_topic(topic, 1, 1).unwrap();
-    }
     let input: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
     for i in 0..EVENTS {
         let e = format!(

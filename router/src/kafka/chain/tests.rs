@@ -13,7 +13,6 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tollgate_schemas::{AuditRecord, RecordFormat};
@@ -74,18 +73,7 @@ fn chained(value: &[u8]) -> Option<AuditRecord<'static>> {
 fn a_restarted_chainer_continues_each_chain_from_the_head_committed_with_its_offsets() {
     let cluster = MockCluster::new(1).unwrap();
     let brokers = cluster.bootstrap_servers();
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/payments/router.toml");
-    let mut config = RouterConfig::load(&example).unwrap();
-    config.kafka.brokers = brokers.clone();
-    config.kafka.create_topics = false;
-    config.kafka.partitions = 1;
-    config.kafka.group_id = "chain-head-test".into();
-    config.review.join = false;
-    config.metrics.enabled = false;
-    config.validate().unwrap();
-    for topic in config.topics.all().into_iter().chain([config.kafka.input_topic.as_str()]) {
-        cluster.create_topic(topic, 1, 1).unwrap();
-    }
+    let config = crate::kafka::tests::mock_config(&cluster, "chain-head-test");
     produce_events(&brokers, &config.kafka.input_topic, "first");
     let first = route_until_chained(&config, EVENTS);
     let last = first.iter().rev().find_map(|v| chained(v)).unwrap();
