@@ -1,5 +1,6 @@
 //! Delivery guarantees of the `tollgate router` process on a real broker: nothing is lost when
-//! the router is killed mid-stream, and SIGTERM drains, commits and exits 0.
+//! the router is killed mid-stream, when a second router joins, or when the broker stops
+//! answering for a while, and SIGTERM drains, commits and exits 0.
 
 mod common;
 
@@ -230,4 +231,36 @@ fn two_routing_threads_split_the_input_and_a_graceful_stop_commits_both() {
     }
     assert_eq!(committed_events, routed.len(), "the commits cover exactly the routed events");
     assert!(handled.values().sum::<u64>() as usize >= routed.len(), "the loops handled what was routed: {handled:?}");
+}
+
+/// A broker that stops answering for a while (frozen, as a hung or partitioned-away broker is:
+/// connections stay open, nothing is answered) does not stop the router. The freeze outlasts
+/// the group's session timeout, so the broker may take the router's members out of their
+/// groups when it answers again; the router rejoins, and every event, those routed before the
+/// freeze and those waiting during it, is routed and audited, with the trail intact.
+#[test]
+fn a_router_rides_out_a_broker_that_stops_answering() {
+    let broker = Broker::private();
+    let topics = Topics::new("outage");
+    create_topics(&broker.addr, &[&topics.input], 3);
+    let mut router = RouterProcess::spawn(&topics, &broker.addr, &[]);
+    router.wait_ready(Duration::from_secs(120));
+    let is_route = |t: &str| topics.route_of(t).is_some();
+    let mut out = Collector::new(&broker.addr, &topics.outputs());
+    let before = produce_payments(&broker.addr, &topics.input, 2_000, "before");
+    out.until("the first events routed", Duration::from_secs(90), |r| all_present(&before, &id_counts(r, is_route)));
+
+    let during = produce_payments(&broker.addr, &topics.input, EVENTS, "during");
+    broker.pause();
+    std::thread::sleep(Duration::from_secs(20));
+    broker.resume();
+    let all: Vec<String> = before.iter().chain(&during).cloned().collect();
+    out.until("every event routed and audited after the freeze", Duration::from_secs(240), |r| {
+        all_present(&all, &id_counts(r, is_route)) && all_present(&all, &id_counts(r, |t| t == topics.audit))
+    });
+    assert!(router.child.try_wait().unwrap().is_none(), "the router exited:\n{}", router.log_text());
+    let (code, stdout, stderr) = audit_cli(&topics, &broker.addr, &["verify"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}\n{}", router.log_text());
+    let status = router.terminate(Duration::from_secs(60));
+    assert!(status.success(), "{status}\n{}", router.log_text());
 }

@@ -97,7 +97,6 @@ impl Broker {
         Broker { addr, child: Some(child) }
     }
 
-    /// Stops a broker this process started (the shared one is left alone).
     /// Freezes the broker (SIGSTOP): it keeps its connections and its data but answers nothing,
     /// as a hung or partitioned-away broker does.
     pub fn pause(&self) {
@@ -115,6 +114,7 @@ impl Broker {
         assert!(status.success(), "kill {which} failed");
     }
 
+    /// Stops a broker this process started (the shared one is left alone).
     pub fn stop(&mut self) {
         if let Some(c) = self.child.as_mut() {
             let _ = c.kill();
