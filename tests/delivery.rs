@@ -236,8 +236,9 @@ fn two_routing_threads_split_the_input_and_a_graceful_stop_commits_both() {
 /// A broker that stops answering for a while (frozen, as a hung or partitioned-away broker is:
 /// connections stay open, nothing is answered) does not stop the router. The freeze outlasts
 /// the group's session timeout, so the broker may take the router's members out of their
-/// groups when it answers again; the router rejoins, and every event, those routed before the
-/// freeze and those waiting during it, is routed and audited, with the trail intact.
+/// groups when it answers again. The router says it is not ready while its groups are lost,
+/// rejoins, and every event, those routed before the freeze and those waiting during it, is
+/// routed and audited, with the trail intact.
 #[test]
 fn a_router_rides_out_a_broker_that_stops_answering() {
     let broker = Broker::private();
@@ -252,8 +253,18 @@ fn a_router_rides_out_a_broker_that_stops_answering() {
 
     let during = produce_payments(&broker.addr, &topics.input, EVENTS, "during");
     broker.pause();
-    std::thread::sleep(Duration::from_secs(20));
+    let frozen = Instant::now();
+    // Its members' sessions run out at the client first: the router says it is not ready.
+    let mut not_ready = None;
+    while frozen.elapsed() < Duration::from_secs(20) {
+        if not_ready.is_none() && router.readyz() == Some(503) {
+            not_ready = Some(frozen.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
     broker.resume();
+    assert!(not_ready.is_some(), "the router stayed ready with its broker frozen:\n{}", router.log_text());
+    router.wait_ready(Duration::from_secs(120));
     let all: Vec<String> = before.iter().chain(&during).cloned().collect();
     out.until("every event routed and audited after the freeze", Duration::from_secs(240), |r| {
         all_present(&all, &id_counts(r, is_route)) && all_present(&all, &id_counts(r, |t| t == topics.audit))

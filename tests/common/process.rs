@@ -75,6 +75,11 @@ impl RouterProcess {
         wait_ready(&mut self.child, &self.log, "router", timeout, metrics_address);
     }
 
+    /// The status `/readyz` answers now (`None` before the router serves it).
+    pub fn readyz(&self) -> Option<u16> {
+        Some(http_get(&metrics_address(&self.log_text())?, "/readyz").0)
+    }
+
     /// The value of an unlabelled metric the router exports now (`None` before it serves
     /// `/metrics`, or without that metric).
     pub fn metric(&self, name: &str) -> Option<f64> {

@@ -8,7 +8,7 @@ use crate::review::ReviewState;
 use crate::telemetry::Telemetry;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{ProducerContext, ThreadedProducer};
@@ -161,7 +161,14 @@ impl ClientContext for RouterConsumerContext {
 impl ConsumerContext for RouterConsumerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(partitions) = rebalance {
-            tracing::info!(partitions = partitions.count(), "Partitions revoked; draining and committing.");
+            let lost = consumer.assignment_lost();
+            // An eager revocation takes every partition, and a lost one (the session ran out,
+            // say with the broker not answering) has taken them already: the loop is not ready
+            // from now on, not only once the drain, which waits for acknowledgements, is over.
+            if lost || !matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative) {
+                self.unassigned();
+            }
+            tracing::info!(partitions = partitions.count(), lost, "Partitions revoked; draining and committing.");
             self.drain_and_commit(consumer);
             if let Some(review) = &self.review {
                 for e in partitions.elements_for_topic(&review.changelog_topic) {
