@@ -197,7 +197,7 @@ pub async fn watch(mut reloader: Reloader, shutdown: CancellationToken) {
         if let Some(p) = &producer {
             let out = FutureRecord::to(&config.topics.audit_intake).key(record.event_id.as_ref()).payload(&value);
             if let Err((e, _)) = p.send(out, std::time::Duration::from_secs(30)).await {
-                reloader.telemetry.delivery_failed(&config.topics.audit_intake, &e.to_string());
+                reloader.telemetry.delivery_failed(&config.topics.audit_intake, &e);
                 tracing::error!(error = %e, "The policy-change audit record was not written.");
             }
         }

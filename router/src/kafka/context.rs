@@ -41,7 +41,7 @@ impl ProducerContext for DeliveryContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, batch: Arc<Batch>) {
         if let Err((error, message)) = result {
-            self.telemetry.delivery_failed(message.topic(), &error.to_string());
+            self.telemetry.delivery_failed(message.topic(), error);
             batch.fail(format!("{}: {error}", message.topic()));
         }
         acknowledged(&self.telemetry, &self.inflight, &batch);
@@ -124,6 +124,24 @@ impl RouterConsumerContext {
         match consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
             Err(e) => tracing::warn!(error = %e, "Synchronous offset commit failed."),
+        }
+    }
+
+    /// The routing loop has waited `waited` for acknowledgements with none coming (`true`), or
+    /// they came (`false`). It is not ready meanwhile, as without an assignment: records are not
+    /// getting through, and while it waits it does not poll, so it would learn of a lost
+    /// assignment (the broker not answering, say) only once they come.
+    pub fn stalled(&self, stalled: bool, waited: Duration) {
+        if stalled {
+            tracing::warn!(
+                ?waited,
+                in_flight = self.inflight.events(),
+                "No record acknowledged for a while: not ready."
+            );
+            self.unassigned();
+        } else if self.membership.assign() && self.membership.member == Member::Routing {
+            tracing::info!("Records are acknowledged again.");
+            self.telemetry.routing_loop_ready(true);
         }
     }
 

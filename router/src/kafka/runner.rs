@@ -29,8 +29,14 @@ use tollgate_common::kafka::{wait_delivered, Undelivered};
 use tollgate_schemas::intake::AuditBatch;
 use tollgate_schemas::{headers, RecordFormat, Route};
 
+/// How long a routing loop waits for acknowledgements, none coming, before it is not ready.
+const STALLED: Duration = Duration::from_secs(10);
+
 /// Longest wait for a transaction call (init, offsets, commit, abort).
 pub(super) const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a timed-out transaction call is made again before its error stops the router.
+const RESUME_FOR: Duration = Duration::from_secs(90);
 
 /// How a routing transaction failed.
 pub(super) enum TxnError {
@@ -47,6 +53,35 @@ impl From<KafkaError> for TxnError {
             // commit_transaction flushes first; a timeout there leaves the transaction to abort.
             KafkaError::Flush(_) => TxnError::Abort(e.to_string()),
             _ => TxnError::Fatal(e.into()),
+        }
+    }
+}
+
+/// Makes a transaction call (`what`: a commit, an abort, sending offsets) and makes it again
+/// while it times out, for up to [`RESUME_FOR`] in all. librdkafka leaves a timed-out call
+/// under way and asks for the same call again to resume it (a retriable error): a broker that
+/// stops answering for longer than [`TXN_TIMEOUT`] causes that, and taking the first timeout
+/// for fatal stops the router. A call still timing out after that (a broker gone for longer, or
+/// an abort whose records timed out and which waits for a producer epoch bump the broker does
+/// not give) is returned, as at shutdown: the router stops, and a restart begins afresh.
+pub(super) fn resuming<T>(
+    what: &str,
+    telemetry: &Telemetry,
+    shutdown: &CancellationToken,
+    mut call: impl FnMut() -> rdkafka::error::KafkaResult<T>,
+) -> rdkafka::error::KafkaResult<T> {
+    let started = Instant::now();
+    loop {
+        match call() {
+            Err(KafkaError::Transaction(e))
+                if e.is_retriable()
+                    && !e.txn_requires_abort()
+                    && !shutdown.is_cancelled()
+                    && started.elapsed() < RESUME_FOR =>
+            {
+                telemetry.kafka_error(&format_args!("{what} timed out; making the call again to resume it: {e}"));
+            }
+            result => return result,
         }
     }
 }
@@ -280,13 +315,28 @@ impl Loop<'_> {
         shutdown: &CancellationToken,
     ) -> Result<(), LoopError> {
         let (batch_size, max_in_flight) = (config.processing.batch_size, config.processing.max_in_flight);
+        // Since when the loop has waited for acknowledgements with none coming, and whether it
+        // has said so (it is not ready then: it does not poll, so it would not learn of a lost
+        // assignment either until they come).
+        let (mut waiting_since, mut stalled) = (None::<Instant>, false);
         while !shutdown.is_cancelled() {
-            self.inflight.settle(consumer)?;
+            if self.inflight.settle(consumer)? > 0 {
+                waiting_since = None;
+            }
             self.report_in_flight();
             if self.inflight.events() + batch_size > max_in_flight {
                 // Backpressure: wait for acknowledgements rather than buffer more input.
+                let since = *waiting_since.get_or_insert_with(Instant::now);
+                if !stalled && since.elapsed() >= STALLED {
+                    stalled = true;
+                    consumer.context().stalled(true, since.elapsed());
+                }
                 thread::park_timeout(BACKPRESSURE_WAIT);
                 continue;
+            }
+            waiting_since = None;
+            if std::mem::take(&mut stalled) {
+                consumer.context().stalled(false, Duration::ZERO);
             }
             self.refresh();
             mark_unsealed(self.hand_off, self.out.unsealed_for.as_mut());
@@ -327,14 +377,17 @@ impl Loop<'_> {
                 rewind(consumer, &messages);
                 continue;
             }
-            let routed = self.route_in_transaction(consumer, &messages);
+            let routed = self.route_in_transaction(consumer, &messages, shutdown);
             self.measure_drift();
             self.routed.flush();
             match routed {
                 Ok(()) => self.telemetry.transaction(true, None),
                 Err(TxnError::Abort(e)) => {
                     self.telemetry.transaction(false, Some(&e));
-                    self.producer.abort_transaction(TXN_TIMEOUT)?;
+                    let producer = self.producer;
+                    resuming("aborting a routing transaction", self.telemetry, shutdown, || {
+                        producer.abort_transaction(TXN_TIMEOUT)
+                    })?;
                     // Audit records gathered for the aborted batch would otherwise join the
                     // next transaction, beside the ones its re-read writes.
                     self.inflight.abandon_open();
@@ -350,6 +403,7 @@ impl Loop<'_> {
         &mut self,
         consumer: &BaseConsumer<RouterConsumerContext>,
         messages: &[BorrowedMessage<'_>],
+        shutdown: &CancellationToken,
     ) -> Result<(), TxnError> {
         self.producer.begin_transaction().map_err(TxnError::from)?;
         let batch = self.inflight.open_batch();
@@ -374,8 +428,12 @@ impl Loop<'_> {
         let group = consumer
             .group_metadata()
             .ok_or_else(|| TxnError::Fatal(DeliveryFailed("the consumer has no group metadata".into()).into()))?;
-        self.producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT).map_err(TxnError::from)?;
-        self.producer.commit_transaction(TXN_TIMEOUT).map_err(TxnError::from)
+        let (producer, telemetry) = (self.producer, self.telemetry);
+        resuming("sending a routing transaction's offsets", telemetry, shutdown, || {
+            producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT)
+        })?;
+        resuming("committing a routing transaction", telemetry, shutdown, || producer.commit_transaction(TXN_TIMEOUT))
+            .map_err(TxnError::from)
     }
 
     /// Processes one input record and enqueues its output records.

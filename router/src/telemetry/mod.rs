@@ -16,6 +16,8 @@ use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 use review::ReviewMetrics;
 pub use routed::RoutedTally;
 use std::sync::{Arc, Mutex};
@@ -368,10 +370,16 @@ impl Telemetry {
         local.flush();
     }
 
-    /// The producer gave up on a record.
-    pub fn delivery_failed(&self, topic: &str, error: &str) {
+    /// The producer gave up on a record. A record purged by an aborted transaction is not a
+    /// failure to deliver (the abort is counted and logged once, and its batch retried): it is
+    /// logged at debug level only, not once per record at error level.
+    pub fn delivery_failed(&self, topic: &str, error: &KafkaError) {
+        if is_purged(error) {
+            tracing::debug!(topic, %error, "A record was purged by an aborted transaction.");
+            return;
+        }
         self.delivery_failures.inc();
-        tracing::error!(topic, error, "The broker did not accept a record after retries.");
+        tracing::error!(topic, %error, "The broker did not accept a record after retries.");
     }
 
     /// The Kafka client reported an error.
@@ -515,9 +523,33 @@ impl Default for Telemetry {
     }
 }
 
+/// Whether a delivery error is the producer purging the record (an aborted transaction, or
+/// a purge at close), not the broker refusing it.
+pub fn is_purged(error: &KafkaError) -> bool {
+    matches!(error, KafkaError::MessageProduction(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Records an aborted transaction purged are not counted as failed deliveries; a record the
+    /// broker refused is.
+    #[test]
+    fn purged_records_are_not_delivery_failures() {
+        let t = Telemetry::new();
+        let failures = |t: &Telemetry| {
+            let text = t.render();
+            let line = text.lines().find(|l| l.starts_with(names::DELIVERY_FAILURES)).map(str::to_owned);
+            line.and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
+        };
+        for code in [RDKafkaErrorCode::PurgeQueue, RDKafkaErrorCode::PurgeInflight] {
+            t.delivery_failed("audit", &KafkaError::MessageProduction(code));
+        }
+        assert_eq!(failures(&t).as_deref(), Some("0"));
+        t.delivery_failed("audit", &KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge));
+        assert_eq!(failures(&t).as_deref(), Some("1"));
+    }
 
     #[test]
     fn exposition_lists_every_documented_metric() {

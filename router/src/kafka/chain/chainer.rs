@@ -7,7 +7,7 @@ use super::head::{Head, TailReader};
 use crate::config::RouterConfig;
 use crate::kafka::handoff::{Handed, HandedRecords};
 use crate::kafka::intake::{announced_records, batch_headers};
-use crate::kafka::runner::{delivered_before_commit, TxnError, TXN_TIMEOUT};
+use crate::kafka::runner::{delivered_before_commit, resuming, TxnError, TXN_TIMEOUT};
 use crate::telemetry::Telemetry;
 use fnv::{FnvHashMap, FnvHashSet};
 use rdkafka::client::Client;
@@ -18,6 +18,7 @@ use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use tollgate_schemas::intake::AuditBatch;
 use tollgate_schemas::unsealed::{read_unsealed, seal_unsealed, UnsealedBatch};
 use tollgate_schemas::{headers, AuditRecord, RecordFormat};
@@ -298,8 +299,8 @@ impl<'a> Chainer<'a> {
         consumer: &BaseConsumer<ChainConsumerContext>,
         producer: &ThreadedProducer<ChainProducerContext>,
         messages: &[BorrowedMessage<'_>],
-        handed: &[Handed],
-        held: &FnvHashSet<i32>,
+        (handed, held): (&[Handed], &FnvHashSet<i32>),
+        shutdown: &CancellationToken,
     ) -> Result<Chained, TxnError> {
         producer.context().failures.store(0, Ordering::Release);
         producer.begin_transaction()?;
@@ -356,9 +357,13 @@ impl<'a> Chainer<'a> {
         let failed = || producer.context().failures.load(Ordering::Acquire) > 0;
         delivered_before_commit(producer, failed, "an audit record")?;
         if offsets.count() > 0 {
-            producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT)?;
+            resuming("sending an audit chain transaction's offsets", self.telemetry, shutdown, || {
+                producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT)
+            })?;
         }
-        producer.commit_transaction(TXN_TIMEOUT)?;
+        resuming("committing an audit chain transaction", self.telemetry, shutdown, || {
+            producer.commit_transaction(TXN_TIMEOUT)
+        })?;
         Ok(chained)
     }
 }

@@ -87,7 +87,7 @@ impl ProducerContext for ChainProducerContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         if let Err((error, message)) = result {
-            self.telemetry.delivery_failed(message.topic(), &error.to_string());
+            self.telemetry.delivery_failed(message.topic(), error);
             self.failures.fetch_add(1, Ordering::AcqRel);
         }
     }

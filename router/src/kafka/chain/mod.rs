@@ -31,7 +31,7 @@ pub use head::Head;
 use super::group::{Member, Membership};
 use super::handoff::{HandOff, Handed};
 use super::intake::announced_records;
-use super::runner::{rewind, TxnError, TXN_TIMEOUT};
+use super::runner::{resuming, rewind, TxnError, TXN_TIMEOUT};
 use super::{consumer_config, poll_weighed, producer_config, LoopError, IDLE_POLL};
 use crate::config::RouterConfig;
 use crate::telemetry::Telemetry;
@@ -173,7 +173,7 @@ fn chain_until(
             rewind(&consumer, &messages);
             continue;
         }
-        match chainer.chain_batch(&consumer, &producer, &messages, handed, &held) {
+        match chainer.chain_batch(&consumer, &producer, &messages, (handed, &held), shutdown) {
             Ok(chained) => {
                 telemetry.audit_chained(chained.total);
                 telemetry.audit_handed(chained.handed);
@@ -183,7 +183,9 @@ fn chain_until(
             }
             Err(TxnError::Abort(e)) => {
                 telemetry.audit_transaction_aborted(&e);
-                producer.abort_transaction(TXN_TIMEOUT)?;
+                resuming("aborting an audit chain transaction", telemetry, shutdown, || {
+                    producer.abort_transaction(TXN_TIMEOUT)
+                })?;
                 chainer.clear();
                 rewind(&consumer, &messages);
             }
