@@ -214,3 +214,37 @@ fn the_gateway_is_not_ready_while_no_broker_answers() {
     let (status, page) = gateway.call("GET", "/v1/queues/sync_review/cases", &ana, None, None);
     assert_eq!(status, 200, "{page}\n{}", gateway.log_text());
 }
+
+/// An action whose transaction cannot complete (the broker stops answering while it is under
+/// way) fails, and the gateway takes actions again once the broker answers. Its record times
+/// out, and the abort then waits for a producer epoch bump that the test broker does not give:
+/// left so, the producer refused every later transaction (each abort timing out) until the
+/// gateway restarted. The gateway now makes a new transactional producer, which ends it.
+#[test]
+fn an_action_cut_short_by_a_frozen_broker_does_not_block_later_ones() {
+    let broker = Broker::private();
+    let topics = Topics::new("gateway-stall");
+    let state_topic = format!("{}.gateway-state", topics.group);
+    create_topics(&broker.addr, &[&topics.input], 3);
+    let _router = RouterProcess::spawn(&topics, &broker.addr, &[]);
+    let mut gateway = GatewayProcess::spawn(&topics, &broker.addr, &state_topic, &[]);
+    gateway.wait_ready(Duration::from_secs(120));
+    produce(&broker.addr, &topics.input, &common::sample_records());
+    let ana = token("ana", "fraud_analyst");
+    wait_for_cases(&gateway, &ana, "sync_review", 6);
+
+    broker.pause();
+    let (status, answer) = gateway.call("POST", "/v1/cases/pay-0006/claim", &ana, None, None);
+    broker.resume();
+    assert!(status >= 500, "{status} {answer}");
+    gateway.wait_ready(Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, answer) = gateway.call("POST", "/v1/cases/pay-0005/claim", &ana, None, None);
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status} {answer}\n{}", gateway.log_text());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

@@ -90,7 +90,11 @@ impl Sink {
 
 /// Kafka producers: a transactional one for actions, a plain one for read audits.
 pub struct KafkaSink {
-    transactional: Mutex<ThreadedProducer<LoggingContext>>,
+    /// `None` after a transaction that could not be aborted: made again before the next one.
+    transactional: Mutex<Option<ThreadedProducer<LoggingContext>>>,
+    /// The transactional producer's settings, to make it again.
+    transactional_settings: ClientConfig,
+    telemetry: Telemetry,
     plain: FutureProducer<LoggingContext>,
     timeout: Duration,
     fenced: AtomicBool,
@@ -112,43 +116,69 @@ impl KafkaSink {
         let plain: FutureProducer<LoggingContext> =
             base.create_with_context(telemetry.client_context("read-audit producer"))?;
         base.set("transactional.id", transactional_id);
-        let transactional: ThreadedProducer<LoggingContext> =
-            base.create_with_context(telemetry.client_context("transactional producer"))?;
-        transactional.init_transactions(timeout)?;
-        Ok(KafkaSink {
-            transactional: Mutex::new(transactional),
+        let sink = KafkaSink {
+            transactional: Mutex::new(None),
+            transactional_settings: base,
+            telemetry: telemetry.clone(),
             plain,
             timeout,
             fenced: AtomicBool::new(false),
             reachable: AtomicBool::new(true),
             probe_topic: config.topics.audit_intake.clone(),
-        })
+        };
+        *sink.transactional.lock().unwrap_or_else(|p| p.into_inner()) = Some(sink.transactional_producer()?);
+        Ok(sink)
+    }
+
+    /// A transactional producer with transactions initialised: this fences any earlier one of
+    /// the same id, and ends what it left open.
+    fn transactional_producer(&self) -> Result<ThreadedProducer<LoggingContext>, KafkaError> {
+        let producer: ThreadedProducer<LoggingContext> =
+            self.transactional_settings.create_with_context(self.telemetry.client_context("transactional producer"))?;
+        producer.init_transactions(self.timeout)?;
+        Ok(producer)
     }
 
     fn transaction(&self, records: &[OutRecord]) -> Result<(), SinkError> {
         // One transaction at a time per producer; actions are human-paced.
-        let producer = self.transactional.lock().unwrap_or_else(|p| p.into_inner());
-        producer.begin_transaction().map_err(|e| self.failed(&producer, e))?;
+        let mut slot = self.transactional.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(self.transactional_producer().map_err(|e| SinkError(e.to_string()))?);
+            tracing::info!("The gateway's transactional producer was made again.");
+        }
+        let Some(producer) = slot.as_ref() else { return Err(SinkError("no transactional producer".into())) };
+        let result = self.transact(producer, records);
+        if let Err(e) = result {
+            return Err(self.failed(&mut slot, e));
+        }
+        Ok(())
+    }
+
+    fn transact(&self, producer: &ThreadedProducer<LoggingContext>, records: &[OutRecord]) -> Result<(), KafkaError> {
+        producer.begin_transaction()?;
         for r in records {
             let mut record = BaseRecord::<str, [u8]>::to(&r.topic).key(&r.key);
             if let Some(v) = &r.value {
                 record = record.payload(v);
             }
-            if let Err((e, _)) = producer.send(record) {
-                return Err(self.failed(&producer, e));
-            }
+            producer.send(record).map_err(|(e, _)| e)?;
         }
         // Commit flushes first: it returns once every record is acknowledged, or fails.
-        producer.commit_transaction(self.timeout).map_err(|e| self.failed(&producer, e))
+        producer.commit_transaction(self.timeout)
     }
 
-    fn failed(&self, producer: &ThreadedProducer<LoggingContext>, e: KafkaError) -> SinkError {
+    /// Ends a failed transaction: aborts it, or, when the abort fails too (a commit or abort
+    /// that timed out is left under way, and one whose records timed out waits for a producer
+    /// epoch bump some brokers do not give), drops the producer so that the next transaction
+    /// makes a new one, which ends this one. Every later transaction would fail otherwise.
+    fn failed(&self, slot: &mut Option<ThreadedProducer<LoggingContext>>, e: KafkaError) -> SinkError {
         let fatal = matches!(&e, KafkaError::Transaction(t) if t.is_fatal());
         if fatal {
             self.fenced.store(true, Ordering::Relaxed);
             tracing::error!(error = %e, "The gateway's transactional producer failed fatally; restart the gateway.");
-        } else if let Err(abort) = producer.abort_transaction(self.timeout) {
-            tracing::warn!(error = %abort, "Aborting a failed transaction failed too.");
+        } else if let Some(Err(abort)) = slot.as_ref().map(|p| p.abort_transaction(self.timeout)) {
+            tracing::warn!(error = %abort, "Aborting a failed transaction failed too; the transactional producer is made again.");
+            *slot = None;
         }
         SinkError(e.to_string())
     }
