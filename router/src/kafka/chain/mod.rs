@@ -104,9 +104,19 @@ fn chain_until(
     // left open (else the group's offsets stay unstable until the broker times it out, which
     // some brokers never do). Distinct per instance (see `processing.transactional_id`).
     let producer_settings = chain_producer_config(config, &format!("{}.audit", config.transactional_id()));
-    let producer: ThreadedProducer<ChainProducerContext> = producer_settings
-        .create_with_context(ChainProducerContext { failures: AtomicUsize::new(0), telemetry: telemetry.clone() })?;
-    producer.init_transactions(TXN_TIMEOUT)?;
+    // Made again when an aborted transaction cannot be ended (see below).
+    let transactional = || -> Result<ThreadedProducer<ChainProducerContext>, LoopError> {
+        let producer: ThreadedProducer<ChainProducerContext> =
+            producer_settings.create_with_context(ChainProducerContext {
+                failures: AtomicUsize::new(0),
+                telemetry: telemetry.clone(),
+            })?;
+        resuming("initialising the audit chainer's transactions", telemetry, shutdown, || {
+            producer.init_transactions(TXN_TIMEOUT)
+        })?;
+        Ok(producer)
+    };
+    let mut producer = transactional()?;
     let mut consumer_settings = consumer_config(config, Member::AuditChain);
     // Set after the user's overrides: offsets are committed only by the transactions.
     consumer_settings
@@ -183,9 +193,21 @@ fn chain_until(
             }
             Err(TxnError::Abort(e)) => {
                 telemetry.audit_transaction_aborted(&e);
-                resuming("aborting an audit chain transaction", telemetry, shutdown, || {
-                    producer.abort_transaction(TXN_TIMEOUT)
-                })?;
+                match producer.abort_transaction(TXN_TIMEOUT) {
+                    Ok(()) => {}
+                    Err(e) if shutdown.is_cancelled() || is_fatal(&e) => return Err(e.into()),
+                    // An abort that timed out: the broker does not answer, or the transaction's
+                    // records timed out and it waits for a producer epoch bump, which some
+                    // brokers never give. A new producer of the same transactional id fences
+                    // this one and ends its transaction (its initialisation waits for the
+                    // broker, see `resuming`).
+                    Err(e) => {
+                        telemetry.kafka_error(&format_args!(
+                            "audit chainer: an aborted transaction could not be ended ({e}); making a new transactional producer"
+                        ));
+                        drop(std::mem::replace(&mut producer, transactional()?));
+                    }
+                }
                 chainer.clear();
                 rewind(&consumer, &messages);
             }
@@ -193,4 +215,10 @@ fn chain_until(
         }
     }
     Ok(())
+}
+
+/// Whether a transaction error leaves the producer unusable for good (fenced by another
+/// instance, say).
+fn is_fatal(e: &rdkafka::error::KafkaError) -> bool {
+    matches!(e, rdkafka::error::KafkaError::Transaction(t) if t.is_fatal())
 }
