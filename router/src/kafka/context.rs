@@ -127,20 +127,26 @@ impl RouterConsumerContext {
         }
     }
 
-    /// The routing loop has waited `waited` for acknowledgements with none coming (`true`), or
-    /// they came (`false`). It is not ready meanwhile, as without an assignment: records are not
-    /// getting through, and while it waits it does not poll, so it would learn of a lost
-    /// assignment (the broker not answering, say) only once they come.
-    pub fn stalled(&self, stalled: bool, waited: Duration) {
-        if stalled {
-            tracing::warn!(
-                ?waited,
-                in_flight = self.inflight.events(),
-                "No record acknowledged for a while: not ready."
-            );
-            self.unassigned();
-        } else if self.membership.assign() && self.membership.member == Member::Routing {
-            tracing::info!("Records are acknowledged again.");
+    /// The routing loop has waited `waited` for acknowledgements with none coming. It is not
+    /// ready meanwhile, as without an assignment: records are not getting through, and while it
+    /// waits it does not poll, so it would learn of a lost assignment (the broker not
+    /// answering, say) only once they come. Returns whether it held an assignment, which
+    /// [`RouterConsumerContext::unstalled`] gives back.
+    pub fn stalled(&self, waited: Duration) -> bool {
+        tracing::warn!(?waited, in_flight = self.inflight.events(), "No record acknowledged for a while: not ready.");
+        let held = self.membership.revoke();
+        if held && self.membership.member == Member::Routing {
+            self.telemetry.routing_loop_ready(false);
+        }
+        held
+    }
+
+    /// Acknowledgements came again after [`RouterConsumerContext::stalled`] took a held
+    /// assignment: the loop is ready again (until the poll, if the assignment was lost meanwhile,
+    /// revokes it).
+    pub fn unstalled(&self) {
+        tracing::info!("Records are acknowledged again.");
+        if self.membership.assign() && self.membership.member == Member::Routing {
             self.telemetry.routing_loop_ready(true);
         }
     }

@@ -315,10 +315,10 @@ impl Loop<'_> {
         shutdown: &CancellationToken,
     ) -> Result<(), LoopError> {
         let (batch_size, max_in_flight) = (config.processing.batch_size, config.processing.max_in_flight);
-        // Since when the loop has waited for acknowledgements with none coming, and whether it
+        // Since when the loop has waited for acknowledgements with none coming, and, once it
         // has said so (it is not ready then: it does not poll, so it would not learn of a lost
-        // assignment either until they come).
-        let (mut waiting_since, mut stalled) = (None::<Instant>, false);
+        // assignment either until they come), whether that took a held assignment.
+        let (mut waiting_since, mut stalled) = (None::<Instant>, None::<bool>);
         while !shutdown.is_cancelled() {
             if self.inflight.settle(consumer)? > 0 {
                 waiting_since = None;
@@ -327,16 +327,15 @@ impl Loop<'_> {
             if self.inflight.events() + batch_size > max_in_flight {
                 // Backpressure: wait for acknowledgements rather than buffer more input.
                 let since = *waiting_since.get_or_insert_with(Instant::now);
-                if !stalled && since.elapsed() >= STALLED {
-                    stalled = true;
-                    consumer.context().stalled(true, since.elapsed());
+                if stalled.is_none() && since.elapsed() >= STALLED {
+                    stalled = Some(consumer.context().stalled(since.elapsed()));
                 }
                 thread::park_timeout(BACKPRESSURE_WAIT);
                 continue;
             }
             waiting_since = None;
-            if std::mem::take(&mut stalled) {
-                consumer.context().stalled(false, Duration::ZERO);
+            if stalled.take() == Some(true) {
+                consumer.context().unstalled();
             }
             self.refresh();
             mark_unsealed(self.hand_off, self.out.unsealed_for.as_mut());
