@@ -35,6 +35,20 @@ pub(crate) fn mock_config(cluster: &MockCluster<'_, impl ClientContext>, group: 
     config
 }
 
+/// Produces `n` minimal events (ids `{prefix}-0` on, risks 0 to 0.99) to `topic`, all keyed
+/// alike, and waits for their acknowledgement.
+pub(crate) fn produce_events(brokers: &str, topic: &str, prefix: &str, n: usize) {
+    let input: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
+    for i in 0..n {
+        let e = format!(
+            r#"{{"event_id":"{prefix}-{i}","risk_score":{},"model_confidence":0.9,"model_version":"m"}}"#,
+            (i % 100) as f64 / 100.0
+        );
+        input.send(BaseRecord::to(topic).key("k").payload(&e)).unwrap();
+    }
+    input.flush(Duration::from_secs(10)).unwrap();
+}
+
 #[test]
 fn an_aborted_transaction_is_retried_and_its_outputs_appear_once() {
     let cluster = MockCluster::new(1).unwrap();
@@ -42,15 +56,7 @@ fn an_aborted_transaction_is_retried_and_its_outputs_appear_once() {
     let mut config = mock_config(&cluster, "eos-test");
     config.processing.guarantee = Guarantee::ExactlyOnce;
     config.processing.batch_size = 50;
-    let input: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
-    for i in 0..EVENTS {
-        let e = format!(
-            r#"{{"event_id":"e-{i}","risk_score":{},"model_confidence":0.9,"model_version":"m"}}"#,
-            (i % 100) as f64 / 100.0
-        );
-        input.send(BaseRecord::to("payments").key("k").payload(&e)).unwrap();
-    }
-    input.flush(Duration::from_secs(10)).unwrap();
+    produce_events(&brokers, "payments", "e", EVENTS);
     // The router's first produce requests fail for good: its first transaction must abort.
     cluster.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_RECORD; 3]);
 

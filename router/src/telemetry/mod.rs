@@ -525,7 +525,7 @@ impl Default for Telemetry {
 
 /// Whether a delivery error is the producer purging the record (an aborted transaction, or
 /// a purge at close), not the broker refusing it.
-pub fn is_purged(error: &KafkaError) -> bool {
+fn is_purged(error: &KafkaError) -> bool {
     matches!(error, KafkaError::MessageProduction(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight))
 }
 

@@ -7,6 +7,7 @@
 
 use super::Head;
 use crate::config::RouterConfig;
+use crate::kafka::tests::produce_events;
 use crate::pipeline::Pipeline;
 use crate::telemetry::Telemetry;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -18,18 +19,6 @@ use tokio_util::sync::CancellationToken;
 use tollgate_schemas::{AuditRecord, RecordFormat};
 
 const EVENTS: usize = 60;
-
-fn produce_events(brokers: &str, topic: &str, prefix: &str) {
-    let input: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
-    for i in 0..EVENTS {
-        let e = format!(
-            r#"{{"event_id":"{prefix}-{i}","risk_score":{},"model_confidence":0.9,"model_version":"m"}}"#,
-            (i % 100) as f64 / 100.0
-        );
-        input.send(BaseRecord::to(topic).key("k").payload(&e)).unwrap();
-    }
-    input.flush(Duration::from_secs(10)).unwrap();
-}
 
 /// Runs a router until the audit topic holds `records` chained records, then stops it; returns
 /// the audit topic's records, chained or not, in order.
@@ -74,7 +63,7 @@ fn a_restarted_chainer_continues_each_chain_from_the_head_committed_with_its_off
     let cluster = MockCluster::new(1).unwrap();
     let brokers = cluster.bootstrap_servers();
     let config = crate::kafka::tests::mock_config(&cluster, "chain-head-test");
-    produce_events(&brokers, &config.kafka.input_topic, "first");
+    produce_events(&brokers, &config.kafka.input_topic, "first", EVENTS);
     let first = route_until_chained(&config, EVENTS);
     let last = first.iter().rev().find_map(|v| chained(v)).unwrap();
 
@@ -104,7 +93,7 @@ fn a_restarted_chainer_continues_each_chain_from_the_head_committed_with_its_off
     let junk: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
     junk.send(BaseRecord::to(&config.topics.audit).partition(0).key("x").payload("not an audit record")).unwrap();
     junk.flush(Duration::from_secs(10)).unwrap();
-    produce_events(&brokers, &restarted.kafka.input_topic, "second");
+    produce_events(&brokers, &restarted.kafka.input_topic, "second", EVENTS);
     let all = route_until_chained(&restarted, 2 * EVENTS);
 
     let mut prev = tollgate_schemas::audit::GENESIS.to_owned();
