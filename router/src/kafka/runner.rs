@@ -68,6 +68,17 @@ pub(super) fn resuming<T>(
     what: &str,
     telemetry: &Telemetry,
     shutdown: &CancellationToken,
+    call: impl FnMut() -> rdkafka::error::KafkaResult<T>,
+) -> rdkafka::error::KafkaResult<T> {
+    resuming_for(RESUME_FOR, what, telemetry, shutdown, call)
+}
+
+/// [`resuming`], making the call again for up to `limit`.
+pub(super) fn resuming_for<T>(
+    limit: Duration,
+    what: &str,
+    telemetry: &Telemetry,
+    shutdown: &CancellationToken,
     mut call: impl FnMut() -> rdkafka::error::KafkaResult<T>,
 ) -> rdkafka::error::KafkaResult<T> {
     let started = Instant::now();
@@ -77,7 +88,7 @@ pub(super) fn resuming<T>(
                 if e.is_retriable()
                     && !e.txn_requires_abort()
                     && !shutdown.is_cancelled()
-                    && started.elapsed() < RESUME_FOR =>
+                    && started.elapsed() < limit =>
             {
                 telemetry.kafka_error(&format_args!("{what} timed out; making the call again to resume it: {e}"));
             }

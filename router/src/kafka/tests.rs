@@ -1,5 +1,6 @@
-//! The exactly-once abort path, on librdkafka's in-process mock cluster (the test broker,
-//! nisshi, shows aborted records to read_committed consumers, so it cannot prove this).
+//! The exactly-once abort path and resumed transaction calls, on librdkafka's in-process mock
+//! cluster: the test broker, nisshi, shows aborted records to read_committed consumers, so it
+//! cannot prove the first, and slowing its answers at will takes the mock's round-trip setting.
 
 use super::group::Member;
 use crate::config::{Guarantee, RouterConfig};
@@ -148,4 +149,60 @@ fn consumer_settings_are_tollgates_with_the_users_on_top() {
     assert_eq!(get(Member::AuditChain, "fetch.wait.max.ms").as_deref(), Some("200"));
     assert_eq!(get(Member::ReviewJoin, "fetch.min.bytes").as_deref(), Some("1024"));
     assert_eq!(get(Member::Routing, "fetch.min.bytes"), None);
+}
+
+/// A transactional producer on `cluster` (one broker) with a transaction begun and one record
+/// of it acknowledged, and then every request of the broker's slowed by `round_trip`: the
+/// transaction's commit can only complete after some of those round trips.
+fn slowed_transaction(cluster: &MockCluster<'_, impl ClientContext>, id: &str, round_trip: Duration) -> BaseProducer {
+    cluster.create_topic("resume", 1, 1).unwrap();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap_servers())
+        .set("transactional.id", id)
+        .create()
+        .unwrap();
+    producer.init_transactions(Duration::from_secs(10)).unwrap();
+    producer.begin_transaction().unwrap();
+    producer.send(BaseRecord::to("resume").key("k").payload("v")).unwrap();
+    producer.flush(Duration::from_secs(10)).unwrap();
+    cluster.broker_round_trip_time(1, round_trip).unwrap();
+    producer
+}
+
+/// A commit that times out (the broker answers slower than the call waits) is made again until
+/// it completes: librdkafka leaves it under way and resumes it on the next call.
+#[test]
+fn a_transaction_call_that_times_out_is_made_again_until_it_completes() {
+    let cluster = MockCluster::new(1).unwrap();
+    let producer = slowed_transaction(&cluster, "resume-completes", Duration::from_millis(800));
+    let (telemetry, shutdown) = (Telemetry::new(), CancellationToken::new());
+    let mut calls = 0;
+    let committed = super::runner::resuming_for(Duration::from_secs(60), "committing", &telemetry, &shutdown, || {
+        calls += 1;
+        producer.commit_transaction(Duration::from_millis(100))
+    });
+    assert!(committed.is_ok(), "{committed:?}");
+    assert!(calls > 1, "the first call should have timed out ({calls} call)");
+    assert!(telemetry.render().contains(&format!("tollgate_kafka_errors_total {}", calls - 1)));
+}
+
+/// Resuming ends: at its limit, and at once on shutdown, the timeout is returned.
+#[test]
+fn a_transaction_call_still_timing_out_is_given_up() {
+    let cluster = MockCluster::new(1).unwrap();
+    let producer = slowed_transaction(&cluster, "resume-gives-up", Duration::from_secs(30));
+    let (telemetry, shutdown) = (Telemetry::new(), CancellationToken::new());
+    let commit = || producer.commit_transaction(Duration::from_millis(100));
+    let started = Instant::now();
+    let gave_up = super::runner::resuming_for(Duration::from_millis(700), "committing", &telemetry, &shutdown, commit);
+    assert!(matches!(&gave_up, Err(rdkafka::error::KafkaError::Transaction(e)) if e.is_retriable()), "{gave_up:?}");
+    assert!(started.elapsed() >= Duration::from_millis(700));
+    shutdown.cancel();
+    let mut calls = 0;
+    let stopped = super::runner::resuming_for(Duration::from_secs(60), "committing", &telemetry, &shutdown, || {
+        calls += 1;
+        commit()
+    });
+    assert!(stopped.is_err(), "{stopped:?}");
+    assert_eq!(calls, 1);
 }
