@@ -46,7 +46,12 @@ pub enum ApiError {
     /// Kafka could not take the records (the action did not happen).
     #[error("{0}")]
     Unavailable(String),
-    #[error("the request took longer than {0:?}")]
+    /// Kafka did not confirm the action's transaction in time: it may have been recorded.
+    #[error("{0}")]
+    Unconfirmed(String),
+    /// The request was answered before its work ended: an action it asked for may still be
+    /// recorded.
+    #[error("the request took longer than {0:?}; an action it asked for may still be recorded: reload the case before trying again")]
     Timeout(std::time::Duration),
 }
 
@@ -73,7 +78,9 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Unavailable(_) | ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Unconfirmed(_) | ApiError::Timeout(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -92,6 +99,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::Unconfirmed(_) => "unconfirmed",
             ApiError::Timeout(_) => "timeout",
         }
     }

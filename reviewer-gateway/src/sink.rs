@@ -15,7 +15,7 @@ use rdkafka::producer::{BaseRecord, FutureProducer, FutureRecord, Producer, Thre
 use rdkafka::ClientConfig;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tollgate_common::kafka::LoggingContext;
 
 /// One record to write.
@@ -27,10 +27,26 @@ pub struct OutRecord {
     pub value: Option<Vec<u8>>,
 }
 
-/// Writing failed; nothing of an atomic write is visible to `read_committed` consumers.
+/// Writing failed.
 #[derive(Debug, thiserror::Error)]
-#[error("Kafka did not take the records: {0}")]
-pub struct SinkError(pub String);
+pub enum SinkError {
+    /// Nothing was written: nothing of an atomic write is visible to `read_committed` consumers.
+    #[error("Kafka did not take the records: {0}")]
+    Failed(String),
+    /// An atomic write's commit was asked for but not confirmed in time: the transaction may
+    /// still have been committed, and its records may appear.
+    #[error("Kafka did not confirm the transaction's commit in time: {0}")]
+    Unconfirmed(String),
+}
+
+/// How a transaction ended short of a confirmed commit.
+enum Unfinished {
+    /// It failed before its commit was asked for, or its commit failed: nothing of it is
+    /// committed.
+    NotCommitted(KafkaError),
+    /// Its commit was asked for and kept timing out: it may still be committed.
+    Unconfirmed(KafkaError),
+}
 
 /// The gateway's writer.
 #[derive(Clone)]
@@ -47,7 +63,7 @@ impl Sink {
                 let k = k.clone();
                 tokio::task::spawn_blocking(move || k.transaction(&records))
                     .await
-                    .map_err(|e| SinkError(format!("the writer task failed: {e}")))?
+                    .map_err(|e| SinkError::Failed(format!("the writer task failed: {e}")))?
             }
             Sink::Memory(m) => m.write_slowly(records).await,
         }
@@ -96,7 +112,10 @@ pub struct KafkaSink {
     transactional_settings: ClientConfig,
     telemetry: Telemetry,
     plain: FutureProducer<LoggingContext>,
+    /// Each transaction call's wait.
     timeout: Duration,
+    /// How long a commit that timed out is asked again.
+    resume_for: Duration,
     fenced: AtomicBool,
     /// Whether the last probe had an answer (see [`Sink::probe`]).
     reachable: AtomicBool,
@@ -112,6 +131,18 @@ impl KafkaSink {
         telemetry: &Telemetry,
     ) -> Result<KafkaSink, KafkaError> {
         let timeout = Duration::from_secs(10);
+        KafkaSink::with_timeouts(config, transactional_id, telemetry, timeout, timeout)
+    }
+
+    /// [`KafkaSink::connect`] with its transaction calls' `timeout` and their commit's
+    /// `resume_for`.
+    pub(crate) fn with_timeouts(
+        config: &GatewayConfig,
+        transactional_id: &str,
+        telemetry: &Telemetry,
+        timeout: Duration,
+        resume_for: Duration,
+    ) -> Result<KafkaSink, KafkaError> {
         let mut base = producer_config(config);
         let plain: FutureProducer<LoggingContext> =
             base.create_with_context(telemetry.client_context("read-audit producer"))?;
@@ -122,6 +153,7 @@ impl KafkaSink {
             telemetry: telemetry.clone(),
             plain,
             timeout,
+            resume_for,
             fenced: AtomicBool::new(false),
             reachable: AtomicBool::new(true),
             probe_topic: config.topics.audit_intake.clone(),
@@ -143,35 +175,61 @@ impl KafkaSink {
         // One transaction at a time per producer; actions are human-paced.
         let mut slot = self.transactional.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_none() {
-            *slot = Some(self.transactional_producer().map_err(|e| SinkError(e.to_string()))?);
+            *slot = Some(self.transactional_producer().map_err(|e| SinkError::Failed(e.to_string()))?);
             tracing::info!("The gateway's transactional producer was made again.");
         }
-        let Some(producer) = slot.as_ref() else { return Err(SinkError("no transactional producer".into())) };
+        let Some(producer) = slot.as_ref() else { return Err(SinkError::Failed("no transactional producer".into())) };
         let result = self.transact(producer, records);
-        if let Err(e) = result {
-            return Err(self.failed(&mut slot, e));
-        }
-        Ok(())
+        result.map_err(|unfinished| self.failed(&mut slot, unfinished))
     }
 
-    fn transact(&self, producer: &ThreadedProducer<LoggingContext>, records: &[OutRecord]) -> Result<(), KafkaError> {
-        producer.begin_transaction()?;
+    fn transact(&self, producer: &ThreadedProducer<LoggingContext>, records: &[OutRecord]) -> Result<(), Unfinished> {
+        producer.begin_transaction().map_err(Unfinished::NotCommitted)?;
         for r in records {
             let mut record = BaseRecord::<str, [u8]>::to(&r.topic).key(&r.key);
             if let Some(v) = &r.value {
                 record = record.payload(v);
             }
-            producer.send(record).map_err(|(e, _)| e)?;
+            producer.send(record).map_err(|(e, _)| Unfinished::NotCommitted(e))?;
         }
-        // Commit flushes first: it returns once every record is acknowledged, or fails.
-        producer.commit_transaction(self.timeout)
+        // Commit flushes first: it returns once every record is acknowledged, or fails (the
+        // commit not asked for then). A commit call that times out is left under way, and the
+        // same call made again resumes it: it is made again, up to `resume_for`, to learn how
+        // the transaction ended.
+        let asked = Instant::now();
+        loop {
+            match producer.commit_transaction(self.timeout) {
+                Ok(()) => return Ok(()),
+                Err(KafkaError::Transaction(e)) if e.is_retriable() && !e.txn_requires_abort() => {
+                    let e = KafkaError::Transaction(e);
+                    if asked.elapsed() >= self.resume_for {
+                        return Err(Unfinished::Unconfirmed(e));
+                    }
+                    tracing::warn!(error = %e, "A transaction's commit was not confirmed in time; asking again.");
+                }
+                Err(e) => return Err(Unfinished::NotCommitted(e)),
+            }
+        }
     }
 
-    /// Ends a failed transaction: aborts it, or, when the abort fails too (a commit or abort
-    /// that timed out is left under way, and one whose records timed out waits for a producer
-    /// epoch bump some brokers do not give), drops the producer so that the next transaction
-    /// makes a new one, which ends this one. Every later transaction would fail otherwise.
-    fn failed(&self, slot: &mut Option<ThreadedProducer<LoggingContext>>, e: KafkaError) -> SinkError {
+    /// Ends a transaction that did not commit, or whose commit was not confirmed.
+    /// - Not committed: aborts it, or, when the abort fails too (an abort that timed out is
+    ///   left under way, and one whose records timed out waits for a producer epoch bump some
+    ///   brokers do not give), drops the producer, so that the next transaction makes a new one,
+    ///   which ends this one. Every later transaction would fail otherwise.
+    /// - Unconfirmed: librdkafka refuses to abort a commit under way, so the producer is
+    ///   dropped; the coordinator ends the transaction when the next one fences it: committed
+    ///   if the commit reached it, aborted if not.
+    fn failed(&self, slot: &mut Option<ThreadedProducer<LoggingContext>>, unfinished: Unfinished) -> SinkError {
+        let e = match unfinished {
+            Unfinished::Unconfirmed(e) => {
+                self.telemetry.write_failed("unconfirmed_transaction");
+                tracing::warn!(error = %e, "A transaction's commit was never confirmed; it may have been committed. The transactional producer is made again.");
+                *slot = None;
+                return SinkError::Unconfirmed(e.to_string());
+            }
+            Unfinished::NotCommitted(e) => e,
+        };
         let fatal = matches!(&e, KafkaError::Transaction(t) if t.is_fatal());
         if fatal {
             self.fenced.store(true, Ordering::Relaxed);
@@ -180,7 +238,7 @@ impl KafkaSink {
             tracing::warn!(error = %abort, "Aborting a failed transaction failed too; the transactional producer is made again.");
             *slot = None;
         }
-        SinkError(e.to_string())
+        SinkError::Failed(e.to_string())
     }
 
     async fn plain(&self, records: Vec<OutRecord>) -> Result<(), SinkError> {
@@ -190,13 +248,13 @@ impl KafkaSink {
             if let Some(v) = &r.value {
                 record = record.payload(v);
             }
-            pending.push(self.plain.send_result(record).map_err(|(e, _)| SinkError(e.to_string()))?);
+            pending.push(self.plain.send_result(record).map_err(|(e, _)| SinkError::Failed(e.to_string()))?);
         }
         for delivery in pending {
             match delivery.await {
                 Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(SinkError(e.to_string())),
-                Err(_) => return Err(SinkError("the producer went away".into())),
+                Ok(Err((e, _))) => return Err(SinkError::Failed(e.to_string())),
+                Err(_) => return Err(SinkError::Failed("the producer went away".into())),
             }
         }
         Ok(())
@@ -240,7 +298,7 @@ impl MemorySink {
 
     fn write(&self, records: Vec<OutRecord>) -> Result<(), SinkError> {
         if self.fail.load(Ordering::Relaxed) {
-            return Err(SinkError("injected failure".into()));
+            return Err(SinkError::Failed("injected failure".into()));
         }
         self.records.lock().unwrap_or_else(|p| p.into_inner()).extend(records);
         Ok(())
@@ -256,3 +314,6 @@ impl MemorySink {
         self.fail.store(fail, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests;

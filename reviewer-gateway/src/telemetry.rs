@@ -11,6 +11,11 @@ use tollgate_common::kafka::LoggingContext;
 use tollgate_schemas::Route;
 
 /// Metric names, in one place for the dashboards and alert rules to match.
+/// The kinds of `tollgate_gateway_write_failures_total`: reviewer actions whose transaction
+/// failed, those whose commit Kafka did not confirm in time (they may have been recorded), and
+/// the audit records of reads.
+pub const WRITE_KINDS: [&str; 3] = ["transaction", "unconfirmed_transaction", "audit"];
+
 pub mod names {
     pub const REQUESTS: &str = "tollgate_gateway_requests_total";
     pub const REQUEST_DURATION: &str = "tollgate_gateway_request_duration_seconds";
@@ -142,7 +147,7 @@ impl Telemetry {
             t.oldest.with_label_values(&[q.as_str()]).set(0.0);
         }
         // From 0, so that an alert's `increase` sees the first failure.
-        for kind in ["transaction", "audit"] {
+        for kind in WRITE_KINDS {
             t.write_failures.with_label_values(&[kind]);
         }
         for outcome in ["sent", "failed", "dropped"] {
@@ -174,6 +179,7 @@ impl Telemetry {
         self.audit_records.with_label_values(&[action]).inc_by(n as u64);
     }
 
+    /// A write that failed: `kind` is one of [`WRITE_KINDS`].
     pub fn write_failed(&self, kind: &str) {
         self.write_failures.with_label_values(&[kind]).inc();
     }
@@ -248,7 +254,7 @@ mod tests {
     #[test]
     fn write_failures_are_exported_from_zero() {
         let t = Telemetry::new();
-        for kind in ["transaction", "audit"] {
+        for kind in super::WRITE_KINDS {
             let line = format!(r#"tollgate_gateway_write_failures_total{{kind="{kind}"}} 0"#);
             assert!(t.render().contains(&line), "{line} missing from {}", t.render());
         }

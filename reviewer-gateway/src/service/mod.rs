@@ -13,7 +13,7 @@ use crate::access::Role;
 use crate::auth::Principal;
 use crate::config::{GatewayConfig, ReviewSettings, Topics};
 use crate::error::ApiError;
-use crate::sink::{OutRecord, Sink};
+use crate::sink::{OutRecord, Sink, SinkError};
 use crate::store::{CaseStore, CaseView, Gate};
 use crate::telemetry::Telemetry;
 use std::collections::HashMap;
@@ -143,11 +143,16 @@ impl Gateway {
                 self.telemetry.audited(audit_action, 1);
                 Ok(())
             }
-            Err(e) => {
+            Err(e @ SinkError::Failed(_)) => {
                 self.telemetry.write_failed("transaction");
                 tracing::warn!(error = %e, "An action could not be written; nothing was changed.");
                 Err(ApiError::Unavailable(format!("the action was not recorded, try again: {e}")))
             }
+            // Counted and logged by the sink, which gets there also when the request has
+            // been answered 503 `timeout` before.
+            Err(e @ SinkError::Unconfirmed(_)) => Err(ApiError::Unconfirmed(format!(
+                "the action may have been recorded: reload the case before trying again ({e})"
+            ))),
         }
     }
 }
