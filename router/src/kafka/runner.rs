@@ -57,13 +57,14 @@ impl From<KafkaError> for TxnError {
     }
 }
 
-/// Makes a transaction call (`what`: a commit, an abort, sending offsets) and makes it again
-/// while it times out, for up to [`RESUME_FOR`] in all. librdkafka leaves a timed-out call
-/// under way and asks for the same call again to resume it (a retriable error): a broker that
-/// stops answering for longer than [`TXN_TIMEOUT`] causes that, and taking the first timeout
-/// for fatal stops the router. A call still timing out after that (a broker gone for longer, or
-/// an abort whose records timed out and which waits for a producer epoch bump the broker does
-/// not give) is returned, as at shutdown: the router stops, and a restart begins afresh.
+/// Makes a transaction call (`what`: initialising transactions, a commit, sending offsets)
+/// and makes it again while it times out, for up to [`RESUME_FOR`] in all. librdkafka leaves a
+/// timed-out call under way and asks for the same call again to resume it (a retriable error):
+/// a broker that stops answering for longer than [`TXN_TIMEOUT`] causes that, and taking the
+/// first timeout for fatal stops the router. A call still timing out after that (a broker gone
+/// for longer) is returned, as at shutdown: the router stops, and a restart begins afresh.
+/// Aborts are not made again: one that times out may wait for a producer epoch bump the broker
+/// never gives, and a new producer ends the transaction instead ([`LoopError::Unended`]).
 pub(super) fn resuming<T>(
     what: &str,
     telemetry: &Telemetry,
@@ -120,6 +121,19 @@ pub enum LoopError {
     Kafka(#[from] KafkaError),
     #[error(transparent)]
     Delivery(#[from] DeliveryFailed),
+    /// An exactly-once batch's transaction could not be aborted: its abort timed out (the
+    /// broker does not answer, or the transaction's records timed out and it waits for a
+    /// producer epoch bump, which some brokers never give). [`run_loop`] starts the loop again
+    /// with a new producer of the same transactional id, which fences this one and ends its
+    /// transaction.
+    #[error("an aborted routing transaction could not be ended: {0}")]
+    Unended(KafkaError),
+}
+
+/// Whether a transaction error leaves the producer unusable for good (fenced by another
+/// instance, say).
+pub(super) fn is_fatal(e: &KafkaError) -> bool {
+    matches!(e, KafkaError::Transaction(t) if t.is_fatal())
 }
 
 /// What the routing loops of one process share.
@@ -200,8 +214,25 @@ pub(crate) fn mark_unsealed(hand_off: Option<&HandOff>, unsealed: Option<&mut Un
 
 /// Runs routing loop `index` (of `processing.routing_threads`) on the current thread until
 /// `shutdown` is cancelled or a delivery fails. On the way out it drains in-flight records,
-/// stores and commits their offsets, and leaves the consumer group.
+/// stores and commits their offsets, and leaves the consumer group. An exactly-once loop
+/// whose aborted transaction could not be ended starts again, with a new producer and
+/// consumer: the new producer fences the old one, and the batch is read again from the
+/// committed offsets.
 pub fn run_loop(
+    config: &RouterConfig,
+    routing: &Routing,
+    index: usize,
+    shutdown: &CancellationToken,
+) -> Result<(), LoopError> {
+    loop {
+        match run_loop_once(config, routing, index, shutdown) {
+            Err(LoopError::Unended(e)) if !shutdown.is_cancelled() => routing.telemetry.transaction_unended(&e),
+            ended => return ended,
+        }
+    }
+}
+
+fn run_loop_once(
     config: &RouterConfig,
     routing: &Routing,
     index: usize,
@@ -223,7 +254,10 @@ pub fn run_loop(
     let producer: ThreadedProducer<DeliveryContext> = settings
         .create_with_context(DeliveryContext { telemetry: telemetry.clone(), inflight: Arc::clone(&inflight) })?;
     if transactional {
-        producer.init_transactions(TXN_TIMEOUT)?;
+        // The broker may not answer yet (a loop started again after a broker outage).
+        resuming("initialising a routing loop's transactions", telemetry, shutdown, || {
+            producer.init_transactions(TXN_TIMEOUT)
+        })?;
         tracing::info!(
             routing_thread = index,
             transactional_id = %config.routing_transactional_id(index),
@@ -394,10 +428,12 @@ impl Loop<'_> {
                 Ok(()) => self.telemetry.transaction(true, None),
                 Err(TxnError::Abort(e)) => {
                     self.telemetry.transaction(false, Some(&e));
-                    let producer = self.producer;
-                    resuming("aborting a routing transaction", self.telemetry, shutdown, || {
-                        producer.abort_transaction(TXN_TIMEOUT)
-                    })?;
+                    match self.producer.abort_transaction(TXN_TIMEOUT) {
+                        Ok(()) => {}
+                        Err(e) if shutdown.is_cancelled() || is_fatal(&e) => return Err(e.into()),
+                        // Asking again would wait on the same thing; a new producer ends it.
+                        Err(e) => return Err(LoopError::Unended(e)),
+                    }
                     // Audit records gathered for the aborted batch would otherwise join the
                     // next transaction, beside the ones its re-read writes.
                     self.inflight.abandon_open();

@@ -1,6 +1,6 @@
 //! The exactly-once abort path and resumed transaction calls, on librdkafka's in-process mock
-//! cluster: the test broker, nisshi, shows aborted records to read_committed consumers, so it
-//! cannot prove the first, and slowing its answers at will takes the mock's round-trip setting.
+//! cluster, whose requests can be made to fail or to be answered late at will (the test
+//! broker, nisshi, cannot).
 
 use super::group::Member;
 use crate::config::{Guarantee, RouterConfig};
@@ -50,26 +50,44 @@ pub(crate) fn produce_events(brokers: &str, topic: &str, prefix: &str, n: usize)
     input.flush(Duration::from_secs(10)).unwrap();
 }
 
-#[test]
-fn an_aborted_transaction_is_retried_and_its_outputs_appear_once() {
-    let cluster = MockCluster::new(1).unwrap();
-    let brokers = cluster.bootstrap_servers();
-    let mut config = mock_config(&cluster, "eos-test");
+/// The exactly-once reference configuration on `cluster`, transactions of at most 50 events.
+fn exactly_once_config(cluster: &MockCluster<'_, impl ClientContext>, group: &str) -> RouterConfig {
+    let mut config = mock_config(cluster, group);
     config.processing.guarantee = Guarantee::ExactlyOnce;
     config.processing.batch_size = 50;
-    produce_events(&brokers, "payments", "e", EVENTS);
-    // The router's first produce requests fail for good: its first transaction must abort.
-    cluster.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_RECORD; 3]);
+    config
+}
 
+/// The router's next produce requests fail for good: its transaction must abort. The mock
+/// cluster fails every record of a failed request, so nothing of such a request reaches a
+/// partition; records of the same transaction in other requests may.
+fn fail_produce_requests(cluster: &MockCluster<'_, impl ClientContext>) {
+    cluster.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_RECORD; 3]);
+}
+
+/// Runs the router on `config` until a `read_committed` reader of its routes has seen
+/// `expected` distinct events (then 2 s more, for duplicates), within `limit`; `meanwhile`
+/// gets the router's metrics at each poll. Returns how often each event was seen, and the
+/// metrics at the end.
+///
+/// librdkafka's mock cluster writes no transaction markers and shows read_committed readers
+/// every record written (as nisshi does): records of an aborted transaction that reached a
+/// partition are read as well, where a Kafka broker hides them.
+fn route_and_read(
+    config: &RouterConfig,
+    expected: usize,
+    limit: Duration,
+    mut meanwhile: impl FnMut(&str),
+) -> (HashMap<String, usize>, String) {
     let telemetry = Telemetry::new();
     let stop = CancellationToken::new();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let pipeline = Pipeline::from_config(&config).unwrap();
+    let pipeline = Pipeline::from_config(config).unwrap();
     let router = rt.spawn(crate::run_with(config.clone(), pipeline, telemetry.clone(), stop.clone()));
 
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("group.id", "eos-reader")
+        .set("bootstrap.servers", &config.kafka.brokers)
+        .set("group.id", format!("{}-reader", config.kafka.group_id))
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
         .create()
@@ -82,45 +100,104 @@ fn an_aborted_transaction_is_retried_and_its_outputs_appear_once() {
     ];
     consumer.subscribe(&routes.map(String::as_str)).unwrap();
     let mut seen: HashMap<String, usize> = HashMap::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while seen.values().sum::<usize>() < EVENTS {
+    let read = |seen: &mut HashMap<String, usize>| {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            *seen.entry(v["event_id"].as_str().unwrap().to_owned()).or_default() += 1;
+        }
+    };
+    let deadline = Instant::now() + limit;
+    while seen.len() < expected {
         if router.is_finished() {
             let result = rt.block_on(router).unwrap();
             panic!("the router stopped: {result:?}");
         }
+        let metrics = telemetry.render();
         if Instant::now() >= deadline {
-            let metrics = telemetry.render();
             let metrics: Vec<_> =
                 metrics.lines().filter(|l| l.starts_with("tollgate_") && !l.contains("_bucket")).collect();
             stop.cancel();
             let result = rt.block_on(async { tokio::time::timeout(Duration::from_secs(45), router).await });
-            panic!("saw {} of {EVENTS} events; router: {result:?}; metrics:\n{}", seen.len(), metrics.join("\n"));
+            panic!("saw {} of {expected} events; router: {result:?}; metrics:\n{}", seen.len(), metrics.join("\n"));
         }
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
-            *seen.entry(v["event_id"].as_str().unwrap().to_owned()).or_default() += 1;
-        }
+        meanwhile(&metrics);
+        read(&mut seen);
     }
     // Anything duplicated would arrive shortly.
     let settle = Instant::now() + Duration::from_secs(2);
     while Instant::now() < settle {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
-            *seen.entry(v["event_id"].as_str().unwrap().to_owned()).or_default() += 1;
-        }
+        read(&mut seen);
     }
     stop.cancel();
     rt.block_on(router).unwrap().unwrap();
+    (seen, telemetry.render())
+}
+
+/// The value of routing transactions counted with `result` in `metrics`.
+fn transactions(metrics: &str, result: &str) -> u64 {
+    let line = format!(r#"tollgate_transactions_total{{result="{result}"}} "#);
+    metrics.lines().find_map(|l| l.strip_prefix(line.as_str())).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// The events seen more than once, sorted.
+fn repeated(seen: &HashMap<String, usize>) -> Vec<&str> {
+    let mut twice: Vec<&str> = seen.iter().filter(|(_, n)| **n > 1).map(|(id, _)| id.as_str()).collect();
+    twice.sort_unstable();
+    twice
+}
+
+/// Whether `id` is one of the first `n` events of `prefix` (`{prefix}-0` on).
+fn among_first(id: &str, prefix: &str, n: usize) -> bool {
+    id.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .and_then(|i| i.parse::<usize>().ok())
+        .is_some_and(|i| i < n)
+}
+
+/// Every event is routed, and the batch is retried. What the mock shows twice can only be
+/// events of the aborted transaction (the first: at most one batch), whose records a Kafka
+/// broker hides from read_committed readers.
+#[test]
+fn an_aborted_transaction_is_retried_and_its_outputs_appear_once() {
+    let cluster = MockCluster::new(1).unwrap();
+    let config = exactly_once_config(&cluster, "eos-test");
+    produce_events(&config.kafka.brokers, "payments", "e", EVENTS);
+    fail_produce_requests(&cluster);
+    let (seen, metrics) = route_and_read(&config, EVENTS, Duration::from_secs(60), |_| {});
     assert_eq!(seen.len(), EVENTS);
-    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).map(|(id, _)| id).collect();
-    assert!(twice.is_empty(), "read_committed saw these twice: {twice:?}");
-    let metrics = telemetry.render();
-    let aborted = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(r#"tollgate_transactions_total{result="aborted"} "#))
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
-    assert!(aborted >= 1, "the injected failure aborted a transaction:\n{metrics}");
+    let twice = repeated(&seen);
+    assert!(twice.iter().all(|id| among_first(id, "e", config.processing.batch_size)), "seen twice: {twice:?}");
+    assert!(transactions(&metrics, "aborted") >= 1, "the injected failure aborted a transaction:\n{metrics}");
+}
+
+/// An abort that cannot complete (the coordinator never ends the transaction, so the call
+/// times out) does not stop the router: the loop starts again with a new producer, which
+/// fences the old one, and a new consumer, and routes every event. (Where the new consumer
+/// starts is not shown here: the mock cluster keeps no offsets committed in a transaction, so
+/// it starts from the beginning, as it would after the first transaction on any broker.)
+#[test]
+fn a_transaction_that_cannot_be_aborted_is_ended_by_a_new_producer() {
+    let cluster = MockCluster::new(1).unwrap();
+    let mut config = exactly_once_config(&cluster, "eos-unended");
+    // The loop started again joins as a new member; the mock cluster rebalances only when the
+    // old member's session has timed out.
+    config.kafka.consumer.insert("session.timeout.ms".into(), "6000".into());
+    produce_events(&config.kafka.brokers, "payments", "e", EVENTS);
+    fail_produce_requests(&cluster);
+    let put_off = RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS;
+    cluster.request_errors(RDKafkaApiKey::EndTxn, &[put_off; 1000]);
+    let mut cleared = false;
+    let (seen, metrics) = route_and_read(&config, EVENTS, Duration::from_secs(120), |metrics| {
+        // Once the loop has given up on the abort, the coordinator answers again.
+        if !cleared && transactions(metrics, "unended") >= 1 {
+            cluster.clear_request_errors(RDKafkaApiKey::EndTxn);
+            cleared = true;
+        }
+    });
+    assert_eq!(seen.len(), EVENTS);
+    let twice = repeated(&seen);
+    assert!(twice.iter().all(|id| among_first(id, "e", config.processing.batch_size)), "seen twice: {twice:?}");
+    assert_eq!(transactions(&metrics, "unended"), 1, "{metrics}");
 }
 
 /// Every consumer starts from Tollgate's settings (no one-second fetch pause once its queue is

@@ -200,7 +200,10 @@ impl Telemetry {
         let confidence_baseline =
             prometheus::Gauge::new(names::CONFIDENCE_BASELINE, "Expected mean model confidence (configured).").unwrap();
         let transactions = IntCounterVec::new(
-            Opts::new(names::TRANSACTIONS, "Routing transactions (exactly_once), by result: committed or aborted."),
+            Opts::new(
+                names::TRANSACTIONS,
+                "Routing transactions (exactly_once), by result: committed, aborted, or unended (an abort that failed; the loop started again).",
+            ),
             &["result"],
         )
         .unwrap();
@@ -244,6 +247,13 @@ impl Telemetry {
         if let Some(e) = error {
             tracing::warn!(error = %e, "Aborted a routing transaction; the batch is retried.");
         }
+    }
+
+    /// An aborted routing transaction could not be ended (`error`): its loop starts again
+    /// with a new transactional producer.
+    pub fn transaction_unended(&self, error: &dyn std::fmt::Display) {
+        self.transactions.with_label_values(&["unended"]).inc();
+        tracing::warn!(%error, "An aborted routing transaction could not be ended; the routing loop starts again with a new transactional producer.");
     }
 
     /// `member` (a routing loop or the review join) waited `waited` for this process's audit

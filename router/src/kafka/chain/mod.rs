@@ -31,7 +31,7 @@ pub use head::Head;
 use super::group::{Member, Membership};
 use super::handoff::{HandOff, Handed};
 use super::intake::announced_records;
-use super::runner::{resuming, rewind, TxnError, TXN_TIMEOUT};
+use super::runner::{is_fatal, resuming, rewind, TxnError, TXN_TIMEOUT};
 use super::{consumer_config, poll_weighed, producer_config, LoopError, IDLE_POLL};
 use crate::config::RouterConfig;
 use crate::telemetry::Telemetry;
@@ -215,10 +215,4 @@ fn chain_until(
         }
     }
     Ok(())
-}
-
-/// Whether a transaction error leaves the producer unusable for good (fenced by another
-/// instance, say).
-fn is_fatal(e: &rdkafka::error::KafkaError) -> bool {
-    matches!(e, rdkafka::error::KafkaError::Transaction(t) if t.is_fatal())
 }
