@@ -30,7 +30,8 @@ pub struct OutRecord {
 /// Writing failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    /// Nothing was written: nothing of an atomic write is visible to `read_committed` consumers.
+    /// Kafka did not take the records: of an atomic write, none is visible to `read_committed`
+    /// consumers; of a plain one, some may have been written.
     #[error("Kafka did not take the records: {0}")]
     Failed(String),
     /// An atomic write's commit was asked for but not confirmed in time: the transaction may
