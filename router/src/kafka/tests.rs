@@ -158,7 +158,7 @@ fn among_first(id: &str, prefix: &str, n: usize) -> bool {
 /// events of the aborted transaction (the first: at most one batch), whose records a Kafka
 /// broker hides from read_committed readers.
 #[test]
-fn an_aborted_transaction_is_retried_and_its_outputs_appear_once() {
+fn an_aborted_transaction_is_retried_and_every_event_routed() {
     let cluster = MockCluster::new(1).unwrap();
     let config = exactly_once_config(&cluster, "eos-test");
     produce_events(&config.kafka.brokers, "payments", "e", EVENTS);
