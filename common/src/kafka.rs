@@ -182,6 +182,37 @@ pub fn wait_delivered<C: ProducerContext + 'static>(
     }
 }
 
+/// Whether a transaction call's error leaves it under way: it timed out, and librdkafka asks
+/// for the same call again to resume it (a retriable error that does not require an abort).
+pub fn txn_call_under_way(error: &KafkaError) -> bool {
+    matches!(error, KafkaError::Transaction(e) if e.is_retriable() && !e.txn_requires_abort())
+}
+
+/// Whether a transaction error leaves the producer unusable for good (fenced by another
+/// instance, say).
+pub fn txn_fatal(error: &KafkaError) -> bool {
+    matches!(error, KafkaError::Transaction(e) if e.is_fatal())
+}
+
+/// Makes a transaction call (initialising transactions, sending offsets, a commit) and makes it
+/// again while it is left under way ([`txn_call_under_way`]), for up to `limit` in all, unless
+/// `stopping()`; `again` is told of each error before the call is made again. Returns the last
+/// call's result: an error still under way when the limit is reached or the caller stops.
+pub fn resume_txn_call<T>(
+    limit: Duration,
+    stopping: impl Fn() -> bool,
+    mut again: impl FnMut(&KafkaError),
+    mut call: impl FnMut() -> Result<T, KafkaError>,
+) -> Result<T, KafkaError> {
+    let started = Instant::now();
+    loop {
+        match call() {
+            Err(e) if txn_call_under_way(&e) && !stopping() && started.elapsed() < limit => again(&e),
+            result => return result,
+        }
+    }
+}
+
 /// A topic a service needs.
 pub struct TopicSpec<'a> {
     pub name: &'a str,

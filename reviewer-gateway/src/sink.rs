@@ -15,8 +15,8 @@ use rdkafka::producer::{BaseRecord, FutureProducer, FutureRecord, Producer, Thre
 use rdkafka::ClientConfig;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use tollgate_common::kafka::LoggingContext;
+use std::time::Duration;
+use tollgate_common::kafka::{resume_txn_call, txn_call_under_way, txn_fatal, LoggingContext};
 
 /// One record to write.
 #[derive(Debug, Clone, PartialEq)]
@@ -197,19 +197,13 @@ impl KafkaSink {
         // commit not asked for then). A commit call that times out is left under way, and the
         // same call made again resumes it: it is made again, up to `resume_for`, to learn how
         // the transaction ended.
-        let asked = Instant::now();
-        loop {
-            match producer.commit_transaction(self.timeout) {
-                Ok(()) => return Ok(()),
-                Err(KafkaError::Transaction(e)) if e.is_retriable() && !e.txn_requires_abort() => {
-                    let e = KafkaError::Transaction(e);
-                    if asked.elapsed() >= self.resume_for {
-                        return Err(Unfinished::Unconfirmed(e));
-                    }
-                    tracing::warn!(error = %e, "A transaction's commit was not confirmed in time; asking again.");
-                }
-                Err(e) => return Err(Unfinished::NotCommitted(e)),
-            }
+        let again = |e: &KafkaError| {
+            tracing::warn!(error = %e, "A transaction's commit was not confirmed in time; asking again.");
+        };
+        match resume_txn_call(self.resume_for, || false, again, || producer.commit_transaction(self.timeout)) {
+            Ok(()) => Ok(()),
+            Err(e) if txn_call_under_way(&e) => Err(Unfinished::Unconfirmed(e)),
+            Err(e) => Err(Unfinished::NotCommitted(e)),
         }
     }
 
@@ -231,8 +225,7 @@ impl KafkaSink {
             }
             Unfinished::NotCommitted(e) => e,
         };
-        let fatal = matches!(&e, KafkaError::Transaction(t) if t.is_fatal());
-        if fatal {
+        if txn_fatal(&e) {
             self.fenced.store(true, Ordering::Relaxed);
             tracing::error!(error = %e, "The gateway's transactional producer failed fatally; restart the gateway.");
         } else if let Some(Err(abort)) = slot.as_ref().map(|p| p.abort_transaction(self.timeout)) {

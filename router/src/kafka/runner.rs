@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
-use tollgate_common::kafka::{wait_delivered, Undelivered};
+use tollgate_common::kafka::{txn_fatal, wait_delivered, Undelivered};
 use tollgate_schemas::intake::AuditBatch;
 use tollgate_schemas::{headers, RecordFormat, Route};
 
@@ -80,22 +80,12 @@ pub(super) fn resuming_for<T>(
     what: &str,
     telemetry: &Telemetry,
     shutdown: &CancellationToken,
-    mut call: impl FnMut() -> rdkafka::error::KafkaResult<T>,
+    call: impl FnMut() -> rdkafka::error::KafkaResult<T>,
 ) -> rdkafka::error::KafkaResult<T> {
-    let started = Instant::now();
-    loop {
-        match call() {
-            Err(KafkaError::Transaction(e))
-                if e.is_retriable()
-                    && !e.txn_requires_abort()
-                    && !shutdown.is_cancelled()
-                    && started.elapsed() < limit =>
-            {
-                telemetry.kafka_error(&format_args!("{what} timed out; making the call again to resume it: {e}"));
-            }
-            result => return result,
-        }
-    }
+    let again = |e: &KafkaError| {
+        telemetry.kafka_error(&format_args!("{what} timed out; making the call again to resume it: {e}"));
+    };
+    tollgate_common::kafka::resume_txn_call(limit, || shutdown.is_cancelled(), again, call)
 }
 
 /// Waits, before a transaction's commit, until every record `producer` holds is acknowledged.
@@ -128,12 +118,6 @@ pub enum LoopError {
     /// transaction.
     #[error("an aborted routing transaction could not be ended: {0}")]
     Unended(KafkaError),
-}
-
-/// Whether a transaction error leaves the producer unusable for good (fenced by another
-/// instance, say).
-pub(super) fn is_fatal(e: &KafkaError) -> bool {
-    matches!(e, KafkaError::Transaction(t) if t.is_fatal())
 }
 
 /// What the routing loops of one process share.
@@ -430,7 +414,7 @@ impl Loop<'_> {
                     self.telemetry.transaction(false, Some(&e));
                     match self.producer.abort_transaction(TXN_TIMEOUT) {
                         Ok(()) => {}
-                        Err(e) if shutdown.is_cancelled() || is_fatal(&e) => return Err(e.into()),
+                        Err(e) if shutdown.is_cancelled() || txn_fatal(&e) => return Err(e.into()),
                         // Asking again would wait on the same thing; a new producer ends it.
                         Err(e) => return Err(LoopError::Unended(e)),
                     }

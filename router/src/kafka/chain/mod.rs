@@ -31,7 +31,7 @@ pub use head::Head;
 use super::group::{Member, Membership};
 use super::handoff::{HandOff, Handed};
 use super::intake::announced_records;
-use super::runner::{is_fatal, resuming, rewind, TxnError, TXN_TIMEOUT};
+use super::runner::{resuming, rewind, TxnError, TXN_TIMEOUT};
 use super::{consumer_config, poll_weighed, producer_config, LoopError, IDLE_POLL};
 use crate::config::RouterConfig;
 use crate::telemetry::Telemetry;
@@ -45,6 +45,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tollgate_common::kafka::txn_fatal;
 
 /// The smallest batch (and transaction) of the chainer.
 const CHAIN_BATCH: usize = 20_000;
@@ -195,7 +196,7 @@ fn chain_until(
                 telemetry.audit_transaction_aborted(&e);
                 match producer.abort_transaction(TXN_TIMEOUT) {
                     Ok(()) => {}
-                    Err(e) if shutdown.is_cancelled() || is_fatal(&e) => return Err(e.into()),
+                    Err(e) if shutdown.is_cancelled() || txn_fatal(&e) => return Err(e.into()),
                     // An abort that timed out: the broker does not answer, or the transaction's
                     // records timed out and it waits for a producer epoch bump, which some
                     // brokers never give. A new producer of the same transactional id fences
