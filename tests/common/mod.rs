@@ -16,6 +16,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -440,9 +441,17 @@ impl Collector {
                     });
                 }
                 // Output topics appear when the router creates them; until then the subscription
-                // reports them unknown.
+                // reports them unknown. A broker that stopped answering (a test freezes it) is
+                // reported once its connections time out; the client reconnects by itself.
                 Some(Err(e))
-                    if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition) => {}
+                    if matches!(
+                        e.rdkafka_error_code(),
+                        Some(
+                            RDKafkaErrorCode::UnknownTopicOrPartition
+                                | RDKafkaErrorCode::AllBrokersDown
+                                | RDKafkaErrorCode::BrokerTransportFailure
+                        )
+                    ) => {}
                 Some(Err(e)) => panic!("collector: {e}"),
                 None => {}
             }

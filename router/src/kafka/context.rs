@@ -15,7 +15,7 @@ use rdkafka::producer::{ProducerContext, ThreadedProducer};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tollgate_common::kafka::log_to_tracing;
@@ -24,6 +24,43 @@ use tollgate_common::kafka::log_to_tracing;
 pub struct DeliveryContext {
     pub telemetry: Telemetry,
     pub inflight: Arc<InFlight>,
+    /// Set while an exactly-once loop aborts its transaction.
+    pub aborting: Aborting,
+}
+
+impl DeliveryContext {
+    pub fn new(telemetry: &Telemetry, inflight: &Arc<InFlight>) -> DeliveryContext {
+        DeliveryContext { telemetry: telemetry.clone(), inflight: Arc::clone(inflight), aborting: Aborting::default() }
+    }
+}
+
+/// Whether a transactional producer's transaction is being aborted. Records that fail then
+/// are the abort's doing (purged, or timed out while the abort waited for a broker that does
+/// not answer), and their batch is read again: they are not records the broker refused, and
+/// are not counted as such. The records that failed before the abort, and caused it, are.
+#[derive(Debug, Default)]
+pub struct Aborting(AtomicBool);
+
+impl Aborting {
+    /// From the abort's start. A producer whose abort fails is dropped with it still set: the
+    /// records it then gives up on belong to the transaction its successor ends.
+    pub fn start(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// At the next transaction's start.
+    pub fn end(&self) {
+        self.0.store(false, Ordering::Release);
+    }
+
+    /// Reports a record the producer gave up on.
+    pub fn delivery_failed(&self, telemetry: &Telemetry, topic: &str, error: &KafkaError) {
+        if self.0.load(Ordering::Acquire) {
+            telemetry.aborted_record(topic, error);
+        } else {
+            telemetry.delivery_failed(topic, error);
+        }
+    }
 }
 
 impl ClientContext for DeliveryContext {
@@ -41,7 +78,7 @@ impl ProducerContext for DeliveryContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, batch: Arc<Batch>) {
         if let Err((error, message)) = result {
-            self.telemetry.delivery_failed(message.topic(), error);
+            self.aborting.delivery_failed(&self.telemetry, message.topic(), error);
             batch.fail(format!("{}: {error}", message.topic()));
         }
         acknowledged(&self.telemetry, &self.inflight, &batch);
@@ -250,5 +287,32 @@ impl ConsumerContext for RouterConsumerContext {
             Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
             Err(e) => self.telemetry.offsets_committed(Err(&e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::names;
+
+    fn delivery_failures(t: &Telemetry) -> Option<String> {
+        let text = t.render();
+        let line = text.lines().find(|l| l.starts_with(names::DELIVERY_FAILURES))?;
+        line.split_whitespace().nth(1).map(str::to_owned)
+    }
+
+    /// Records that time out while their transaction is aborted (a broker that stopped
+    /// answering) are not counted as records the broker refused; once the next transaction
+    /// starts, a failed record is.
+    #[test]
+    fn records_failing_during_an_abort_are_not_delivery_failures() {
+        let (t, aborting) = (Telemetry::new(), Aborting::default());
+        let timed_out = KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut);
+        aborting.start();
+        aborting.delivery_failed(&t, "audit", &timed_out);
+        assert_eq!(delivery_failures(&t).as_deref(), Some("0"));
+        aborting.end();
+        aborting.delivery_failed(&t, "audit", &timed_out);
+        assert_eq!(delivery_failures(&t).as_deref(), Some("1"));
     }
 }

@@ -235,8 +235,8 @@ fn run_loop_once(
         tracking = tracking.transactional();
     }
     let inflight = Arc::new(tracking);
-    let producer: ThreadedProducer<DeliveryContext> = settings
-        .create_with_context(DeliveryContext { telemetry: telemetry.clone(), inflight: Arc::clone(&inflight) })?;
+    let producer: ThreadedProducer<DeliveryContext> =
+        settings.create_with_context(DeliveryContext::new(telemetry, &inflight))?;
     if transactional {
         // The broker may not answer yet (a loop started again after a broker outage).
         resuming("initialising a routing loop's transactions", telemetry, shutdown, || {
@@ -412,6 +412,7 @@ impl Loop<'_> {
                 Ok(()) => self.telemetry.transaction(true, None),
                 Err(TxnError::Abort(e)) => {
                     self.telemetry.transaction(false, Some(&e));
+                    self.producer.context().aborting.start();
                     match self.producer.abort_transaction(TXN_TIMEOUT) {
                         Ok(()) => {}
                         Err(e) if shutdown.is_cancelled() || txn_fatal(&e) => return Err(e.into()),
@@ -435,6 +436,7 @@ impl Loop<'_> {
         messages: &[BorrowedMessage<'_>],
         shutdown: &CancellationToken,
     ) -> Result<(), TxnError> {
+        self.producer.context().aborting.end();
         self.producer.begin_transaction().map_err(TxnError::from)?;
         let batch = self.inflight.open_batch();
         let now = SystemTime::now();

@@ -139,7 +139,7 @@ impl Telemetry {
                 .unwrap();
         let delivery_failures = IntCounter::new(
             names::DELIVERY_FAILURES,
-            "Records the producer could not deliver after its retries (the router stops without committing them).",
+            "Records the producer could not deliver after its retries (an at-least-once routing loop stops without committing them; an exactly-once one aborts the transaction and reads the batch again). Records of a transaction being aborted are not counted.",
         )
         .unwrap();
         let kafka_errors =
@@ -385,11 +385,17 @@ impl Telemetry {
     /// logged at debug level only, not once per record at error level.
     pub fn delivery_failed(&self, topic: &str, error: &KafkaError) {
         if is_purged(error) {
-            tracing::debug!(topic, %error, "A record was purged by an aborted transaction.");
+            self.aborted_record(topic, error);
             return;
         }
         self.delivery_failures.inc();
         tracing::error!(topic, %error, "The broker did not accept a record after retries.");
+    }
+
+    /// The producer gave up on a record of a transaction being aborted: the abort is counted
+    /// and logged once, and its batch read again.
+    pub fn aborted_record(&self, topic: &str, error: &KafkaError) {
+        tracing::debug!(topic, %error, "A record of an aborted transaction was not delivered.");
     }
 
     /// The Kafka client reported an error.

@@ -303,6 +303,7 @@ impl<'a> Chainer<'a> {
         shutdown: &CancellationToken,
     ) -> Result<Chained, TxnError> {
         producer.context().failures.store(0, Ordering::Release);
+        producer.context().aborting.end();
         producer.begin_transaction()?;
         let topics = &self.config.topics;
         // The offset to commit per intake partition chained.

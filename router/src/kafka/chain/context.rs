@@ -1,6 +1,7 @@
 //! The chainer's Kafka client contexts: its consumer's counts rebalances and tells the routing
 //! loops which intake partitions it holds; its producer's counts failed deliveries.
 
+use crate::kafka::context::Aborting;
 use crate::kafka::group::Membership;
 use crate::kafka::handoff::HandOff;
 use crate::telemetry::Telemetry;
@@ -70,6 +71,8 @@ impl ConsumerContext for ChainConsumerContext {
 pub(super) struct ChainProducerContext {
     pub(super) failures: AtomicUsize,
     pub(super) telemetry: Telemetry,
+    /// Set while the chainer aborts its transaction.
+    pub(super) aborting: Aborting,
 }
 
 impl ClientContext for ChainProducerContext {
@@ -87,7 +90,7 @@ impl ProducerContext for ChainProducerContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         if let Err((error, message)) = result {
-            self.telemetry.delivery_failed(message.topic(), error);
+            self.aborting.delivery_failed(&self.telemetry, message.topic(), error);
             self.failures.fetch_add(1, Ordering::AcqRel);
         }
     }

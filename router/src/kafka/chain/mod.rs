@@ -28,6 +28,7 @@ mod tests;
 
 pub use head::Head;
 
+use super::context::Aborting;
 use super::group::{Member, Membership};
 use super::handoff::{HandOff, Handed};
 use super::intake::announced_records;
@@ -111,6 +112,7 @@ fn chain_until(
             producer_settings.create_with_context(ChainProducerContext {
                 failures: AtomicUsize::new(0),
                 telemetry: telemetry.clone(),
+                aborting: Aborting::default(),
             })?;
         resuming("initialising the audit chainer's transactions", telemetry, shutdown, || {
             producer.init_transactions(TXN_TIMEOUT)
@@ -194,6 +196,7 @@ fn chain_until(
             }
             Err(TxnError::Abort(e)) => {
                 telemetry.audit_transaction_aborted(&e);
+                producer.context().aborting.start();
                 match producer.abort_transaction(TXN_TIMEOUT) {
                     Ok(()) => {}
                     Err(e) if shutdown.is_cancelled() || txn_fatal(&e) => return Err(e.into()),

@@ -83,8 +83,8 @@ pub fn run_join(
         InFlight::new(thread::current(), vec![topics.review_decisions.clone(), topics.pending_changelog.clone()])
             .with_intake(intake),
     );
-    let producer: ThreadedProducer<DeliveryContext> = settings
-        .create_with_context(DeliveryContext { telemetry: telemetry.clone(), inflight: Arc::clone(&inflight) })?;
+    let producer: ThreadedProducer<DeliveryContext> =
+        settings.create_with_context(DeliveryContext::new(telemetry, &inflight))?;
     let mut consumer_settings = consumer_config(config, Member::ReviewJoin);
     // Set after the user's overrides: co-partitioning needs the range assignor.
     consumer_settings
