@@ -20,7 +20,10 @@
 //!    without Tollgate's work, fed the same decisions at the same rate ([`join_records`]);
 //! 8. **pass-through latency**: with the router stopped, a bare copy reading the same input
 //!    topic from its end gets live input at the same rate, measured the same way ([`latency`]):
-//!    the latency the broker and the client give at that rate with no router in between.
+//!    the latency the broker and the client give at that rate with no router in between;
+//! 9. **same records' latency**: the router's records written with no Tollgate code between,
+//!    their audit records handed in process as the router's are, fed live at the same rate
+//!    through an input topic of their own and measured the same way.
 //!
 //! It prints a table (events/s, ratios to both baselines, CPU seconds per million events, RSS,
 //! latency percentiles, and per phase how busy the box was and how much of it went to other
@@ -314,7 +317,9 @@ pub async fn run(options: BenchOptions, dir: &Path, shutdown: CancellationToken)
         let offer = (&load, "same", rate, 0);
         let (live_config, stop, shape) = (c.clone(), shutdown.clone(), shape.clone());
         baseline_latency(&options, &live_config, offer, outputs, &shutdown, move |ready| {
-            let what = (&shape, records::AuditPath::Intake);
+            // Its audit records handed in process, as the router's are when its chainer holds
+            // their intake partitions (every one, in the router phase).
+            let what = (&shape, records::AuditPath::HandOff);
             records::run(&c, &same_live, what, latency_events, records::Start::Live(ready), &stop).map(|_| ())
         })
         .await?
