@@ -207,6 +207,11 @@ impl Telemetry {
             &["result"],
         )
         .unwrap();
+        // From zero, so that a rate over them (and the alert on stalled transactions) sees the
+        // first abort.
+        for result in ["committed", "aborted", "unended"] {
+            transactions.with_label_values(&[result]);
+        }
         for c in [
             Box::new(transactions.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(drift.clone()),
