@@ -4,7 +4,10 @@
 
 mod common;
 
-use common::{create_topics, free_port, http_get, metric_value, produce, Broker, Collector, Topics, EXAMPLE_DIR};
+use common::{
+    create_topics, free_port, http_get, metric_value, produce, sample_records, Broker, Collector, RouterProcess,
+    Topics, EXAMPLE_DIR,
+};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -305,4 +308,69 @@ fn avro_input_and_output_on_a_real_broker() {
     for c in out.on(&topics.audit) {
         AuditRecord::read(RecordFormat::Avro, c.value.as_deref().unwrap()).expect("audit records are Avro too");
     }
+}
+
+/// Events whose records would be larger than the router's producer takes (its
+/// `message.max.bytes`) are dead-lettered (`event_too_large`), not sent: a record the producer
+/// refuses would stop the router at that event at every start. The dead letter carries the
+/// payload when it fits, else says where the event is. Events after them are routed.
+#[test]
+fn events_too_large_to_write_are_dead_lettered_and_the_router_goes_on() {
+    let broker = Broker::get();
+    let topics = Topics::new("large");
+    create_topics(&broker.addr, &[&topics.input], 3);
+    let mut router = RouterProcess::spawn_with(&topics, &broker.addr, &[], &[("message.max.bytes", "200000")]);
+    let event = |id: &str, field: &str, text: String| {
+        let mut e = sample()[0].clone();
+        e["event_id"] = id.into();
+        e[field] = text.into();
+        (Some(b"acct".to_vec()), Some(e.to_string().into_bytes()))
+    };
+    let mut records = vec![
+        // Under the limit, and so are its records (a field the audit snapshot leaves out).
+        event("fits", "notes", "n".repeat(150_000)),
+        // Over the limit as it is: its dead letter leaves the payload out.
+        event("too-large", "notes", "n".repeat(190_000)),
+        // Under the limit, but its audit record's snapshot (which has this field) holds it as a
+        // string, each quote escaped again: 240 kB.
+        event("snapshot-too-large", "merchant_category", "\"".repeat(60_000)),
+    ];
+    records.extend(sample_records().into_iter().take(5));
+    produce(&broker.addr, &topics.input, &records);
+    let mut out = Collector::new(&broker.addr, &topics.outputs());
+    let routed_ids = |r: &[common::Collected]| -> HashSet<String> {
+        r.iter()
+            .filter(|c| topics.route_of(&c.topic).is_some())
+            .map(|c| c.json()["event_id"].as_str().unwrap().into())
+            .collect()
+    };
+    let sampled: Vec<String> = sample().iter().take(5).map(|e| e["event_id"].as_str().unwrap().to_owned()).collect();
+    out.until_showing(
+        "the events around the large ones routed, and two dead letters",
+        Duration::from_secs(90),
+        || router.log_text(),
+        |r| {
+            let ids = routed_ids(r);
+            ids.contains("fits")
+                && sampled.iter().all(|s| ids.contains(s))
+                && r.iter().filter(|c| c.topic == topics.dead_letter).count() >= 2
+        },
+    );
+    let letters = out.on(&topics.dead_letter);
+    assert_eq!(letters.len(), 2, "{}", router.log_text());
+    for letter in &letters {
+        assert_eq!(letter.header(headers::ERROR_REASON), "event_too_large");
+    }
+    let by_size = |n: usize| letters.iter().find(|l| l.value.as_ref().map_or(0, Vec::len) == n);
+    let snapshot_event = records[2].1.as_ref().unwrap();
+    assert!(by_size(snapshot_event.len()).is_some(), "the dead letter of an event that fits carries it");
+    let omitted = by_size(0).expect("the dead letter of an event over the limit carries no payload");
+    assert!(omitted.header(headers::ERROR_MESSAGE).contains("left out"), "{}", omitted.header(headers::ERROR_MESSAGE));
+    // Every event has its audit record, the large ones without their snapshot.
+    out.until("an audit record per event", Duration::from_secs(60), |r| {
+        r.iter().filter(|c| c.topic == topics.audit).count() >= records.len()
+    });
+    assert_eq!(router.metric(r#"tollgate_dead_letter_total{reason="event_too_large"}"#), Some(2.0));
+    assert!(router.child.try_wait().unwrap().is_none(), "the router exited:\n{}", router.log_text());
+    assert!(router.terminate(Duration::from_secs(30)).success(), "{}", router.log_text());
 }

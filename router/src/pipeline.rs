@@ -7,6 +7,8 @@
 use crate::config::{RouterConfig, ScorerKind};
 use crate::decode::{Decoded, Decoder, Reuse};
 use crate::fields::{EventFields, FieldId, FieldRegistry, FieldValue};
+use crate::kafka::intake::max_record_bytes;
+use crate::kafka::producer_config;
 use crate::policy::{Policy, PolicyError};
 use crate::recycle::recycle;
 use crate::reject::{RejectReason, Rejection};
@@ -196,6 +198,10 @@ pub struct Pipeline {
     post_verify: [bool; 4],
     /// Fraction of auto-committed events sampled for post-verify review.
     sample_rate: f64,
+    /// The largest record value the router's producer is given (see
+    /// [`crate::kafka::intake::max_record_bytes`]): an event whose records would be larger is
+    /// dead-lettered, since the producer would refuse them and stop the router at that event.
+    max_record_bytes: usize,
 }
 
 fn read(path: PathBuf) -> Result<String, PipelineError> {
@@ -287,7 +293,14 @@ impl Pipeline {
             sla,
             post_verify,
             sample_rate: config.review.audit_sample_rate,
+            max_record_bytes: max_record_bytes(&producer_config(config)),
         })
+    }
+
+    /// The largest record value the router writes; a dead letter carries its event's payload
+    /// only up to this size.
+    pub fn max_record_bytes(&self) -> usize {
+        self.max_record_bytes
     }
 
     /// The running policy's version.
@@ -320,6 +333,15 @@ impl Pipeline {
         out.reuse.want_verbatim(out.unsealed_for.as_ref().is_none_or(|u| !u.all));
         let decoded = match payload {
             None | Some([]) => Err(Rejection::new(RejectReason::EmptyPayload, "the record has no value")),
+            // Its routed record would be larger still, and so would its dead letter: that
+            // leaves the payload out (see the routing loop).
+            Some(p) if p.len() > self.max_record_bytes => {
+                let mut r = self.too_large(p.len(), "the event");
+                r.message.push_str(
+                    "; its payload is left out of this dead letter: read it at its source topic, partition and offset",
+                );
+                Err(r)
+            }
             Some(p) => self.decoder.decode(p, &mut out.reuse),
         };
         let decoded = match decoded {
@@ -354,9 +376,39 @@ impl Pipeline {
             _ => out.fallback_key.push_str(&out.event_id),
         }
         match self.encode_routed(decoded, &mut score, payload, source, now, out) {
+            // Its audit record leaves the snapshot out, which made it too large.
+            Err(r) if r.reason == RejectReason::EventTooLarge => self.reject(r, None, source, now, out),
             Ok(verdict) => verdict,
             Err(r) => self.reject(r, Some(decoded), source, now, out),
         }
+    }
+
+    fn too_large(&self, bytes: usize, what: &str) -> Rejection {
+        let limit = self.max_record_bytes;
+        Rejection::new(
+            RejectReason::EventTooLarge,
+            format!("{what} would be {bytes} bytes, over the {limit} the producer takes (message.max.bytes, less room for key and headers)"),
+        )
+    }
+
+    /// The largest record written for the event in `out`, as the broker gets it: an audit
+    /// record gathered in the intake's Avro form holds its snapshot unescaped, and the chainer
+    /// writes it as JSON when the output is JSON.
+    fn largest_record(&self, form: AuditForm, out: &Output) -> (usize, &'static str) {
+        let mut audit = out.audit.len();
+        // Escaping at most multiplies a snapshot by 6 (`\u0000`): only a large one is counted.
+        if self.output_format == RecordFormat::Json && form == AuditForm::Intake && audit * 7 > self.max_record_bytes {
+            audit += json_escape_growth(&out.snapshot) + AUDIT_JSON_NAMES;
+        }
+        [
+            (out.value.len(), "its routed record"),
+            (out.sample.len(), "its post-verify sample"),
+            (out.changelog.len(), "its changelog entry"),
+            (audit, "its audit record"),
+        ]
+        .into_iter()
+        .max_by_key(|(n, _)| *n)
+        .unwrap_or((0, ""))
     }
 
     fn event_id(&self, fields: &EventFields, into: &mut String) -> Result<(), Rejection> {
@@ -460,6 +512,10 @@ impl Pipeline {
         let explanation = self.write_audit(audit, &out.snapshot, form, keep.then_some(&mut floats), &mut buf);
         out.explanation = recycle(explanation);
         (out.audit, out.floats) = (buf, floats);
+        let (largest, what) = self.largest_record(form, out);
+        if largest > self.max_record_bytes {
+            return Err(self.too_large(largest, what));
+        }
         let pre_accept = if post_verify { self.topics[Route::AutoCommit as usize].as_deref() } else { None };
         let sample = if sampled { self.topics[Route::AsyncReview as usize].as_deref() } else { None };
         Ok(Verdict::Routed {
@@ -508,6 +564,21 @@ impl Pipeline {
         out.audit = buf;
         Verdict::Rejected(rejection)
     }
+}
+
+/// What an audit record's JSON form adds to its Avro form besides the snapshot's escapes: its
+/// field names and punctuation, with room to spare.
+const AUDIT_JSON_NAMES: usize = 1024;
+
+/// How many bytes escaping `text` as a JSON string adds.
+fn json_escape_growth(text: &[u8]) -> usize {
+    text.iter()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 1,
+            0..0x20 => 5,
+            _ => 0,
+        })
+        .sum()
 }
 
 /// The rule name of post-verify audit samples.

@@ -24,11 +24,14 @@ pub enum RejectReason {
     ScoreOutOfRange,
     /// The routed record could not be encoded (e.g. an Avro input that has no JSON form).
     EncodeFailed,
+    /// The event, or a record written for it, is larger than the router's producer takes
+    /// (its `message.max.bytes`, less room for keys and headers).
+    EventTooLarge,
 }
 
 impl RejectReason {
     /// Every reason, to pre-register metric label values.
-    pub const ALL: [RejectReason; 9] = [
+    pub const ALL: [RejectReason; 10] = [
         RejectReason::EmptyPayload,
         RejectReason::MalformedJson,
         RejectReason::AvroDecode,
@@ -38,6 +41,7 @@ impl RejectReason {
         RejectReason::NonFiniteScore,
         RejectReason::ScoreOutOfRange,
         RejectReason::EncodeFailed,
+        RejectReason::EventTooLarge,
     ];
 
     /// The reason's label value.
@@ -52,6 +56,7 @@ impl RejectReason {
             RejectReason::NonFiniteScore => "non_finite_score",
             RejectReason::ScoreOutOfRange => "score_out_of_range",
             RejectReason::EncodeFailed => "encode_failed",
+            RejectReason::EventTooLarge => "event_too_large",
         }
     }
 

@@ -53,6 +53,8 @@ fn invalid_configs_say_what_is_wrong() {
         ("[processing]\nrouting_threads = 0", "routing_threads must be between 1 and 64"),
         ("[processing]\nrouting_threads = 65", "routing_threads must be between 1 and 64"),
         ("[kafka.producer]\npartitioner = \"fnv1a\"", "partitioner \"fnv1a\" is not supported"),
+        ("[kafka.producer]\n\"message.max.bytes\" = \"1MB\"", "message.max.bytes `1MB` must be a number of bytes, at least 65536"),
+        ("[kafka.producer]\n\"message.max.bytes\" = \"1000\"", "at least 65536"),
         ("[processing]\nchainer_join_wait = \"5m\"", "chainer_join_wait must be under the routing consumer's max.poll.interval.ms (300000 ms)"),
         (
             "[processing]\nchainer_join_wait = \"20s\"\n[kafka.consumers.review_join]\n\"max.poll.interval.ms\" = \"15000\"",

@@ -3,6 +3,7 @@
 
 use super::{ConfigError, InputFormat, RouterConfig, ScorerKind, MAX_ROUTING_THREADS};
 use crate::kafka::group::Member;
+use crate::kafka::intake::RECORD_HEADROOM;
 use std::time::Duration;
 
 /// librdkafka's default `max.poll.interval.ms`.
@@ -21,6 +22,15 @@ impl RouterConfig {
         }
         if k.partitions < 1 || k.replication < 1 {
             return bad("kafka.partitions and kafka.replication must be at least 1".into());
+        }
+        // The router sizes its records and audit batches under the producer's limit.
+        if let Some(v) = k.producer.get("message.max.bytes") {
+            let least = 4 * RECORD_HEADROOM;
+            if v.trim().parse::<usize>().map_or(true, |n| n < least) {
+                return bad(format!(
+                    "kafka.producer message.max.bytes `{v}` must be a number of bytes, at least {least}"
+                ));
+            }
         }
         let t = &self.topics;
         for (name, value) in [

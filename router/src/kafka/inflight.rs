@@ -7,7 +7,7 @@
 //! output is unacknowledged. A failed delivery poisons its batch: nothing from it onwards is
 //! stored, and the loop stops.
 
-use super::intake::{IntakeBatches, KeyHash, MAX_BATCH_BYTES};
+use super::intake::{IntakeBatches, KeyHash};
 use crate::pipeline::AuditForm;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use std::collections::VecDeque;
@@ -141,7 +141,7 @@ fn gather<E>(
         AuditForm::Intake => (intake.get(p).as_bytes().len(), audit.len() + 1),
         AuditForm::Unsealed => (intake.unsealed(p).len_bytes(), event_id.len() + audit.len()),
     };
-    let full = gathered > 0 && gathered + adding > MAX_BATCH_BYTES;
+    let full = gathered > 0 && gathered + adding > intake.max_bytes();
     let sent = if full { send_gathered(intake, p, form, &entry.batch, &mut send) } else { Ok(()) };
     match form {
         AuditForm::Intake => intake.get_mut(p).push_datum(audit),
@@ -273,7 +273,7 @@ impl InFlight {
 
     /// Adds an audit record (an intake datum, or unsealed) to the open batch (opened if
     /// needed), in the intake batch of its event id's partition: it is sent when the batch is
-    /// sealed, or before, when that intake batch would pass [`MAX_BATCH_BYTES`].
+    /// sealed, or before, when that intake batch would pass its bound ([`IntakeBatches::max_bytes`]).
     pub fn gather_audit<E>(
         &self,
         event_id: &[u8],
@@ -395,6 +395,7 @@ fn send_gathered<E>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kafka::intake::MAX_BATCH_BYTES;
     use std::cell::RefCell;
 
     #[test]

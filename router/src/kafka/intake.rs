@@ -20,8 +20,23 @@ use tollgate_schemas::intake::AuditBatch;
 use tollgate_schemas::unsealed::UnsealedBatch;
 
 /// Bound on an intake batch record's size: under the broker's and the client's default
-/// message size limit (1 MB), with room for the record's framing.
+/// message size limit (1 MB), with room for the record's framing. A producer set to take less
+/// (`message.max.bytes`) bounds the batches lower (see [`IntakeBatches::placed_like`]).
 pub const MAX_BATCH_BYTES: usize = 512 * 1024;
+
+/// Room a record's key, headers and framing take beside its value, under the producer's
+/// `message.max.bytes`.
+pub const RECORD_HEADROOM: usize = 16 * 1024;
+
+/// librdkafka's default `message.max.bytes`.
+const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
+
+/// The largest record value a producer of `settings` is given: its `message.max.bytes` less
+/// [`RECORD_HEADROOM`].
+pub fn max_record_bytes(settings: &ClientConfig) -> usize {
+    let limit = settings.get("message.max.bytes").and_then(|v| v.trim().parse().ok());
+    limit.unwrap_or(DEFAULT_MESSAGE_MAX_BYTES).saturating_sub(RECORD_HEADROOM)
+}
 
 /// The key hash of a librdkafka `partitioner` setting, for keyed records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +101,8 @@ pub struct IntakeBatches {
     placement: Placement,
     batches: Vec<AuditBatch>,
     unsealed: Vec<UnsealedBatch>,
+    /// A batch is sent before it would pass this many bytes.
+    max_bytes: usize,
 }
 
 impl IntakeBatches {
@@ -96,7 +113,19 @@ impl IntakeBatches {
             placement: Placement { hash, partitions },
             batches: vec![AuditBatch::default(); partitions as usize],
             unsealed: vec![UnsealedBatch::default(); partitions as usize],
+            max_bytes: MAX_BATCH_BYTES,
         }
+    }
+
+    /// Batches bounded to `max_bytes` (at most [`MAX_BATCH_BYTES`]).
+    pub fn bounded(mut self, max_bytes: usize) -> IntakeBatches {
+        self.max_bytes = max_bytes.min(MAX_BATCH_BYTES);
+        self
+    }
+
+    /// The bound a batch is sent before passing.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
     }
 
     pub fn placement(&self) -> Placement {
@@ -184,7 +213,7 @@ impl IntakeBatches {
         let partitions = partition_count(consumer, topic, timeout)?;
         // librdkafka's default partitioner is `consistent_random` (CRC-32).
         let hash = producer.get("partitioner").and_then(KeyHash::of_partitioner).unwrap_or(KeyHash::Crc32);
-        Ok(IntakeBatches::new(hash, partitions))
+        Ok(IntakeBatches::new(hash, partitions).bounded(max_record_bytes(producer)))
     }
 }
 

@@ -521,7 +521,8 @@ impl Loop<'_> {
                 if let Some(key) = message.key() {
                     record = record.key(key);
                 }
-                if let Some(payload) = message.payload() {
+                // One the producer would refuse is left out (the rejection says so).
+                if let Some(payload) = message.payload().filter(|p| p.len() <= self.pipeline.max_record_bytes()) {
                     record = record.payload(payload);
                 }
                 send(self.producer, record)?;

@@ -522,3 +522,56 @@ fn unsealed_and_intake_records_seal_alike(p: &Pipeline) {
     }
     assert_eq!(forms.len(), 2, "both forms were written: {forms:?}");
 }
+
+/// The reference example with its producer limited to 200,000 bytes a record (183,616 for a
+/// record's value), and an event whose `merchant_category` (a snapshot field) is `merchant`.
+fn limited(output: RecordFormat, merchant: &str) -> (Pipeline, String) {
+    let mut config = example_config();
+    config.kafka.producer.insert("message.max.bytes".into(), "200000".into());
+    config.output.format = output;
+    let mut event: serde_json::Value = serde_json::from_str(&sample()[0]).unwrap();
+    event["merchant_category"] = merchant.into();
+    (Pipeline::from_config(&config).unwrap(), event.to_string())
+}
+
+/// An event over the producer's limit, or one whose records would be, is dead-lettered
+/// (`event_too_large`) with an audit record that leaves the snapshot out; one under it is
+/// routed. The audit record gathered in Avro holds its snapshot unescaped: its size as the
+/// chainer writes it in JSON counts the escapes.
+#[test]
+fn events_whose_records_the_producer_would_refuse_are_dead_lettered() {
+    let mut out = Output::default();
+    let audit_of = |out: &Output| AuditRecord::read(RecordFormat::Avro, &out.audit).unwrap().into_owned();
+
+    let (p, line) = limited(RecordFormat::Json, &"n".repeat(190_000));
+    let Verdict::Rejected(r) = p.process(Some(line.as_bytes()), source(), now(), &mut out) else { panic!() };
+    assert_eq!(r.reason, RejectReason::EventTooLarge);
+    assert!(r.message.contains("the event would be") && r.message.contains("left out"), "{}", r.message);
+    let audit = audit_of(&out);
+    assert_eq!((audit.action.as_ref(), audit.decision.as_ref()), ("dead_letter", "event_too_large"));
+    assert_eq!(audit.event_id, "payments/2/41", "not decoded: the record's position names it");
+
+    // 120 kB of `\"` in the event and in the routed record; twice that in the chained JSON.
+    let (p, line) = limited(RecordFormat::Json, &"\"".repeat(60_000));
+    let Verdict::Rejected(r) = p.process(Some(line.as_bytes()), source(), now(), &mut out) else { panic!() };
+    assert_eq!(r.reason, RejectReason::EventTooLarge);
+    assert!(r.message.contains("its audit record would be"), "{}", r.message);
+    let audit = audit_of(&out);
+    assert_eq!(audit.event_id, serde_json::from_str::<serde_json::Value>(&line).unwrap()["event_id"].as_str().unwrap());
+    assert!(out.audit.len() < 2_000, "the snapshot is left out: {} bytes", out.audit.len());
+
+    // Chained as Avro, the same snapshot is not escaped, and fits.
+    let (p, line) = limited(RecordFormat::Avro, &"\"".repeat(60_000));
+    assert!(matches!(p.process(Some(line.as_bytes()), source(), now(), &mut out), Verdict::Routed { .. }));
+    // Nothing to escape: it fits as JSON too.
+    let (p, line) = limited(RecordFormat::Json, &"n".repeat(120_000));
+    assert!(matches!(p.process(Some(line.as_bytes()), source(), now(), &mut out), Verdict::Routed { .. }));
+}
+
+#[test]
+fn json_escape_growth_counts_what_escaping_adds() {
+    for text in ["plain", "q\"uote", "back\\slash", "line\nbreak\t", "\u{1}\u{1f}", "Café"] {
+        let escaped = serde_json::to_string(text).unwrap();
+        assert_eq!(text.len() + json_escape_growth(text.as_bytes()) + 2, escaped.len(), "{text:?}");
+    }
+}
