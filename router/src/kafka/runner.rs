@@ -295,12 +295,23 @@ fn run_loop_once(
         state.run(&consumer, config, shutdown)
     };
     consumer.context().unassigned();
-    tracing::info!(
-        routing_thread = index,
-        handled = state.handled,
-        in_flight = inflight.events(),
-        "Stopping: draining in-flight records and committing."
-    );
+    let (handled, in_flight) = (state.handled, inflight.events());
+    if matches!(result, Err(LoopError::Unended(_))) && !shutdown.is_cancelled() {
+        // Its transaction's records are left to the producer that ends it: nothing to commit.
+        tracing::info!(
+            routing_thread = index,
+            handled,
+            in_flight,
+            "Leaving the group to start the routing loop again."
+        );
+    } else {
+        tracing::info!(
+            routing_thread = index,
+            handled,
+            in_flight,
+            "Stopping: draining in-flight records and committing."
+        );
+    }
     consumer.context().drain_and_commit(&consumer);
     consumer.unsubscribe();
     state.report_in_flight();
