@@ -335,13 +335,7 @@ impl Pipeline {
             None | Some([]) => Err(Rejection::new(RejectReason::EmptyPayload, "the record has no value")),
             // Its routed record would be larger still, and so would its dead letter: that
             // leaves the payload out (see the routing loop).
-            Some(p) if p.len() > self.max_record_bytes => {
-                let mut r = self.too_large(p.len(), "the event");
-                r.message.push_str(
-                    "; its payload is left out of this dead letter: read it at its source topic, partition and offset",
-                );
-                Err(r)
-            }
+            Some(p) if p.len() > self.max_record_bytes => Err(self.event_too_large(p.len())),
             Some(p) => self.decoder.decode(p, &mut out.reuse),
         };
         let decoded = match decoded {
@@ -391,24 +385,46 @@ impl Pipeline {
         )
     }
 
-    /// The largest record written for the event in `out`, as the broker gets it: an audit
-    /// record gathered in the intake's Avro form holds its snapshot unescaped, and the chainer
-    /// writes it as JSON when the output is JSON.
-    fn largest_record(&self, form: AuditForm, out: &Output) -> (usize, &'static str) {
+    #[cold]
+    #[inline(never)]
+    fn event_too_large(&self, bytes: usize) -> Rejection {
+        let mut r = self.too_large(bytes, "the event");
+        r.message.push_str(
+            "; its payload is left out of this dead letter: read it at its source topic, partition and offset",
+        );
+        r
+    }
+
+    /// Whether a record written for the event in `out` may be larger than the producer takes:
+    /// a bound checked per event, which [`Pipeline::oversized`] makes exact.
+    #[inline]
+    fn may_be_oversized(&self, form: AuditForm, out: &Output) -> bool {
+        let routed = out.value.len().max(out.sample.len()).max(out.changelog.len());
+        // An audit record gathered in the intake's Avro form holds its snapshot unescaped, and
+        // the chainer writes it as JSON when the output is JSON: escaping at most multiplies
+        // the snapshot by 6 (`\u0000`).
+        let escapes = self.output_format == RecordFormat::Json && form == AuditForm::Intake;
+        let audit = out.audit.len().saturating_mul(if escapes { 7 } else { 1 });
+        routed.max(audit) > self.max_record_bytes
+    }
+
+    /// The rejection of an event whose largest record, as the broker gets it, is over the
+    /// limit (`None` when none is).
+    #[cold]
+    #[inline(never)]
+    fn oversized(&self, form: AuditForm, out: &Output) -> Option<Rejection> {
         let mut audit = out.audit.len();
-        // Escaping at most multiplies a snapshot by 6 (`\u0000`): only a large one is counted.
-        if self.output_format == RecordFormat::Json && form == AuditForm::Intake && audit * 7 > self.max_record_bytes {
+        if self.output_format == RecordFormat::Json && form == AuditForm::Intake {
             audit += json_escape_growth(&out.snapshot) + AUDIT_JSON_NAMES;
         }
-        [
+        let records = [
             (out.value.len(), "its routed record"),
             (out.sample.len(), "its post-verify sample"),
             (out.changelog.len(), "its changelog entry"),
             (audit, "its audit record"),
-        ]
-        .into_iter()
-        .max_by_key(|(n, _)| *n)
-        .unwrap_or((0, ""))
+        ];
+        let (largest, what) = records.into_iter().max_by_key(|(n, _)| *n)?;
+        (largest > self.max_record_bytes).then(|| self.too_large(largest, what))
     }
 
     fn event_id(&self, fields: &EventFields, into: &mut String) -> Result<(), Rejection> {
@@ -512,9 +528,10 @@ impl Pipeline {
         let explanation = self.write_audit(audit, &out.snapshot, form, keep.then_some(&mut floats), &mut buf);
         out.explanation = recycle(explanation);
         (out.audit, out.floats) = (buf, floats);
-        let (largest, what) = self.largest_record(form, out);
-        if largest > self.max_record_bytes {
-            return Err(self.too_large(largest, what));
+        if self.may_be_oversized(form, out) {
+            if let Some(r) = self.oversized(form, out) {
+                return Err(r);
+            }
         }
         let pre_accept = if post_verify { self.topics[Route::AutoCommit as usize].as_deref() } else { None };
         let sample = if sampled { self.topics[Route::AsyncReview as usize].as_deref() } else { None };
