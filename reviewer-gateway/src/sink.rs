@@ -105,6 +105,10 @@ impl Sink {
     }
 }
 
+/// How long making a transactional producer waits for its initialisation, at least (and the
+/// default wait of every transaction call).
+const INIT_WAIT: Duration = Duration::from_secs(10);
+
 /// Kafka producers: a transactional one for actions, a plain one for read audits.
 pub struct KafkaSink {
     /// `None` after a transaction that could not be aborted: made again before the next one.
@@ -131,12 +135,11 @@ impl KafkaSink {
         transactional_id: &str,
         telemetry: &Telemetry,
     ) -> Result<KafkaSink, KafkaError> {
-        let timeout = Duration::from_secs(10);
-        KafkaSink::with_timeouts(config, transactional_id, telemetry, timeout, timeout)
+        KafkaSink::with_timeouts(config, transactional_id, telemetry, INIT_WAIT, INIT_WAIT)
     }
 
-    /// [`KafkaSink::connect`] with its transaction calls' `timeout` and their commit's
-    /// `resume_for`.
+    /// [`KafkaSink::connect`] with its transaction calls' `timeout` (a producer's
+    /// initialisation waits at least [`INIT_WAIT`]) and their commit's `resume_for`.
     pub(crate) fn with_timeouts(
         config: &GatewayConfig,
         transactional_id: &str,
@@ -168,7 +171,8 @@ impl KafkaSink {
     fn transactional_producer(&self) -> Result<ThreadedProducer<LoggingContext>, KafkaError> {
         let producer: ThreadedProducer<LoggingContext> =
             self.transactional_settings.create_with_context(self.telemetry.client_context("transactional producer"))?;
-        producer.init_transactions(self.timeout)?;
+        // Not a reviewer's wait: the coordinator is found and fences the earlier producer.
+        producer.init_transactions(self.timeout.max(INIT_WAIT))?;
         Ok(producer)
     }
 
