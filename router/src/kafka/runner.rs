@@ -297,7 +297,8 @@ fn run_loop_once(
     consumer.context().unassigned();
     let (handled, in_flight) = (state.handled, inflight.events());
     if matches!(result, Err(LoopError::Unended(_))) && !shutdown.is_cancelled() {
-        // Its transaction's records are left to the producer that ends it: nothing to commit.
+        // The drain below commits nothing: the transaction's records are left to the producer
+        // that ends it, and the batch is read again from the committed offsets.
         tracing::info!(
             routing_thread = index,
             handled,
