@@ -400,12 +400,16 @@ impl Pipeline {
     #[inline]
     fn may_be_oversized(&self, form: AuditForm, out: &Output) -> bool {
         let routed = out.value.len().max(out.sample.len()).max(out.changelog.len());
-        // An audit record gathered in the intake's Avro form holds its snapshot unescaped, and
-        // the chainer writes it as JSON when the output is JSON: escaping at most multiplies
-        // the snapshot by 6 (`\u0000`).
-        let escapes = self.output_format == RecordFormat::Json && form == AuditForm::Intake;
-        let audit = out.audit.len().saturating_mul(if escapes { 7 } else { 1 });
+        // Escaping at most multiplies the snapshot by 6 (`\u0000`).
+        let audit = out.audit.len().saturating_mul(if self.audit_escaped(form) { 7 } else { 1 });
         routed.max(audit) > self.max_record_bytes
+    }
+
+    /// Whether the audit record in `form` is written again with its snapshot escaped: one
+    /// gathered in the intake's Avro form holds the snapshot unescaped, and the chainer writes
+    /// it as JSON when the output is JSON.
+    fn audit_escaped(&self, form: AuditForm) -> bool {
+        self.output_format == RecordFormat::Json && form == AuditForm::Intake
     }
 
     /// The rejection of an event whose largest record, as the broker gets it, is over the
@@ -414,7 +418,7 @@ impl Pipeline {
     #[inline(never)]
     fn oversized(&self, form: AuditForm, out: &Output) -> Option<Rejection> {
         let mut audit = out.audit.len();
-        if self.output_format == RecordFormat::Json && form == AuditForm::Intake {
+        if self.audit_escaped(form) {
             audit += json_escape_growth(&out.snapshot) + AUDIT_JSON_NAMES;
         }
         let records = [

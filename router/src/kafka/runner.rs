@@ -295,24 +295,15 @@ fn run_loop_once(
         state.run(&consumer, config, shutdown)
     };
     consumer.context().unassigned();
-    let (handled, in_flight) = (state.handled, inflight.events());
-    if matches!(result, Err(LoopError::Unended(_))) && !shutdown.is_cancelled() {
-        // The drain below commits nothing: the transaction's records are left to the producer
-        // that ends it, and the batch is read again from the committed offsets.
-        tracing::info!(
-            routing_thread = index,
-            handled,
-            in_flight,
-            "Leaving the group to start the routing loop again."
-        );
+    // After an unended transaction the drain below commits nothing: the transaction's records
+    // are left to the producer that ends it, and the batch is read again from the committed
+    // offsets.
+    let leaving = if matches!(result, Err(LoopError::Unended(_))) && !shutdown.is_cancelled() {
+        "Leaving the group to start the routing loop again."
     } else {
-        tracing::info!(
-            routing_thread = index,
-            handled,
-            in_flight,
-            "Stopping: draining in-flight records and committing."
-        );
-    }
+        "Stopping: draining in-flight records and committing."
+    };
+    tracing::info!(routing_thread = index, handled = state.handled, in_flight = inflight.events(), "{leaving}");
     consumer.context().drain_and_commit(&consumer);
     consumer.unsubscribe();
     state.report_in_flight();
